@@ -1,0 +1,233 @@
+package sockdiag
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// recvBufSize holds one kernel batch with room to spare: inet_diag fills
+// about 32 KiB per receive whatever the buffer size.
+const recvBufSize = 64 << 10
+
+// recvTimeout bounds the wait for the kernel's next batch, so a wedged dump
+// is reported instead of hanging the caller.
+const recvTimeout = 5 * time.Second
+
+// Collector dumps TCP sockets from one network namespace. The receive
+// buffer and the de-duplication set are reused between dumps, so a Collector
+// is NOT safe for concurrent use: give each goroutine its own.
+type Collector struct {
+	sock  *nl.NetlinkSocket
+	netns string
+	seq   uint32
+	req   []byte
+	buf   []byte
+	seen  map[uint64]struct{}
+}
+
+// Open returns a Collector for the network namespace ns: "" for the caller's,
+// a name under /run/netns, or a path such as /proc/PID/ns/net.
+func Open(ns string) (*Collector, error) {
+	target := netns.None()
+	if ns != "" {
+		h, err := openNetns(ns)
+		if err != nil {
+			return nil, err
+		}
+		defer h.Close()
+		target = h
+	}
+	// Naming NETLINK_INET_DIAG matters: the socket is created inside target,
+	// and the kernel answers for the namespace the socket lives in.
+	s, err := nl.GetNetlinkSocketAt(target, netns.None(), unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("opening sock_diag socket: %w", err)
+	}
+	return &Collector{
+		sock:  s,
+		netns: ns,
+		buf:   make([]byte, recvBufSize),
+		seen:  make(map[uint64]struct{}),
+	}, nil
+}
+
+// NetnsError reports a namespace argument that names no network namespace.
+type NetnsError struct {
+	Arg string
+	Err error
+}
+
+func (e *NetnsError) Error() string {
+	return fmt.Sprintf("network namespace %q: %v", e.Arg, e.Err)
+}
+
+func (e *NetnsError) Unwrap() error { return e.Err }
+
+// ResolveNetns turns a -N argument into a path: a bare name lives under
+// /run/netns, anything with a slash is a path already.
+func ResolveNetns(arg string) string {
+	if strings.ContainsRune(arg, '/') {
+		return arg
+	}
+	return "/run/netns/" + arg
+}
+
+func openNetns(arg string) (netns.NsHandle, error) {
+	path := ResolveNetns(arg)
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return h, &NetnsError{Arg: arg, Err: errors.New("no such namespace")}
+		}
+		return h, &NetnsError{Arg: arg, Err: err}
+	}
+	// A file that is not a network namespace opens fine; ask the kernel.
+	if t, err := unix.IoctlRetInt(int(h), unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
+		h.Close()
+		return netns.None(), &NetnsError{Arg: arg, Err: errors.New("not a network namespace")}
+	}
+	return h, nil
+}
+
+// Netns returns the namespace argument the Collector was opened with.
+func (c *Collector) Netns() string { return c.netns }
+
+// Close releases the netlink socket.
+func (c *Collector) Close() error {
+	c.sock.Close()
+	return nil
+}
+
+// OpError is a failed dump, with the family it was for and the errno kept
+// for errors.Is.
+type OpError struct {
+	Op     string
+	Family sock.Family
+	Err    error
+}
+
+func (e *OpError) Error() string {
+	return fmt.Sprintf("%s %s sockets: %v", e.Op, e.Family, e.Err)
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
+
+func errnoErr(e int32) error { return unix.Errno(e) }
+
+// Dump asks the kernel for the sockets r selects and appends them to
+// snap.Sockets (and their tcp_info to snap.Infos when r asks for ExtInfo).
+// Sockets seen twice in one dump are dropped by cookie.
+func (c *Collector) Dump(r *Request, snap *sock.Snapshot) error {
+	clear(c.seen)
+	fams := r.Families
+	if fams == nil {
+		fams = []sock.Family{sock.IPv4, sock.IPv6}
+	}
+	for _, f := range fams {
+		if err := c.dumpFamily(f, r, snap); err != nil {
+			return &OpError{Op: "dumping", Family: f, Err: err}
+		}
+	}
+	return nil
+}
+
+func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot) error {
+	c.seq++
+	var err error
+	c.req, err = appendRequest(c.req[:0], c.seq, fam, r)
+	if err != nil {
+		return err
+	}
+	fd := c.sock.GetFd()
+	if err := sendto(fd, c.req); err != nil {
+		return fmt.Errorf("sending request: %w", err)
+	}
+	emit := func(s *sock.Socket, info []byte) {
+		if _, dup := c.seen[s.Cookie]; dup {
+			return
+		}
+		c.seen[s.Cookie] = struct{}{}
+		snap.Dumped++
+		if info != nil {
+			s.Info = int32(len(snap.Infos))
+			snap.Infos = append(snap.Infos, sock.TCPInfo{})
+			parseTCPInfo(info, &snap.Infos[s.Info])
+		}
+		snap.Sockets = append(snap.Sockets, *s)
+	}
+	for {
+		n, err := c.recv(fd)
+		if err != nil {
+			return err
+		}
+		res, err := parseBatch(c.buf[:n], c.seq, emit)
+		if err != nil {
+			if res != batchDone {
+				c.drain(fd)
+			}
+			return err
+		}
+		if res == batchDone {
+			return nil
+		}
+	}
+}
+
+func sendto(fd int, b []byte) error {
+	for {
+		err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// recv reads one batch, waiting at most recvTimeout. The socket is
+// non-blocking (the nl package opens it so), hence the poll.
+func (c *Collector) recv(fd int) (int, error) {
+	deadline := time.Now().Add(recvTimeout)
+	for {
+		n, _, err := unix.Recvfrom(fd, c.buf, unix.MSG_DONTWAIT)
+		switch {
+		case err == nil:
+			if n == 0 {
+				return 0, fmt.Errorf("receiving: %w", unix.ENODATA)
+			}
+			return n, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			left := time.Until(deadline)
+			if left <= 0 {
+				return 0, fmt.Errorf("receiving: no answer from the kernel in %v: %w", recvTimeout, unix.ETIMEDOUT)
+			}
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
+				return 0, fmt.Errorf("waiting for the kernel: %w", err)
+			}
+		default:
+			// ENOBUFS: the kernel dropped part of the dump. The caller
+			// reports it; the next dump starts afresh.
+			return 0, fmt.Errorf("receiving: %w", err)
+		}
+	}
+}
+
+// drain discards what is left of a dump that failed half-way, so the next
+// dump does not read its tail. Replies carry the old sequence number and
+// would be skipped anyway; draining just frees the kernel sooner.
+func (c *Collector) drain(fd int) {
+	for {
+		if _, _, err := unix.Recvfrom(fd, c.buf, unix.MSG_DONTWAIT); err != nil && err != unix.EINTR {
+			return
+		}
+	}
+}
