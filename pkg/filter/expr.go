@@ -1,0 +1,241 @@
+package filter
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/sockscope/sockscope/pkg/sock"
+)
+
+// Expr is a node of a parsed filter. Expressions are immutable.
+type Expr interface {
+	// Match reports whether s satisfies the expression.
+	Match(s *sock.Socket) bool
+	// String renders the expression in the filter language.
+	String() string
+}
+
+// Const is a filter that matches everything (true) or nothing (false).
+type Const bool
+
+// StateIn matches sockets whose state is in Mask.
+type StateIn struct{ Mask sock.StateMask }
+
+// FamilyIs matches sockets of one address family (the -4 and -6 flags).
+type FamilyIs struct{ Family sock.Family }
+
+// CmpOp is a port comparison.
+type CmpOp uint8
+
+// The comparisons the kernel has (eq, le, ge) and their negations.
+const (
+	OpEq CmpOp = iota
+	OpNe
+	OpLt
+	OpLe
+	OpGt
+	OpGe
+)
+
+var opNames = [...]string{OpEq: "=", OpNe: "!=", OpLt: "<", OpLe: "<=", OpGt: ">", OpGe: ">="}
+
+// PortCmp compares the source (local) or destination (peer) port.
+type PortCmp struct {
+	Dst  bool
+	Op   CmpOp
+	Port uint16
+}
+
+// HostCond matches the local (src) or peer (dst) address against a prefix
+// and optionally a port, with the kernel's semantics: an IPv4 prefix also
+// matches an IPv4-mapped address on an IPv6 socket.
+type HostCond struct {
+	Dst    bool
+	Prefix netip.Prefix // invalid: any address
+	Port   int          // -1: any port
+}
+
+// And, Or and Not combine expressions.
+type (
+	And struct{ L, R Expr }
+	Or  struct{ L, R Expr }
+	Not struct{ X Expr }
+)
+
+func (c Const) Match(*sock.Socket) bool      { return bool(c) }
+func (c StateIn) Match(s *sock.Socket) bool  { return c.Mask.Has(s.State) }
+func (c FamilyIs) Match(s *sock.Socket) bool { return s.Family == c.Family }
+func (e And) Match(s *sock.Socket) bool      { return e.L.Match(s) && e.R.Match(s) }
+func (e Or) Match(s *sock.Socket) bool       { return e.L.Match(s) || e.R.Match(s) }
+func (e Not) Match(s *sock.Socket) bool      { return !e.X.Match(s) }
+
+func (c PortCmp) Match(s *sock.Socket) bool {
+	p := s.Local.Port()
+	if c.Dst {
+		p = s.Peer.Port()
+	}
+	switch c.Op {
+	case OpEq:
+		return p == c.Port
+	case OpNe:
+		return p != c.Port
+	case OpLt:
+		return p < c.Port
+	case OpLe:
+		return p <= c.Port
+	case OpGt:
+		return p > c.Port
+	default:
+		return p >= c.Port
+	}
+}
+
+func (c HostCond) Match(s *sock.Socket) bool {
+	ap := s.Local
+	if c.Dst {
+		ap = s.Peer
+	}
+	if c.Port >= 0 && int(ap.Port()) != c.Port {
+		return false
+	}
+	if !c.Prefix.IsValid() {
+		return true
+	}
+	a := ap.Addr()
+	if c.Prefix.Addr().Is4() && s.Family == sock.IPv6 {
+		// inet_diag_bc_run: an IPv4 condition matches a v4-mapped address.
+		if !a.Is4In6() {
+			return false
+		}
+		a = a.Unmap()
+	} else if c.Prefix.Addr().Is4() != (s.Family == sock.IPv4) {
+		return false
+	}
+	return c.Prefix.Contains(a)
+}
+
+func (c Const) String() string {
+	if c {
+		return "all"
+	}
+	return "none"
+}
+
+func (c StateIn) String() string {
+	if c.Mask&sock.AllStates == sock.AllStates&^sock.MaskOf(sock.NewSynRecv) || c.Mask == sock.AllStates {
+		return "state all"
+	}
+	var parts []string
+	for _, st := range sock.States {
+		if c.Mask.Has(st) {
+			parts = append(parts, "state "+st.SSName())
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+func (c FamilyIs) String() string { return "family " + c.Family.String() }
+
+func (c PortCmp) String() string {
+	return fmt.Sprintf("%s %s :%d", side(c.Dst, "sport", "dport"), opNames[c.Op], c.Port)
+}
+
+func (c HostCond) String() string {
+	h := "*"
+	if c.Prefix.IsValid() {
+		h = c.Prefix.String()
+		if c.Prefix.IsSingleIP() {
+			h = c.Prefix.Addr().String()
+		}
+		if c.Prefix.Addr().Is6() && c.Port >= 0 {
+			h = "[" + h + "]"
+		}
+	}
+	if c.Port >= 0 {
+		h += fmt.Sprintf(":%d", c.Port)
+	}
+	return side(c.Dst, "src", "dst") + " " + h
+}
+
+func (e And) String() string { return wrap(e.L, false) + " and " + wrap(e.R, false) }
+func (e Or) String() string  { return wrap(e.L, true) + " or " + wrap(e.R, true) }
+func (e Not) String() string { return "not " + wrap(e.X, false) }
+
+// wrap parenthesises compound operands so the rendering parses back to the
+// same tree.
+func wrap(e Expr, inOr bool) string {
+	switch e.(type) {
+	case Or:
+		if inOr {
+			return e.String()
+		}
+		return "(" + e.String() + ")"
+	case And:
+		if inOr {
+			return e.String()
+		}
+		return "(" + e.String() + ")"
+	case StateIn:
+		return "(" + e.String() + ")"
+	}
+	return e.String()
+}
+
+func side(dst bool, src, d string) string {
+	if dst {
+		return d
+	}
+	return src
+}
+
+// all of these are expressions
+var (
+	_ Expr = Const(true)
+	_ Expr = StateIn{}
+	_ Expr = FamilyIs{}
+	_ Expr = PortCmp{}
+	_ Expr = HostCond{}
+	_ Expr = And{}
+	_ Expr = Or{}
+	_ Expr = Not{}
+)
+
+// AndOf joins expressions with "and", skipping nil ones; nil when all are.
+func AndOf(es ...Expr) Expr {
+	var out Expr
+	for _, e := range es {
+		switch {
+		case e == nil:
+		case out == nil:
+			out = e
+		default:
+			out = And{out, e}
+		}
+	}
+	return out
+}
+
+// OrOf joins expressions with "or", skipping nil ones; nil when all are.
+func OrOf(es ...Expr) Expr {
+	var out Expr
+	for _, e := range es {
+		switch {
+		case e == nil:
+		case out == nil:
+			out = e
+		default:
+			out = Or{out, e}
+		}
+	}
+	return out
+}
+
+// EitherPort matches sockets whose local or peer port is p: the bare ":p"
+// form and --port.
+func EitherPort(p uint16) Expr {
+	return Or{PortCmp{Op: OpEq, Port: p}, PortCmp{Dst: true, Op: OpEq, Port: p}}
+}
