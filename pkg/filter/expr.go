@@ -161,29 +161,58 @@ func (c HostCond) String() string {
 	return side(c.Dst, "src", "dst") + " " + h
 }
 
-func (e And) String() string { return wrap(e.L, false) + " and " + wrap(e.R, false) }
-func (e Or) String() string  { return wrap(e.L, true) + " or " + wrap(e.R, true) }
-func (e Not) String() string { return "not " + wrap(e.X, false) }
+func (e And) String() string { return render(e) }
+func (e Or) String() string  { return render(e) }
+func (e Not) String() string { return render(e) }
 
-// wrap parenthesises compound operands so the rendering parses back to the
-// same tree.
-func wrap(e Expr, inOr bool) string {
-	switch e.(type) {
-	case Or:
-		if inOr {
-			return e.String()
-		}
-		return "(" + e.String() + ")"
-	case And:
-		if inOr {
-			return e.String()
-		}
-		return "(" + e.String() + ")"
-	case StateIn:
-		return "(" + e.String() + ")"
-	}
-	return e.String()
+// render writes a compound expression into one buffer: filters of
+// thousands of terms render in linear time.
+func render(e Expr) string {
+	var b strings.Builder
+	write(&b, e, false)
+	return b.String()
 }
+
+// write renders e, parenthesising compound operands so the rendering
+// parses back to the same tree.
+func write(b *strings.Builder, e Expr, operand bool) {
+	switch x := e.(type) {
+	case And:
+		if operand {
+			b.WriteByte('(')
+		}
+		write(b, x.L, !isAnd(x.L))
+		b.WriteString(" and ")
+		write(b, x.R, true)
+		if operand {
+			b.WriteByte(')')
+		}
+	case Or:
+		if operand {
+			b.WriteByte('(')
+		}
+		write(b, x.L, !isOr(x.L))
+		b.WriteString(" or ")
+		write(b, x.R, !isOr(x.R))
+		if operand {
+			b.WriteByte(')')
+		}
+	case Not:
+		b.WriteString("not ")
+		write(b, x.X, true)
+	case StateIn:
+		if operand {
+			b.WriteString("(" + x.String() + ")")
+		} else {
+			b.WriteString(x.String())
+		}
+	default:
+		b.WriteString(e.String())
+	}
+}
+
+func isAnd(e Expr) bool { _, ok := e.(And); return ok }
+func isOr(e Expr) bool  { _, ok := e.(Or); return ok }
 
 func side(dst bool, src, d string) string {
 	if dst {

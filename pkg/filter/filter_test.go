@@ -288,7 +288,7 @@ func TestCompileEmpty(t *testing.T) {
 
 func TestHugeFilterFallsBackToUserSpace(t *testing.T) {
 	var parts []string
-	for i := range 5000 {
+	for i := range 6000 {
 		parts = append(parts, fmt.Sprintf("sport = :%d or", i+1))
 	}
 	parts = append(parts, "sport = :9000")
