@@ -1,0 +1,84 @@
+// Package source turns a filter and a namespace into snapshots: it asks the
+// kernel for what the compiled filter lets it ask for, then applies the
+// part the kernel could not do. Every front end reads the socket table
+// through a Source, so they all see the same sockets for the same filter.
+package source
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/sockdiag"
+)
+
+// Source yields a new snapshot on each call. Implementations need not be
+// safe for concurrent use.
+type Source interface {
+	Snapshot() (*sock.Snapshot, error)
+}
+
+// Options configures a Kernel source.
+type Options struct {
+	Netns string // "" for the caller's namespace
+	Info  bool   // ask for tcp_info (costly: only when it is shown)
+}
+
+// Kernel reads snapshots from sock_diag. It is NOT safe for concurrent use.
+type Kernel struct {
+	c    *sockdiag.Collector
+	prog *filter.Program
+	req  sockdiag.Request
+	opt  Options
+	now  func() time.Time
+}
+
+var _ Source = (*Kernel)(nil)
+
+// Open returns a Kernel source for prog in the namespace opt.Netns.
+func Open(prog *filter.Program, opt Options) (*Kernel, error) {
+	c, err := sockdiag.Open(opt.Netns)
+	if err != nil {
+		return nil, err
+	}
+	k := &Kernel{c: c, opt: opt, now: time.Now}
+	k.SetProgram(prog)
+	return k, nil
+}
+
+// SetProgram changes the filter for the next snapshots.
+func (k *Kernel) SetProgram(prog *filter.Program) {
+	k.prog = prog
+	k.req = sockdiag.Request{Families: prog.Families, States: prog.States, Bytecode: prog.Bytecode}
+	if k.opt.Info {
+		k.req.Ext = sockdiag.ExtInfo
+	}
+}
+
+// Program returns the filter in force.
+func (k *Kernel) Program() *filter.Program { return k.prog }
+
+// Close releases the kernel socket.
+func (k *Kernel) Close() error { return k.c.Close() }
+
+// Snapshot dumps the sockets the filter selects.
+func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
+	snap := &sock.Snapshot{Time: k.now(), Netns: k.opt.Netns}
+	if len(k.prog.Families) == 0 || k.prog.States == 0 {
+		return snap, nil // the filter can match nothing: no need to ask
+	}
+	if err := k.c.Dump(&k.req, snap); err != nil {
+		return nil, fmt.Errorf("reading the socket table: %w", err)
+	}
+	if k.prog.Residual {
+		keep := snap.Sockets[:0]
+		for i := range snap.Sockets {
+			if k.prog.Match(&snap.Sockets[i]) {
+				keep = append(keep, snap.Sockets[i])
+			}
+		}
+		snap.Sockets = keep
+	}
+	return snap, nil
+}
