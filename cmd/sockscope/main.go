@@ -1,0 +1,69 @@
+// Command sockscope shows the kernel's TCP socket table: every connection's
+// state, its age, and why a port is or is not free.
+//
+//	sockscope list [flags] [FILTER]   one-shot table or JSON
+//
+// Bad input prints one line naming the bad token and exits with status 2;
+// other failures exit with status 1.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sockscope/sockscope/pkg/sockdiag"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageError is bad input: the message names the bad token.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+const usage = `usage: sockscope COMMAND [flags] [FILTER]
+
+Commands:
+  list     print the TCP sockets that match FILTER, once
+
+Run 'sockscope COMMAND --help' for a command's flags and the filter language.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "list":
+		err = runList(args[1:], stdout)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		err = usagef("unknown command %q (try 'sockscope list')", args[0])
+	}
+	return exitCode(err, stderr)
+}
+
+// exitCode prints err as one line and maps it to the exit status: 2 for
+// bad input (flags, filters, namespaces), 1 for anything else.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, errHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "sockscope: %v\n", err)
+	var ue *usageError
+	var ne *sockdiag.NetnsError
+	if errors.As(err, &ue) || errors.As(err, &ne) {
+		return 2
+	}
+	return 1
+}

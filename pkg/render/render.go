@@ -1,0 +1,247 @@
+// Package render writes tracked sockets as a table for people or as JSON
+// lines for programs. Both append into one buffer per call, so a table of
+// 100k sockets costs a few allocations, not a few per socket.
+package render
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
+)
+
+// TableOptions selects what a table shows.
+type TableOptions struct {
+	Header    bool // column titles and the summary line
+	Processes bool // the Process column
+	Color     bool // ANSI colours for LISTEN, TIME_WAIT and CLOSE_WAIT
+}
+
+// ANSI colours of the three states people come to look at. The dashboard
+// uses the same hues.
+const (
+	colorListen    = "\x1b[32m" // green
+	colorTimeWait  = "\x1b[33m" // yellow
+	colorCloseWait = "\x1b[31m" // red
+	colorReset     = "\x1b[0m"
+)
+
+// StateColor returns the ANSI colour of a highlighted state, "" for others.
+func StateColor(s sock.State) string {
+	switch s {
+	case sock.Listen:
+		return colorListen
+	case sock.TimeWait:
+		return colorTimeWait
+	case sock.CloseWait:
+		return colorCloseWait
+	}
+	return ""
+}
+
+var titles = []string{"State", "Recv-Q", "Send-Q", "Local", "Peer", "Age", "Timer", "Process"}
+
+// rightAligned columns hold numbers.
+var rightAligned = []bool{false, true, true, false, false, true, false, false}
+
+// Table writes the entries as aligned columns, then a summary line.
+func Table(w io.Writer, v *track.View, opt TableOptions) error {
+	ncol := len(titles)
+	if !opt.Processes {
+		ncol--
+	}
+	// Render every cell once into one buffer, remembering where each ends,
+	// then pad while copying: two passes, one allocation per growth.
+	cells := make([]byte, 0, 96*len(v.Entries))
+	ends := make([]int, 0, ncol*(len(v.Entries)+1))
+	widths := make([]int, ncol)
+	add := func(col int) {
+		start := 0
+		if len(ends) > 0 {
+			start = ends[len(ends)-1]
+		}
+		if n := utf8.RuneCount(cells[start:]); n > widths[col] {
+			widths[col] = n
+		}
+		ends = append(ends, len(cells))
+	}
+	if opt.Header {
+		for c := range ncol {
+			cells = append(cells, titles[c]...)
+			add(c)
+		}
+	}
+	for i := range v.Entries {
+		e := &v.Entries[i]
+		cells = append(cells, e.State.String()...)
+		add(0)
+		cells = strconv.AppendUint(cells, uint64(e.RecvQ), 10)
+		add(1)
+		cells = strconv.AppendUint(cells, uint64(e.SendQ), 10)
+		add(2)
+		cells = e.Local.AppendTo(cells)
+		add(3)
+		cells = e.Peer.AppendTo(cells)
+		add(4)
+		cells = AppendAge(cells, e)
+		add(5)
+		cells = appendTimer(cells, &e.Socket)
+		add(6)
+		if opt.Processes {
+			cells = AppendProcess(cells, e)
+			add(7)
+		}
+	}
+
+	out := make([]byte, 0, len(cells)+len(ends)*4+256)
+	start := 0
+	rows := len(ends) / ncol
+	for r := range rows {
+		colored := ""
+		if opt.Color && !(opt.Header && r == 0) {
+			colored = StateColor(v.Entries[r-boolInt(opt.Header)].State)
+		}
+		for c := range ncol {
+			end := ends[r*ncol+c]
+			cell := cells[start:end]
+			start = end
+			pad := widths[c] - utf8.RuneCount(cell)
+			last := c == ncol-1
+			if rightAligned[c] {
+				out = appendSpaces(out, pad)
+			}
+			if c == 0 && colored != "" {
+				out = append(out, colored...)
+				out = append(out, cell...)
+				out = append(out, colorReset...)
+			} else {
+				out = append(out, cell...)
+			}
+			if !rightAligned[c] && !last {
+				out = appendSpaces(out, pad)
+			}
+			if !last {
+				out = append(out, "  "...)
+			}
+		}
+		out = append(out, '\n')
+	}
+	if opt.Header {
+		out = AppendSummary(out, v.Entries, opt.Color)
+		out = append(out, '\n')
+	}
+	_, err := w.Write(out)
+	return err
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func appendSpaces(b []byte, n int) []byte {
+	for ; n > 0; n-- {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// AppendSummary appends the count of every state present, LISTEN,
+// TIME_WAIT and CLOSE_WAIT always and first.
+func AppendSummary(b []byte, entries []track.Entry, color bool) []byte {
+	var counts [16]int
+	for i := range entries {
+		counts[entries[i].State&15]++
+	}
+	b = append(b, "Total: "...)
+	b = strconv.AppendInt(b, int64(len(entries)), 10)
+	first := []sock.State{sock.Listen, sock.TimeWait, sock.CloseWait}
+	for _, st := range first {
+		b = append(b, "  "...)
+		if color {
+			b = append(b, StateColor(st)...)
+		}
+		b = append(b, st.String()...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(counts[st]), 10)
+		if color {
+			b = append(b, colorReset...)
+		}
+	}
+	for _, st := range sock.States {
+		if st == sock.Listen || st == sock.TimeWait || st == sock.CloseWait || counts[st] == 0 {
+			continue
+		}
+		b = append(b, "  "...)
+		b = append(b, st.String()...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(counts[st]), 10)
+	}
+	return b
+}
+
+// AppendAge appends an entry's age as people read it: "19.0s (41.0s left)"
+// for TIME_WAIT, ">=5s" for a socket older than the monitor, "-" when
+// nothing is known yet.
+func AppendAge(b []byte, e *track.Entry) []byte {
+	switch e.AgeSource {
+	case track.AgeTimer:
+		b = AppendDuration(b, e.Age)
+		b = append(b, " ("...)
+		b = AppendDuration(b, e.Left)
+		return append(b, " left)"...)
+	case track.AgeAtLeast:
+		if e.Age < time.Second {
+			return append(b, '-')
+		}
+		b = append(b, ">="...)
+	}
+	return AppendDuration(b, e.Age)
+}
+
+// AppendDuration appends d in the shortest readable form: "850ms", "12.3s",
+// "4m05s", "2h03m", "3d04h".
+func AppendDuration(b []byte, d time.Duration) []byte {
+	switch {
+	case d < 0:
+		d = 0
+		fallthrough
+	case d < time.Second:
+		b = strconv.AppendInt(b, d.Milliseconds(), 10)
+		return append(b, "ms"...)
+	case d < time.Minute:
+		b = strconv.AppendFloat(b, float64(d.Milliseconds())/1000, 'f', 1, 64)
+		return append(b, 's')
+	case d < time.Hour:
+		return fmt.Appendf(b, "%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	case d < 24*time.Hour:
+		return fmt.Appendf(b, "%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+	return fmt.Appendf(b, "%dd%02dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+}
+
+func appendTimer(b []byte, s *sock.Socket) []byte {
+	if s.Timer == sock.TimerNone {
+		return append(b, '-')
+	}
+	b = append(b, s.Timer.String()...)
+	b = append(b, ' ')
+	return AppendDuration(b, time.Duration(s.Expires)*time.Millisecond)
+}
+
+// AppendProcess appends "pid/command" as netstat -p shows it, "-" when
+// unknown.
+func AppendProcess(b []byte, e *track.Entry) []byte {
+	if !e.HasProcess() {
+		return append(b, '-')
+	}
+	b = strconv.AppendInt(b, int64(e.Process.PID), 10)
+	b = append(b, '/')
+	return append(b, e.Process.Command...)
+}
