@@ -150,19 +150,7 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 	if err := sendto(fd, c.req); err != nil {
 		return fmt.Errorf("sending request: %w", err)
 	}
-	emit := func(s *sock.Socket, info []byte) {
-		if _, dup := c.seen[s.Cookie]; dup {
-			return
-		}
-		c.seen[s.Cookie] = struct{}{}
-		snap.Dumped++
-		if info != nil {
-			s.Info = int32(len(snap.Infos))
-			snap.Infos = append(snap.Infos, sock.TCPInfo{})
-			parseTCPInfo(info, &snap.Infos[s.Info])
-		}
-		snap.Sockets = append(snap.Sockets, *s)
-	}
+	emit := func(s *sock.Socket, info []byte) { c.add(snap, s, info) }
 	for {
 		n, err := c.recv(fd)
 		if err != nil {
@@ -179,6 +167,23 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 			return nil
 		}
 	}
+}
+
+// add appends one parsed socket to snap unless this dump already holds its
+// cookie: the kernel's resumable cursor can yield a socket twice while the
+// table changes under it.
+func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) {
+	if _, dup := c.seen[s.Cookie]; dup {
+		return
+	}
+	c.seen[s.Cookie] = struct{}{}
+	snap.Dumped++
+	if info != nil {
+		s.Info = int32(len(snap.Infos))
+		snap.Infos = append(snap.Infos, sock.TCPInfo{})
+		parseTCPInfo(info, &snap.Infos[s.Info])
+	}
+	snap.Sockets = append(snap.Sockets, *s)
 }
 
 func sendto(fd int, b []byte) error {

@@ -322,3 +322,30 @@ func TestOpenBadNamespace(t *testing.T) {
 		}
 	}
 }
+
+// A batch that repeats a socket, as a dump resumed while the table changes
+// can, yields it once.
+func TestDuplicatesDroppedByCookie(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "seed-inet.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Collector{seen: map[uint64]struct{}{}}
+	var snap sock.Snapshot
+	emit := func(s *sock.Socket, info []byte) { c.add(&snap, s, info) }
+	if _, err := parseBatch(raw, 5, emit); err != nil {
+		t.Fatal(err)
+	}
+	once := len(snap.Sockets)
+	if _, err := parseBatch(raw, 5, emit); err != nil {
+		t.Fatal(err)
+	}
+	if once == 0 || len(snap.Sockets) != once || snap.Dumped != once {
+		t.Errorf("%d sockets after one pass, %d (dumped %d) after the same messages again", once, len(snap.Sockets), snap.Dumped)
+	}
+	for _, s := range snap.Sockets {
+		if s.State != sock.TimeWait && (s.Info < 0 || int(s.Info) >= len(snap.Infos)) {
+			t.Errorf("%v socket without its tcp_info: index %d of %d", s.State, s.Info, len(snap.Infos))
+		}
+	}
+}
