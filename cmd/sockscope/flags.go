@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/spf13/pflag"
@@ -24,25 +26,31 @@ type common struct {
 	noHeader  bool
 	json      bool
 	color     string
+	expr      filter.Expr
 }
 
+// register adds the flags that select sockets, shared by every mode.
 func (c *common) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&c.netns, "netns", "N", "", "read the namespace `NAME` (under /run/netns) or PATH (/proc/PID/ns/net)")
 	fs.BoolVarP(&c.processes, "processes", "p", false, "show the owning process (pid/command)")
-	fs.BoolVarP(&c.noHeader, "no-header", "H", false, "no column titles and no summary line")
 	fs.BoolVarP(&c.spec.IPv4, "ipv4", "4", false, "IPv4 sockets only")
 	fs.BoolVarP(&c.spec.IPv6, "ipv6", "6", false, "IPv6 sockets only")
 	fs.BoolVarP(&c.spec.Listening, "listening", "l", false, "listening sockets only")
 	fs.StringArrayVar(&c.spec.Ports, "port", nil, "local or peer port `N[,N...]`")
 	fs.StringArrayVar(&c.spec.States, "state", nil, "states `LIST`, e.g. listen,time-wait")
-	fs.BoolVar(&c.json, "json", false, "one JSON object per socket per line")
-	fs.StringVar(&c.color, "color", "auto", "colour states: auto, always or never")
 	// Accepted so that 'ss -tan' and 'netstat -anp' habits work: sockscope
 	// always shows all TCP sockets with numeric addresses.
 	var ignored bool
 	fs.BoolVarP(&ignored, "numeric", "n", false, "numeric addresses (always on)")
 	fs.BoolVarP(&ignored, "all", "a", false, "all states (the default)")
 	fs.BoolVarP(&ignored, "tcp", "t", false, "TCP sockets (always on)")
+}
+
+// registerOutput adds the flags of the one-shot outputs.
+func (c *common) registerOutput(fs *pflag.FlagSet) {
+	fs.BoolVarP(&c.noHeader, "no-header", "H", false, "no column titles and no summary line")
+	fs.BoolVar(&c.json, "json", false, "one JSON object per socket per line")
+	fs.StringVar(&c.color, "color", "auto", "colour states: auto, always or never")
 }
 
 // parse parses args into c and returns the compiled filter. The flag
@@ -58,7 +66,7 @@ func (c *common) parse(fs *pflag.FlagSet, args []string, help string, stdout io.
 		return nil, usagef("%s: %v", fs.Name(), err)
 	}
 	switch c.color {
-	case "auto", "always", "never":
+	case "", "auto", "always", "never":
 	default:
 		return nil, usagef("%s: invalid --color value %q (want auto, always or never)", fs.Name(), c.color)
 	}
@@ -71,7 +79,47 @@ func (c *common) parse(fs *pflag.FlagSet, args []string, help string, stdout io.
 		}
 		return nil, usagef("%v", err)
 	}
+	c.expr = e
 	return filter.Compile(e, filter.Options{}), nil
+}
+
+// editable returns the filter as text the dashboard's editor starts with,
+// and the part it cannot edit (-4, -6: the language has no family test).
+func (c *common) editable() (string, filter.Spec) {
+	fixed := filter.Spec{IPv4: c.spec.IPv4, IPv6: c.spec.IPv6}
+	rest := c.spec
+	rest.IPv4, rest.IPv6 = false, false
+	if len(rest.Ports) == 0 && len(rest.States) == 0 && !rest.Listening {
+		return strings.Join(rest.Args, " "), fixed
+	}
+	e, err := rest.Build()
+	if err != nil || e == nil {
+		return "", fixed
+	}
+	return e.String(), fixed
+}
+
+// durationValue reads a duration as Go writes it (500ms, 2s) or a plain
+// number of seconds, as watch -n and vmstat take it.
+type durationValue struct{ d *time.Duration }
+
+func (v durationValue) String() string { return v.d.String() }
+func (v durationValue) Type() string   { return "duration" }
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil {
+			return fmt.Errorf("not a duration (try 500ms or 2s)")
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d <= 0 || d > time.Hour {
+		return fmt.Errorf("want a duration between 1ms and 1h")
+	}
+	*v.d = d
+	return nil
 }
 
 // useColor decides whether f gets ANSI colours.

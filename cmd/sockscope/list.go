@@ -22,6 +22,7 @@ func runList(args []string, stdout io.Writer) error {
 	var c common
 	fs := pflag.NewFlagSet("list", pflag.ContinueOnError)
 	c.register(fs)
+	c.registerOutput(fs)
 	prog, err := c.parse(fs, args, listHelp, stdout)
 	if err != nil {
 		return err

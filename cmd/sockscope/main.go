@@ -1,6 +1,7 @@
 // Command sockscope shows the kernel's TCP socket table: every connection's
 // state, its age, and why a port is or is not free.
 //
+//	sockscope [flags] [FILTER]        live dashboard, e.g. sockscope :9000
 //	sockscope list [flags] [FILTER]   one-shot table or JSON
 //
 // Bad input prints one line naming the bad token and exits with status 2;
@@ -8,16 +9,24 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/sockscope/sockscope/pkg/sockdiag"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// SIGTERM and SIGINT end the dashboard through its context, so the
+	// terminal is restored before the process exits.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // usageError is bad input: the message names the bad token.
@@ -27,7 +36,8 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
 
-const usage = `usage: sockscope COMMAND [flags] [FILTER]
+const usage = `usage: sockscope [flags] [FILTER]          the live dashboard
+       sockscope COMMAND [flags] [FILTER]
 
 Commands:
   list     print the TCP sockets that match FILTER, once
@@ -35,20 +45,21 @@ Commands:
 Run 'sockscope COMMAND --help' for a command's flags and the filter language.
 `
 
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := ""
+	if len(args) > 0 {
+		cmd = args[0]
 	}
 	var err error
-	switch args[0] {
+	switch cmd {
 	case "list":
 		err = runList(args[1:], stdout)
-	case "-h", "--help", "help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		err = usagef("unknown command %q (try 'sockscope list')", args[0])
+		// Anything else is the dashboard's flags and filter.
+		err = runDashboard(ctx, args, stdout)
 	}
 	return exitCode(err, stderr)
 }

@@ -219,4 +219,5 @@ type Snapshot struct {
 	Sockets []Socket
 	Infos   []TCPInfo
 	Dumped  int // sockets the kernel sent, before the user-space part of the filter
+	Total   int // TCP sockets in the namespace, matching or not; -1 when unknown
 }

@@ -1,7 +1,9 @@
 // Package source turns a filter and a namespace into snapshots: it asks the
 // kernel for what the compiled filter lets it ask for, then applies the
 // part the kernel could not do. Every front end reads the socket table
-// through a Source, so they all see the same sockets for the same filter.
+// through a Kernel source, so they all see the same sockets for the same
+// filter; the dashboard takes it through its own small interface, so that
+// package never imports netlink.
 package source
 
 import (
@@ -12,12 +14,6 @@ import (
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/sockdiag"
 )
-
-// Source yields a new snapshot on each call. Implementations need not be
-// safe for concurrent use.
-type Source interface {
-	Snapshot() (*sock.Snapshot, error)
-}
 
 // Options configures a Kernel source.
 type Options struct {
@@ -33,8 +29,6 @@ type Kernel struct {
 	opt  Options
 	now  func() time.Time
 }
-
-var _ Source = (*Kernel)(nil)
 
 // Open returns a Kernel source for prog in the namespace opt.Netns.
 func Open(prog *filter.Program, opt Options) (*Kernel, error) {
@@ -56,6 +50,12 @@ func (k *Kernel) SetProgram(prog *filter.Program) {
 	}
 }
 
+// SetInfo asks for tcp_info (the costly extension) or stops asking.
+func (k *Kernel) SetInfo(on bool) {
+	k.opt.Info = on
+	k.SetProgram(k.prog)
+}
+
 // Program returns the filter in force.
 func (k *Kernel) Program() *filter.Program { return k.prog }
 
@@ -64,7 +64,10 @@ func (k *Kernel) Close() error { return k.c.Close() }
 
 // Snapshot dumps the sockets the filter selects.
 func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
-	snap := &sock.Snapshot{Time: k.now(), Netns: k.opt.Netns}
+	snap := &sock.Snapshot{Time: k.now(), Netns: k.opt.Netns, Total: -1}
+	if t, err := k.c.Total(); err == nil {
+		snap.Total = t
+	}
 	if len(k.prog.Families) == 0 || k.prog.States == 0 {
 		return snap, nil // the filter can match nothing: no need to ask
 	}

@@ -149,6 +149,10 @@ func (t *Tracker) age(s *sock.Socket, r *record, now time.Time) (age time.Durati
 	return now.Sub(r.firstSeen), AgeFirstSeen, 0
 }
 
+// SetLookup changes how owners are found; nil stops looking them up (owners
+// already known are kept).
+func (t *Tracker) SetLookup(l Lookup) { t.lookup = l }
+
 // History returns the transitions seen for a socket, oldest first.
 func (t *Tracker) History(cookie uint64) []Transition {
 	r := t.recs[cookie]

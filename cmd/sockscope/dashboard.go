@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/procs"
+	"github.com/sockscope/sockscope/pkg/source"
+	"github.com/sockscope/sockscope/ui"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+const dashboardHelp = `usage: sockscope [flags] [FILTER]
+
+Watch the TCP sockets that match FILTER live, e.g. 'sockscope :9000'.
+Press ? in the dashboard for its keys.`
+
+// The dashboard reads through the kernel source, behind the UI's interface.
+var _ ui.Source = (*source.Kernel)(nil)
+
+func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err error) {
+	var c common
+	interval := time.Second
+	fs := pflag.NewFlagSet("sockscope", pflag.ContinueOnError)
+	c.register(fs)
+	fs.VarP(durationValue{&interval}, "interval", "i", "time between polls, e.g. 500ms or 2s")
+	prog, err := c.parse(fs, args, dashboardHelp, stdout)
+	if err != nil {
+		return err
+	}
+	if _, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS); err != nil {
+		return usagef("the dashboard needs a terminal; for output to a pipe or file use 'sockscope list'")
+	}
+	src, err := source.Open(prog, source.Options{Netns: c.netns})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	text, fixed := c.editable()
+	defer func() {
+		// tview restores the terminal before re-panicking; say what
+		// happened in one line instead of a goroutine dump.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error in the dashboard: %v", r)
+		}
+	}()
+	return ui.Run(ctx, ui.Config{
+		Source:    src,
+		Lookup:    procs.New("/proc").Lookup,
+		Processes: c.processes,
+		Filter:    text,
+		Fixed:     fixed,
+		Interval:  interval,
+		Netns:     c.netns,
+	})
+}

@@ -1,0 +1,388 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/rivo/tview"
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
+)
+
+// Config is what the dashboard needs from the command.
+type Config struct {
+	Source    Source
+	Lookup    track.Lookup // owners of sockets; nil when unavailable
+	Processes bool         // show the Process column from the start
+	// Filter is the filter as the person wrote it: the text '/' edits.
+	Filter string
+	// Fixed is the part of the filter that '/' does not edit (-4, -6).
+	Fixed    filter.Spec
+	Interval time.Duration
+	Netns    string
+
+	// For tests: a simulated screen, a channel that triggers polls instead
+	// of the interval ticker, a clock, and the live-age redraw period
+	// (negative: none).
+	Screen tcell.Screen
+	Tick   <-chan time.Time
+	Now    func() time.Time
+	Redraw time.Duration
+}
+
+// intervals are the steps of + and -.
+var intervals = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
+
+type dashboard struct {
+	cfg    Config
+	app    *tview.Application
+	pages  *tview.Pages
+	header *tview.TextView
+	table  *tview.Table
+	status *tview.TextView
+	input  *tview.InputField
+	bottom *tview.Flex
+	main   *tview.Flex
+	detail *tview.TextView
+	help   *tview.TextView
+
+	m          *model
+	p          *poller
+	box        *mailbox
+	selected   uint64
+	procs      bool
+	interval   time.Duration
+	filterText string
+	filterErr  string
+	editing    bool
+}
+
+// Run shows the dashboard until q, Esc or ctx ends it, and restores the
+// terminal in every case.
+func Run(ctx context.Context, cfg Config) error {
+	d := newDashboard(cfg)
+	return d.run(ctx)
+}
+
+func newDashboard(cfg Config) *dashboard {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Redraw == 0 {
+		cfg.Redraw = time.Second
+	}
+	d := &dashboard{
+		cfg:        cfg,
+		app:        tview.NewApplication(),
+		m:          newModel(),
+		box:        newMailbox(),
+		procs:      cfg.Processes && cfg.Lookup != nil,
+		interval:   cfg.Interval,
+		filterText: cfg.Filter,
+	}
+	tracker := track.New(nil)
+	if d.procs {
+		tracker.SetLookup(cfg.Lookup)
+	}
+	d.p = &poller{src: cfg.Source, tracker: tracker, lookup: cfg.Lookup, interval: cfg.Interval,
+		now: cfg.Now, cmds: make(chan func(), 16), send: d.box.put}
+	d.build()
+	return d
+}
+
+func (d *dashboard) build() {
+	d.header = tview.NewTextView().SetDynamicColors(true).SetWrap(true).SetWordWrap(true)
+	d.table = tview.NewTable().SetSelectable(true, false).SetFixed(1, 0).SetContent(&content{d: d})
+	d.table.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
+	d.table.SetSelectionChangedFunc(func(r, _ int) {
+		if r >= 1 && r-1 < len(d.m.rows) {
+			d.selected = d.m.rows[r-1].Cookie
+		}
+	})
+	d.status = tview.NewTextView().SetDynamicColors(true).SetWrap(false)
+	d.input = tview.NewInputField().SetLabel("filter: ").SetFieldBackgroundColor(tcell.ColorDarkBlue)
+	d.input.SetDoneFunc(d.filterDone)
+	d.bottom = tview.NewFlex().SetDirection(tview.FlexRow).AddItem(d.status, 1, 0, false)
+	d.main = tview.NewFlex().SetDirection(tview.FlexRow).
+		AddItem(d.header, 3, 0, false).
+		AddItem(d.table, 0, 1, true).
+		AddItem(d.bottom, 1, 0, false)
+	d.detail = tview.NewTextView().SetDynamicColors(true).SetScrollable(true)
+	d.detail.SetBorder(true).SetTitle(" socket (Esc closes) ")
+	d.help = tview.NewTextView().SetDynamicColors(true).SetText(helpText)
+	d.help.SetBorder(true).SetTitle(" keys (Esc closes) ")
+	d.pages = tview.NewPages().
+		AddPage("main", d.main, true, true).
+		AddPage("detail", centered(d.detail, 72, 22), true, false).
+		AddPage("help", centered(d.help, 62, 20), true, false)
+	d.app.SetRoot(d.pages, true).SetInputCapture(d.key)
+	d.refreshHeader()
+	d.refreshStatus()
+}
+
+// centered places p in the middle of the screen, at most w by h.
+func centered(p tview.Primitive, w, h int) tview.Primitive {
+	return tview.NewFlex().
+		AddItem(nil, 0, 1, false).
+		AddItem(tview.NewFlex().SetDirection(tview.FlexRow).
+			AddItem(nil, 0, 1, false).AddItem(p, h, 1, true).AddItem(nil, 0, 1, false), w, 1, true).
+		AddItem(nil, 0, 1, false)
+}
+
+const helpText = `
+  [yellow]/[-]        edit the filter (the language of the command line)
+  [yellow]l t c e[-]  toggle LISTEN, TIME_WAIT, CLOSE_WAIT, ESTABLISHED
+  [yellow]a[-]        all states again
+  [yellow]s[-]        cycle the sort column (state, age, local port, peer)
+  [yellow]S[-]        reverse the sort
+  [yellow]space[-]    pause / resume the table
+  [yellow]+ -[-]      poll more or less often
+  [yellow]p[-]        show / hide processes
+  [yellow]Enter[-]    the selected socket in detail
+  [yellow]?[-]        this help
+  [yellow]q[-]        quit ([yellow]Esc[-] closes a pane first, then quits)
+`
+
+func (d *dashboard) run(ctx context.Context) error {
+	if d.cfg.Screen != nil {
+		d.app.SetScreen(d.cfg.Screen)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	perr := make(chan error, 1)
+	go func() {
+		err := d.p.run(ctx, d.cfg.Tick)
+		perr <- err
+		if err != nil {
+			d.app.Stop()
+		}
+	}()
+	// The pump moves frames onto the UI goroutine. QueueUpdateDraw waits
+	// for the UI, so only the pump ever blocks on it, never the poller.
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.box.ready:
+				d.app.QueueUpdateDraw(d.applyFrame)
+			}
+		}
+	}()
+	if d.cfg.Redraw > 0 {
+		go func() {
+			t := time.NewTicker(d.cfg.Redraw)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					d.app.QueueUpdateDraw(d.refreshHeader) // ages tick up
+				}
+			}
+		}()
+	}
+	go func() {
+		<-ctx.Done()
+		d.app.Stop()
+	}()
+	err := d.app.Run()
+	cancel()
+	select {
+	case e := <-perr:
+		err = errors.Join(err, e)
+	case <-time.After(time.Second):
+	}
+	return err
+}
+
+// applyFrame runs on the UI goroutine.
+func (d *dashboard) applyFrame() {
+	f := d.box.take()
+	if f == nil {
+		return
+	}
+	d.m.apply(f)
+	d.reselect()
+	d.refreshHeader()
+	d.refreshStatus()
+	if d.detailOpen() {
+		d.refreshDetail()
+	}
+}
+
+// reselect keeps the selection on the same socket across refreshes.
+func (d *dashboard) reselect() {
+	if len(d.m.rows) == 0 {
+		d.table.Select(0, 0)
+		return
+	}
+	i := d.m.index(d.selected)
+	if i < 0 {
+		r, _ := d.table.GetSelection()
+		i = min(max(r-1, 0), len(d.m.rows)-1)
+	}
+	d.table.Select(i+1, 0)
+	d.selected = d.m.rows[i].Cookie
+}
+
+func (d *dashboard) detailOpen() bool {
+	name, _ := d.pages.GetFrontPage()
+	return name == "detail"
+}
+
+func (d *dashboard) helpOpen() bool {
+	name, _ := d.pages.GetFrontPage()
+	return name == "help"
+}
+
+// key handles the dashboard's keys; it runs on the UI goroutine and must
+// never wait on the poller (commands are queued, not awaited).
+func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
+	if d.editing {
+		return ev // the input field has the keys
+	}
+	if ev.Key() == tcell.KeyEscape || ev.Key() == tcell.KeyCtrlC {
+		switch {
+		case d.detailOpen():
+			d.closeDetail()
+		case d.helpOpen():
+			d.pages.HidePage("help")
+		default:
+			d.app.Stop()
+		}
+		return nil
+	}
+	if ev.Key() == tcell.KeyEnter {
+		if !d.detailOpen() && !d.helpOpen() {
+			d.openDetail()
+		}
+		return nil
+	}
+	if ev.Key() != tcell.KeyRune {
+		return ev // arrows, page keys: the table scrolls
+	}
+	switch ev.Rune() {
+	case 'q':
+		d.app.Stop()
+	case '?':
+		if d.helpOpen() {
+			d.pages.HidePage("help")
+		} else {
+			d.pages.ShowPage("help")
+		}
+	case '/':
+		d.startEdit()
+	case 'l':
+		d.m.toggle(sock.Listen)
+	case 't':
+		d.m.toggle(sock.TimeWait)
+	case 'c':
+		d.m.toggle(sock.CloseWait)
+	case 'e':
+		d.m.toggle(sock.Established)
+	case 'a':
+		d.m.showAll()
+	case 's':
+		d.m.cycleSort()
+	case 'S':
+		d.m.flipSort()
+	case ' ':
+		d.m.togglePause(d.cfg.Now())
+	case '+':
+		d.stepInterval(-1)
+	case '-':
+		d.stepInterval(+1)
+	case 'p':
+		d.toggleProcesses()
+	default:
+		return ev
+	}
+	d.reselect()
+	d.refreshHeader()
+	d.refreshStatus()
+	return nil
+}
+
+// stepInterval moves along intervals: -1 polls more often, +1 less.
+func (d *dashboard) stepInterval(dir int) {
+	i := 0
+	for i < len(intervals)-1 && intervals[i] < d.interval {
+		i++
+	}
+	i = min(max(i+dir, 0), len(intervals)-1)
+	d.interval = intervals[i]
+	iv := d.interval
+	d.p.do(func() { d.p.setInterval(iv) })
+}
+
+func (d *dashboard) toggleProcesses() {
+	if d.cfg.Lookup == nil {
+		d.filterErr = "processes are not available"
+		return
+	}
+	d.procs = !d.procs
+	on := d.procs
+	d.p.do(func() { d.p.setProcesses(on) })
+}
+
+func (d *dashboard) startEdit() {
+	d.editing = true
+	d.input.SetText(d.filterText)
+	d.bottom.Clear().AddItem(d.input, 1, 0, true)
+	d.app.SetFocus(d.input)
+}
+
+func (d *dashboard) stopEdit() {
+	d.editing = false
+	d.bottom.Clear().AddItem(d.status, 1, 0, false)
+	d.main.ResizeItem(d.bottom, 1, 0)
+	d.app.SetFocus(d.table)
+}
+
+// filterDone applies the edited filter. A bad one keeps the editor open
+// with the error shown, and the previous filter stays in force.
+func (d *dashboard) filterDone(k tcell.Key) {
+	if k == tcell.KeyEscape {
+		d.filterErr = ""
+		d.stopEdit()
+		d.refreshStatus()
+		return
+	}
+	if k != tcell.KeyEnter {
+		return
+	}
+	text := strings.TrimSpace(d.input.GetText())
+	spec := d.cfg.Fixed
+	spec.Args = []string{text}
+	e, err := spec.Build()
+	if err != nil {
+		d.filterErr = err.Error()
+		d.input.SetLabelColor(tcell.ColorRed)
+		d.showEditError()
+		return
+	}
+	d.filterErr = ""
+	d.filterText = text
+	d.input.SetLabelColor(tcell.ColorYellow)
+	prog := filter.Compile(e, filter.Options{})
+	d.p.do(func() { d.p.setProgram(prog) })
+	d.stopEdit()
+	d.refreshStatus()
+}
+
+// showEditError puts the error under the editor.
+func (d *dashboard) showEditError() {
+	d.status.SetText("[red]" + tview.Escape(d.filterErr) + "[-]")
+	d.bottom.Clear().AddItem(d.input, 1, 0, true).AddItem(d.status, 1, 0, false)
+	d.main.ResizeItem(d.bottom, 2, 0)
+}

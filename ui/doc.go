@@ -1,0 +1,19 @@
+// Package ui is sockscope's live terminal dashboard, built on tview.
+//
+// # Data flow
+//
+// A poller goroutine owns the Source and the tracker: on every tick it takes
+// a snapshot, folds it into the tracker and hands an immutable Frame to the
+// UI goroutine through tview's update queue. The UI never waits on the
+// kernel, and widgets are touched only on the UI goroutine.
+//
+// The package depends on snapshots, filters and the tracker, never on
+// netlink: the command passes in the kernel source, tests a scripted one.
+//
+// # Rows
+//
+// The table is virtual (a tview.TableContent over the current rows), so only
+// the visible rows are formatted at each draw, whatever the table's size.
+// Rows are the frame's sockets plus those that vanished in the last few
+// seconds, dimmed and marked gone, filtered by the state toggles and sorted.
+package ui

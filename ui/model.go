@@ -1,0 +1,249 @@
+package ui
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
+)
+
+// How long a vanished socket stays on screen, and how long a new one is
+// highlighted: long enough to notice, short enough not to clutter.
+const (
+	goneLinger = 3 * time.Second
+	newFlash   = 2 * time.Second
+)
+
+// row is one line of the table.
+type row struct {
+	track.Entry
+	gone   bool
+	goneAt time.Time
+}
+
+// sortKey is a column the table can be ordered by.
+type sortKey int
+
+const (
+	sortState sortKey = iota
+	sortAge
+	sortLocal
+	sortPeer
+	numSortKeys
+)
+
+var sortNames = [...]string{"state", "age", "local port", "peer"}
+
+// stateRank orders states as people read a server's table: listeners first,
+// then connections from opening to closing.
+var stateRank = func() [16]int {
+	var r [16]int
+	order := []sock.State{sock.Listen, sock.SynRecv, sock.SynSent, sock.Established, sock.CloseWait,
+		sock.LastAck, sock.FinWait1, sock.FinWait2, sock.Closing, sock.TimeWait, sock.Close}
+	for i, s := range order {
+		r[s] = i
+	}
+	return r
+}()
+
+// model is the dashboard's state outside tview: pure, so keys and frames
+// are tested without drawing.
+type model struct {
+	frame    *Frame // the last frame with sockets (errors keep it)
+	lastErr  error
+	start    time.Time // the first frame's time: sockets seen then predate us
+	lingered map[uint64]row
+	rows     []row
+	toggles  sock.StateMask // states kept by l/t/c/e; 0 keeps all
+	sortBy   sortKey
+	reverse  bool
+	paused   bool
+	pausedAt time.Time
+	spark    [3][]int // LISTEN, TIME_WAIT, CLOSE_WAIT counts per frame
+	counts   [16]int
+}
+
+var highlighted = [3]sock.State{sock.Listen, sock.TimeWait, sock.CloseWait}
+
+const sparkLen = 60
+
+func newModel() *model { return &model{lingered: map[uint64]row{}} }
+
+// apply folds a frame in. While paused, counts and sparklines still
+// follow the kernel but the rows stay as they were.
+func (m *model) apply(f *Frame) {
+	m.lastErr = f.Err
+	if f.Err != nil && f.Entries == nil {
+		return // keep the last good frame on screen
+	}
+	if m.frame == nil {
+		m.start = f.Time
+	}
+	present := make(map[uint64]bool, len(f.Entries))
+	for i := range f.Entries {
+		present[f.Entries[i].Cookie] = true
+	}
+	for c := range m.lingered {
+		if present[c] || f.Time.Sub(m.lingered[c].goneAt) > goneLinger {
+			delete(m.lingered, c)
+		}
+	}
+	if !f.Refiltered {
+		for _, e := range f.Gone {
+			if !present[e.Cookie] {
+				m.lingered[e.Cookie] = row{Entry: e, gone: true, goneAt: f.Time}
+			}
+		}
+	}
+	m.counts = [16]int{}
+	for i := range f.Entries {
+		m.counts[f.Entries[i].State&15]++
+	}
+	for i, st := range highlighted {
+		m.spark[i] = append(m.spark[i], m.counts[st])
+		if len(m.spark[i]) > sparkLen {
+			m.spark[i] = m.spark[i][len(m.spark[i])-sparkLen:]
+		}
+	}
+	m.frame = f
+	if !m.paused {
+		m.rebuild()
+	}
+}
+
+// rebuild recomputes the visible rows from the frame, toggles and sort.
+func (m *model) rebuild() {
+	m.rows = m.rows[:0]
+	if m.frame == nil {
+		return
+	}
+	keep := func(s sock.State) bool { return m.toggles == 0 || m.toggles.Has(s) }
+	for i := range m.frame.Entries {
+		if e := &m.frame.Entries[i]; keep(e.State) {
+			m.rows = append(m.rows, row{Entry: *e})
+		}
+	}
+	for _, r := range m.lingered {
+		if keep(r.State) {
+			m.rows = append(m.rows, r)
+		}
+	}
+	slices.SortStableFunc(m.rows, m.compare)
+}
+
+func (m *model) compare(a, b row) int {
+	var c int
+	switch m.sortBy {
+	case sortState:
+		c = cmp.Compare(stateRank[a.State&15], stateRank[b.State&15])
+	case sortAge:
+		c = -cmp.Compare(a.Age, b.Age) // oldest first
+	case sortLocal:
+		c = cmp.Compare(a.Local.Port(), b.Local.Port())
+	case sortPeer:
+		c = compareAddrPort(a.Peer, b.Peer)
+	}
+	if c == 0 {
+		c = cmp.Compare(a.Local.Port(), b.Local.Port())
+	}
+	if c == 0 {
+		c = compareAddrPort(a.Peer, b.Peer)
+	}
+	if c == 0 {
+		c = cmp.Compare(a.Cookie, b.Cookie)
+	}
+	if m.reverse {
+		return -c
+	}
+	return c
+}
+
+func compareAddrPort(a, b netip.AddrPort) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Port(), b.Port())
+}
+
+// toggle adds or removes a state from the view; toggling the last one off
+// shows every state again.
+func (m *model) toggle(s sock.State) {
+	m.toggles ^= sock.MaskOf(s)
+	m.rebuild()
+}
+
+func (m *model) showAll() {
+	m.toggles = 0
+	m.rebuild()
+}
+
+func (m *model) cycleSort() {
+	m.sortBy = (m.sortBy + 1) % numSortKeys
+	m.rebuild()
+}
+
+func (m *model) flipSort() {
+	m.reverse = !m.reverse
+	m.rebuild()
+}
+
+func (m *model) togglePause(now time.Time) {
+	m.paused = !m.paused
+	m.pausedAt = now
+	if !m.paused {
+		m.rebuild()
+	}
+}
+
+// index returns the row of a socket, -1 when it is not shown.
+func (m *model) index(cookie uint64) int {
+	for i := range m.rows {
+		if m.rows[i].Cookie == cookie {
+			return i
+		}
+	}
+	return -1
+}
+
+// matched is the number of sockets the filter matches in the frame.
+func (m *model) matched() int {
+	if m.frame == nil {
+		return 0
+	}
+	return len(m.frame.Entries)
+}
+
+// isNew reports whether a row appeared in the last moments, after the
+// dashboard started.
+func (m *model) isNew(r *row, now time.Time) bool {
+	return !r.gone && r.FirstSeen.After(m.start) && now.Sub(r.FirstSeen) < newFlash
+}
+
+var sparkRunes = []rune("▁▂▃▄▅▆▇█")
+
+// sparkline draws the last width values, scaled to their maximum.
+func sparkline(vals []int, width int) string {
+	if width <= 0 {
+		return ""
+	}
+	if len(vals) > width {
+		vals = vals[len(vals)-width:]
+	}
+	peak := 0
+	for _, v := range vals {
+		peak = max(peak, v)
+	}
+	var b strings.Builder
+	for _, v := range vals {
+		i := 0
+		if peak > 0 {
+			i = v * (len(sparkRunes) - 1) / peak
+		}
+		b.WriteRune(sparkRunes[i])
+	}
+	return b.String()
+}

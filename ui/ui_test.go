@@ -1,0 +1,579 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/procs"
+	"github.com/sockscope/sockscope/pkg/sock"
+)
+
+// clock is the dashboard's time in tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// scripted is a Source that plays a list of socket tables, one per poll
+// (the last one repeats), applying the filter in user space as the kernel
+// source would.
+type scripted struct {
+	mu    sync.Mutex
+	steps [][]sock.Socket
+	next  int
+	prog  *filter.Program
+	info  bool
+	fail  error
+	clock *clock
+}
+
+var _ Source = (*scripted)(nil)
+
+func (s *scripted) Snapshot() (*sock.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		err := s.fail
+		s.fail = nil
+		return nil, err
+	}
+	step := s.steps[min(s.next, len(s.steps)-1)]
+	s.next++
+	snap := &sock.Snapshot{Time: s.clock.Now(), Total: 100}
+	for _, x := range step {
+		if s.prog == nil || s.prog.Match(&x) {
+			x.Info = -1
+			if s.info && x.State != sock.TimeWait {
+				x.Info = int32(len(snap.Infos))
+				snap.Infos = append(snap.Infos, sock.TCPInfo{RTT: 42 * time.Microsecond, SndCwnd: 10})
+			}
+			snap.Sockets = append(snap.Sockets, x)
+		}
+	}
+	return snap, nil
+}
+
+func (s *scripted) SetProgram(p *filter.Program) {
+	s.mu.Lock()
+	s.prog = p
+	s.mu.Unlock()
+}
+
+func (s *scripted) SetInfo(on bool) {
+	s.mu.Lock()
+	s.info = on
+	s.mu.Unlock()
+}
+
+func (s *scripted) program() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prog == nil {
+		return ""
+	}
+	return s.prog.String()
+}
+
+func sk(cookie uint64, st sock.State, local, peer string, inode uint32) sock.Socket {
+	s := sock.Socket{Cookie: cookie, State: st, Family: sock.IPv4, Inode: inode,
+		Local: netip.MustParseAddrPort(local), Peer: netip.MustParseAddrPort(peer)}
+	if st == sock.TimeWait {
+		s.Timer, s.Expires = sock.TimerTimeWait, 50000
+	}
+	return s
+}
+
+// seedTable is the tutorial's table: a listener, two TIME_WAIT entries, a
+// CLOSE_WAIT and its FIN_WAIT2 client, and three established connections.
+func seedTable() []sock.Socket {
+	return []sock.Socket{
+		sk(1, sock.Listen, "0.0.0.0:9000", "0.0.0.0:0", 11),
+		sk(2, sock.TimeWait, "127.0.0.1:9000", "127.0.0.1:40002", 0),
+		sk(3, sock.TimeWait, "127.0.0.1:9000", "127.0.0.1:40003", 0),
+		sk(4, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40004", 14),
+		sk(5, sock.FinWait2, "127.0.0.1:40004", "127.0.0.1:9000", 15),
+		sk(6, sock.Established, "127.0.0.1:9000", "127.0.0.1:40006", 16),
+		sk(7, sock.Established, "127.0.0.1:9000", "127.0.0.1:40007", 17),
+		sk(8, sock.Established, "127.0.0.1:9000", "127.0.0.1:40008", 18),
+	}
+}
+
+type harness struct {
+	t      *testing.T
+	d      *dashboard
+	screen tcell.SimulationScreen
+	src    *scripted
+	clock  *clock
+	tick   chan time.Time
+	done   chan error
+}
+
+func start(t *testing.T, w, h int, cfg Config, steps ...[]sock.Socket) *harness {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	src := &scripted{steps: steps, clock: c}
+	screen := tcell.NewSimulationScreen("UTF-8")
+	tick := make(chan time.Time)
+	cfg.Source, cfg.Screen, cfg.Tick, cfg.Now, cfg.Redraw = src, screen, tick, c.Now, -1
+	if cfg.Lookup == nil {
+		cfg.Lookup = func(inode uint32) (procs.Process, bool) {
+			if inode == 11 {
+				return procs.Process{PID: 4242, Command: "server"}, true
+			}
+			return procs.Process{}, false
+		}
+	}
+	hs := &harness{t: t, d: newDashboard(cfg), screen: screen, src: src, clock: c, tick: tick, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { hs.done <- hs.d.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-hs.done:
+		case <-time.After(5 * time.Second):
+			t.Error("dashboard did not stop")
+		}
+	})
+	hs.resize(w, h)
+	return hs
+}
+
+func (h *harness) resize(w, hgt int) {
+	h.d.app.QueueUpdateDraw(func() { h.screen.SetSize(w, hgt) })
+}
+
+// poll makes the poller take its next snapshot.
+func (h *harness) poll() {
+	select {
+	case h.tick <- time.Time{}:
+	case <-time.After(5 * time.Second):
+		h.t.Fatal("poller did not take the tick")
+	}
+}
+
+func (h *harness) key(r rune) { h.screen.InjectKey(tcell.KeyRune, r, tcell.ModNone) }
+
+func (h *harness) special(k tcell.Key) { h.screen.InjectKey(k, 0, tcell.ModNone) }
+
+func (h *harness) typeText(s string) {
+	for _, r := range s {
+		h.key(r)
+	}
+}
+
+// lines reads the screen on the UI goroutine.
+func (h *harness) lines() ([]string, [][]tcell.Style) {
+	var lines []string
+	var styles [][]tcell.Style
+	h.d.app.QueueUpdate(func() {
+		cells, w, hgt := h.screen.GetContents()
+		for y := range hgt {
+			var b strings.Builder
+			var st []tcell.Style
+			for x := range w {
+				c := cells[y*w+x]
+				r := " "
+				if len(c.Runes) > 0 {
+					r = string(c.Runes)
+				}
+				b.WriteString(r)
+				for range []rune(r) {
+					st = append(st, c.Style)
+				}
+			}
+			lines = append(lines, b.String())
+			styles = append(styles, st)
+		}
+	})
+	return lines, styles
+}
+
+func (h *harness) text() string {
+	l, _ := h.lines()
+	return strings.Join(l, "\n")
+}
+
+// waitFor waits until the screen satisfies cond: key events and frames
+// arrive asynchronously, so tests wait for what they expect to see.
+func (h *harness) waitFor(what string, cond func(screen string) bool) string {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := h.text()
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("waiting for %s; screen:\n%s", what, s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *harness) waitText(subs ...string) string {
+	h.t.Helper()
+	return h.waitFor(strings.Join(subs, ", "), func(s string) bool {
+		for _, sub := range subs {
+			if !strings.Contains(s, sub) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (h *harness) waitGone(sub string) string {
+	h.t.Helper()
+	return h.waitFor("no "+sub, func(s string) bool { return !strings.Contains(s, sub) })
+}
+
+// styleOf returns the style of the first cell of the first occurrence of
+// sub on the screen, in the line that contains also (if given).
+func (h *harness) styleOf(sub, also string) tcell.Style {
+	h.t.Helper()
+	lines, styles := h.lines()
+	for y, l := range lines {
+		if i := strings.Index(l, sub); i >= 0 && strings.Contains(l, also) {
+			return styles[y][len([]rune(l[:i]))]
+		}
+	}
+	h.t.Fatalf("%q (with %q) not on screen:\n%s", sub, also, strings.Join(lines, "\n"))
+	return tcell.StyleDefault
+}
+
+// rowsOf returns the table's data lines that mention a port.
+func rowsOf(screen string) []string {
+	var out []string
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.Contains(l, "127.0.0.1:") || strings.Contains(l, "0.0.0.0:") {
+			out = append(out, strings.TrimRight(l, " "))
+		}
+	}
+	return out
+}
+
+func countState(rows []string, state string) int {
+	n := 0
+	for _, r := range rows {
+		if strings.HasPrefix(r, state+" ") || r == state {
+			n++
+		}
+	}
+	return n
+}
+
+func fg(s tcell.Style) tcell.Color { f, _, _ := s.Decompose(); return f }
+
+func TestHeaderCountsAndColours(t *testing.T) {
+	h := start(t, 120, 30, Config{Filter: ":9000"}, seedTable())
+	s := h.waitText("LISTEN 1", "TIME_WAIT 2", "CLOSE_WAIT 1", "ESTABLISHED 3", "FIN_WAIT2 1", "SYN_SENT 0", "CLOSING 0")
+	if got := len(rowsOf(s)); got != 8 {
+		t.Errorf("%d rows, want 8:\n%s", got, s)
+	}
+	for _, c := range []struct {
+		text  string
+		color tcell.Color
+	}{{"LISTEN 1", tcell.ColorGreen}, {"TIME_WAIT 2", tcell.ColorYellow}, {"CLOSE_WAIT 1", tcell.ColorRed}} {
+		// Move the selection (shown reversed) off the rows checked here.
+		h.special(tcell.KeyDown)
+		if got := fg(h.styleOf(c.text, "")); got != c.color {
+			t.Errorf("header %q in %v, want %v", c.text, got, c.color)
+		}
+		state := strings.Fields(c.text)[0]
+		if got := fg(h.styleOf(state+" ", ":9000 ")); got != c.color {
+			t.Errorf("%s row in %v, want %v", state, got, c.color)
+		}
+	}
+	// Zero counts are dimmed.
+	if _, _, attr := h.styleOf("SYN_SENT 0", "").Decompose(); attr&tcell.AttrDim == 0 {
+		t.Error("a zero count is not dimmed")
+	}
+	if !strings.Contains(s, "shown 8 / matched 8 / total 100") || !strings.Contains(s, "filter: :9000") {
+		t.Errorf("status line:\n%s", s)
+	}
+	// TIME_WAIT rows show their age and time left from the kernel timer.
+	if !strings.Contains(s, "10.0s") || !strings.Contains(s, "50.0s") {
+		t.Errorf("TIME_WAIT age 10.0s / left 50.0s not shown:\n%s", s)
+	}
+}
+
+func TestStateToggles(t *testing.T) {
+	h := start(t, 120, 30, Config{}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.key('t')
+	s := h.waitFor("only TIME_WAIT rows", func(s string) bool { return len(rowsOf(s)) == 2 })
+	if countState(rowsOf(s), "TIME_WAIT") != 2 || !strings.Contains(s, "LISTEN 1") || !strings.Contains(s, "shown 2 / matched 8") {
+		t.Errorf("after t:\n%s", s)
+	}
+	h.key('l')
+	s = h.waitFor("LISTEN and TIME_WAIT", func(s string) bool { return len(rowsOf(s)) == 3 })
+	if countState(rowsOf(s), "LISTEN") != 1 {
+		t.Errorf("after l:\n%s", s)
+	}
+	h.key('t')
+	h.waitFor("LISTEN only", func(s string) bool { return len(rowsOf(s)) == 1 })
+	h.key('c')
+	h.key('e')
+	s = h.waitFor("LISTEN, CLOSE_WAIT, ESTABLISHED", func(s string) bool { return len(rowsOf(s)) == 5 })
+	if countState(rowsOf(s), "ESTABLISHED") != 3 || countState(rowsOf(s), "CLOSE_WAIT") != 1 {
+		t.Errorf("after c e:\n%s", s)
+	}
+	h.key('a')
+	h.waitFor("all rows", func(s string) bool { return len(rowsOf(s)) == 8 })
+}
+
+func TestFilterEditing(t *testing.T) {
+	h := start(t, 120, 30, Config{Filter: ":9000"}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.key('/')
+	h.waitText("filter: :9000")
+	h.special(tcell.KeyCtrlU) // clear the line
+	h.typeText("state tim-wait")
+	h.special(tcell.KeyEnter)
+	s := h.waitText(`unknown TCP state: "tim-wait" at column 7`)
+	if len(rowsOf(s)) != 8 || h.src.program() != "" {
+		t.Errorf("a bad filter changed the view (program %q):\n%s", h.src.program(), s)
+	}
+	// Fix it in place.
+	h.special(tcell.KeyCtrlU)
+	h.typeText("state time-wait")
+	h.special(tcell.KeyEnter)
+	s = h.waitFor("two TIME_WAIT rows", func(s string) bool { return len(rowsOf(s)) == 2 && strings.Contains(s, "matched 2") })
+	if countState(rowsOf(s), "TIME_WAIT") != 2 || !strings.Contains(s, "filter: state time-wait") || strings.Contains(s, "tim-wait") {
+		t.Errorf("after a good filter:\n%s", s)
+	}
+	if h.src.program() != "state time-wait" {
+		t.Errorf("source program %q", h.src.program())
+	}
+	// Sockets that left the filter are not shown as gone.
+	if strings.Contains(s, " gone") {
+		t.Errorf("refiltered sockets shown as gone:\n%s", s)
+	}
+	// Esc in the editor cancels without changing the filter.
+	h.key('/')
+	h.typeText(" or state listen")
+	h.special(tcell.KeyEscape)
+	h.waitText("filter: state time-wait │")
+	if h.src.program() != "state time-wait" {
+		t.Errorf("Esc applied the edit: %q", h.src.program())
+	}
+}
+
+func TestSortPauseIntervalProcesses(t *testing.T) {
+	h := start(t, 120, 30, Config{}, seedTable())
+	s := h.waitText("sort state")
+	if r := rowsOf(s); !strings.HasPrefix(r[0], "LISTEN") {
+		t.Errorf("state sort does not start with LISTEN: %v", r)
+	}
+	h.key('s')
+	s = h.waitText("sort age")
+	// Ages: TIME_WAIT entries have 10 s, the rest are new (0).
+	if r := rowsOf(s); !strings.HasPrefix(r[0], "TIME_WAIT") {
+		t.Errorf("age sort does not start with the oldest: %v", r)
+	}
+	h.key('s')
+	s = h.waitText("sort local port")
+	if r := rowsOf(s); !strings.HasPrefix(r[0], "LISTEN") && !strings.Contains(r[0], "127.0.0.1:9000") {
+		t.Errorf("local port sort: %v", r)
+	}
+	h.key('S')
+	s = h.waitText("sort local port ↑")
+	if r := rowsOf(s); !strings.Contains(r[0], "127.0.0.1:40004") {
+		t.Errorf("reversed local port sort does not start with port 40004: %v", r)
+	}
+	h.key('s')
+	h.waitText("sort peer")
+	h.key('s')
+	h.waitText("sort state")
+
+	h.key('+')
+	h.waitText("every 500ms")
+	h.key('-')
+	h.key('-')
+	h.waitText("every 2s")
+
+	if strings.Contains(h.text(), "Process") {
+		t.Error("Process column shown without -p")
+	}
+	h.key('p')
+	h.poll()
+	s = h.waitText("Process", "4242/server")
+
+	// Pause: the table freezes while the kernel moves on.
+	h.key(' ')
+	h.waitText("PAUSED")
+	h.src.mu.Lock()
+	h.src.steps = append(h.src.steps, seedTable()[:1])
+	h.src.mu.Unlock()
+	h.poll()
+	h.poll()
+	s = h.waitText("LISTEN 1", "TIME_WAIT 0")
+	if len(rowsOf(s)) != 8 {
+		t.Errorf("paused table changed:\n%s", s)
+	}
+	h.key(' ')
+	// Resumed: the table catches up, the vanished sockets shown as gone.
+	h.waitFor("the new table after resuming", func(s string) bool {
+		r := rowsOf(s)
+		return !strings.Contains(s, "PAUSED") && countState(r, "LISTEN") == 1 && countState(r, "ESTABLISHED gone") == 3
+	})
+}
+
+func TestHelpDetailAndQuit(t *testing.T) {
+	h := start(t, 100, 30, Config{}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.key('?')
+	h.waitText("toggle LISTEN, TIME_WAIT, CLOSE_WAIT, ESTABLISHED")
+	h.special(tcell.KeyEscape)
+	h.waitGone("toggle LISTEN")
+
+	// Select the first TIME_WAIT entry (sorted by state: after LISTEN,
+	// CLOSE_WAIT, ESTABLISHED x3, FIN_WAIT2) and open it.
+	for range 6 {
+		h.special(tcell.KeyDown)
+	}
+	h.special(tcell.KeyEnter)
+	s := h.waitText("cookie", "timewait in", "history")
+	if !strings.Contains(s, "TIME_WAIT") || !strings.Contains(s, "127.0.0.1:40002") {
+		t.Errorf("detail pane:\n%s", s)
+	}
+	h.special(tcell.KeyEscape)
+	h.waitGone("history")
+	// An ESTABLISHED socket gets tcp_info while its pane is open.
+	h.special(tcell.KeyUp)
+	h.special(tcell.KeyUp)
+	h.special(tcell.KeyEnter)
+	h.waitText("history")
+	h.poll()
+	h.waitText("rtt", "42µs")
+	h.special(tcell.KeyEscape) // closes the pane, not the dashboard
+	h.waitGone("history")
+	select {
+	case err := <-h.done:
+		t.Fatalf("Esc with a pane open quit the dashboard: %v", err)
+	default:
+	}
+	h.key('q')
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Errorf("dashboard ended with %v", err)
+		}
+		h.done <- nil // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("q did not quit")
+	}
+}
+
+func TestSelectionFollowsSocketAcrossRefresh(t *testing.T) {
+	first := seedTable()
+	// The second table gains sockets that sort before the selected one.
+	second := append(seedTable(),
+		sk(20, sock.Listen, "0.0.0.0:22", "0.0.0.0:0", 20),
+		sk(21, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:30000", 21))
+	h := start(t, 120, 30, Config{}, first, second)
+	h.waitText("TIME_WAIT 2")
+	for range 3 {
+		h.special(tcell.KeyDown)
+	}
+	selected := func() string {
+		lines, styles := h.lines()
+		for y, l := range lines {
+			if strings.Contains(l, "127.0.0.1:") && len(styles[y]) > 0 {
+				if _, _, a := styles[y][0].Decompose(); a&tcell.AttrReverse != 0 {
+					return strings.Fields(l)[2]
+				}
+			}
+		}
+		return ""
+	}
+	// Sorted by state: LISTEN, then ESTABLISHED 40006, 40007, 40008.
+	const before = "127.0.0.1:40008"
+	h.waitFor("the third connection selected", func(string) bool { return selected() == before })
+	h.poll()
+	h.waitText("LISTEN 2")
+	if after := selected(); after != before {
+		t.Errorf("selection moved from peer %s to %s across a refresh", before, after)
+	}
+}
+
+func TestGoneAndNewRows(t *testing.T) {
+	table := seedTable()
+	without := append([]sock.Socket(nil), table[:1]...)
+	without = append(without, table[2:]...)                                                  // cookie 2 left
+	with := append(append([]sock.Socket(nil), without...), sk(30, sock.SynSent, "127.0.0.1:40030", "127.0.0.1:9000", 30)) // and one arrives
+	h := start(t, 120, 30, Config{}, table, with, with)
+	h.waitText("TIME_WAIT 2")
+	h.clock.Add(time.Second)
+	h.poll()
+	s := h.waitText("TIME_WAIT gone", "SYN_SENT 1")
+	if fg(h.styleOf("TIME_WAIT gone", "")) != tcell.ColorGray {
+		t.Error("a gone row is not dimmed")
+	}
+	if _, bg, attr := h.styleOf("SYN_SENT ", "127.0.0.1:40030").Decompose(); attr&tcell.AttrBold == 0 || bg != tcell.ColorDarkSlateGray {
+		t.Errorf("a new row is not highlighted (attr %v, bg %v):\n%s", attr, bg, s)
+	}
+	if strings.Contains(s, "TIME_WAIT 2") {
+		t.Error("header still counts the gone entry")
+	}
+	// Some seconds later the gone row has left and the new one is plain.
+	h.clock.Add(4 * time.Second)
+	h.poll()
+	h.waitGone("TIME_WAIT gone")
+	if _, bg, attr := h.styleOf("SYN_SENT ", "127.0.0.1:40030").Decompose(); attr&tcell.AttrBold != 0 || bg == tcell.ColorDarkSlateGray {
+		t.Errorf("the new row is still highlighted after 4 s: attr %v bg %v", attr, bg)
+	}
+}
+
+func TestCollectorErrorKeepsLastFrame(t *testing.T) {
+	h := start(t, 120, 30, Config{}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.src.mu.Lock()
+	h.src.fail = errors.New("reading the socket table: dumping inet sockets: receiving: no buffer space available")
+	h.src.mu.Unlock()
+	h.poll()
+	s := h.waitText("no buffer space available")
+	if len(rowsOf(s)) != 8 {
+		t.Errorf("an error cleared the table:\n%s", s)
+	}
+	h.poll()
+	h.waitGone("no buffer space available")
+}
+
+func TestSmallAndResizedScreen(t *testing.T) {
+	h := start(t, 80, 24, Config{Filter: ":9000"}, seedTable())
+	s := h.waitText("LISTEN 1", "TIME_WAIT 2", "CLOSE_WAIT 1", "filter: :9000")
+	lines := strings.Split(s, "\n")
+	if len(lines) != 24 || !strings.Contains(lines[23], "filter:") {
+		t.Errorf("status line not on the last of 24 lines:\n%s", s)
+	}
+	if len(rowsOf(s)) != 8 {
+		t.Errorf("rows at 80x24:\n%s", s)
+	}
+	h.resize(60, 12)
+	h.waitFor("a 12-line screen", func(s string) bool {
+		l := strings.Split(s, "\n")
+		return len(l) == 12 && strings.Contains(l[11], "filter:")
+	})
+	h.resize(140, 40)
+	h.waitFor("a 40-line screen", func(s string) bool { return len(strings.Split(s, "\n")) == 40 })
+}

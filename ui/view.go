@@ -1,0 +1,329 @@
+package ui
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/rivo/tview"
+	"github.com/sockscope/sockscope/pkg/render"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
+)
+
+var columns = []string{"State", "Local", "Peer", "Age", "Left", "Timer", "Recv-Q", "Send-Q", "Process"}
+
+// stateColor is the colour of a state's rows and counts; the three states
+// people come to look at have their own, as in the table output.
+func stateColor(s sock.State) tcell.Color {
+	switch s {
+	case sock.Listen:
+		return tcell.ColorGreen
+	case sock.TimeWait:
+		return tcell.ColorYellow
+	case sock.CloseWait:
+		return tcell.ColorRed
+	case sock.SynSent, sock.SynRecv:
+		return tcell.ColorAqua
+	case sock.Established:
+		return tcell.ColorWhite
+	}
+	return tcell.ColorFuchsia
+}
+
+// content is the table's virtual data: cells are made only for the rows
+// tview draws.
+type content struct {
+	tview.TableContentReadOnly
+	d *dashboard
+}
+
+func (c *content) GetRowCount() int { return len(c.d.m.rows) + 1 }
+
+func (c *content) GetColumnCount() int {
+	if c.d.procs {
+		return len(columns)
+	}
+	return len(columns) - 1
+}
+
+func (c *content) GetCell(r, col int) *tview.TableCell {
+	if r == 0 {
+		return tview.NewTableCell(columns[col]).SetSelectable(false).
+			SetAttributes(tcell.AttrBold).SetAlign(align(col))
+	}
+	if r-1 >= len(c.d.m.rows) || col >= len(columns) {
+		return nil
+	}
+	row := &c.d.m.rows[r-1]
+	now := c.d.now()
+	text := c.d.cellText(row, col, now)
+	style := tcell.StyleDefault.Foreground(stateColor(row.State))
+	fresh := false
+	switch {
+	case row.gone:
+		style = tcell.StyleDefault.Foreground(tcell.ColorGray).Dim(true)
+	case c.d.m.isNew(row, now):
+		style, fresh = style.Bold(true), true
+	}
+	cell := tview.NewTableCell(text).SetStyle(style).SetAlign(align(col)).SetMaxWidth(maxWidth(col))
+	if fresh {
+		// Table cells keep the table's background unless told otherwise.
+		cell.SetBackgroundColor(tcell.ColorDarkSlateGray)
+	}
+	return cell
+}
+
+func align(col int) int {
+	switch columns[col] {
+	case "Age", "Left", "Recv-Q", "Send-Q":
+		return tview.AlignRight
+	}
+	return tview.AlignLeft
+}
+
+// maxWidth keeps long IPv6 addresses and commands from pushing the other
+// columns off an 80-column screen.
+func maxWidth(col int) int {
+	switch columns[col] {
+	case "Local", "Peer":
+		return 28
+	case "Process":
+		return 24
+	}
+	return 0
+}
+
+// now is the clock ages are shown at: frozen while paused.
+func (d *dashboard) now() time.Time {
+	if d.m.paused {
+		return d.m.pausedAt
+	}
+	return d.cfg.Now()
+}
+
+// live returns an entry's age and time left as of now: ages tick between
+// polls.
+func (d *dashboard) live(row *row, now time.Time) (age, left time.Duration) {
+	if d.m.frame == nil || row.gone {
+		return row.Age, row.Left
+	}
+	dt := max(now.Sub(d.m.frame.Time), 0)
+	age = row.Age + dt
+	if row.AgeSource == track.AgeTimer {
+		left = max(row.Left-dt, 0)
+	}
+	return age, left
+}
+
+func (d *dashboard) cellText(row *row, col int, now time.Time) string {
+	var b []byte
+	switch columns[col] {
+	case "State":
+		b = append(b, row.State.String()...)
+		if row.gone {
+			b = append(b, " gone"...)
+		}
+	case "Local":
+		b = row.Local.AppendTo(b)
+	case "Peer":
+		b = row.Peer.AppendTo(b)
+	case "Age":
+		age, _ := d.live(row, now)
+		switch {
+		case row.AgeSource == track.AgeAtLeast && age < time.Second:
+			b = append(b, '-')
+		case row.AgeSource == track.AgeAtLeast:
+			b = render.AppendDuration(append(b, ">="...), age)
+		default:
+			b = render.AppendDuration(b, age)
+		}
+	case "Left":
+		if row.AgeSource == track.AgeTimer {
+			_, left := d.live(row, now)
+			b = render.AppendDuration(b, left)
+		}
+	case "Timer":
+		if row.Timer != sock.TimerNone {
+			b = append(b, row.Timer.String()...)
+		}
+	case "Recv-Q":
+		b = strconv.AppendUint(b, uint64(row.RecvQ), 10)
+	case "Send-Q":
+		b = strconv.AppendUint(b, uint64(row.SendQ), 10)
+	case "Process":
+		b = render.AppendProcess(b, &row.Entry)
+	}
+	return tview.Escape(string(b))
+}
+
+// refreshHeader writes the state counts: the three watched states first,
+// each with its sparkline, then the other eight (zero counts dimmed).
+func (d *dashboard) refreshHeader() {
+	var b strings.Builder
+	for i, st := range highlighted {
+		n := d.m.counts[st]
+		fmt.Fprintf(&b, "[%s::b]%s %d[-::-] [%s]%s[-]  ", colorName(stateColor(st)), st, n,
+			colorName(stateColor(st)), sparkline(d.m.spark[i], 12))
+	}
+	if d.m.paused {
+		b.WriteString("[black:yellow] PAUSED [-:-]")
+	}
+	b.WriteString("\n")
+	first := true
+	for _, st := range sock.States {
+		if st == sock.Listen || st == sock.TimeWait || st == sock.CloseWait {
+			continue
+		}
+		if !first {
+			b.WriteString("  ")
+		}
+		first = false
+		n := d.m.counts[st]
+		if n == 0 {
+			fmt.Fprintf(&b, "[gray::d]%s %d[-::-]", st, n)
+		} else {
+			fmt.Fprintf(&b, "[%s]%s %d[-]", colorName(stateColor(st)), st, n)
+		}
+	}
+	d.header.SetText(b.String())
+}
+
+// colorName names c for a tview colour tag; a name keeps the terminal's
+// own palette, where a #rrggbb tag would force an RGB colour.
+func colorName(c tcell.Color) string {
+	for name, v := range tcell.ColorNames {
+		if v == c {
+			return name
+		}
+	}
+	return fmt.Sprintf("#%06x", c.Hex())
+}
+
+// refreshStatus writes the filter, interval, counts, namespace and the last
+// error.
+func (d *dashboard) refreshStatus() {
+	if d.editing && d.filterErr != "" {
+		return // the edit error stays until the filter is fixed
+	}
+	var b strings.Builder
+	// The collector's last error comes first, where it cannot be cut off.
+	if d.m.lastErr != nil {
+		fmt.Fprintf(&b, "[red::b]%s[-::-] │ ", tview.Escape(d.m.lastErr.Error()))
+	}
+	f := d.filterText
+	if f == "" {
+		f = "all"
+	}
+	fmt.Fprintf(&b, "[::b]filter:[::-] %s │ every %v │ shown %d / matched %d", tview.Escape(f), d.interval,
+		len(d.m.rows), d.m.matched())
+	if d.m.frame != nil && d.m.frame.Total >= 0 {
+		fmt.Fprintf(&b, " / total %d", d.m.frame.Total)
+	}
+	if d.m.toggles != 0 {
+		b.WriteString(" │ only")
+		for _, st := range sock.States {
+			if d.m.toggles.Has(st) {
+				b.WriteString(" " + st.String())
+			}
+		}
+	}
+	fmt.Fprintf(&b, " │ sort %s", sortNames[d.m.sortBy])
+	if d.m.reverse {
+		b.WriteString(" ↑")
+	}
+	if d.cfg.Netns != "" {
+		fmt.Fprintf(&b, " │ netns %s", tview.Escape(d.cfg.Netns))
+	}
+	if d.filterErr != "" {
+		fmt.Fprintf(&b, " │ [red]%s[-]", tview.Escape(d.filterErr))
+	}
+	b.WriteString(" │ ? help")
+	d.status.SetText(b.String())
+}
+
+func (d *dashboard) openDetail() {
+	if i := d.m.index(d.selected); i < 0 {
+		return
+	}
+	d.pages.ShowPage("detail")
+	cookie := d.selected
+	d.p.do(func() { d.p.setDetail(cookie) })
+	d.refreshDetail()
+}
+
+func (d *dashboard) closeDetail() {
+	d.pages.HidePage("detail")
+	d.p.do(func() { d.p.setDetail(0) })
+}
+
+// refreshDetail shows every field of the selected socket, its tcp_info when
+// the poller has fetched it, and the transitions the tracker saw.
+func (d *dashboard) refreshDetail() {
+	i := d.m.index(d.selected)
+	if i < 0 {
+		d.detail.SetText("\n  [gray]the socket left the table[-]")
+		return
+	}
+	r := &d.m.rows[i]
+	now := d.now()
+	age, left := d.live(r, now)
+	var b strings.Builder
+	line := func(k, v string) { fmt.Fprintf(&b, " [yellow]%-10s[-] %s\n", k, tview.Escape(v)) }
+	state := r.State.String()
+	if r.gone {
+		state += " (gone)"
+	}
+	line("state", state)
+	line("local", r.Local.String())
+	line("peer", r.Peer.String())
+	line("family", r.Family.String())
+	ageText := string(render.AppendDuration(nil, age)) + " (" + r.AgeSource.String() + ")"
+	if r.AgeSource == track.AgeTimer {
+		ageText += ", " + string(render.AppendDuration(nil, left)) + " left"
+	}
+	line("age", ageText)
+	line("first seen", r.FirstSeen.Format("15:04:05.000"))
+	timer := "none"
+	if r.Timer != sock.TimerNone {
+		timer = r.Timer.String() + " in " + string(render.AppendDuration(nil, time.Duration(r.Expires)*time.Millisecond))
+	}
+	line("timer", timer)
+	line("queues", fmt.Sprintf("recv %d, send %d", r.RecvQ, r.SendQ))
+	line("retrans", strconv.Itoa(int(r.Retrans)))
+	line("owner", fmt.Sprintf("uid %d, inode %d, %s", r.UID, r.Inode, render.AppendProcess(nil, &r.Entry)))
+	line("cookie", fmt.Sprintf("%#x", r.Cookie))
+	f := d.m.frame
+	if f != nil && f.Detail == r.Cookie && r.Info >= 0 && int(r.Info) < len(f.Infos) {
+		ti := f.Infos[r.Info]
+		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
+		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
+		line("bytes", fmt.Sprintf("sent %d, acked %d, received %d, retrans %d", ti.BytesSent, ti.BytesAcked, ti.BytesReceived, ti.BytesRetrans))
+		line("segments", fmt.Sprintf("out %d, in %d, lost %d, unacked %d", ti.SegsOut, ti.SegsIn, ti.Lost, ti.Unacked))
+		line("last data", fmt.Sprintf("sent %v ago, received %v ago", ti.LastDataSent, ti.LastDataRecv))
+	} else if r.State != sock.TimeWait && !r.gone {
+		b.WriteString(" [gray]tcp_info: on the next poll[-]\n")
+	}
+	b.WriteString("\n [yellow]history[-]\n")
+	var hist []track.Transition
+	if f != nil && f.Detail == r.Cookie {
+		hist = f.History
+	}
+	firstState := r.State
+	if len(hist) > 0 {
+		firstState = hist[0].From
+	}
+	seen := "first seen"
+	if r.AgeSource == track.AgeAtLeast {
+		seen = "there when sockscope started"
+	}
+	fmt.Fprintf(&b, "   %s  %s in %s\n", r.FirstSeen.Format("15:04:05.000"), seen, firstState)
+	{
+		for _, h := range hist {
+			fmt.Fprintf(&b, "   %s  %s -> %s\n", h.At.Format("15:04:05.000"), h.From, h.To)
+		}
+	}
+	d.detail.SetText(b.String())
+}
