@@ -519,7 +519,7 @@ func TestSelectionFollowsSocketAcrossRefresh(t *testing.T) {
 func TestGoneAndNewRows(t *testing.T) {
 	table := seedTable()
 	without := append([]sock.Socket(nil), table[:1]...)
-	without = append(without, table[2:]...)                                                  // cookie 2 left
+	without = append(without, table[2:]...)                                                                               // cookie 2 left
 	with := append(append([]sock.Socket(nil), without...), sk(30, sock.SynSent, "127.0.0.1:40030", "127.0.0.1:9000", 30)) // and one arrives
 	h := start(t, 120, 30, Config{}, table, with, with)
 	h.waitText("TIME_WAIT 2")

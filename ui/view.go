@@ -114,6 +114,7 @@ func (d *dashboard) live(row *row, now time.Time) (age, left time.Duration) {
 	age = row.Age + dt
 	if row.AgeSource == track.AgeTimer {
 		left = max(row.Left-dt, 0)
+		return render.SplitTimeWait(age, left)
 	}
 	return age, left
 }

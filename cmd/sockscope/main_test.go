@@ -307,6 +307,12 @@ func TestBadInput(t *testing.T) {
 		{[]string{"list", "-N", "sockscope-no-such-namespace"}, "sockscope-no-such-namespace"},
 		{[]string{"list", "-N", "/etc/hostname"}, "/etc/hostname"},
 		{[]string{"frobnicate"}, "frobnicate"},
+		{[]string{"state", "tim-wait"}, "tim-wait"},
+		{[]string{"-i", "abc", ":9000"}, "abc"},
+		{[]string{"-i", "0", ":9000"}, "0"},
+		{[]string{"--interval", "-1s"}, "-1s"},
+		{[]string{"list", "-i", "1s"}, "-i"},
+		{[]string{"--json", ":9000"}, "--json"},
 	} {
 		r := sockscope(t, tc.args...)
 		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 ||
@@ -314,5 +320,12 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("sockscope %q: exit %d, stdout %q, stderr %q; want exit 2 and one line naming %q",
 				tc.args, r.code, r.stdout, r.stderr, tc.token)
 		}
+	}
+}
+
+func TestDashboardNeedsATerminal(t *testing.T) {
+	r := sockscope(t, ":9000")
+	if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "needs a terminal") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("dashboard to a pipe: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }

@@ -34,12 +34,16 @@ type Seed struct {
 type SeedOptions struct {
 	Port      int  // 9000 when zero
 	ReuseAddr bool // set SO_REUSEADDR on the listeners, as a fixed server.c does
+	// Tutorial runs the seed exactly: one server on 0.0.0.0, two IPv4
+	// clients greeted and closed, no half-closed connection.
+	Tutorial bool
 }
 
 // RunSeed reproduces ../shared/seeds in ns: a server listening on
 // 127.0.0.1:PORT and [::1]:PORT, two clients that it greets and closes
 // (two TIME_WAIT entries on the server side), and a third client that
-// closes while the server keeps its end open (CLOSE_WAIT). Every descriptor
+// closes while the server keeps its end open (CLOSE_WAIT). With Tutorial,
+// it is the seed to the letter instead (see SeedOptions). Every descriptor
 // is closed when the test ends.
 func RunSeed(t testing.TB, ns *NS, opt SeedOptions) *Seed {
 	t.Helper()
@@ -48,8 +52,12 @@ func RunSeed(t testing.TB, ns *NS, opt SeedOptions) *Seed {
 	}
 	s := &Seed{Port: opt.Port, HalfClosed: -1, Client: -1}
 	t.Cleanup(s.close)
+	addrs := []string{"127.0.0.1", "::1"}
+	if opt.Tutorial {
+		addrs = []string{"0.0.0.0"}
+	}
 	err := ns.Do(func() error {
-		for _, addr := range []string{"127.0.0.1", "::1"} {
+		for _, addr := range addrs {
 			fd, err := Listen(netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(opt.Port)), opt.ReuseAddr)
 			if err != nil {
 				return err
@@ -57,11 +65,14 @@ func RunSeed(t testing.TB, ns *NS, opt SeedOptions) *Seed {
 			s.Listeners = append(s.Listeners, fd)
 		}
 		for i := range 2 {
-			at, err := greet(s.Listeners[i], i == 1, opt.Port)
+			at, err := greet(s.Listeners[i%len(addrs)], i == 1 && !opt.Tutorial, opt.Port)
 			if err != nil {
 				return err
 			}
 			s.ClosedAt = append(s.ClosedAt, at)
+		}
+		if opt.Tutorial {
+			return nil
 		}
 		c, err := Dial(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(opt.Port)))
 		if err != nil {

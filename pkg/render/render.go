@@ -157,7 +157,9 @@ func appendSpaces(b []byte, n int) []byte {
 func AppendSummary(b []byte, entries []track.Entry, color bool) []byte {
 	var counts [16]int
 	for i := range entries {
-		counts[entries[i].State&15]++
+		if st := entries[i].State; int(st) < len(counts) {
+			counts[st]++
+		}
 	}
 	b = append(b, "Total: "...)
 	b = strconv.AppendInt(b, int64(len(entries)), 10)
@@ -192,9 +194,10 @@ func AppendSummary(b []byte, entries []track.Entry, color bool) []byte {
 func AppendAge(b []byte, e *track.Entry) []byte {
 	switch e.AgeSource {
 	case track.AgeTimer:
-		b = AppendDuration(b, e.Age)
+		age, left := SplitTimeWait(e.Age, e.Left)
+		b = AppendDuration(b, age)
 		b = append(b, " ("...)
-		b = AppendDuration(b, e.Left)
+		b = AppendDuration(b, left)
 		return append(b, " left)"...)
 	case track.AgeAtLeast:
 		if e.Age < time.Second {
@@ -203,6 +206,16 @@ func AppendAge(b []byte, e *track.Entry) []byte {
 		b = append(b, ">="...)
 	}
 	return AppendDuration(b, e.Age)
+}
+
+// SplitTimeWait rounds a TIME_WAIT entry's time left to a tenth of a
+// second and derives the age from it, so the two shown add up to 60 s.
+func SplitTimeWait(age, left time.Duration) (time.Duration, time.Duration) {
+	if age+left != sock.TimeWaitLen {
+		return age, left // a re-armed timer: show what the kernel says
+	}
+	left = (left + 50*time.Millisecond) / (100 * time.Millisecond) * (100 * time.Millisecond)
+	return sock.TimeWaitLen - left, left
 }
 
 // AppendDuration appends d in the shortest readable form: "850ms", "12.3s",
@@ -215,15 +228,23 @@ func AppendDuration(b []byte, d time.Duration) []byte {
 	case d < time.Second:
 		b = strconv.AppendInt(b, d.Milliseconds(), 10)
 		return append(b, "ms"...)
-	case d < time.Minute:
-		b = strconv.AppendFloat(b, float64(d.Milliseconds())/1000, 'f', 1, 64)
+	case d < time.Minute-50*time.Millisecond:
+		// Whole tenths, rounded half up, so that age and time left of a
+		// TIME_WAIT entry add up to the 60 s they are.
+		t := (d.Milliseconds() + 50) / 100
+		b = strconv.AppendInt(b, t/10, 10)
+		b = append(b, '.')
+		b = strconv.AppendInt(b, t%10, 10)
 		return append(b, 's')
-	case d < time.Hour:
-		return fmt.Appendf(b, "%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
-	case d < 24*time.Hour:
-		return fmt.Appendf(b, "%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	case d < time.Hour-500*time.Millisecond:
+		secs := int((d + 500*time.Millisecond) / time.Second)
+		return fmt.Appendf(b, "%dm%02ds", secs/60, secs%60)
+	case d < 24*time.Hour-30*time.Second:
+		mins := int((d + 30*time.Second) / time.Minute)
+		return fmt.Appendf(b, "%dh%02dm", mins/60, mins%60)
 	}
-	return fmt.Appendf(b, "%dd%02dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+	hours := int((d + 30*time.Minute) / time.Hour)
+	return fmt.Appendf(b, "%dd%02dh", hours/24, hours%24)
 }
 
 func appendTimer(b []byte, s *sock.Socket) []byte {
@@ -243,5 +264,18 @@ func AppendProcess(b []byte, e *track.Entry) []byte {
 	}
 	b = strconv.AppendInt(b, int64(e.Process.PID), 10)
 	b = append(b, '/')
-	return append(b, e.Process.Command...)
+	return AppendPrintable(b, e.Process.Command)
+}
+
+// AppendPrintable appends s with control characters and invalid UTF-8
+// replaced by '?': a process chooses its own name, and a name holding an
+// escape sequence must not reach the terminal.
+func AppendPrintable(b []byte, s string) []byte {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			r = '?'
+		}
+		b = utf8.AppendRune(b, r)
+	}
+	return b
 }

@@ -346,7 +346,11 @@ func TestAppendDuration(t *testing.T) {
 		{59900 * time.Millisecond, "59.9s"},
 		// Rounds up to one decimal: a duration under a minute prints as
 		// "60.0s" rather than "59.9s" or "1m00s". Documented as found.
-		{59960 * time.Millisecond, "60.0s"},
+		{59960 * time.Millisecond, "1m00s"},
+		{59940 * time.Millisecond, "59.9s"},
+		{1050 * time.Millisecond, "1.1s"},
+		{1150 * time.Millisecond, "1.2s"},
+		{59*time.Minute + 59600*time.Millisecond, "1h00m"},
 		{time.Minute, "1m00s"},
 		{4*time.Minute + 5*time.Second, "4m05s"},
 		{59*time.Minute + 59*time.Second, "59m59s"},
@@ -644,5 +648,14 @@ func BenchmarkJSON(b *testing.B) {
 		if err := JSON(io.Discard, v); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A process picks its own name: the table must not pass escape sequences
+// or line breaks in it to the terminal.
+func TestProcessNameIsMadePrintable(t *testing.T) {
+	got := string(AppendPrintable(nil, "ab\x1b[2Jcd\nx\x7f\xffé世"))
+	if want := "ab?[2Jcd?x??é世"; got != want {
+		t.Errorf("AppendPrintable = %q, want %q", got, want)
 	}
 }

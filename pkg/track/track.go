@@ -18,6 +18,7 @@
 package track
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/procs"
@@ -35,7 +36,15 @@ const (
 )
 
 func (a AgeSource) String() string {
-	return [...]string{"timer", "first-seen", "at-least"}[a]
+	switch a {
+	case AgeTimer:
+		return "timer"
+	case AgeFirstSeen:
+		return "first-seen"
+	case AgeAtLeast:
+		return "at-least"
+	}
+	return fmt.Sprintf("agesource%d", uint8(a))
 }
 
 // Transition is one change of state seen between two snapshots.

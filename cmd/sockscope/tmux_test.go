@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockscope/sockscope/internal/nstest"
+)
+
+// tmux drives a real terminal: a private server socket, one session running
+// a plain shell.
+type tmux struct {
+	t      *testing.T
+	socket string
+}
+
+func newTmux(t *testing.T, w, h int) *tmux {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("tmux is not installed")
+		}
+		t.Skip("tmux is not installed")
+	}
+	tm := &tmux{t: t, socket: fmt.Sprintf("sockscope-test-%d", os.Getpid())}
+	tm.run("new-session", "-d", "-s", "main", "-x", fmt.Sprint(w), "-y", fmt.Sprint(h),
+		"env", "PS1=$ ", "TERM=xterm-256color", "bash", "--norc", "--noprofile")
+	t.Cleanup(func() { exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
+	return tm
+}
+
+func (tm *tmux) run(args ...string) string {
+	tm.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", tm.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		tm.t.Fatalf("tmux %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+func (tm *tmux) send(keys ...string) { tm.run(append([]string{"send-keys", "-t", "main"}, keys...)...) }
+
+func (tm *tmux) capture() string { return tm.run("capture-pane", "-p", "-t", "main") }
+
+func (tm *tmux) waitFor(what string, cond func(string) bool) string {
+	tm.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := tm.capture()
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			tm.t.Fatalf("waiting for %s; pane:\n%s", what, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var twRow = regexp.MustCompile(`(?m)^TIME_WAIT\s+127\.0\.0\.1:9000\s+127\.0\.0\.1:(\d+)\s+(\d+\.\d)s\s+(\d+\.\d)s`)
+
+// timeWaitAges maps each TIME_WAIT row's peer port to its age in seconds.
+func timeWaitAges(pane string) map[string]float64 {
+	ages := map[string]float64{}
+	for _, m := range twRow.FindAllStringSubmatch(pane, -1) {
+		var a float64
+		fmt.Sscan(m[2], &a)
+		ages[m[1]] = a
+	}
+	return ages
+}
+
+func tableRows(pane string) []string {
+	var rows []string
+	for _, l := range strings.Split(pane, "\n") {
+		if strings.Contains(l, "0.0.0.0:") || strings.Contains(l, "127.0.0.1:") {
+			rows = append(rows, l)
+		}
+	}
+	return rows
+}
+
+// The dashboard as a person uses it: the real binary in a terminal, inside
+// a private namespace holding the tutorial's experiment.
+func TestIntegrationDashboardInTmux(t *testing.T) {
+	ns := nstest.New(t)
+	nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true})
+	tm := newTmux(t, 120, 40)
+	tm.waitFor("the shell prompt", func(s string) bool { return strings.Contains(s, "$") })
+	tm.send(fmt.Sprintf("ip netns exec %s %s :9000", ns.Name, binary), "Enter")
+
+	first := tm.waitFor("LISTEN 1 and TIME_WAIT 2", func(s string) bool {
+		return strings.Contains(s, "LISTEN 1") && strings.Contains(s, "TIME_WAIT 2") && len(timeWaitAges(s)) == 2
+	})
+	if !strings.Contains(first, "CLOSE_WAIT 0") || !strings.Contains(first, "filter: :9000") {
+		t.Errorf("header or status line:\n%s", first)
+	}
+	a := timeWaitAges(first)
+	second := tm.waitFor("the TIME_WAIT ages to grow", func(s string) bool {
+		b := timeWaitAges(s)
+		if len(b) != 2 {
+			return false
+		}
+		for port, age := range a {
+			if b[port] < age+1 {
+				return false
+			}
+		}
+		return true
+	})
+	for port, age := range timeWaitAges(second) {
+		if age < 0 || age > 60 {
+			t.Errorf("TIME_WAIT to port %s aged %.1fs", port, age)
+		}
+	}
+
+	tm.send("t")
+	narrowed := tm.waitFor("only the TIME_WAIT rows", func(s string) bool {
+		r := tableRows(s)
+		return len(r) == 2 && strings.HasPrefix(r[0], "TIME_WAIT") && strings.HasPrefix(r[1], "TIME_WAIT")
+	})
+	if !strings.Contains(narrowed, "LISTEN 1") || !strings.Contains(narrowed, "only TIME_WAIT") {
+		t.Errorf("after t the header should still count LISTEN:\n%s", narrowed)
+	}
+
+	tm.send("q")
+	tm.waitFor("the shell back", func(s string) bool {
+		return !strings.Contains(s, "TIME_WAIT 2") && strings.HasSuffix(strings.TrimRight(s, "\n "), "$")
+	})
+	// The terminal is sane again: typed text echoes and the exit status
+	// was 0.
+	tm.send("echo exit=$?", "Enter")
+	tm.waitFor("exit=0", func(s string) bool { return strings.Contains(s, "\nexit=0") })
+}
+
+// SIGTERM ends the dashboard through its context: the terminal is restored
+// just as with q.
+func TestIntegrationDashboardSIGTERM(t *testing.T) {
+	ns := nstest.New(t)
+	nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true})
+	tm := newTmux(t, 100, 30)
+	tm.waitFor("the shell prompt", func(s string) bool { return strings.Contains(s, "$") })
+	tm.send(fmt.Sprintf("ip netns exec %s %s -p :9000", ns.Name, binary), "Enter")
+	tm.waitFor("the dashboard", func(s string) bool { return strings.Contains(s, "TIME_WAIT 2") })
+	out, err := exec.Command("pkill", "-TERM", "-f", "^"+regexp.QuoteMeta(binary)+" -p :9000$").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkill: %v %s", err, out)
+	}
+	tm.waitFor("the shell back", func(s string) bool {
+		return !strings.Contains(s, "TIME_WAIT 2") && strings.HasSuffix(strings.TrimRight(s, "\n "), "$")
+	})
+	tm.send("echo status=$?", "Enter")
+	tm.waitFor("the exit status", func(s string) bool { return strings.Contains(s, "\nstatus=0") })
+}
