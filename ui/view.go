@@ -281,9 +281,14 @@ func (d *dashboard) refreshDetail() {
 	line("local", r.Local.String())
 	line("peer", r.Peer.String())
 	line("family", r.Family.String())
-	ageText := string(render.AppendDuration(nil, age)) + " (" + r.AgeSource.String() + ")"
-	if r.AgeSource == track.AgeTimer {
-		ageText += ", " + string(render.AppendDuration(nil, left)) + " left"
+	ageText := string(render.AppendDuration(nil, age))
+	switch r.AgeSource {
+	case track.AgeTimer:
+		ageText += " (from the kernel's TIME_WAIT timer), " + string(render.AppendDuration(nil, left)) + " left"
+	case track.AgeAtLeast:
+		ageText = "at least " + ageText + " (it was there when sockscope started)"
+	default:
+		ageText += " (since first seen)"
 	}
 	line("age", ageText)
 	line("first seen", r.FirstSeen.Format("15:04:05.000"))
