@@ -26,7 +26,6 @@ const recvTimeout = 5 * time.Second
 // is NOT safe for concurrent use: give each goroutine its own.
 type Collector struct {
 	sock  *nl.NetlinkSocket
-	stat  *sockstat
 	netns string
 	seq   uint32
 	req   []byte
@@ -52,14 +51,8 @@ func Open(ns string) (*Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening sock_diag socket: %w", err)
 	}
-	st, err := openSockstat(target)
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("opening sockstat: %w", err)
-	}
 	return &Collector{
 		sock:  s,
-		stat:  st,
 		netns: ns,
 		buf:   make([]byte, recvBufSize),
 		seen:  make(map[uint64]struct{}),
@@ -110,16 +103,8 @@ func (c *Collector) Netns() string { return c.netns }
 // Close releases the netlink socket.
 func (c *Collector) Close() error {
 	c.sock.Close()
-	if c.stat != nil {
-		c.stat.close()
-	}
 	return nil
 }
-
-// Total returns the number of TCP sockets in the namespace, TIME_WAIT
-// entries included, from /proc/net/sockstat: a cheap count for "N of M"
-// displays that needs no unfiltered dump. Request sockets are not counted.
-func (c *Collector) Total() (int, error) { return c.stat.total() }
 
 // OpError is a failed dump, with the family it was for and the errno kept
 // for errors.Is.

@@ -349,19 +349,3 @@ func TestDuplicatesDroppedByCookie(t *testing.T) {
 		}
 	}
 }
-
-func TestIntegrationTotal(t *testing.T) {
-	ns := nstest.New(t)
-	nstest.RunSeed(t, ns, nstest.SeedOptions{})
-	c := openIn(t, ns.Name)
-	snap := waitFor(t, c, all(), "the experiment to settle", func(s *sock.Snapshot) bool {
-		return count(s, sock.TimeWait, 9000) == 2 && count(s, sock.FinWait2, seedClientPort(s)) == 1
-	})
-	total, err := c.Total()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if total != len(snap.Sockets) {
-		t.Errorf("sockstat total %d, dump holds %d sockets", total, len(snap.Sockets))
-	}
-}

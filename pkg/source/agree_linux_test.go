@@ -134,6 +134,16 @@ func TestIntegrationKernelAndUserSpaceAgree(t *testing.T) {
 		"not ( sport = :9000 or dport = :9000 )", "( state time-wait or state close-wait ) and src 127.0.0.1",
 		"state listen and state time-wait",
 	}
+	// The namespace's total (from sockstat) is what an unfiltered dump sees.
+	k, err := Open(filter.Compile(nil, filter.Options{}), Options{Netns: ns.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := k.Snapshot()
+	k.Close()
+	if err != nil || snap.Total != len(snap.Sockets) || snap.Total == 0 {
+		t.Errorf("total %d, unfiltered dump %d sockets (%v)", snap.Total, len(snap.Sockets), err)
+	}
 	counts := map[string]int{}
 	for _, f := range filters {
 		e, err := filter.Parse(strings.Fields(f))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/sockdiag"
 )
@@ -24,6 +25,7 @@ type Options struct {
 // Kernel reads snapshots from sock_diag. It is NOT safe for concurrent use.
 type Kernel struct {
 	c    *sockdiag.Collector
+	k    *kstat.Reader
 	prog *filter.Program
 	req  sockdiag.Request
 	opt  Options
@@ -36,7 +38,16 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{c: c, opt: opt, now: time.Now}
+	path := ""
+	if opt.Netns != "" {
+		path = sockdiag.ResolveNetns(opt.Netns)
+	}
+	kr, err := kstat.Open(path)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	k := &Kernel{c: c, k: kr, opt: opt, now: time.Now}
 	k.SetProgram(prog)
 	return k, nil
 }
@@ -59,14 +70,22 @@ func (k *Kernel) SetInfo(on bool) {
 // Program returns the filter in force.
 func (k *Kernel) Program() *filter.Program { return k.prog }
 
-// Close releases the kernel socket.
-func (k *Kernel) Close() error { return k.c.Close() }
+// Close releases the kernel socket and files.
+func (k *Kernel) Close() error {
+	k.k.Close()
+	return k.c.Close()
+}
+
+// Stat returns the namespace's TCP settings and counters.
+func (k *Kernel) Stat() *kstat.Reader { return k.k }
 
 // Snapshot dumps the sockets the filter selects.
 func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 	snap := &sock.Snapshot{Time: k.now(), Netns: k.opt.Netns, Total: -1}
-	if t, err := k.c.Total(); err == nil {
-		snap.Total = t
+	// The namespace's total comes from sockstat: an unfiltered dump would
+	// cost as much as the filter saves.
+	if c, err := k.k.Sockets(); err == nil {
+		snap.Total = c.Total()
 	}
 	if len(k.prog.Families) == 0 || k.prog.States == 0 {
 		return snap, nil // the filter can match nothing: no need to ask
