@@ -9,13 +9,14 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 )
 
 // Config is what the dashboard needs from the command.
 type Config struct {
-	Source    Source
+	Source    monitor.Source
 	Lookup    track.Lookup // owners of sockets; nil when unavailable
 	Processes bool         // show the Process column from the start
 	// Filter is the filter as the person wrote it: the text '/' edits.
@@ -24,6 +25,8 @@ type Config struct {
 	Fixed    filter.Spec
 	Interval time.Duration
 	Netns    string
+	// Destroys, when not nil, carries the kernel's destroy events.
+	Destroys <-chan track.Destroy
 
 	// For tests: a simulated screen, a channel that triggers polls instead
 	// of the interval ticker, a clock, and the live-age redraw period
@@ -52,7 +55,7 @@ type dashboard struct {
 	help   *tview.TextView
 
 	m          *model
-	p          *poller
+	mon        *monitor.Monitor
 	box        *mailbox
 	selected   uint64
 	procs      bool
@@ -88,12 +91,8 @@ func newDashboard(cfg Config) *dashboard {
 		interval:   cfg.Interval,
 		filterText: cfg.Filter,
 	}
-	tracker := track.New(nil)
-	if d.procs {
-		tracker.SetLookup(cfg.Lookup)
-	}
-	d.p = &poller{src: cfg.Source, tracker: tracker, lookup: cfg.Lookup, interval: cfg.Interval,
-		now: cfg.Now, cmds: make(chan func(), 16), send: d.box.put}
+	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
+		Interval: cfg.Interval, Now: cfg.Now}, d.box.put)
 	d.build()
 	return d
 }
@@ -159,7 +158,7 @@ func (d *dashboard) run(ctx context.Context) error {
 	defer cancel()
 	perr := make(chan error, 1)
 	go func() {
-		err := d.p.run(ctx, d.cfg.Tick)
+		err := d.mon.Run(ctx, d.cfg.Tick, d.cfg.Destroys)
 		perr <- err
 		if err != nil {
 			d.app.Stop()
@@ -322,7 +321,7 @@ func (d *dashboard) stepInterval(dir int) {
 	i = min(max(i+dir, 0), len(intervals)-1)
 	d.interval = intervals[i]
 	iv := d.interval
-	d.p.do(func() { d.p.setInterval(iv) })
+	d.mon.Do(func() { d.mon.SetInterval(iv) })
 }
 
 func (d *dashboard) toggleProcesses() {
@@ -332,7 +331,7 @@ func (d *dashboard) toggleProcesses() {
 	}
 	d.procs = !d.procs
 	on := d.procs
-	d.p.do(func() { d.p.setProcesses(on) })
+	d.mon.Do(func() { d.mon.SetProcesses(on) })
 }
 
 func (d *dashboard) startEdit() {
@@ -375,7 +374,7 @@ func (d *dashboard) filterDone(k tcell.Key) {
 	d.filterText = text
 	d.input.SetLabelColor(tcell.ColorYellow)
 	prog := filter.Compile(e, filter.Options{})
-	d.p.do(func() { d.p.setProgram(prog) })
+	d.mon.Do(func() { d.mon.SetProgram(prog) })
 	d.stopEdit()
 	d.refreshStatus()
 }

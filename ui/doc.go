@@ -2,10 +2,11 @@
 //
 // # Data flow
 //
-// A poller goroutine owns the Source and the tracker: on every tick it takes
-// a snapshot, folds it into the tracker and hands an immutable Frame to the
-// UI goroutine through tview's update queue. The UI never waits on the
-// kernel, and widgets are touched only on the UI goroutine.
+// A monitor goroutine (package monitor) owns the source and the tracker: on
+// every tick it takes a snapshot, folds it into the tracker and leaves an
+// immutable Frame in a mailbox, from which a pump moves it onto the UI
+// goroutine through tview's update queue. The UI never waits on the kernel,
+// and widgets are touched only on the UI goroutine.
 //
 // The package depends on snapshots, filters and the tracker, never on
 // netlink: the command passes in the kernel source, tests a scripted one.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 )
@@ -53,7 +54,7 @@ var stateRank = func() [16]int {
 // model is the dashboard's state outside tview: pure, so keys and frames
 // are tested without drawing.
 type model struct {
-	frame    *Frame // the last frame with sockets (errors keep it)
+	frame    *monitor.Frame // the last frame with sockets (errors keep it)
 	lastErr  error
 	start    time.Time // the first frame's time: sockets seen then predate us
 	lingered map[uint64]row
@@ -75,7 +76,7 @@ func newModel() *model { return &model{lingered: map[uint64]row{}} }
 
 // apply folds a frame in. While paused, counts and sparklines still
 // follow the kernel but the rows stay as they were.
-func (m *model) apply(f *Frame) {
+func (m *model) apply(f *monitor.Frame) {
 	m.lastErr = f.Err
 	if f.Err != nil && f.Entries == nil {
 		return // keep the last good frame on screen

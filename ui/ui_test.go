@@ -11,6 +11,7 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/sock"
 )
@@ -46,7 +47,7 @@ type scripted struct {
 	clock *clock
 }
 
-var _ Source = (*scripted)(nil)
+var _ monitor.Source = (*scripted)(nil)
 
 func (s *scripted) Snapshot() (*sock.Snapshot, error) {
 	s.mu.Lock()

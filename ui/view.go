@@ -251,13 +251,13 @@ func (d *dashboard) openDetail() {
 	}
 	d.pages.ShowPage("detail")
 	cookie := d.selected
-	d.p.do(func() { d.p.setDetail(cookie) })
+	d.mon.Do(func() { d.mon.SetDetail(cookie) })
 	d.refreshDetail()
 }
 
 func (d *dashboard) closeDetail() {
 	d.pages.HidePage("detail")
-	d.p.do(func() { d.p.setDetail(0) })
+	d.mon.Do(func() { d.mon.SetDetail(0) })
 }
 
 // refreshDetail shows every field of the selected socket, its tcp_info when

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/sockscope/sockscope/ui"
@@ -20,7 +21,7 @@ Watch the TCP sockets that match FILTER live, e.g. 'sockscope :9000'.
 Press ? in the dashboard for its keys.`
 
 // The dashboard reads through the kernel source, behind the UI's interface.
-var _ ui.Source = (*source.Kernel)(nil)
+var _ monitor.Source = (*source.Kernel)(nil)
 
 func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	var c common

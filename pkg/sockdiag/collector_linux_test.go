@@ -349,3 +349,69 @@ func TestDuplicatesDroppedByCookie(t *testing.T) {
 		}
 	}
 }
+
+// The destroy groups announce the moment a full socket is freed: for the
+// side that closes first, when it becomes a TIME_WAIT entry, under the same
+// cookie.
+func TestIntegrationDestroyEvents(t *testing.T) {
+	ns := nstest.New(t)
+	sub, err := Subscribe(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	c := openIn(t, ns.Name)
+	var lfd, cfd, sfd int
+	err = ns.Do(func() error {
+		var err error
+		if lfd, err = nstest.Listen(netipLoopback(9000), false); err != nil {
+			return err
+		}
+		if cfd, err = nstest.Dial(netipLoopback(9000)); err != nil {
+			return err
+		}
+		sfd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	// Dump once so the server end has its cookie before it closes.
+	var server sock.Socket
+	for _, s := range dump(t, c, &Request{States: sock.MaskOf(sock.Established)}).Sockets {
+		if s.Local.Port() == 9000 {
+			server = s
+		}
+	}
+	if server.Cookie == 0 {
+		t.Fatal("no server end in the dump")
+	}
+	closed := time.Now()
+	unix.Close(sfd)
+	unix.Close(cfd)
+
+	got := map[uint64]time.Time{}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(got) < 2 && time.Now().Before(deadline) {
+		err := sub.Receive(100*time.Millisecond, func(s *sock.Socket, at time.Time) {
+			if s.Local.Port() == 9000 || s.Peer.Port() == 9000 {
+				got[s.Cookie] = at
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	at, ok := got[server.Cookie]
+	if !ok {
+		t.Fatalf("no destroy event for the server end %#x; got %v", server.Cookie, got)
+	}
+	if d := at.Sub(closed); d < 0 || d > 50*time.Millisecond {
+		t.Errorf("destroy event %v after the close, want within 50ms", d)
+	}
+	tw := dump(t, c, &Request{States: sock.MaskOf(sock.TimeWait)})
+	if len(tw.Sockets) != 1 || tw.Sockets[0].Cookie != server.Cookie {
+		t.Errorf("TIME_WAIT entries %+v, want the server end's cookie %#x", tw.Sockets, server.Cookie)
+	}
+}

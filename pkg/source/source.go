@@ -7,6 +7,7 @@
 package source
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/sockdiag"
+	"github.com/sockscope/sockscope/pkg/track"
 )
 
 // Options configures a Kernel source.
@@ -103,4 +105,31 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 		snap.Sockets = keep
 	}
 	return snap, nil
+}
+
+// Destroys joins the kernel's destroy announcements for the source's
+// namespace and delivers them until ctx ends, then closes the channel.
+// Where they are not available (an old kernel, a sandbox), it returns the
+// error and the caller polls without them.
+func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
+	sub, err := sockdiag.Subscribe(k.opt.Netns)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan track.Destroy, 4096)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		for ctx.Err() == nil {
+			// Lost announcements (ENOBUFS) only cost precision: the
+			// next poll still sees every change.
+			_ = sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
+				select {
+				case out <- track.Destroy{Cookie: s.Cookie, At: at}:
+				case <-ctx.Done():
+				}
+			})
+		}
+	}()
+	return out, nil
 }

@@ -19,6 +19,7 @@ package track
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/procs"
@@ -72,19 +73,89 @@ type View struct {
 	Snapshot *sock.Snapshot
 	Entries  []Entry // in snapshot order
 	Gone     []Entry // tracked sockets this snapshot no longer shows
+	Events   []Event // what changed since the previous snapshot, in time order
+}
+
+// EventKind says what happened to a socket.
+type EventKind uint8
+
+// The three things that happen to a socket between snapshots.
+const (
+	EventNew    EventKind = iota // first seen (not reported for the first snapshot)
+	EventChange                  // its state changed
+	EventGone                    // it left the table (or the filter)
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventNew:
+		return "new"
+	case EventChange:
+		return "change"
+	case EventGone:
+		return "gone"
+	}
+	return fmt.Sprintf("event%d", uint8(k))
+}
+
+// Event is one change, timed as exactly as the kernel allows: the TIME_WAIT
+// timer dates an entry into TIME_WAIT, a destroy event dates the end of a
+// full socket; otherwise the snapshot that noticed it does.
+type Event struct {
+	Kind  EventKind
+	At    time.Time
+	Exact bool // At comes from the kernel (timer or destroy event), not the poll
+	Entry Entry
+	// From and To are the states before and after: To alone for new, From
+	// alone (the last state) for gone.
+	From, To sock.State
+	// InState is the time spent in From, exact when both its ends were.
+	InState      time.Duration
+	InStateExact bool
+	// Lifetime is, for gone, the time from first seen (for TIME_WAIT
+	// entries: from entering TIME_WAIT) to gone; AtLeast when the socket
+	// predates the tracker.
+	Lifetime        time.Duration
+	LifetimeAtLeast bool
+	// TimeWait describes a TIME_WAIT entry that is gone.
+	TimeWait *TimeWaitEnd
+}
+
+// TimeWaitEnd is the end of a TIME_WAIT entry.
+type TimeWaitEnd struct {
+	Entered time.Time     // from the kernel's timer: exact
+	Length  time.Duration // from entering to the snapshot that found it gone
+	// Early is set when it ended more than a second before its 60 s, which
+	// only port reuse (tcp_tw_reuse) or a kill (an RST, ss -K) does.
+	Early bool
+	// Reused is set when a socket with the same addresses and ports was
+	// there in its place.
+	Reused bool
+}
+
+// Destroy is the kernel's word that a full socket was freed (the
+// sock_diag destroy multicast groups): for an active close, the moment it
+// turned into a TIME_WAIT entry.
+type Destroy struct {
+	Cookie uint64
+	At     time.Time
 }
 
 // Lookup finds the process owning a socket inode.
 type Lookup func(inode uint32) (procs.Process, bool)
 
 type record struct {
-	firstSeen time.Time
-	predates  bool
-	state     sock.State
-	seen      uint64 // generation of the last snapshot that showed it
-	proc      procs.Process
-	history   []Transition
-	last      Entry
+	firstSeen   time.Time
+	predates    bool
+	state       sock.State
+	since       time.Time // when it entered state
+	sinceExact  bool
+	twEntered   time.Time // from the kernel timer, zero until TIME_WAIT
+	destroyedAt time.Time // from a destroy event, zero when none came
+	seen        uint64    // generation of the last snapshot that showed it
+	proc        procs.Process
+	history     []Transition
+	last        Entry
 }
 
 // maxHistory bounds the transitions kept per socket; a TCP connection
@@ -104,6 +175,14 @@ func New(lookup Lookup) *Tracker {
 	return &Tracker{lookup: lookup, recs: make(map[uint64]*record)}
 }
 
+// Destroyed records a destroy event; the next Update uses it to date the
+// socket's change or end.
+func (t *Tracker) Destroyed(d Destroy) {
+	if r := t.recs[d.Cookie]; r != nil && r.destroyedAt.IsZero() {
+		r.destroyedAt = d.At
+	}
+}
+
 // Update folds a snapshot in and returns the view of it.
 func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	now := snap.Time
@@ -115,15 +194,12 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	v := &View{Time: now, Snapshot: snap, Entries: make([]Entry, len(snap.Sockets))}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
+		e := &v.Entries[i]
 		r := t.recs[s.Cookie]
-		if r == nil {
-			r = &record{firstSeen: now, predates: first, state: s.State}
+		isNew := r == nil
+		if isNew {
+			r = &record{firstSeen: now, predates: first, state: s.State, since: now}
 			t.recs[s.Cookie] = r
-		} else if r.state != s.State {
-			if len(r.history) < maxHistory {
-				r.history = append(r.history, Transition{From: r.state, To: s.State, At: now})
-			}
-			r.state = s.State
 		}
 		r.seen = t.gen
 		if s.Inode != 0 && t.lookup != nil {
@@ -131,18 +207,83 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 				r.proc = p
 			}
 		}
-		e := &v.Entries[i]
 		*e = Entry{Socket: *s, FirstSeen: r.firstSeen, Process: r.proc}
 		e.Age, e.AgeSource, e.Left = t.age(s, r, now)
+		entered := now
+		exact := false
+		if s.State == sock.TimeWait && e.AgeSource == AgeTimer {
+			entered, exact = now.Add(-e.Age), true
+			if r.twEntered.IsZero() {
+				r.twEntered = entered
+			}
+		}
+		switch {
+		case isNew:
+			r.since, r.sinceExact = entered, exact
+			if !first {
+				v.Events = append(v.Events, Event{Kind: EventNew, At: entered, Exact: exact, Entry: *e, To: s.State})
+			}
+		case r.state != s.State:
+			if !r.destroyedAt.IsZero() && !exact {
+				entered, exact = r.destroyedAt, true
+			}
+			ev := Event{Kind: EventChange, At: entered, Exact: exact, Entry: *e, From: r.state, To: s.State,
+				InState: entered.Sub(r.since), InStateExact: exact && r.sinceExact}
+			v.Events = append(v.Events, ev)
+			if len(r.history) < maxHistory {
+				r.history = append(r.history, Transition{From: r.state, To: s.State, At: entered})
+			}
+			r.state, r.since, r.sinceExact = s.State, entered, exact
+		}
 		r.last = *e
 	}
 	for cookie, r := range t.recs {
 		if r.seen != t.gen {
 			v.Gone = append(v.Gone, r.last)
+			v.Events = append(v.Events, t.gone(r, now, snap))
 			delete(t.recs, cookie)
 		}
 	}
+	slices.SortStableFunc(v.Events, func(a, b Event) int { return a.At.Compare(b.At) })
 	return v
+}
+
+// earlyMargin is how much sooner than 60 s a TIME_WAIT entry must end to
+// count as ended early: the kernel's timer wheel alone can be a second off.
+const earlyMargin = time.Second
+
+// gone builds the event for a socket this snapshot no longer shows.
+func (t *Tracker) gone(r *record, now time.Time, snap *sock.Snapshot) Event {
+	at, exact := now, false
+	if !r.destroyedAt.IsZero() {
+		at, exact = r.destroyedAt, true
+	}
+	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: r.last, From: r.state,
+		InState: at.Sub(r.since), InStateExact: exact && r.sinceExact,
+		Lifetime: at.Sub(r.firstSeen), LifetimeAtLeast: r.predates}
+	if !r.twEntered.IsZero() {
+		end := &TimeWaitEnd{Entered: r.twEntered, Length: at.Sub(r.twEntered)}
+		end.Early = end.Length < sock.TimeWaitLen-earlyMargin
+		if end.Early {
+			end.Reused = sameTuple(snap, &r.last.Socket)
+		}
+		ev.TimeWait = end
+		ev.Lifetime, ev.LifetimeAtLeast = end.Length, false
+		if r.state == sock.TimeWait {
+			ev.InState, ev.InStateExact = end.Length, false
+		}
+	}
+	return ev
+}
+
+func sameTuple(snap *sock.Snapshot, s *sock.Socket) bool {
+	for i := range snap.Sockets {
+		o := &snap.Sockets[i]
+		if o.Cookie != s.Cookie && o.Local == s.Local && o.Peer == s.Peer {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tracker) age(s *sock.Socket, r *record, now time.Time) (age time.Duration, src AgeSource, left time.Duration) {

@@ -1,7 +1,9 @@
 package track
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,11 +88,95 @@ func TestTransitionsAndProcessMemory(t *testing.T) {
 		t.Errorf("TIME_WAIT entry forgot its owner: %+v", e.Process)
 	}
 	h := tr.History(1)
+	// The kernel's timer dates the entry into TIME_WAIT: 59 s left at 2 s
+	// means it entered at 1 s.
 	if len(h) != 2 || h[0].From != sock.Established || h[0].To != sock.FinWait2 || h[1].To != sock.TimeWait ||
-		!h[1].At.Equal(t0.Add(2*time.Second)) {
+		!h[1].At.Equal(t0.Add(time.Second)) {
 		t.Errorf("history %+v", h)
 	}
 	if tr.History(99) != nil {
 		t.Error("history for an unknown cookie")
+	}
+}
+
+func kinds(evs []Event) string {
+	var b []string
+	for _, e := range evs {
+		b = append(b, fmt.Sprintf("%v:%d:%v->%v", e.Kind, e.Entry.Cookie, e.From, e.To))
+	}
+	return strings.Join(b, " ")
+}
+
+func TestEvents(t *testing.T) {
+	tr := New(nil)
+	if v := tr.Update(snapAt(0, est(1, 11), est(2, 12))); len(v.Events) != 0 {
+		t.Errorf("events for the first snapshot: %s", kinds(v.Events))
+	}
+	v := tr.Update(snapAt(time.Second, est(1, 11), est(2, 12), est(3, 13)))
+	if len(v.Events) != 1 || v.Events[0].Kind != EventNew || v.Events[0].To != sock.Established ||
+		!v.Events[0].At.Equal(t0.Add(time.Second)) || v.Events[0].Exact {
+		t.Fatalf("new socket: %+v", v.Events)
+	}
+
+	// Socket 3 is closed by us at 3 s: at 5 s the kernel says 58 s left.
+	cw := est(2, 12)
+	cw.State = sock.CloseWait
+	v = tr.Update(snapAt(5*time.Second, est(1, 11), cw, tw(3, 58000)))
+	if got := kinds(v.Events); got != "change:3:ESTABLISHED->TIME_WAIT change:2:ESTABLISHED->CLOSE_WAIT" {
+		t.Fatalf("events %s", got)
+	}
+	e := v.Events[0]
+	if !e.Exact || !e.At.Equal(t0.Add(3*time.Second)) || e.InState != 2*time.Second || e.InStateExact {
+		t.Errorf("into TIME_WAIT: at %v exact %v, in ESTABLISHED %v exact %v", e.At.Sub(t0), e.Exact, e.InState, e.InStateExact)
+	}
+	if e := v.Events[1]; e.Exact || !e.At.Equal(t0.Add(5*time.Second)) || e.InState != 5*time.Second {
+		t.Errorf("into CLOSE_WAIT (noticed by the poll): %+v", e)
+	}
+
+	// A destroy event dates the end of the CLOSE_WAIT socket between polls.
+	tr.Destroyed(Destroy{Cookie: 2, At: t0.Add(6200 * time.Millisecond)})
+	tr.Destroyed(Destroy{Cookie: 99, At: t0}) // unknown: ignored
+	v = tr.Update(snapAt(8*time.Second, est(1, 11), tw(3, 55000)))
+	if len(v.Events) != 1 || v.Events[0].Kind != EventGone || !v.Events[0].Exact ||
+		!v.Events[0].At.Equal(t0.Add(6200*time.Millisecond)) || v.Events[0].From != sock.CloseWait ||
+		v.Events[0].InState != 1200*time.Millisecond || v.Events[0].TimeWait != nil || !v.Events[0].LifetimeAtLeast {
+		t.Fatalf("gone with a destroy event: %+v", v.Events)
+	}
+
+	// The TIME_WAIT entry leaves after its 60 s, noticed at 63.5 s.
+	v = tr.Update(snapAt(63500*time.Millisecond, est(1, 11)))
+	if len(v.Events) != 1 || v.Events[0].TimeWait == nil {
+		t.Fatalf("TIME_WAIT gone: %+v", v.Events)
+	}
+	end := v.Events[0].TimeWait
+	if end.Length != 60500*time.Millisecond || end.Early || !end.Entered.Equal(t0.Add(3*time.Second)) ||
+		v.Events[0].Lifetime != end.Length || v.Events[0].LifetimeAtLeast {
+		t.Errorf("TIME_WAIT end %+v, event %+v", end, v.Events[0])
+	}
+	if tr.Len() != 1 {
+		t.Errorf("tracking %d sockets, 1 is live", tr.Len())
+	}
+}
+
+func TestTimeWaitEndedEarly(t *testing.T) {
+	tr := New(nil)
+	other := tw(2, 60000)
+	other.Peer = netip.MustParseAddrPort("127.0.0.1:40001")
+	tr.Update(snapAt(0, tw(1, 60000), other))
+	// At 10 s entry 1 has a successor on the same four-tuple (tcp_tw_reuse);
+	// entry 2 is simply gone (killed by an RST, or ss -K).
+	reuse := est(3, 13)
+	v := tr.Update(snapAt(10*time.Second, reuse))
+	ends := map[uint64]*TimeWaitEnd{}
+	for _, e := range v.Events {
+		if e.Kind == EventGone {
+			ends[e.Entry.Cookie] = e.TimeWait
+		}
+	}
+	if e := ends[1]; e == nil || !e.Early || !e.Reused || e.Length != 10*time.Second {
+		t.Errorf("reused entry: %+v", e)
+	}
+	if e := ends[2]; e == nil || !e.Early || e.Reused {
+		t.Errorf("killed entry: %+v", e)
 	}
 }

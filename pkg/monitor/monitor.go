@@ -1,0 +1,181 @@
+// Package monitor is the polling loop every live front end shares: the
+// dashboard, watch and timewait. One goroutine owns the source and the
+// tracker; on every tick (and as destroy events arrive) it folds a new
+// snapshot into the tracker and hands an immutable Frame to the front end.
+//
+// Front ends change the loop (filter, interval, processes, the socket being
+// inspected) only through Do, whose closures run on the loop's goroutine, so
+// the tracker and the source are never shared.
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
+)
+
+// Source is where snapshots come from: the kernel source in the command, a
+// scripted fake in tests.
+type Source interface {
+	Snapshot() (*sock.Snapshot, error)
+	// SetProgram changes the filter for the next snapshots.
+	SetProgram(*filter.Program)
+	// SetInfo asks for tcp_info in the next snapshots, or stops asking.
+	SetInfo(bool)
+}
+
+// Frame is one poll's result. It is never modified after it is sent.
+type Frame struct {
+	Time    time.Time
+	Entries []track.Entry // the sockets that match the filter
+	Gone    []track.Entry // sockets the previous frame had and this one lacks
+	Events  []track.Event // what changed since the previous frame
+	Infos   []sock.TCPInfo
+	Total   int // sockets in the namespace, -1 when unknown
+	Err     error
+	// Refiltered is set on the first frame after a filter change: its Gone
+	// sockets and gone events are about the filter, not the kernel's table.
+	Refiltered bool
+	// Detail and History describe the socket being inspected, if any.
+	Detail  uint64
+	History []track.Transition
+}
+
+// Monitor is the loop. Its fields belong to its goroutine.
+type Monitor struct {
+	src        Source
+	tracker    *track.Tracker
+	lookup     track.Lookup
+	interval   time.Duration
+	detail     uint64
+	refiltered bool
+	now        func() time.Time
+	cmds       chan func()
+	send       func(*Frame)
+	ticker     *time.Ticker
+}
+
+// Options configures a Monitor.
+type Options struct {
+	Lookup    track.Lookup // owners of sockets; nil when unavailable
+	Processes bool         // look owners up from the start
+	Interval  time.Duration
+	Now       func() time.Time // nil: time.Now
+}
+
+// New returns a Monitor that hands each frame to send, on the monitor's
+// goroutine: send must not block for long.
+func New(src Source, opt Options, send func(*Frame)) *Monitor {
+	if opt.Interval <= 0 {
+		opt.Interval = time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	m := &Monitor{src: src, tracker: track.New(nil), lookup: opt.Lookup, interval: opt.Interval,
+		now: opt.Now, cmds: make(chan func(), 16), send: send}
+	if opt.Processes && opt.Lookup != nil {
+		m.tracker.SetLookup(opt.Lookup)
+	}
+	return m
+}
+
+// Do runs f on the monitor's goroutine, between polls. It does not wait for
+// f; it blocks only when 16 commands are already waiting.
+func (m *Monitor) Do(f func()) { m.cmds <- f }
+
+// Run polls until ctx ends: on every tick of tick, or of an interval
+// ticker when tick is nil. Destroy events from destroys (which may be nil)
+// date the changes of the next poll.
+func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-chan track.Destroy) (err error) {
+	defer func() {
+		// A panic here would leave a dashboard's terminal in raw mode:
+		// report it as an error so the front end can shut down cleanly.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("collector panic: %v", r)
+		}
+	}()
+	if tick == nil {
+		m.ticker = time.NewTicker(m.interval)
+		defer m.ticker.Stop()
+		tick = m.ticker.C
+	}
+	m.Poll()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case f := <-m.cmds:
+			f()
+		case d, ok := <-destroys:
+			if !ok {
+				destroys = nil
+				continue
+			}
+			m.tracker.Destroyed(d)
+		case <-tick:
+			m.Poll()
+		}
+	}
+}
+
+// Poll takes a snapshot now and sends its frame. Call it on the monitor's
+// goroutine (in Do) or before Run.
+func (m *Monitor) Poll() {
+	snap, err := m.src.Snapshot()
+	if err != nil {
+		m.send(&Frame{Time: m.now(), Err: err, Total: -1})
+		return
+	}
+	v := m.tracker.Update(snap)
+	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
+		Total: snap.Total, Refiltered: m.refiltered, Detail: m.detail}
+	m.refiltered = false
+	if m.detail != 0 {
+		f.History = m.tracker.History(m.detail)
+	}
+	m.send(f)
+}
+
+// Interval returns the polling interval.
+func (m *Monitor) Interval() time.Duration { return m.interval }
+
+// Tracked returns how many sockets the tracker holds.
+func (m *Monitor) Tracked() int { return m.tracker.Len() }
+
+// SetInterval changes the polling interval (when Run made its own ticker).
+func (m *Monitor) SetInterval(d time.Duration) {
+	m.interval = d
+	if m.ticker != nil {
+		m.ticker.Reset(d)
+	}
+}
+
+// SetProgram changes the filter and polls at once.
+func (m *Monitor) SetProgram(prog *filter.Program) {
+	m.src.SetProgram(prog)
+	m.refiltered = true
+	m.Poll()
+}
+
+// SetProcesses starts or stops looking owners up.
+func (m *Monitor) SetProcesses(on bool) {
+	if on {
+		m.tracker.SetLookup(m.lookup)
+		m.Poll() // owners now, not one interval later
+	} else {
+		m.tracker.SetLookup(nil)
+	}
+}
+
+// SetDetail starts (cookie != 0) or stops inspecting a socket: tcp_info is
+// asked for only while someone looks at it.
+func (m *Monitor) SetDetail(cookie uint64) {
+	m.detail = cookie
+	m.src.SetInfo(cookie != 0)
+	m.Poll()
+}
