@@ -3,6 +3,8 @@
 //
 //	sockscope [flags] [FILTER]        live dashboard, e.g. sockscope :9000
 //	sockscope list [flags] [FILTER]   one-shot table or JSON
+//	sockscope watch [flags] [FILTER]  one line per state change
+//	sockscope timewait [flags] [FILTER]  TIME_WAIT lifetimes and their causes
 //
 // Bad input prints one line naming the bad token and exits with status 2;
 // other failures exit with status 1.
@@ -40,7 +42,9 @@ const usage = `usage: sockscope [flags] [FILTER]          the live dashboard
        sockscope COMMAND [flags] [FILTER]
 
 Commands:
-  list     print the TCP sockets that match FILTER, once
+  list      print the TCP sockets that match FILTER, once
+  watch     print state changes as they happen, one line each
+  timewait  measure how long TIME_WAIT entries last, and why
 
 Run 'sockscope COMMAND --help' for a command's flags and the filter language.
 `
@@ -54,6 +58,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "list":
 		err = runList(args[1:], stdout)
+	case "watch":
+		err = runWatch(ctx, args[1:], stdout, stderr)
+	case "timewait":
+		err = runTimeWait(ctx, args[1:], stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

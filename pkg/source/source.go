@@ -121,14 +121,21 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
 		defer close(out)
 		defer sub.Close()
 		for ctx.Err() == nil {
-			// Lost announcements (ENOBUFS) only cost precision: the
-			// next poll still sees every change.
-			_ = sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
+			err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
 				select {
 				case out <- track.Destroy{Cookie: s.Cookie, At: at}:
 				case <-ctx.Done():
 				}
 			})
+			if err != nil {
+				// Lost announcements (ENOBUFS) only cost precision: the
+				// next poll still sees every change. Pause so a lasting
+				// fault does not spin.
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
 		}
 	}()
 	return out, nil

@@ -109,9 +109,11 @@ type Event struct {
 	// From and To are the states before and after: To alone for new, From
 	// alone (the last state) for gone.
 	From, To sock.State
-	// InState is the time spent in From, exact when both its ends were.
-	InState      time.Duration
-	InStateExact bool
+	// InState is the time spent in From, exact when both its ends were,
+	// at least this when the socket was in From before the tracker started.
+	InState        time.Duration
+	InStateExact   bool
+	InStateAtLeast bool
 	// Lifetime is, for gone, the time from first seen (for TIME_WAIT
 	// entries: from entering TIME_WAIT) to gone; AtLeast when the socket
 	// predates the tracker.
@@ -224,16 +226,17 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 				v.Events = append(v.Events, Event{Kind: EventNew, At: entered, Exact: exact, Entry: *e, To: s.State})
 			}
 		case r.state != s.State:
-			if !r.destroyedAt.IsZero() && !exact {
+			if s.State == sock.TimeWait && exact && r.state != sock.FinWait2 &&
+				!r.destroyedAt.IsZero() && entered.Sub(r.destroyedAt) > finWait2Gap {
+				// The full socket was freed well before TIME_WAIT began:
+				// an orphan's close, which waits for the peer's FIN as a
+				// FIN_WAIT2 mini-socket. Both moments are the kernel's.
+				v.Events = append(v.Events, t.change(r, e, sock.FinWait2, r.destroyedAt, true))
+			}
+			if !r.destroyedAt.IsZero() && !exact && r.destroyedAt.Before(now) {
 				entered, exact = r.destroyedAt, true
 			}
-			ev := Event{Kind: EventChange, At: entered, Exact: exact, Entry: *e, From: r.state, To: s.State,
-				InState: entered.Sub(r.since), InStateExact: exact && r.sinceExact}
-			v.Events = append(v.Events, ev)
-			if len(r.history) < maxHistory {
-				r.history = append(r.history, Transition{From: r.state, To: s.State, At: entered})
-			}
-			r.state, r.since, r.sinceExact = s.State, entered, exact
+			v.Events = append(v.Events, t.change(r, e, s.State, entered, exact))
 		}
 		r.last = *e
 	}
@@ -248,6 +251,23 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	return v
 }
 
+// change records a transition of r into to at the given time and returns
+// its event.
+func (t *Tracker) change(r *record, e *Entry, to sock.State, at time.Time, exact bool) Event {
+	ev := Event{Kind: EventChange, At: at, Exact: exact, Entry: *e, From: r.state, To: to,
+		InState: at.Sub(r.since), InStateExact: exact && r.sinceExact,
+		InStateAtLeast: r.predates && len(r.history) == 0}
+	if len(r.history) < maxHistory {
+		r.history = append(r.history, Transition{From: r.state, To: to, At: at})
+	}
+	r.state, r.since, r.sinceExact = to, at, exact
+	return ev
+}
+
+// finWait2Gap is how long before TIME_WAIT began a destroy event must come
+// to show a FIN_WAIT2 step in between, beyond clock noise.
+const finWait2Gap = 5 * time.Millisecond
+
 // earlyMargin is how much sooner than 60 s a TIME_WAIT entry must end to
 // count as ended early: the kernel's timer wheel alone can be a second off.
 const earlyMargin = time.Second
@@ -260,7 +280,8 @@ func (t *Tracker) gone(r *record, now time.Time, snap *sock.Snapshot) Event {
 	}
 	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: r.last, From: r.state,
 		InState: at.Sub(r.since), InStateExact: exact && r.sinceExact,
-		Lifetime: at.Sub(r.firstSeen), LifetimeAtLeast: r.predates}
+		InStateAtLeast: r.predates && len(r.history) == 0 && r.twEntered.IsZero(),
+		Lifetime:       at.Sub(r.firstSeen), LifetimeAtLeast: r.predates}
 	if !r.twEntered.IsZero() {
 		end := &TimeWaitEnd{Entered: r.twEntered, Length: at.Sub(r.twEntered)}
 		end.Early = end.Length < sock.TimeWaitLen-earlyMargin

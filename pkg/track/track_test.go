@@ -180,3 +180,26 @@ func TestTimeWaitEndedEarly(t *testing.T) {
 		t.Errorf("killed entry: %+v", e)
 	}
 }
+
+// An orphaned socket closed first waits for the peer's FIN as a FIN_WAIT2
+// mini-socket: the destroy event dates that step, the timer the next.
+func TestFinWait2StepFromDestroyEvent(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, est(1, 11)))
+	tr.Destroyed(Destroy{Cookie: 1, At: t0.Add(2 * time.Second)})
+	// The peer's FIN came at 2.3 s: at 5 s, 57.3 s are left.
+	v := tr.Update(snapAt(5*time.Second, tw(1, 57300)))
+	if got := kinds(v.Events); got != "change:1:ESTABLISHED->FIN_WAIT2 change:1:FIN_WAIT2->TIME_WAIT" {
+		t.Fatalf("events %s", got)
+	}
+	a, b := v.Events[0], v.Events[1]
+	if !a.Exact || !a.At.Equal(t0.Add(2*time.Second)) || !a.InStateAtLeast {
+		t.Errorf("into FIN_WAIT2: %+v", a)
+	}
+	if !b.Exact || !b.At.Equal(t0.Add(2300*time.Millisecond)) || b.InState != 300*time.Millisecond || !b.InStateExact {
+		t.Errorf("into TIME_WAIT: at %v, after %v (exact %v)", b.At.Sub(t0), b.InState, b.InStateExact)
+	}
+	if h := tr.History(1); len(h) != 2 {
+		t.Errorf("history %+v", h)
+	}
+}

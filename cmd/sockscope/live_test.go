@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockscope/sockscope/internal/nstest"
+	"golang.org/x/sys/unix"
+)
+
+// startBinary runs sockscope in the background; stdout lines arrive on the
+// returned channel.
+func startBinary(t *testing.T, args ...string) (<-chan string, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		pw.Close()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if s := stderr.String(); s != "" {
+			t.Logf("stderr of %v: %s", args, s)
+		}
+	})
+	return lines, cmd
+}
+
+type eventJSON struct {
+	Time     time.Time `json:"time"`
+	Event    string    `json:"event"`
+	Exact    bool      `json:"exact"`
+	Local    string    `json:"local"`
+	Peer     string    `json:"peer"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	InState  int64     `json:"in_state_ms"`
+	Timewait *int64    `json:"timewait_ms"`
+}
+
+// A connection closed in the middle of a 5 s polling interval: its change
+// into TIME_WAIT and the end of the peer's socket are still dated to within
+// 50 ms, by the kernel's timer and its destroy events.
+func TestIntegrationWatchTimesBetweenPolls(t *testing.T) {
+	ns := nstest.New(t)
+	var lfd, cfd, sfd int
+	err := ns.Do(func() error {
+		var err error
+		if lfd, err = nstest.Listen(netip.MustParseAddrPort("127.0.0.1:9000"), false); err != nil {
+			return err
+		}
+		if cfd, err = nstest.Dial(netip.MustParseAddrPort("127.0.0.1:9000")); err != nil {
+			return err
+		}
+		sfd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	lines, _ := startBinary(t, "watch", "-N", ns.Name, "-i", "5s", "--json", "--for", "12s", ":9000")
+	// The first poll sees both ends ESTABLISHED; wait for it by asking the
+	// kernel, then close half-way through the interval.
+	time.Sleep(2 * time.Second)
+	serverClosed := time.Now()
+	unix.Close(sfd)
+	time.Sleep(300 * time.Millisecond)
+	clientClosed := time.Now()
+	unix.Close(cfd)
+
+	var fw2, change, gone *eventJSON
+	timeout := time.After(15 * time.Second)
+	for fw2 == nil || change == nil || gone == nil {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("watch ended; change %+v gone %+v", change, gone)
+			}
+			var e eventJSON
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			switch {
+			case e.Event == "change" && e.Local == "127.0.0.1:9000" && e.To == "FIN_WAIT2":
+				fw2 = &e
+			case e.Event == "change" && e.Local == "127.0.0.1:9000" && e.To == "TIME_WAIT":
+				change = &e
+			case e.Event == "gone" && e.Peer == "127.0.0.1:9000":
+				gone = &e
+			}
+		case <-timeout:
+			t.Fatalf("no events; change %+v gone %+v", change, gone)
+		}
+	}
+	// The server's end: freed into a FIN_WAIT2 mini-socket at its close
+	// (the destroy event), into TIME_WAIT at the client's FIN (the timer).
+	if d := fw2.Time.Sub(serverClosed); !fw2.Exact || fw2.From != "ESTABLISHED" || d < -50*time.Millisecond || d > 50*time.Millisecond {
+		t.Errorf("%s -> FIN_WAIT2 dated %v from the server's close (exact %v), want within 50ms", fw2.From, d, fw2.Exact)
+	}
+	if d := change.Time.Sub(clientClosed); !change.Exact || change.From != "FIN_WAIT2" || d < -50*time.Millisecond || d > 50*time.Millisecond {
+		t.Errorf("%s -> TIME_WAIT dated %v from the client's close (exact %v), want within 50ms", change.From, d, change.Exact)
+	}
+	if d := time.Duration(change.InState) * time.Millisecond; d < 250*time.Millisecond || d > 350*time.Millisecond {
+		t.Errorf("FIN_WAIT2 lasted %v, want about 300ms", d)
+	}
+	if d := gone.Time.Sub(clientClosed); !gone.Exact || d < -50*time.Millisecond || d > 50*time.Millisecond {
+		t.Errorf("the client's end dated %v from its close (exact %v), want within 50ms", d, gone.Exact)
+	}
+}
+
+type twSummary struct {
+	Summary struct {
+		Count   int     `json:"count"`
+		MinS    float64 `json:"min_s"`
+		MaxS    float64 `json:"max_s"`
+		MedianS float64 `json:"median_s"`
+		Ports   []struct {
+			Port  int `json:"port"`
+			Count int `json:"count"`
+		} `json:"ports"`
+	} `json:"summary"`
+	Kernel struct {
+		MaxBuckets int   `json:"tcp_max_tw_buckets"`
+		Now        int   `json:"timewait_now"`
+		Overflow   int64 `json:"timewait_overflow"`
+		Length     int   `json:"timewait_length_s"`
+	} `json:"kernel"`
+}
+
+func runTimeWaitJSON(t *testing.T, lines <-chan string, within time.Duration) twSummary {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("timewait ended without a summary")
+			}
+			var s twSummary
+			if err := json.Unmarshal([]byte(l), &s); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			return s
+		case <-timeout:
+			t.Fatal("no summary")
+		}
+	}
+}
+
+// The tutorial's two TIME_WAIT entries, timed from entering to leaving:
+// each lasts the kernel's 60 s, as measured, within 60 .. 62 s.
+func TestIntegrationTimeWaitLifetimes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes a minute")
+	}
+	t.Parallel()
+	ns := nstest.New(t)
+	lines, _ := startBinary(t, "timewait", "-N", ns.Name, "--json", "--for", "66s", ":9000")
+	time.Sleep(500 * time.Millisecond)
+	nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true})
+	s := runTimeWaitJSON(t, lines, 80*time.Second)
+	if s.Summary.Count != 2 || s.Summary.MinS < 60 || s.Summary.MaxS > 62 {
+		t.Errorf("lifetimes: %+v, want 2 within 60 .. 62 s", s.Summary)
+	}
+	if len(s.Summary.Ports) != 1 || s.Summary.Ports[0].Port != 9000 || s.Summary.Ports[0].Count != 2 {
+		t.Errorf("ports %+v", s.Summary.Ports)
+	}
+	if s.Kernel.Length != 60 || s.Kernel.MaxBuckets <= 0 {
+		t.Errorf("kernel context %+v", s.Kernel)
+	}
+}
+
+// Past net.ipv4.tcp_max_tw_buckets the kernel drops new TIME_WAIT entries;
+// the report says so.
+func TestIntegrationTimeWaitOverflow(t *testing.T) {
+	ns := nstest.New(t)
+	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=1").CombinedOutput(); err != nil {
+		t.Fatalf("sysctl: %v %s", err, out)
+	}
+	cmd := exec.Command(binary, "timewait", "-N", ns.Name, "--for", "2s")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	for port := 9001; port <= 9004; port++ {
+		nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true, Port: port})
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, want := range []string{"tcp_max_tw_buckets = 1; TIME_WAIT entries now: 1", "TCPTimeWaitOverflow +7",
+		"7 connections closed without any TIME_WAIT entry", "TIME_WAIT lasts 60 s, fixed in the kernel",
+		"does not change that: it bounds FIN_WAIT2 only"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/kstat"
+	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/render"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
+	"github.com/sockscope/sockscope/pkg/twstat"
+	"github.com/spf13/pflag"
+)
+
+const timeWaitHelp = `usage: sockscope timewait [flags] [FILTER] [--for DURATION]
+
+Measure how long TIME_WAIT entries really last: every entry that matches
+FILTER is timed from entering TIME_WAIT (the kernel's timer says when) to
+leaving it. Prints a line as each one ends, then on Ctrl-C or after --for a
+summary: min / median / p99 / max, a histogram, per local port, and the
+kernel settings and counters that govern TIME_WAIT.`
+
+// kernelBaseline remembers the counters at the start of a measurement.
+type kernelBaseline struct {
+	r    *kstat.Reader
+	base map[string]int64
+}
+
+func newBaseline(r *kstat.Reader) *kernelBaseline {
+	b := &kernelBaseline{r: r}
+	b.base, _ = r.Counters() // missing counters read as zero deltas
+	return b
+}
+
+// context reads the TIME_WAIT settings and the counters' change since the
+// start.
+func (b *kernelBaseline) context() (twstat.Context, error) {
+	k := twstat.Context{TimeWaitLen: twstat.FixedLength}
+	s, err := b.r.TimeWait()
+	if err != nil {
+		return k, err
+	}
+	k.FinTimeout, k.Reuse, k.MaxBuckets = s.FinTimeout, s.Reuse, s.MaxBuckets
+	if c, err := b.r.Sockets(); err == nil {
+		k.Now = c.TimeWait
+	}
+	now, err := b.r.Counters()
+	if err != nil {
+		return k, err
+	}
+	k.Overflow = now["TCPTimeWaitOverflow"] - b.base["TCPTimeWaitOverflow"]
+	k.Recycled = now["TWRecycled"] - b.base["TWRecycled"]
+	k.Killed = now["TWKilled"] - b.base["TWKilled"]
+	return k, nil
+}
+
+func runTimeWait(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	interval, runFor := time.Second, time.Duration(0)
+	fs := pflag.NewFlagSet("timewait", pflag.ContinueOnError)
+	c.register(fs)
+	fs.VarP(durationValue{&interval}, "interval", "i", "time between polls, e.g. 500ms or 2s")
+	forFlag(fs, &runFor)
+	fs.BoolVar(&c.json, "json", false, "print the summary as one JSON object")
+	if _, err := c.parse(fs, args, timeWaitHelp, stdout); err != nil {
+		return err
+	}
+	// Only TIME_WAIT entries are timed, so only they are dumped.
+	prog := filter.Compile(filter.AndOf(c.expr, filter.StateIn{Mask: sock.MaskOf(sock.TimeWait)}), filter.Options{})
+	ctx, cancel := withFor(ctx, runFor)
+	defer cancel()
+	l, err := openLive(ctx, &c, prog, stderr)
+	if err != nil {
+		return err
+	}
+	defer l.src.Close()
+	kb := newBaseline(l.src.Stat())
+
+	out := bufio.NewWriter(stdout)
+	stats := twstat.New()
+	start := time.Now()
+	var line []byte
+	mon := monitor.New(l.src, monitor.Options{Lookup: l.lookup, Processes: c.processes, Interval: interval},
+		func(f *monitor.Frame) {
+			if f.Err != nil {
+				fmt.Fprintf(stderr, "sockscope: %v\n", f.Err)
+				return
+			}
+			stats.Add(f.Events)
+			if c.json {
+				return
+			}
+			for i := range f.Events {
+				if e := &f.Events[i]; e.Kind == track.EventGone && e.TimeWait != nil {
+					line = appendTimeWaitEnd(line[:0], e)
+					out.Write(line)
+				}
+			}
+			if out.Flush() != nil {
+				cancel() // the reader went away
+			}
+		})
+	if err := mon.Run(ctx, nil, l.destroys); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	k, err := kb.context()
+	if err != nil {
+		fmt.Fprintf(stderr, "sockscope: note: reading the kernel's TIME_WAIT settings: %v\n", err)
+	}
+	sum := stats.Summary()
+	if c.json {
+		b, err := json.Marshal(struct {
+			DurationS float64        `json:"duration_s"`
+			Summary   twstat.Summary `json:"summary"`
+			Kernel    twstat.Context `json:"kernel"`
+		}{took.Seconds(), sum, k})
+		if err != nil {
+			return err
+		}
+		out.Write(append(b, '\n'))
+	} else {
+		out.WriteString("\n")
+		if err := twstat.WriteText(out, sum, k, took); err != nil {
+			return err
+		}
+	}
+	if err := out.Flush(); err != nil && !isBrokenPipe(err) {
+		return fmt.Errorf("writing the summary: %w", err)
+	}
+	return nil
+}
+
+// appendTimeWaitEnd is the live report's line for one entry that left.
+func appendTimeWaitEnd(b []byte, e *track.Event) []byte {
+	b = e.At.AppendFormat(b, "15:04:05.000")
+	b = append(b, ' ')
+	b = e.Entry.Local.AppendTo(b)
+	b = append(b, ' ')
+	b = e.Entry.Peer.AppendTo(b)
+	b = append(b, " TIME_WAIT lasted "...)
+	b = render.AppendDuration(b, e.TimeWait.Length)
+	if e.TimeWait.Early {
+		b = append(b, " (ended early)"...)
+	}
+	return append(b, '\n')
+}
