@@ -12,6 +12,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
+	"github.com/sockscope/sockscope/pkg/twstat"
 )
 
 // Config is what the dashboard needs from the command.
@@ -27,6 +28,9 @@ type Config struct {
 	Netns    string
 	// Destroys, when not nil, carries the kernel's destroy events.
 	Destroys <-chan track.Destroy
+	// TimeWait reads the kernel's TIME_WAIT settings and counters for the
+	// w panel; nil when unavailable.
+	TimeWait func() (twstat.Context, error)
 
 	// For tests: a simulated screen, a channel that triggers polls instead
 	// of the interval ticker, a clock, and the live-age redraw period
@@ -53,6 +57,7 @@ type dashboard struct {
 	main   *tview.Flex
 	detail *tview.TextView
 	help   *tview.TextView
+	twPane *tview.TextView
 
 	m          *model
 	mon        *monitor.Monitor
@@ -63,6 +68,7 @@ type dashboard struct {
 	filterText string
 	filterErr  string
 	editing    bool
+	started    time.Time
 }
 
 // Run shows the dashboard until q, Esc or ctx ends it, and restores the
@@ -92,7 +98,8 @@ func newDashboard(cfg Config) *dashboard {
 		filterText: cfg.Filter,
 	}
 	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
-		Interval: cfg.Interval, Now: cfg.Now}, d.box.put)
+		Interval: cfg.Interval, Now: cfg.Now, TimeWait: cfg.TimeWait}, d.box.put)
+	d.started = cfg.Now()
 	d.build()
 	return d
 }
@@ -118,10 +125,13 @@ func (d *dashboard) build() {
 	d.detail.SetBorder(true).SetTitle(" socket (Esc closes) ")
 	d.help = tview.NewTextView().SetDynamicColors(true).SetText(helpText)
 	d.help.SetBorder(true).SetTitle(" keys (Esc closes) ")
+	d.twPane = tview.NewTextView().SetScrollable(true)
+	d.twPane.SetBorder(true).SetTitle(" TIME_WAIT lifetimes (w or Esc closes) ")
 	d.pages = tview.NewPages().
 		AddPage("main", d.main, true, true).
 		AddPage("detail", centered(d.detail, 72, 22), true, false).
-		AddPage("help", centered(d.help, 62, 20), true, false)
+		AddPage("help", centered(d.help, 62, 20), true, false).
+		AddPage("timewait", centered(d.twPane, 100, 40), true, false)
 	d.app.SetRoot(d.pages, true).SetInputCapture(d.key)
 	d.refreshHeader()
 	d.refreshStatus()
@@ -146,6 +156,7 @@ const helpText = `
   [yellow]+ -[-]      poll more or less often
   [yellow]p[-]        show / hide processes
   [yellow]Enter[-]    the selected socket in detail
+  [yellow]w[-]        TIME_WAIT lifetimes and the kernel settings behind them
   [yellow]?[-]        this help
   [yellow]q[-]        quit ([yellow]Esc[-] closes a pane first, then quits)
 `
@@ -217,6 +228,14 @@ func (d *dashboard) applyFrame() {
 	if d.detailOpen() {
 		d.refreshDetail()
 	}
+	if d.front() == "timewait" {
+		d.refreshTimeWait()
+	}
+}
+
+func (d *dashboard) front() string {
+	name, _ := d.pages.GetFrontPage()
+	return name
 }
 
 // reselect keeps the selection on the same socket across refreshes.
@@ -256,6 +275,8 @@ func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 			d.closeDetail()
 		case d.helpOpen():
 			d.pages.HidePage("help")
+		case d.front() == "timewait":
+			d.toggleTimeWait()
 		default:
 			d.app.Stop()
 		}
@@ -281,6 +302,8 @@ func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 		}
 	case '/':
 		d.startEdit()
+	case 'w':
+		d.toggleTimeWait()
 	case 'l':
 		d.m.toggle(sock.Listen)
 	case 't':

@@ -10,6 +10,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
+	"github.com/sockscope/sockscope/pkg/twstat"
 )
 
 // How long a vanished socket stays on screen, and how long a new one is
@@ -66,13 +67,15 @@ type model struct {
 	pausedAt time.Time
 	spark    [3][]int // LISTEN, TIME_WAIT, CLOSE_WAIT counts per frame
 	counts   [16]int
+	tw       *twstat.Stats   // TIME_WAIT lifetimes seen while watching
+	twCtx    *twstat.Context // the kernel's side, while the panel is open
 }
 
 var highlighted = [3]sock.State{sock.Listen, sock.TimeWait, sock.CloseWait}
 
 const sparkLen = 60
 
-func newModel() *model { return &model{lingered: map[uint64]row{}} }
+func newModel() *model { return &model{lingered: map[uint64]row{}, tw: twstat.New()} }
 
 // apply folds a frame in. While paused, counts and sparklines still
 // follow the kernel but the rows stay as they were.
@@ -93,7 +96,11 @@ func (m *model) apply(f *monitor.Frame) {
 			delete(m.lingered, c)
 		}
 	}
+	if f.TimeWait != nil {
+		m.twCtx = f.TimeWait
+	}
 	if !f.Refiltered {
+		m.tw.Add(f.Events)
 		for _, e := range f.Gone {
 			if !present[e.Cookie] {
 				m.lingered[e.Cookie] = row{Entry: e, gone: true, goneAt: f.Time}

@@ -14,6 +14,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/twstat"
 )
 
 // clock is the dashboard's time in tests.
@@ -577,4 +578,34 @@ func TestSmallAndResizedScreen(t *testing.T) {
 	})
 	h.resize(140, 40)
 	h.waitFor("a 40-line screen", func(s string) bool { return len(strings.Split(s, "\n")) == 40 })
+}
+
+func TestTimeWaitPanel(t *testing.T) {
+	table := seedTable()
+	// Entry 2 leaves when its timer runs out: 50 s left at the start.
+	after := append([]sock.Socket{table[0]}, table[2:]...)
+	h := start(t, 120, 45, Config{TimeWait: func() (twstat.Context, error) {
+		return twstat.Context{FinTimeout: 60, Reuse: 2, MaxBuckets: 131072, Now: 1, TimeWaitLen: 60}, nil
+	}}, table, table, after)
+	h.waitText("TIME_WAIT 2")
+	h.key('w')
+	h.waitText("0 entries from entering to leaving", "tcp_max_tw_buckets = 131072")
+	h.clock.Add(51 * time.Second)
+	h.poll()
+	s := h.waitText("1 entry from entering to leaving", "min 61.0s", "9000   1 entry",
+		"TIME_WAIT lasts 60 s, fixed in the kernel", "tcp_fin_timeout = 60 does not change that")
+	if !strings.Contains(s, "61s") {
+		t.Errorf("histogram:\n%s", s)
+	}
+	h.key('w')
+	h.waitGone("entries from entering")
+	h.key('w')
+	h.waitText("1 entry from entering")
+	h.special(tcell.KeyEscape)
+	h.waitGone("1 entry from entering")
+	select {
+	case <-h.done:
+		t.Fatal("Esc on the panel quit the dashboard")
+	default:
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
+	"github.com/sockscope/sockscope/pkg/twstat"
 )
 
 var columns = []string{"State", "Local", "Peer", "Age", "Left", "Timer", "Recv-Q", "Send-Q", "Process"}
@@ -332,4 +333,32 @@ func (d *dashboard) refreshDetail() {
 		}
 	}
 	d.detail.SetText(b.String())
+}
+
+// toggleTimeWait opens or closes the TIME_WAIT panel; the kernel context
+// is read only while it is open.
+func (d *dashboard) toggleTimeWait() {
+	open := d.front() != "timewait"
+	if open {
+		d.pages.ShowPage("timewait")
+		d.refreshTimeWait()
+	} else {
+		d.pages.HidePage("timewait")
+	}
+	d.mon.Do(func() { d.mon.SetTimeWaitContext(open) })
+}
+
+// refreshTimeWait writes the lifetimes measured since the dashboard
+// started, as sockscope timewait prints them.
+func (d *dashboard) refreshTimeWait() {
+	var b strings.Builder
+	k := twstat.Context{FinTimeout: -1, Reuse: -1, MaxBuckets: -1}
+	if d.m.twCtx != nil {
+		k = *d.m.twCtx
+	}
+	twstat.WriteText(&b, d.m.tw.Summary(), k, d.now().Sub(d.started))
+	if d.m.twCtx == nil {
+		b.WriteString("  (reading the kernel's settings...)\n")
+	}
+	d.twPane.SetText(b.String())
 }

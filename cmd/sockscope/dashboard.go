@@ -42,6 +42,10 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 	}
 	defer src.Close()
 	text, fixed := c.editable()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	destroys, _ := src.Destroys(ctx) // without them, polls date the changes
+	kb := newBaseline(src.Stat())
 	defer func() {
 		// tview restores the terminal before re-panicking; say what
 		// happened in one line instead of a goroutine dump.
@@ -57,5 +61,7 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 		Fixed:     fixed,
 		Interval:  interval,
 		Netns:     c.netns,
+		Destroys:  destroys,
+		TimeWait:  kb.context,
 	})
 }

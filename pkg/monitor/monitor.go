@@ -16,6 +16,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
+	"github.com/sockscope/sockscope/pkg/twstat"
 )
 
 // Source is where snapshots come from: the kernel source in the command, a
@@ -43,6 +44,9 @@ type Frame struct {
 	// Detail and History describe the socket being inspected, if any.
 	Detail  uint64
 	History []track.Transition
+	// TimeWait is the kernel's TIME_WAIT context, read while someone looks
+	// at it (SetTimeWaitContext).
+	TimeWait *twstat.Context
 }
 
 // Monitor is the loop. Its fields belong to its goroutine.
@@ -57,6 +61,8 @@ type Monitor struct {
 	cmds       chan func()
 	send       func(*Frame)
 	ticker     *time.Ticker
+	twContext  func() (twstat.Context, error)
+	wantTW     bool
 }
 
 // Options configures a Monitor.
@@ -65,6 +71,9 @@ type Options struct {
 	Processes bool         // look owners up from the start
 	Interval  time.Duration
 	Now       func() time.Time // nil: time.Now
+	// TimeWait reads the kernel's TIME_WAIT settings and counters; nil
+	// when they cannot be read.
+	TimeWait func() (twstat.Context, error)
 }
 
 // New returns a Monitor that hands each frame to send, on the monitor's
@@ -77,7 +86,7 @@ func New(src Source, opt Options, send func(*Frame)) *Monitor {
 		opt.Now = time.Now
 	}
 	m := &Monitor{src: src, tracker: track.New(nil), lookup: opt.Lookup, interval: opt.Interval,
-		now: opt.Now, cmds: make(chan func(), 16), send: send}
+		now: opt.Now, cmds: make(chan func(), 16), send: send, twContext: opt.TimeWait}
 	if opt.Processes && opt.Lookup != nil {
 		m.tracker.SetLookup(opt.Lookup)
 	}
@@ -138,7 +147,21 @@ func (m *Monitor) Poll() {
 	if m.detail != 0 {
 		f.History = m.tracker.History(m.detail)
 	}
+	if m.wantTW && m.twContext != nil {
+		if k, err := m.twContext(); err == nil {
+			f.TimeWait = &k
+		}
+	}
 	m.send(f)
+}
+
+// SetTimeWaitContext starts or stops reading the kernel's TIME_WAIT
+// context into frames.
+func (m *Monitor) SetTimeWaitContext(on bool) {
+	m.wantTW = on
+	if on {
+		m.Poll()
+	}
 }
 
 // Interval returns the polling interval.
