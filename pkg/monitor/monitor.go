@@ -49,6 +49,20 @@ type Frame struct {
 	TimeWait *twstat.Context
 }
 
+// Prober is a Source that can also ask about one socket without a dump.
+// With one, the monitor times the end of TIME_WAIT entries to within
+// probeEvery instead of one polling interval.
+type Prober interface {
+	Alive(s *sock.Socket) (bool, error)
+}
+
+// probeEvery is how often TIME_WAIT entries past their 60 s are looked up,
+// and maxProbes how many at most each time.
+const (
+	probeEvery = 50 * time.Millisecond
+	maxProbes  = 32
+)
+
 // Monitor is the loop. Its fields belong to its goroutine.
 type Monitor struct {
 	src        Source
@@ -114,12 +128,32 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 		tick = m.ticker.C
 	}
 	m.Poll()
+	var probe <-chan time.Time
+	prober, _ := m.src.(Prober)
+	if prober != nil {
+		t := time.NewTicker(probeEvery)
+		defer t.Stop()
+		probe = t.C
+	}
+	var expiring []sock.Socket
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case f := <-m.cmds:
 			f()
+		case <-probe:
+			now := m.now()
+			expiring = m.tracker.Expiring(now, expiring[:0])
+			// A bounded number of lookups per tick keeps a host that frees
+			// thousands of entries a second from paying for precision;
+			// the rest are timed by the polls.
+			for i := range min(len(expiring), maxProbes) {
+				alive, err := prober.Alive(&expiring[i])
+				if err == nil {
+					m.tracker.Probed(expiring[i].Cookie, now, alive)
+				}
+			}
 		case d, ok := <-destroys:
 			if !ok {
 				destroys = nil

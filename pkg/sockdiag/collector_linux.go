@@ -169,6 +169,33 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 	}
 }
 
+// Alive asks the kernel whether the socket s names (by family, addresses,
+// ports and cookie) still exists: one round trip, no dump. A TIME_WAIT
+// entry counts as alive until the kernel frees it.
+func (c *Collector) Alive(s *sock.Socket) (bool, error) {
+	c.seq++
+	c.req = appendLookup(c.req[:0], c.seq, s)
+	fd := c.sock.GetFd()
+	if err := sendto(fd, c.req); err != nil {
+		return false, fmt.Errorf("sending lookup: %w", err)
+	}
+	n, err := c.recv(fd)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	_, err = parseBatch(c.buf[:n], c.seq, func(got *sock.Socket, _ []byte) {
+		found = found || got.Cookie == s.Cookie
+	})
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESTALE):
+		return false, nil // gone, or its four-tuple now belongs to another socket
+	case err != nil:
+		return false, fmt.Errorf("looking up a socket: %w", err)
+	}
+	return found, nil
+}
+
 // add appends one parsed socket to snap unless this dump already holds its
 // cookie: the kernel's resumable cursor can yield a socket twice while the
 // table changes under it.

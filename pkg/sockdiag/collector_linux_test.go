@@ -415,3 +415,37 @@ func TestIntegrationDestroyEvents(t *testing.T) {
 		t.Errorf("TIME_WAIT entries %+v, want the server end's cookie %#x", tw.Sockets, server.Cookie)
 	}
 }
+
+func TestIntegrationAlive(t *testing.T) {
+	ns := nstest.New(t)
+	seed := nstest.RunSeed(t, ns, nstest.SeedOptions{})
+	c := openIn(t, ns.Name)
+	snap := waitFor(t, c, all(), "the experiment to settle", func(s *sock.Snapshot) bool {
+		return count(s, sock.TimeWait, 9000) == 2 && count(s, sock.FinWait2, seedClientPort(s)) == 1
+	})
+	for _, s := range snap.Sockets {
+		alive, err := c.Alive(&s)
+		if err != nil || !alive {
+			t.Errorf("%v %v -> %v: alive %v, %v", s.State, s.Local, s.Peer, alive, err)
+		}
+		// The same four-tuple under another cookie is not this socket.
+		other := s
+		other.Cookie++
+		if alive, err := c.Alive(&other); err != nil || alive {
+			t.Errorf("wrong cookie for %v %v: alive %v, %v", s.State, s.Local, alive, err)
+		}
+	}
+	var cw sock.Socket
+	for _, s := range snap.Sockets {
+		if s.State == sock.CloseWait {
+			cw = s
+		}
+	}
+	// Reset the CLOSE_WAIT end: it is freed at once.
+	unix.SetsockoptLinger(seed.HalfClosed, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	unix.Close(seed.HalfClosed)
+	seed.HalfClosed = -1
+	if alive, err := c.Alive(&cw); err != nil || alive {
+		t.Errorf("closed socket: alive %v, %v", alive, err)
+	}
+}

@@ -84,6 +84,38 @@ func appendRequest(dst []byte, seq uint32, fam sock.Family, r *Request) ([]byte,
 	return dst, nil
 }
 
+// appendLookup encodes a request for one socket by its addresses, ports and
+// cookie (no NLM_F_DUMP): the kernel answers with that socket or an error.
+func appendLookup(dst []byte, seq uint32, s *sock.Socket) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, sizeofNlmsghdr+sizeofReqV2)...)
+	b := dst[start:]
+	native.PutUint32(b[0:], sizeofNlmsghdr+sizeofReqV2)
+	native.PutUint16(b[4:], sockDiagByFamily)
+	native.PutUint16(b[6:], nlmFRequest)
+	native.PutUint32(b[8:], seq)
+	req := b[sizeofNlmsghdr:]
+	req[0] = uint8(s.Family)
+	req[1] = ipprotoTCP
+	native.PutUint32(req[4:], uint32(sock.AllStates))
+	id := req[8:]
+	binary.BigEndian.PutUint16(id[0:], s.Local.Port())
+	binary.BigEndian.PutUint16(id[2:], s.Peer.Port())
+	if s.Family == sock.IPv4 {
+		a, p := s.Local.Addr().As4(), s.Peer.Addr().As4()
+		copy(id[4:], a[:])
+		copy(id[20:], p[:])
+	} else {
+		a, p := s.Local.Addr().As16(), s.Peer.Addr().As16()
+		copy(id[4:], a[:])
+		copy(id[20:], p[:])
+	}
+	native.PutUint32(id[36:], s.IfIndex)
+	native.PutUint32(id[40:], uint32(s.Cookie))
+	native.PutUint32(id[44:], uint32(s.Cookie>>32))
+	return dst
+}
+
 func align4(n int) int { return (n + 3) &^ 3 }
 
 // ErrTruncated means a netlink message was cut short: the kernel and this

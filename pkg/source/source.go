@@ -107,6 +107,9 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 	return snap, nil
 }
 
+// Alive asks the kernel whether one socket still exists, without a dump.
+func (k *Kernel) Alive(s *sock.Socket) (bool, error) { return k.c.Alive(s) }
+
 // Destroys joins the kernel's destroy announcements for the source's
 // namespace and delivers them until ctx ends, then closes the channel.
 // Where they are not available (an old kernel, a sandbox), it returns the

@@ -18,6 +18,7 @@
 package track
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -125,8 +126,12 @@ type Event struct {
 
 // TimeWaitEnd is the end of a TIME_WAIT entry.
 type TimeWaitEnd struct {
-	Entered time.Time     // from the kernel's timer: exact
-	Length  time.Duration // from entering to the snapshot that found it gone
+	Entered time.Time // from the kernel's timer: exact
+	// Length runs from entering to the first moment it was known gone (a
+	// probe, or the snapshot that lacked it); the entry ended at most
+	// Uncertainty before that.
+	Length      time.Duration
+	Uncertainty time.Duration
 	// Early is set when it ended more than a second before its 60 s, which
 	// only port reuse (tcp_tw_reuse) or a kill (an RST, ss -K) does.
 	Early bool
@@ -154,6 +159,8 @@ type record struct {
 	sinceExact  bool
 	twEntered   time.Time // from the kernel timer, zero until TIME_WAIT
 	destroyedAt time.Time // from a destroy event, zero when none came
+	aliveAt     time.Time // the last time it was known to exist
+	missingAt   time.Time // the first probe that found it gone
 	seen        uint64    // generation of the last snapshot that showed it
 	proc        procs.Process
 	history     []Transition
@@ -175,6 +182,37 @@ type Tracker struct {
 // New returns a Tracker. lookup may be nil: processes are then not shown.
 func New(lookup Lookup) *Tracker {
 	return &Tracker{lookup: lookup, recs: make(map[uint64]*record)}
+}
+
+// Expiring returns the TIME_WAIT entries whose 60 s are up but that the
+// kernel has not been seen to free yet, the candidates for a probe. The
+// kernel's timer wheel can keep an entry a second or two past its time.
+func (t *Tracker) Expiring(now time.Time, dst []sock.Socket) []sock.Socket {
+	for _, r := range t.recs {
+		if r.state == sock.TimeWait && !r.twEntered.IsZero() && r.missingAt.IsZero() &&
+			!now.Before(r.twEntered.Add(sock.TimeWaitLen-probeLead)) {
+			dst = append(dst, r.last.Socket)
+		}
+	}
+	// Oldest first: their end is due soonest.
+	slices.SortFunc(dst, func(a, b sock.Socket) int { return cmp.Compare(a.Expires, b.Expires) })
+	return dst
+}
+
+// probeLead starts probing a little before the 60 s are up, so the first
+// probe comes before the kernel frees the entry.
+const probeLead = 100 * time.Millisecond
+
+// Probed records what a lookup of one socket found at time at.
+func (t *Tracker) Probed(cookie uint64, at time.Time, alive bool) {
+	r := t.recs[cookie]
+	switch {
+	case r == nil:
+	case alive:
+		r.aliveAt = at
+	case r.missingAt.IsZero():
+		r.missingAt = at
+	}
 }
 
 // Destroyed records a destroy event; the next Update uses it to date the
@@ -204,6 +242,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			t.recs[s.Cookie] = r
 		}
 		r.seen = t.gen
+		r.aliveAt = now
 		if s.Inode != 0 && t.lookup != nil {
 			if p, ok := t.lookup(s.Inode); ok {
 				r.proc = p
@@ -283,7 +322,13 @@ func (t *Tracker) gone(r *record, now time.Time, snap *sock.Snapshot) Event {
 		InStateAtLeast: r.predates && len(r.history) == 0 && r.twEntered.IsZero(),
 		Lifetime:       at.Sub(r.firstSeen), LifetimeAtLeast: r.predates}
 	if !r.twEntered.IsZero() {
-		end := &TimeWaitEnd{Entered: r.twEntered, Length: at.Sub(r.twEntered)}
+		// Nothing announces the end of a TIME_WAIT entry: the probes
+		// (Probed) narrow it down to between two looks.
+		if !exact && !r.missingAt.IsZero() && r.missingAt.Before(at) {
+			at = r.missingAt
+			ev.At, ev.InState, ev.Lifetime = at, at.Sub(r.since), at.Sub(r.firstSeen)
+		}
+		end := &TimeWaitEnd{Entered: r.twEntered, Length: at.Sub(r.twEntered), Uncertainty: at.Sub(r.aliveAt)}
 		end.Early = end.Length < sock.TimeWaitLen-earlyMargin
 		if end.Early {
 			end.Reused = sameTuple(snap, &r.last.Socket)

@@ -203,3 +203,35 @@ func TestFinWait2StepFromDestroyEvent(t *testing.T) {
 		t.Errorf("history %+v", h)
 	}
 }
+
+// Probes date the end of a TIME_WAIT entry to between two looks, not two
+// polls.
+func TestProbedTimeWaitEnd(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, tw(1, 30000), tw(2, 60000)))
+	// Entry 1 entered at -30 s: its 60 s are up at 30 s.
+	if got := tr.Expiring(t0.Add(29*time.Second), nil); len(got) != 0 {
+		t.Errorf("expiring at 29 s: %v", got)
+	}
+	tr.Update(snapAt(29800*time.Millisecond, tw(1, 200), tw(2, 30200)))
+	got := tr.Expiring(t0.Add(29950*time.Millisecond), nil)
+	if len(got) != 1 || got[0].Cookie != 1 {
+		t.Fatalf("expiring at 29.95 s: %v", got)
+	}
+	tr.Probed(1, t0.Add(30500*time.Millisecond), true)
+	tr.Probed(1, t0.Add(30550*time.Millisecond), false)
+	tr.Probed(1, t0.Add(30600*time.Millisecond), false) // the first miss counts
+	tr.Probed(7, t0, false)                             // unknown: ignored
+	if got := tr.Expiring(t0.Add(30600*time.Millisecond), nil); len(got) != 0 {
+		t.Errorf("an entry found gone is still probed: %v", got)
+	}
+	v := tr.Update(snapAt(31*time.Second, tw(2, 29000)))
+	if len(v.Events) != 1 || v.Events[0].TimeWait == nil {
+		t.Fatalf("events %+v", v.Events)
+	}
+	e := v.Events[0]
+	if end := e.TimeWait; end.Length != 60550*time.Millisecond || end.Uncertainty != 50*time.Millisecond ||
+		!e.At.Equal(t0.Add(30550*time.Millisecond)) {
+		t.Errorf("end %+v at %v", end, e.At.Sub(t0))
+	}
+}
