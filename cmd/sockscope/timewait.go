@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
-	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/sockscope/sockscope/pkg/twstat"
@@ -145,7 +145,8 @@ func appendTimeWaitEnd(b []byte, e *track.Event) []byte {
 	b = append(b, ' ')
 	b = e.Entry.Peer.AppendTo(b)
 	b = append(b, " TIME_WAIT lasted "...)
-	b = render.AppendDuration(b, e.TimeWait.Length)
+	b = strconv.AppendFloat(b, e.TimeWait.Length.Seconds(), 'f', 1, 64)
+	b = append(b, 's')
 	if e.TimeWait.Early {
 		b = append(b, " (ended early)"...)
 	}

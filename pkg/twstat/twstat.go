@@ -9,6 +9,7 @@ package twstat
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -133,7 +134,8 @@ func (s *Stats) Summary() Summary {
 
 // quantile returns the middle of the bucket holding the q-th lifetime.
 func (s *Stats) quantile(q float64) time.Duration {
-	rank := int(q*float64(s.n-1)) + 1
+	rank := int(math.Ceil(q * float64(s.n))) // nearest rank
+	rank = max(rank, 1)
 	seen := 0
 	for i, c := range s.counts {
 		seen += c
