@@ -73,11 +73,11 @@ func (c *common) parse(fs *pflag.FlagSet, args []string, help string, stdout io.
 	c.spec.Args = fs.Args()
 	e, err := c.spec.Build()
 	if err != nil {
-		var fe *filter.Error
-		if errors.As(err, &fe) && !strings.HasPrefix(err.Error(), "invalid --") {
-			return nil, usagef("bad filter %q: %v", strings.Join(c.spec.Args, " "), err)
+		var flagErr *filter.FlagError
+		if errors.As(err, &flagErr) {
+			return nil, usagef("%v", err)
 		}
-		return nil, usagef("%v", err)
+		return nil, usagef("bad filter %q: %v", strings.Join(c.spec.Args, " "), err)
 	}
 	c.expr = e
 	return filter.Compile(e, filter.Options{}), nil

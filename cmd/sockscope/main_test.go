@@ -313,6 +313,13 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--interval", "-1s"}, "-1s"},
 		{[]string{"list", "-i", "1s"}, "-i"},
 		{[]string{"--json", ":9000"}, "--json"},
+		{[]string{"watch", "--for", "abc"}, "abc"},
+		{[]string{"watch", "state", "bogus"}, "bogus"},
+		{[]string{"watch", "-N", "sockscope-no-such-namespace"}, "sockscope-no-such-namespace"},
+		{[]string{"timewait", "-i", "0"}, "0"},
+		{[]string{"timewait", "--for", "2h"}, "2h"},
+		{[]string{"timewait", "sport", "<", ":70000"}, ":70000"},
+		{[]string{"timewait", "--color", "never"}, "--color"},
 	} {
 		r := sockscope(t, tc.args...)
 		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 ||

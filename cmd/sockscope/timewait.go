@@ -65,8 +65,7 @@ func runTimeWait(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	interval, runFor := time.Second, time.Duration(0)
 	fs := pflag.NewFlagSet("timewait", pflag.ContinueOnError)
 	c.register(fs)
-	fs.VarP(durationValue{&interval}, "interval", "i", "time between polls, e.g. 500ms or 2s")
-	forFlag(fs, &runFor)
+	registerLive(fs, &interval, &runFor)
 	fs.BoolVar(&c.json, "json", false, "print the summary as one JSON object")
 	if _, err := c.parse(fs, args, timeWaitHelp, stdout); err != nil {
 		return err

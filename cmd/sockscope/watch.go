@@ -50,9 +50,11 @@ func openLive(ctx context.Context, c *common, prog *filter.Program, stderr io.Wr
 	return l, nil
 }
 
-// forFlag bounds a live mode's run.
-func forFlag(fs *pflag.FlagSet, d *time.Duration) {
-	fs.Var(durationValue{d}, "for", "stop after `DURATION` (e.g. 90s); default: until Ctrl-C")
+// registerLive adds the flags of the modes that run until stopped: the
+// polling interval and --for.
+func registerLive(fs *pflag.FlagSet, interval, runFor *time.Duration) {
+	fs.VarP(durationValue{interval}, "interval", "i", "time between polls, e.g. 500ms or 2s")
+	fs.Var(durationValue{runFor}, "for", "stop after `DURATION` (e.g. 90s); default: until Ctrl-C")
 }
 
 func withFor(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
@@ -67,8 +69,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	interval, runFor := time.Second, time.Duration(0)
 	fs := pflag.NewFlagSet("watch", pflag.ContinueOnError)
 	c.register(fs)
-	fs.VarP(durationValue{&interval}, "interval", "i", "time between polls, e.g. 500ms or 2s")
-	forFlag(fs, &runFor)
+	registerLive(fs, &interval, &runFor)
 	fs.BoolVar(&c.json, "json", false, "one JSON object per event per line")
 	prog, err := c.parse(fs, args, watchHelp, stdout)
 	if err != nil {

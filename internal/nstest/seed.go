@@ -226,3 +226,48 @@ func Inode(fd int) (uint32, error) {
 	}
 	return uint32(st.Ino), nil
 }
+
+// Conn is one connection on loopback inside a namespace: its listener and
+// both ends, as descriptors. Descriptors the test has not closed itself
+// (set to -1) are closed when it ends.
+type Conn struct {
+	Listener, Client, Server int
+}
+
+// Connect listens on ap inside ns (without SO_REUSEADDR), connects to it and
+// accepts.
+func Connect(t testing.TB, ns *NS, ap netip.AddrPort) *Conn {
+	t.Helper()
+	c := &Conn{Listener: -1, Client: -1, Server: -1}
+	err := ns.Do(func() error {
+		var err error
+		if c.Listener, err = Listen(ap, false); err != nil {
+			return err
+		}
+		if c.Client, err = Dial(ap); err != nil {
+			return err
+		}
+		c.Server, _, err = unix.Accept4(c.Listener, unix.SOCK_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("accepting: %w", err)
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		for _, fd := range []int{c.Listener, c.Client, c.Server} {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("connecting in %s: %v", ns.Name, err)
+	}
+	return c
+}
+
+// Close closes one of the connection's descriptors now.
+func (c *Conn) Close(fd *int) {
+	unix.Close(*fd)
+	*fd = -1
+}

@@ -234,22 +234,12 @@ var (
 )
 
 // AndOf joins expressions with "and", skipping nil ones; nil when all are.
-func AndOf(es ...Expr) Expr {
-	var out Expr
-	for _, e := range es {
-		switch {
-		case e == nil:
-		case out == nil:
-			out = e
-		default:
-			out = And{out, e}
-		}
-	}
-	return out
-}
+func AndOf(es ...Expr) Expr { return fold(es, func(l, r Expr) Expr { return And{l, r} }) }
 
 // OrOf joins expressions with "or", skipping nil ones; nil when all are.
-func OrOf(es ...Expr) Expr {
+func OrOf(es ...Expr) Expr { return fold(es, func(l, r Expr) Expr { return Or{l, r} }) }
+
+func fold(es []Expr, join func(l, r Expr) Expr) Expr {
 	var out Expr
 	for _, e := range es {
 		switch {
@@ -257,7 +247,7 @@ func OrOf(es ...Expr) Expr {
 		case out == nil:
 			out = e
 		default:
-			out = Or{out, e}
+			out = join(out, e)
 		}
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 )
 
@@ -33,18 +34,24 @@ func AppendEvent(b []byte, e *track.Event, processes bool) []byte {
 	case track.EventGone:
 		b = append(b, e.From.String()...)
 		b = append(b, " gone after "...)
-		b = appendMeasured(b, e.InState, e.InStateExact, e.InStateAtLeast)
-		if e.TimeWait != nil {
-			b = append(b, " (TIME_WAIT lasted "...)
-			b = AppendDuration(b, e.TimeWait.Length)
-			if e.TimeWait.Early {
+		if tw := e.TimeWait; tw != nil && e.From == sock.TimeWait {
+			// A TIME_WAIT entry's length, in seconds as the kernel's
+			// 60 s are: exact start, end within the probes' precision.
+			if tw.Uncertainty > 100*time.Millisecond {
+				b = append(b, '~')
+			}
+			b = strconv.AppendFloat(b, tw.Length.Seconds(), 'f', 1, 64)
+			b = append(b, 's')
+			if tw.Early {
 				b = append(b, ", ended early"...)
-				if e.TimeWait.Reused {
+				if tw.Reused {
 					b = append(b, ": port reused"...)
 				}
 			}
-			b = append(b, ')')
-		} else if e.LifetimeAtLeast {
+			break
+		}
+		b = appendMeasured(b, e.InState, e.InStateExact, e.InStateAtLeast)
+		if e.LifetimeAtLeast {
 			b = append(b, ", seen for >="...)
 			b = AppendDuration(b, e.Lifetime)
 		} else {

@@ -36,15 +36,11 @@ type Collector struct {
 // Open returns a Collector for the network namespace ns: "" for the caller's,
 // a name under /run/netns, or a path such as /proc/PID/ns/net.
 func Open(ns string) (*Collector, error) {
-	target := netns.None()
-	if ns != "" {
-		h, err := openNetns(ns)
-		if err != nil {
-			return nil, err
-		}
-		defer h.Close()
-		target = h
+	target, err := openNetns(ns)
+	if err != nil {
+		return nil, err
 	}
+	defer target.Close()
 	// Naming NETLINK_INET_DIAG matters: the socket is created inside target,
 	// and the kernel answers for the namespace the socket lives in.
 	s, err := nl.GetNetlinkSocketAt(target, netns.None(), unix.NETLINK_INET_DIAG)
@@ -80,7 +76,12 @@ func ResolveNetns(arg string) string {
 	return "/run/netns/" + arg
 }
 
+// openNetns opens the namespace arg names; "" yields netns.None(), the
+// caller's.
 func openNetns(arg string) (netns.NsHandle, error) {
+	if arg == "" {
+		return netns.None(), nil
+	}
 	path := ResolveNetns(arg)
 	h, err := netns.GetFromPath(path)
 	if err != nil {

@@ -361,22 +361,7 @@ func TestIntegrationDestroyEvents(t *testing.T) {
 	}
 	defer sub.Close()
 	c := openIn(t, ns.Name)
-	var lfd, cfd, sfd int
-	err = ns.Do(func() error {
-		var err error
-		if lfd, err = nstest.Listen(netipLoopback(9000), false); err != nil {
-			return err
-		}
-		if cfd, err = nstest.Dial(netipLoopback(9000)); err != nil {
-			return err
-		}
-		sfd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(lfd)
+	conn := nstest.Connect(t, ns, netipLoopback(9000))
 	// Dump once so the server end has its cookie before it closes.
 	var server sock.Socket
 	for _, s := range dump(t, c, &Request{States: sock.MaskOf(sock.Established)}).Sockets {
@@ -388,8 +373,8 @@ func TestIntegrationDestroyEvents(t *testing.T) {
 		t.Fatal("no server end in the dump")
 	}
 	closed := time.Now()
-	unix.Close(sfd)
-	unix.Close(cfd)
+	conn.Close(&conn.Server)
+	conn.Close(&conn.Client)
 
 	got := map[uint64]time.Time{}
 	deadline := time.Now().Add(3 * time.Second)

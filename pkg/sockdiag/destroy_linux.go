@@ -29,15 +29,11 @@ type Subscription struct {
 // Subscribe joins the IPv4 and IPv6 TCP destroy groups of namespace ns
 // ("" for the caller's).
 func Subscribe(ns string) (*Subscription, error) {
-	target := netns.None()
-	if ns != "" {
-		h, err := openNetns(ns)
-		if err != nil {
-			return nil, err
-		}
-		defer h.Close()
-		target = h
+	target, err := openNetns(ns)
+	if err != nil {
+		return nil, err
 	}
+	defer target.Close()
 	s, err := nl.SubscribeAt(target, netns.None(), unix.NETLINK_SOCK_DIAG, sknlgrpInetTCPDestroy, sknlgrpInet6TCPDestroy)
 	if err != nil {
 		return nil, fmt.Errorf("joining the sock_diag destroy groups: %w", err)

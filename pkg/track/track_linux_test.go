@@ -10,7 +10,6 @@ import (
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/sockdiag"
-	"golang.org/x/sys/unix"
 )
 
 // A server socket watched while ESTABLISHED keeps its cookie into TIME_WAIT,
@@ -18,23 +17,7 @@ import (
 // is gone; the TIME_WAIT age matches the wall clock since the close.
 func TestIntegrationOwnerSurvivesIntoTimeWait(t *testing.T) {
 	ns := nstest.New(t)
-	var lfd, cfd, sfd int
-	err := ns.Do(func() error {
-		var err error
-		if lfd, err = nstest.Listen(netip.MustParseAddrPort("127.0.0.1:9000"), false); err != nil {
-			return err
-		}
-		if cfd, err = nstest.Dial(netip.MustParseAddrPort("127.0.0.1:9000")); err != nil {
-			return err
-		}
-		sfd, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(lfd)
-	defer unix.Close(cfd)
+	conn := nstest.Connect(t, ns, netip.MustParseAddrPort("127.0.0.1:9000"))
 
 	c, err := sockdiag.Open(ns.Name)
 	if err != nil {
@@ -65,8 +48,8 @@ func TestIntegrationOwnerSurvivesIntoTimeWait(t *testing.T) {
 	cookie := e.Cookie
 
 	closed := time.Now()
-	unix.Close(sfd)
-	unix.Close(cfd)
+	conn.Close(&conn.Server)
+	conn.Close(&conn.Client)
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		v := poll()
