@@ -45,6 +45,8 @@ Commands:
   list      print the TCP sockets that match FILTER, once
   watch     print state changes as they happen, one line each
   timewait  measure how long TIME_WAIT entries last, and why
+  bind      say whether bind() to [ADDR]:PORT would succeed, and why not
+  demo      the tutorial's server and client, to try all of the above
 
 Run 'sockscope COMMAND --help' for a command's flags and the filter language.
 `
@@ -62,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runWatch(ctx, args[1:], stdout, stderr)
 	case "timewait":
 		err = runTimeWait(ctx, args[1:], stdout, stderr)
+	case "bind":
+		err = runBind(ctx, args[1:], stdout, stderr)
+	case "demo":
+		err = runDemo(ctx, args[1:], stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -77,6 +83,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil || errors.Is(err, errHelp) {
 		return 0
+	}
+	var status exitStatus
+	if errors.As(err, &status) {
+		return int(status) // the command already said why
 	}
 	fmt.Fprintf(stderr, "sockscope: %v\n", err)
 	var ue *usageError

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/bindprobe"
+	"github.com/sockscope/sockscope/pkg/diagnose"
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/procs"
+	"github.com/sockscope/sockscope/pkg/sockdiag"
+	"github.com/sockscope/sockscope/pkg/source"
+	"github.com/sockscope/sockscope/pkg/track"
+	"github.com/spf13/pflag"
+)
+
+const bindHelp = `usage: sockscope bind [ADDR]:PORT [flags]
+
+Say whether a TCP bind() to ADDR:PORT would succeed right now, plainly, with
+SO_REUSEADDR and with SO_REUSEPORT, by really trying (socket, setsockopt,
+bind, close: no listen, no traffic), and explain a failure from the socket
+table: a listener, connections, or TIME_WAIT entries and when they end.
+ADDR defaults to 0.0.0.0. Exit status: 0 bindable, 1 not, 2 bad input.
+Nothing in the kernel is changed.`
+
+// exitStatus ends a command with a status and no message.
+type exitStatus int
+
+func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)) }
+
+// parseBindAddr reads [ADDR]:PORT, PORT, or [V6ADDR]:PORT.
+func parseBindAddr(s string) (netip.AddrPort, error) {
+	bad := func(why string) (netip.AddrPort, error) {
+		return netip.AddrPort{}, usagef("bind: bad address %q: %s (want [ADDR]:PORT, e.g. :9000 or 127.0.0.1:9000)", s, why)
+	}
+	host, port := "", s
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i+1:]
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return bad("not a port from 1 to 65535")
+	}
+	addr := netip.IPv4Unspecified()
+	if host != "" && host != "*" {
+		h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if addr, err = netip.ParseAddr(h); err != nil || addr.Zone() != "" {
+			return bad("not an IP address")
+		}
+	}
+	return netip.AddrPortFrom(addr, uint16(p)), nil
+}
+
+// waitValue is --wait[=TIMEOUT]: 0 waits without a limit.
+type waitValue struct {
+	set *bool
+	d   *time.Duration
+}
+
+func (v waitValue) String() string { return v.d.String() }
+func (v waitValue) Type() string   { return "duration" }
+func (v waitValue) Set(s string) error {
+	*v.set = true
+	if s == "" || s == "0" {
+		*v.d = 0
+		return nil
+	}
+	return durationValue{v.d}.Set(s)
+}
+
+func runBind(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		netnsArg string
+		asJSON   bool
+		wait     bool
+		timeout  time.Duration
+	)
+	fs := pflag.NewFlagSet("bind", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVarP(&netnsArg, "netns", "N", "", "probe the namespace `NAME` (under /run/netns) or PATH")
+	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	fs.Var(waitValue{&wait, &timeout}, "wait", "wait until a plain bind succeeds, at most `TIMEOUT` (--wait=2m; --wait alone: no limit)")
+	fs.Lookup("wait").NoOptDefVal = "0"
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			fmt.Fprintf(stdout, "%s\n\nFlags:\n%s", bindHelp, fs.FlagUsages())
+			return nil
+		}
+		return usagef("bind: %v", err)
+	}
+	if fs.NArg() != 1 {
+		return usagef("bind: want one [ADDR]:PORT, got %d arguments (%s)", fs.NArg(), strings.Join(fs.Args(), " "))
+	}
+	addr, err := parseBindAddr(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	nsPath := ""
+	if netnsArg != "" {
+		nsPath = sockdiag.ResolveNetns(netnsArg)
+	}
+	// The sockets on the port, whatever their address: the report decides
+	// which of them stand in the way.
+	e, _ := filter.Parse([]string{fmt.Sprintf("sport = :%d", addr.Port())})
+	src, err := source.Open(filter.Compile(e, filter.Options{}), source.Options{Netns: netnsArg})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tracker := track.New(procs.New("/proc").Lookup)
+	check := func() (*diagnose.Report, error) {
+		res, err := bindprobe.Probe(nsPath, addr)
+		if err != nil {
+			return nil, err
+		}
+		snap, err := src.Snapshot()
+		if err != nil {
+			return nil, err
+		}
+		return diagnose.Explain(addr, res, tracker.Update(snap).Entries), nil
+	}
+	r, err := check()
+	if err != nil {
+		return err
+	}
+	if wait && !r.Bindable {
+		r, err = waitBindable(ctx, r, check, timeout, stderr)
+		if err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else if err := r.WriteText(stdout); err != nil {
+		return err
+	}
+	if !r.Bindable {
+		return exitStatus(1)
+	}
+	return nil
+}
+
+// waitBindable checks every 200 ms until a plain bind succeeds, ctx ends
+// or timeout (0: none) passes, with a countdown on a terminal.
+func waitBindable(ctx context.Context, r *diagnose.Report, check func() (*diagnose.Report, error),
+	timeout time.Duration, stderr io.Writer) (*diagnose.Report, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	tty := stderr == io.Writer(os.Stderr) && isTerminal(os.Stderr)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for !r.Bindable {
+		if tty {
+			msg := fmt.Sprintf("waiting for %s: held by %d sockets", r.Addr, len(r.Holders))
+			if r.FreeIn > 0 {
+				msg += fmt.Sprintf(", free in about %.0fs", r.FreeIn.Seconds())
+			}
+			fmt.Fprintf(stderr, "\r%-70s", msg)
+		}
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(stderr)
+			}
+			return r, nil
+		case <-tick.C:
+		}
+		var err error
+		if r, err = check(); err != nil {
+			return nil, err
+		}
+	}
+	if tty {
+		fmt.Fprintf(stderr, "\r%-70s\r", "")
+	}
+	return r, nil
+}
