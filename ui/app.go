@@ -31,6 +31,9 @@ type Config struct {
 	// TimeWait reads the kernel's TIME_WAIT settings and counters for the
 	// w panel; nil when unavailable.
 	TimeWait func() (twstat.Context, error)
+	// Counters reads the kernel's TCP counters, for the rates of resets
+	// and overflows in the status line; nil when unavailable.
+	Counters func() (map[string]int64, error)
 
 	// For tests: a simulated screen, a channel that triggers polls instead
 	// of the interval ticker, a clock, and the live-age redraw period
@@ -98,7 +101,7 @@ func newDashboard(cfg Config) *dashboard {
 		filterText: cfg.Filter,
 	}
 	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
-		Interval: cfg.Interval, Now: cfg.Now, TimeWait: cfg.TimeWait}, d.box.put)
+		Interval: cfg.Interval, Now: cfg.Now, TimeWait: cfg.TimeWait, Counters: cfg.Counters}, d.box.put)
 	d.started = cfg.Now()
 	d.build()
 	return d

@@ -69,9 +69,18 @@ type model struct {
 	counts   [16]int
 	tw       *twstat.Stats   // TIME_WAIT lifetimes seen while watching
 	twCtx    *twstat.Context // the kernel's side, while the panel is open
+	// rates of the counters the status line shows, per second, between
+	// the last two frames that had counters
+	rates     map[string]float64
+	lastCount map[string]int64
+	lastTime  time.Time
 }
 
 var highlighted = [3]sock.State{sock.Listen, sock.TimeWait, sock.CloseWait}
+
+// rateCounters are the counters whose rates the status line shows: resets
+// sent, accept-queue overflows, TIME_WAIT entries not made.
+var rateCounters = []string{"OutRsts", "ListenOverflows", "TCPTimeWaitOverflow"}
 
 const sparkLen = 60
 
@@ -98,6 +107,16 @@ func (m *model) apply(f *monitor.Frame) {
 	}
 	if f.TimeWait != nil {
 		m.twCtx = f.TimeWait
+	}
+	if f.Counters != nil {
+		if m.lastCount != nil && f.Time.After(m.lastTime) {
+			dt := f.Time.Sub(m.lastTime).Seconds()
+			m.rates = map[string]float64{}
+			for _, name := range rateCounters {
+				m.rates[name] = float64(f.Counters[name]-m.lastCount[name]) / dt
+			}
+		}
+		m.lastCount, m.lastTime = f.Counters, f.Time
 	}
 	if !f.Refiltered {
 		m.tw.Add(f.Events)

@@ -609,3 +609,21 @@ func TestTimeWaitPanel(t *testing.T) {
 	default:
 	}
 }
+
+func TestStatusLineRates(t *testing.T) {
+	var mu sync.Mutex
+	calls := int64(0)
+	h := start(t, 140, 30, Config{Counters: func() (map[string]int64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return map[string]int64{"OutRsts": 5 * calls, "ListenOverflows": 0, "TCPTimeWaitOverflow": 0}, nil
+	}}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.clock.Add(time.Second)
+	h.poll()
+	s := h.waitText("rst 5.0/s, listen ovf 0/s, tw ovf 0/s")
+	if fg(h.styleOf("5.0/s", "rst")) != tcell.ColorRed {
+		t.Errorf("a reset rate is not red:\n%s", s)
+	}
+}

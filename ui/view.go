@@ -239,6 +239,10 @@ func (d *dashboard) refreshStatus() {
 	if d.cfg.Netns != "" {
 		fmt.Fprintf(&b, " │ netns %s", tview.Escape(d.cfg.Netns))
 	}
+	if r := d.m.rates; r != nil {
+		fmt.Fprintf(&b, " │ rst %s/s, listen ovf %s/s, tw ovf %s/s",
+			rate(r["OutRsts"]), rate(r["ListenOverflows"]), rate(r["TCPTimeWaitOverflow"]))
+	}
 	if d.filterErr != "" {
 		fmt.Fprintf(&b, " │ [red]%s[-]", tview.Escape(d.filterErr))
 	}
@@ -361,4 +365,13 @@ func (d *dashboard) refreshTimeWait() {
 		b.WriteString("  (reading the kernel's settings...)\n")
 	}
 	d.twPane.SetText(b.String())
+}
+
+// rate shows a per-second rate, red when not zero: resets and overflows
+// are what a person should notice.
+func rate(v float64) string {
+	if v == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("[red]%.1f[-]", v)
 }

@@ -63,5 +63,6 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 		Netns:     c.netns,
 		Destroys:  destroys,
 		TimeWait:  kb.context,
+		Counters:  src.Stat().Counters,
 	})
 }

@@ -252,11 +252,13 @@ func demoClient(f *demoFlags, ap netip.AddrPort, say func(string, ...any)) error
 		local, _ := unix.Getsockname(fd)
 		got, eof, err := readGreeting(fd, !f.closeFirst)
 		unix.Close(fd)
-		if err != nil {
-			return fmt.Errorf("reading from %s: %w", ap, err)
-		}
 		how := "the server closed first, then this client"
-		if f.closeFirst || !eof {
+		switch {
+		case errors.Is(err, unix.ECONNRESET):
+			how = "the server reset the connection (RST): no TIME_WAIT on either side"
+		case err != nil:
+			return fmt.Errorf("reading from %s: %w", ap, err)
+		case f.closeFirst || !eof:
 			how = "this client closed first"
 		}
 		say("%s: received %q; %s", sockaddrString(local), got, how)

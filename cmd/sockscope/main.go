@@ -47,6 +47,7 @@ Commands:
   timewait  measure how long TIME_WAIT entries last, and why
   bind      say whether bind() to [ADDR]:PORT would succeed, and why not
   demo      the tutorial's server and client, to try all of the above
+  stats     the kernel's TCP counters (resets, overflows, opens)
 
 Run 'sockscope COMMAND --help' for a command's flags and the filter language.
 `
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runBind(ctx, args[1:], stdout, stderr)
 	case "demo":
 		err = runDemo(ctx, args[1:], stdout)
+	case "stats":
+		err = runStats(ctx, args[1:], stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -320,6 +320,20 @@ func TestBadInput(t *testing.T) {
 		{[]string{"timewait", "--for", "2h"}, "2h"},
 		{[]string{"timewait", "sport", "<", ":70000"}, ":70000"},
 		{[]string{"timewait", "--color", "never"}, "--color"},
+		{[]string{"bind"}, "0 arguments"},
+		{[]string{"bind", ":99999"}, ":99999"},
+		{[]string{"bind", "1.2.3.4.5:80"}, "1.2.3.4.5:80"},
+		{[]string{"bind", ":80", ":81"}, ":81"},
+		{[]string{"bind", "--wait=soon", ":80"}, "soon"},
+		{[]string{"bind", "-N", "sockscope-no-such-namespace", ":80"}, "sockscope-no-such-namespace"},
+		{[]string{"demo"}, "server"},
+		{[]string{"demo", "serve"}, "serve"},
+		{[]string{"demo", "server", "--port", "70000"}, "70000"},
+		{[]string{"demo", "client", "--addr", "localhost"}, "localhost"},
+		{[]string{"demo", "client", "-N", "sockscope-no-such-namespace"}, "sockscope-no-such-namespace"},
+		{[]string{"stats", "-i", "fast"}, "fast"},
+		{[]string{"stats", "extra"}, "extra"},
+		{[]string{"stats", "-N", "/etc/hostname"}, "/etc/hostname"},
 	} {
 		r := sockscope(t, tc.args...)
 		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 ||

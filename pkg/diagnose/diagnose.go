@@ -132,11 +132,11 @@ func (r *Report) advise() {
 	}
 }
 
-// Errno names a probe's result: "binds", or "EADDRINUSE (errno 98, address
+// Errno names a probe's result: "bindable", or "EADDRINUSE (errno 98, address
 // already in use)".
 func Errno(err error) string {
 	if err == nil {
-		return "binds"
+		return "bindable"
 	}
 	var e unix.Errno
 	if errors.As(err, &e) {

@@ -47,6 +47,9 @@ type Frame struct {
 	// TimeWait is the kernel's TIME_WAIT context, read while someone looks
 	// at it (SetTimeWaitContext).
 	TimeWait *twstat.Context
+	// Counters are the kernel's TCP counters at Time, when Options.Counters
+	// reads them.
+	Counters map[string]int64
 }
 
 // Prober is a Source that can also ask about one socket without a dump.
@@ -77,6 +80,7 @@ type Monitor struct {
 	ticker     *time.Ticker
 	twContext  func() (twstat.Context, error)
 	wantTW     bool
+	counters   func() (map[string]int64, error)
 }
 
 // Options configures a Monitor.
@@ -88,6 +92,8 @@ type Options struct {
 	// TimeWait reads the kernel's TIME_WAIT settings and counters; nil
 	// when they cannot be read.
 	TimeWait func() (twstat.Context, error)
+	// Counters reads the kernel's TCP counters for every frame; nil: none.
+	Counters func() (map[string]int64, error)
 }
 
 // New returns a Monitor that hands each frame to send, on the monitor's
@@ -100,7 +106,7 @@ func New(src Source, opt Options, send func(*Frame)) *Monitor {
 		opt.Now = time.Now
 	}
 	m := &Monitor{src: src, tracker: track.New(nil), lookup: opt.Lookup, interval: opt.Interval,
-		now: opt.Now, cmds: make(chan func(), 16), send: send, twContext: opt.TimeWait}
+		now: opt.Now, cmds: make(chan func(), 16), send: send, twContext: opt.TimeWait, counters: opt.Counters}
 	if opt.Processes && opt.Lookup != nil {
 		m.tracker.SetLookup(opt.Lookup)
 	}
@@ -180,6 +186,9 @@ func (m *Monitor) Poll() {
 	m.refiltered = false
 	if m.detail != 0 {
 		f.History = m.tracker.History(m.detail)
+	}
+	if m.counters != nil {
+		f.Counters, _ = m.counters() // a frame without counters shows no rates
 	}
 	if m.wantTW && m.twContext != nil {
 		if k, err := m.twContext(); err == nil {

@@ -98,6 +98,16 @@ func openNetns(arg string) (netns.NsHandle, error) {
 	return h, nil
 }
 
+// CheckNetns reports a NetnsError when arg names no network namespace.
+func CheckNetns(arg string) error {
+	h, err := openNetns(arg)
+	if err != nil {
+		return err
+	}
+	h.Close()
+	return nil
+}
+
 // Netns returns the namespace argument the Collector was opened with.
 func (c *Collector) Netns() string { return c.netns }
 

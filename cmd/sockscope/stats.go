@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/kstat"
+	"github.com/sockscope/sockscope/pkg/sockdiag"
+	"github.com/spf13/pflag"
+)
+
+const statsHelp = `usage: sockscope stats [-N NETNS] [-i INTERVAL] [--json]
+
+The TCP counters that explain what the socket table shows, from
+/proc/net/snmp and /proc/net/netstat of the namespace. With -i, a table
+every INTERVAL with per-second rates, until Ctrl-C or --for.`
+
+// statCounters are shown in this order, with what they count.
+var statCounters = []struct{ name, what string }{
+	{"ActiveOpens", "connections opened from here (SYN sent)"},
+	{"PassiveOpens", "connections accepted by listeners"},
+	{"AttemptFails", "connection attempts that failed"},
+	{"EstabResets", "established connections reset"},
+	{"OutRsts", "RST segments sent"},
+	{"TCPAbortOnClose", "resets because a socket closed with unread data"},
+	{"TCPAbortOnData", "resets because data came after close"},
+	{"TCPTimeWaitOverflow", "TIME_WAIT entries not made: tcp_max_tw_buckets reached"},
+	{"ListenOverflows", "connections refused: accept queue full"},
+	{"ListenDrops", "SYNs dropped at listeners"},
+}
+
+func runStats(ctx context.Context, args []string, stdout io.Writer) error {
+	var (
+		netnsArg      string
+		asJSON        bool
+		interval, dur time.Duration
+	)
+	fs := pflag.NewFlagSet("stats", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVarP(&netnsArg, "netns", "N", "", "read the namespace `NAME` (under /run/netns) or PATH")
+	fs.BoolVar(&asJSON, "json", false, "one JSON object per reading")
+	registerLive(fs, &interval, &dur)
+	interval = 0
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			fmt.Fprintf(stdout, "%s\n\nFlags:\n%s", statsHelp, fs.FlagUsages())
+			return nil
+		}
+		return usagef("stats: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("stats: unexpected argument %q", fs.Arg(0))
+	}
+	path := ""
+	if netnsArg != "" {
+		// A name that is no namespace is bad input, as in every mode.
+		if err := sockdiag.CheckNetns(netnsArg); err != nil {
+			return err
+		}
+		path = sockdiag.ResolveNetns(netnsArg)
+	}
+	r, err := kstat.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	prev, err := r.Counters()
+	if err != nil {
+		return err
+	}
+	if interval == 0 {
+		return writeStats(out, prev, nil, 0, asJSON)
+	}
+	ctx, cancel := withFor(ctx, dur)
+	defer cancel()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			cur, err := r.Counters()
+			if err != nil {
+				return err
+			}
+			if err := writeStats(out, cur, prev, now.Sub(last), asJSON); err != nil {
+				return err
+			}
+			if err := out.Flush(); err != nil {
+				if isBrokenPipe(err) {
+					return nil
+				}
+				return err
+			}
+			prev, last = cur, now
+		}
+	}
+}
+
+// writeStats writes one reading; with prev, rates over dt too.
+func writeStats(w *bufio.Writer, cur, prev map[string]int64, dt time.Duration, asJSON bool) error {
+	if asJSON {
+		type counter struct {
+			Value int64    `json:"value"`
+			Rate  *float64 `json:"per_second,omitempty"`
+		}
+		obj := struct {
+			Time     time.Time          `json:"time"`
+			Counters map[string]counter `json:"counters"`
+		}{Time: time.Now(), Counters: map[string]counter{}}
+		for _, c := range statCounters {
+			v, ok := cur[c.name]
+			if !ok {
+				continue
+			}
+			ct := counter{Value: v}
+			if prev != nil {
+				rate := float64(v-prev[c.name]) / dt.Seconds()
+				ct.Rate = &rate
+			}
+			obj.Counters[c.name] = ct
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(b, '\n'))
+		return err
+	}
+	if prev != nil {
+		fmt.Fprintf(w, "%s, over %s:\n", time.Now().Format("15:04:05"), dt.Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "%-20s %12s", "Counter", "Value")
+	if prev != nil {
+		fmt.Fprintf(w, " %10s", "Per s")
+	}
+	fmt.Fprintf(w, "  %s\n", "Counts")
+	for _, c := range statCounters {
+		v, ok := cur[c.name]
+		if !ok {
+			continue // an older kernel without it
+		}
+		fmt.Fprintf(w, "%-20s %12d", c.name, v)
+		if prev != nil {
+			fmt.Fprintf(w, " %10.1f", float64(v-prev[c.name])/dt.Seconds())
+		}
+		fmt.Fprintf(w, "  %s\n", c.what)
+	}
+	if prev != nil {
+		w.WriteString("\n")
+	}
+	return nil
+}
