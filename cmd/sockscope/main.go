@@ -48,6 +48,7 @@ Commands:
   bind      say whether bind() to [ADDR]:PORT would succeed, and why not
   demo      the tutorial's server and client, to try all of the above
   stats     the kernel's TCP counters (resets, overflows, opens)
+  exporter  serve the table as Prometheus metrics
 
 Run 'sockscope COMMAND --help' for a command's flags and the filter language.
 `
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDemo(ctx, args[1:], stdout)
 	case "stats":
 		err = runStats(ctx, args[1:], stdout)
+	case "exporter":
+		err = runExporter(ctx, args[1:], stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,172 @@
+package exporter
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/sock"
+)
+
+// scripted returns the same table on every dump and counts the dumps; it
+// can hold a dump open to test sharing.
+type scripted struct {
+	socks []sock.Socket
+	dumps atomic.Int32
+	gate  chan struct{} // when set, each dump waits for a value
+	fail  error
+}
+
+func (s *scripted) Snapshot() (*sock.Snapshot, error) {
+	s.dumps.Add(1)
+	if s.gate != nil {
+		<-s.gate
+	}
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	return &sock.Snapshot{Time: time.Now(), Sockets: s.socks}, nil
+}
+
+func (s *scripted) SetProgram(*filter.Program) {}
+func (s *scripted) SetInfo(bool)               {}
+
+func sk(st sock.State, local, peer string, expires uint32) sock.Socket {
+	s := sock.Socket{State: st, Family: sock.IPv4, Local: netip.MustParseAddrPort(local), Peer: netip.MustParseAddrPort(peer)}
+	if st == sock.TimeWait {
+		s.Timer, s.Expires = sock.TimerTimeWait, expires
+	}
+	return s
+}
+
+// The tutorial's table: a listener, two TIME_WAIT entries and a CLOSE_WAIT
+// on 9000, plus a connection on another port.
+func table() []sock.Socket {
+	return []sock.Socket{
+		sk(sock.Listen, "0.0.0.0:9000", "0.0.0.0:0", 0),
+		sk(sock.TimeWait, "127.0.0.1:9000", "127.0.0.1:40001", 55000),
+		sk(sock.TimeWait, "127.0.0.1:9000", "127.0.0.1:40002", 30000),
+		sk(sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40003", 0),
+		sk(sock.Established, "127.0.0.1:40004", "127.0.0.1:22", 0),
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	src := &scripted{socks: table()}
+	e := New([]Target{{Netns: "web", Source: src, Counters: func() (map[string]int64, error) {
+		return map[string]int64{"OutRsts": 7, "TCPTimeWaitOverflow": 0, "NotExported": 1}, nil
+	}}}, Options{Ports: []uint16{9000}, Version: "test"})
+
+	want := `
+# HELP sockscope_tcp_timewait_age_seconds Ages of the live TIME_WAIT entries (exact: 60 s minus the kernel's timer).
+# TYPE sockscope_tcp_timewait_age_seconds histogram
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="1"} 0
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="5"} 1
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="10"} 1
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="20"} 1
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="30"} 2
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="40"} 2
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="50"} 2
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="55"} 2
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="59"} 2
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="60"} 2
+sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="+Inf"} 2
+sockscope_tcp_timewait_age_seconds_sum{netns="web"} 35
+sockscope_tcp_timewait_age_seconds_count{netns="web"} 2
+# HELP sockscope_tcp_counter_total The kernel's TCP counters (/proc/net/snmp Tcp, /proc/net/netstat TcpExt) that sockscope stats shows.
+# TYPE sockscope_tcp_counter_total counter
+sockscope_tcp_counter_total{name="OutRsts",netns="web"} 7
+sockscope_tcp_counter_total{name="TCPTimeWaitOverflow",netns="web"} 0
+# HELP sockscope_scrape_success 1 when the last dump of the namespace succeeded.
+# TYPE sockscope_scrape_success gauge
+sockscope_scrape_success{netns="web"} 1
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want),
+		"sockscope_tcp_timewait_age_seconds", "sockscope_tcp_counter_total", "sockscope_scrape_success"); err != nil {
+		t.Error(err)
+	}
+
+	get := func(state, family, port string) float64 {
+		t.Helper()
+		ch := make(chan prometheus.Metric, 1000)
+		e.Collect(ch)
+		close(ch)
+		for m := range ch {
+			if m.Desc() != descSockets {
+				continue
+			}
+			var got map[string]string = map[string]string{}
+			pb := metricPB(t, m)
+			for _, l := range pb.Label {
+				got[l.GetName()] = l.GetValue()
+			}
+			if got["state"] == state && got["family"] == family && got["local_port"] == port && got["netns"] == "web" {
+				return pb.GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no series for %s %s %q", state, family, port)
+		return 0
+	}
+	for _, c := range []struct {
+		state, family, port string
+		want                float64
+	}{
+		{"TIME_WAIT", "ipv4", "9000", 2}, {"TIME_WAIT", "ipv4", "", 0}, {"LISTEN", "ipv4", "9000", 1},
+		{"CLOSE_WAIT", "ipv4", "9000", 1}, {"ESTABLISHED", "ipv4", "", 1}, {"ESTABLISHED", "ipv4", "9000", 0},
+		{"TIME_WAIT", "ipv6", "", 0}, {"SYN_SENT", "ipv6", "9000", 0},
+	} {
+		if got := get(c.state, c.family, c.port); got != c.want {
+			t.Errorf("sockscope_tcp_sockets{state=%q,family=%q,local_port=%q} = %v, want %v", c.state, c.family, c.port, got, c.want)
+		}
+	}
+	// Bounded: 11 states x 2 families x (1 named port + the rest).
+	if n := testutil.CollectAndCount(e, "sockscope_tcp_sockets"); n != 44 {
+		t.Errorf("%d sockets series, want 44", n)
+	}
+}
+
+func TestConcurrentScrapesShareOneDump(t *testing.T) {
+	src := &scripted{socks: table(), gate: make(chan struct{})}
+	e := New([]Target{{Source: src}}, Options{})
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			testutil.CollectAndCount(e, "sockscope_tcp_sockets")
+		}()
+	}
+	// Let the first dump start, then give the others time to join it.
+	for src.dumps.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	src.gate <- struct{}{}
+	wg.Wait()
+	if n := src.dumps.Load(); n != 1 {
+		t.Errorf("5 concurrent scrapes ran %d dumps, want 1", n)
+	}
+}
+
+func TestFailedDump(t *testing.T) {
+	src := &scripted{fail: context.DeadlineExceeded}
+	e := New([]Target{{Netns: "x", Source: src}}, Options{})
+	want := `
+# HELP sockscope_scrape_success 1 when the last dump of the namespace succeeded.
+# TYPE sockscope_scrape_success gauge
+sockscope_scrape_success{netns="x"} 0
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "sockscope_scrape_success"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(e, "sockscope_tcp_sockets"); n != 0 {
+		t.Errorf("a failed dump exported %d socket series", n)
+	}
+}
