@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -69,7 +70,7 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			ports = append(ports, uint16(n))
 		}
 	}
-	if _, _, err := net.SplitHostPort(listen); err != nil {
+	if err := checkListen(listen); err != nil {
 		return usagef("exporter: invalid --listen value %q: %v", listen, err)
 	}
 	spec.Args = fs.Args()
@@ -136,6 +137,24 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(stderr, "sockscope: exporter serving http://%s/metrics\n", ln.Addr())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("exporter: %w", err)
+	}
+	return nil
+}
+
+// checkListen accepts HOST:PORT with an IP address (or localhost, or
+// nothing for every address) and a port number.
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("%q is not an IP address", host)
+		}
 	}
 	return nil
 }

@@ -334,6 +334,12 @@ func TestBadInput(t *testing.T) {
 		{[]string{"stats", "-i", "fast"}, "fast"},
 		{[]string{"stats", "extra"}, "extra"},
 		{[]string{"stats", "-N", "/etc/hostname"}, "/etc/hostname"},
+		{[]string{"exporter", "--listen", "nowhere"}, "nowhere"},
+		{[]string{"exporter", "--port", "http"}, "http"},
+		{[]string{"exporter", "--listen", "127.0.0.1:99999"}, "99999"},
+		{[]string{"exporter", "--listen", "example.com:9815"}, "example.com"},
+		{[]string{"exporter", "-N", "sockscope-no-such-namespace"}, "sockscope-no-such-namespace"},
+		{[]string{"exporter", "state", "tim-wait"}, "tim-wait"},
 	} {
 		r := sockscope(t, tc.args...)
 		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 ||

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockscope/sockscope/internal/nstest"
+	"golang.org/x/sys/unix"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// promQuery returns the values of an instant query's series.
+func promQuery(promURL, q string) ([]string, error) {
+	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Data   struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	var vals []string
+	for _, s := range r.Data.Result {
+		vals = append(vals, fmt.Sprint(s.Value[1]))
+	}
+	return vals, nil
+}
+
+// A real Prometheus scrapes the exporter, which reads a private namespace
+// holding the tutorial's experiment, and answers the queries people write.
+func TestIntegrationPrometheusScrapesExporter(t *testing.T) {
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("prometheus is not installed (.ci/run installs Debian's package)")
+		}
+		t.Skip("prometheus is not installed")
+	}
+	ns := nstest.New(t)
+	seed := nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true})
+	// A client that closes while the server keeps its end: CLOSE_WAIT.
+	err = ns.Do(func() error {
+		c, err := nstest.Dial(netipLoopback9000)
+		if err != nil {
+			return err
+		}
+		s, _, err := unix.Accept4(seed.Listeners[0], unix.SOCK_CLOEXEC)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(s) })
+		return unix.Close(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	exp := exec.Command(binary, "exporter", "-N", ns.Name, "--port", "9000", "--listen", "127.0.0.1:0")
+	stderr, _ := exp.StderrPipe()
+	if err := exp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exp.Process.Kill(); exp.Wait() })
+	sc := bufio.NewScanner(stderr)
+	if !sc.Scan() || !strings.Contains(sc.Text(), "serving http://") {
+		t.Fatalf("exporter said %q", sc.Text())
+	}
+	target := strings.TrimSuffix(strings.TrimPrefix(strings.Fields(sc.Text())[3], "http://"), "/metrics")
+	go func() {
+		for sc.Scan() {
+			t.Logf("exporter: %s", sc.Text())
+		}
+	}()
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: sockscope
+    static_configs:
+      - targets: ["%s"]
+`, target)), 0o644)
+	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	prom := exec.Command(promBin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	var promLog strings.Builder
+	prom.Stderr = &promLog
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		prom.Process.Kill()
+		prom.Wait()
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", promLog.String())
+		}
+	})
+
+	promURL := "http://" + promAddr
+	want := map[string]string{
+		`sockscope_tcp_sockets{state="TIME_WAIT",local_port="9000"}`:  "2",
+		`sockscope_tcp_sockets{state="LISTEN",local_port="9000"}`:     "1",
+		`sockscope_tcp_sockets{state="CLOSE_WAIT",local_port="9000"}`: "1",
+		`sockscope_scrape_success`:                                    "1",
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for q, v := range want {
+		for {
+			// Families are separate series; the experiment is IPv4.
+			vals, err := promQuery(promURL, q)
+			if err == nil && len(vals) > 0 && strings.Contains(strings.Join(vals, " "), v) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("query %s: %v, %v; want a series of value %s", q, vals, err, v)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	// The exact form people write: the IPv4 series of TIME_WAIT on 9000.
+	vals, err := promQuery(promURL, `sockscope_tcp_sockets{state="TIME_WAIT",local_port="9000",family="ipv4"} == 2`)
+	if err != nil || len(vals) != 1 {
+		t.Errorf("TIME_WAIT on 9000 == 2: %v, %v", vals, err)
+	}
+}
+
+var netipLoopback9000 = netip.MustParseAddrPort("127.0.0.1:9000")
