@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
 )
 
 // scripted returns the same table on every dump and counts the dumps; it
@@ -170,3 +172,69 @@ sockscope_scrape_success{netns="x"} 0
 		t.Errorf("a failed dump exported %d socket series", n)
 	}
 }
+
+func TestSeveralNamespaces(t *testing.T) {
+	a, b := &scripted{socks: table()}, &scripted{socks: table()[:1]}
+	e := New([]Target{{Netns: "a", Source: a}, {Netns: "b", Source: b}}, Options{})
+	want := `
+# HELP sockscope_scrape_success 1 when the last dump of the namespace succeeded.
+# TYPE sockscope_scrape_success gauge
+sockscope_scrape_success{netns="a"} 1
+sockscope_scrape_success{netns="b"} 1
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "sockscope_scrape_success"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(e, "sockscope_tcp_sockets"); n != 2*22 {
+		t.Errorf("%d series for two namespaces, want 44", n)
+	}
+}
+
+func TestTrackedTransitionsAndLifetimes(t *testing.T) {
+	tr := &tracked{netns: "n", transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
+	for _, b := range lifetimeBuckets {
+		tr.buckets[b] = 0
+	}
+	tr.frame(&monitor.Frame{Events: []track.Event{
+		{Kind: track.EventChange, From: sock.Established, To: sock.FinWait2},
+		{Kind: track.EventChange, From: sock.FinWait2, To: sock.TimeWait},
+		{Kind: track.EventChange, From: sock.FinWait2, To: sock.TimeWait},
+		{Kind: track.EventGone, From: sock.TimeWait, TimeWait: &track.TimeWaitEnd{Length: 60700 * time.Millisecond}},
+		{Kind: track.EventGone, From: sock.Established}, // not a TIME_WAIT end
+	}})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectorFunc(tr.collect))
+	want := `
+# HELP sockscope_tcp_transitions_total State changes seen, by old and new state.
+# TYPE sockscope_tcp_transitions_total counter
+sockscope_tcp_transitions_total{from="ESTABLISHED",netns="n",to="FIN_WAIT2"} 1
+sockscope_tcp_transitions_total{from="FIN_WAIT2",netns="n",to="TIME_WAIT"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sockscope_tcp_transitions_total"); err != nil {
+		t.Error(err)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "sockscope_tcp_timewait_lifetime_seconds" {
+			h := mf.Metric[0].GetHistogram()
+			if h.GetSampleCount() != 1 || h.GetSampleSum() != 60.7 {
+				t.Errorf("lifetime histogram: count %d sum %v", h.GetSampleCount(), h.GetSampleSum())
+			}
+			for _, b := range h.Bucket {
+				want := uint64(0)
+				if b.GetUpperBound() >= 60.7 {
+					want = 1
+				}
+				if b.GetCumulativeCount() != want {
+					t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+				}
+			}
+		}
+	}
+}
+
+// collectorFunc adapts a collect function for a test registry.
+type collectorFunc func(chan<- prometheus.Metric)
+
+func (f collectorFunc) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(f, ch) }
+func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
