@@ -165,6 +165,14 @@ func TestIntegrationTwoListeners(t *testing.T) {
 	if b, r := bindReport(t, "-N", ns.Name, "127.0.0.1:9001"); !b.Bindable || r.code != 0 {
 		t.Errorf("a free port: exit %d, %+v", r.code, b)
 	}
+	// IPv6: [::1] does not overlap a 0.0.0.0 listener; [::] (dual-stack)
+	// does.
+	if b, r := bindReport(t, "-N", ns.Name, "[::1]:9000"); !b.Bindable || r.code != 0 {
+		t.Errorf("[::1]:9000: exit %d, %+v", r.code, b)
+	}
+	if b, r := bindReport(t, "-N", ns.Name, "[::]:9000"); b.Bindable || r.code != 1 || len(b.Holders) != 1 {
+		t.Errorf("[::]:9000 under a 0.0.0.0 listener: exit %d, %+v", r.code, b)
+	}
 }
 
 // --linger0 resets instead of closing: no TIME_WAIT, one RST sent per

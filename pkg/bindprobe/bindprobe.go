@@ -75,11 +75,11 @@ func Probe(nsPath string, ap netip.AddrPort) (Result, error) {
 // tryBind returns the errno of bind(), or an error of another kind when
 // the probe itself could not be made.
 func tryBind(ap netip.AddrPort, w Way) error {
-	fam := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
-		fam = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	fam := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	if a := ap.Addr().Unmap(); a.Is4() {
+		fam = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
 	}
 	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
