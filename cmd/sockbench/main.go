@@ -1,0 +1,392 @@
+// Command sockbench measures sockscope against ss and netstat on a large
+// socket population (cmd/sockload) in a private network namespace, side by
+// side in one run: each pair of commands alternates, and every figure is
+// the median of several runs and a ratio between the two.
+//
+//	go run ./cmd/sockbench             # prints a markdown table
+//
+// It needs root (the namespace), ss (iproute2), netstat (net-tools) and
+// tmux (the dashboard's figures).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	runs        = flag.Int("runs", 7, "runs of each command")
+	established = flag.Int("established", 80000, "ESTABLISHED sockets in the population")
+	timewait    = flag.Int("timewait", 30000, "TIME_WAIT entries in the population")
+	closewait   = flag.Int("closewait", 2000, "CLOSE_WAIT sockets in the population")
+	dashFor     = flag.Duration("dashboard", 60*time.Second, "how long to run the dashboard for its CPU figure (0: skip)")
+)
+
+const ns = "sockbench"
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "sockbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+
+func run() error {
+	dir, err := os.MkdirTemp("", "sockbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := func(name string) string { return filepath.Join(dir, name) }
+	for _, p := range []string{"sockscope", "sockload"} {
+		if out, err := exec.Command("go", "build", "-o", bin(p), "./cmd/"+p).CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s: %v: %s", p, err, out)
+		}
+	}
+
+	logf("building the population (about a minute for TIME_WAIT to fill)...")
+	load := exec.Command(bin("sockload"), "-netns", ns, "-established", fmt.Sprint(*established),
+		"-timewait", fmt.Sprint(*timewait), "-closewait", fmt.Sprint(*closewait))
+	load.Stderr = os.Stderr
+	loadIn, _ := load.StdinPipe()
+	loadOut, _ := load.StdoutPipe()
+	if err := load.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		loadIn.Close() // sockload stops and deletes the namespace
+		load.Wait()
+	}()
+	ready, err := bufio.NewReader(loadOut).ReadString('\n')
+	if err != nil || !strings.HasPrefix(ready, "ready") {
+		return fmt.Errorf("sockload: %q %v", ready, err)
+	}
+	population, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-s").Output()
+
+	var rows []row
+	inNS := func(args ...string) []string { return append([]string{"ip", "netns", "exec", ns}, args...) }
+	sc := bin("sockscope")
+	pairs := []struct {
+		what   string
+		a, b   []string
+		target float64
+	}{
+		{"`sockscope list -H` vs `ss -tanH` (all sockets)", inNS(sc, "list", "-H"), inNS("ss", "-tanH"), 0.8},
+		{"`sockscope list :9000` vs `ss -tan '( sport = :9000 or dport = :9000 )'`", inNS(sc, "list", ":9000"),
+			inNS("ss", "-tan", "( sport = :9000 or dport = :9000 )"), 1.1},
+		{"`sockscope list state time-wait` vs `ss -tan state time-wait`", inNS(sc, "list", "state", "time-wait"),
+			inNS("ss", "-tan", "state", "time-wait"), 1.0},
+		{"`sockscope list -H` vs `netstat -tan` (reference)", inNS(sc, "list", "-H"), inNS("netstat", "-tan"), 0},
+	}
+	for _, p := range pairs {
+		logf("measuring %s", p.what)
+		a, b, err := alternate(p.a, p.b, *runs)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{what: p.what, a: a, b: b, target: p.target, unit: "s"})
+	}
+
+	logf("measuring the exporter")
+	r, err := exporterRow(sc, *runs)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, r)
+
+	logf("running the in-process benchmarks")
+	bench, err := goBench()
+	if err != nil {
+		return err
+	}
+	rows = append(rows, bench...)
+
+	if *dashFor > 0 {
+		logf("running the dashboard for %v", *dashFor)
+		d, err := dashboardRows(sc, *dashFor)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, d...)
+	}
+
+	cpu, _ := os.ReadFile("/proc/cpuinfo")
+	model := regexp.MustCompile(`model name\s*:\s*(.*)`).FindSubmatch(cpu)
+	fmt.Printf("Machine: %s, %d cores, %s, Go %s. Medians of %d runs, the two commands alternating.\n\n",
+		strings.TrimSpace(string(model[1])), runtime.NumCPU(), kernel(), runtime.Version(), *runs)
+	fmt.Printf("Population (`ss -s` in the namespace):\n\n```\n%s```\n\n", population)
+	fmt.Println("| what | sockscope | other | ratio | target | met |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- |")
+	for _, r := range rows {
+		fmt.Println(r.markdown())
+	}
+	return nil
+}
+
+func kernel() string {
+	out, _ := exec.Command("uname", "-r").Output()
+	return "Linux " + strings.TrimSpace(string(out))
+}
+
+// row is one line of the table: a and b are the two medians (b may be 0
+// for a figure that stands alone, then target bounds a itself).
+type row struct {
+	what   string
+	a, b   float64
+	unit   string
+	target float64
+	alone  bool // target bounds a, not a/b
+}
+
+func (r row) markdown() string {
+	f := func(v float64) string {
+		switch r.unit {
+		case "s":
+			return fmt.Sprintf("%.3f s", v)
+		case "":
+			return fmt.Sprintf("%.2f", v)
+		}
+		return fmt.Sprintf("%.3g %s", v, r.unit)
+	}
+	other, ratio, target, met := "", "", "", ""
+	v := r.a
+	if !r.alone {
+		other = f(r.b)
+		v = r.a / r.b
+		ratio = fmt.Sprintf("%.2fx", v)
+	}
+	if r.target > 0 {
+		if r.alone {
+			target = "<= " + f(r.target)
+		} else {
+			target = fmt.Sprintf("<= %.2fx", r.target)
+		}
+		met = "yes"
+		if v > r.target {
+			met = "**no**"
+		}
+	}
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", r.what, f(r.a), other, ratio, target, met)
+}
+
+// alternate runs a and b in turns, output to /dev/null, and returns the
+// median wall times.
+func alternate(a, b []string, n int) (float64, float64, error) {
+	var ta, tb []float64
+	for range n {
+		for _, c := range []struct {
+			args []string
+			dst  *[]float64
+		}{{a, &ta}, {b, &tb}} {
+			d, err := timeRun(c.args)
+			if err != nil {
+				return 0, 0, err
+			}
+			*c.dst = append(*c.dst, d)
+		}
+	}
+	return median(ta), median(tb), nil
+}
+
+func timeRun(args []string) (float64, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// exporterRow compares a scrape of /metrics with `sockscope list` reading
+// the same namespace from outside (-N), both with a full dump.
+func exporterRow(sc string, n int) (row, error) {
+	exp := exec.Command(sc, "exporter", "-N", ns, "--listen", "127.0.0.1:0")
+	stderr, _ := exp.StderrPipe()
+	if err := exp.Start(); err != nil {
+		return row{}, err
+	}
+	defer func() { exp.Process.Kill(); exp.Wait() }()
+	line, _ := bufio.NewReader(stderr).ReadString('\n')
+	m := regexp.MustCompile(`http://\S+`).FindString(line)
+	if m == "" {
+		return row{}, fmt.Errorf("exporter said %q", line)
+	}
+	scrape := func() (float64, error) {
+		start := time.Now()
+		resp, err := http.Get(m)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return time.Since(start).Seconds(), nil
+	}
+	var ta, tb []float64
+	for range n {
+		a, err := scrape()
+		if err != nil {
+			return row{}, err
+		}
+		b, err := timeRun([]string{sc, "list", "-H", "-N", ns})
+		if err != nil {
+			return row{}, err
+		}
+		ta, tb = append(ta, a), append(tb, b)
+	}
+	return row{what: "exporter scrape vs `sockscope list -H -N` (same namespace)", a: median(ta), b: median(tb), unit: "s", target: 1.2}, nil
+}
+
+var benchLine = regexp.MustCompile(`^Benchmark(\w+)-\d+\s+\d+\s+(\d+) ns/op(.*)$`)
+
+// goBench runs the collector's benchmarks on the population.
+func goBench() ([]row, error) {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "^Benchmark(Dump|BareReceive|NetlinkSocketDiagTCP)$",
+		"-benchmem", "-count", "5", "./pkg/sockdiag")
+	cmd.Env = append(os.Environ(), "SOCKSCOPE_BENCH_NETNS="+ns)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("go test -bench: %v: %s", err, out)
+	}
+	ns := map[string][]float64{}
+	allocs := map[string][]float64{}
+	bytesOp := map[string][]float64{}
+	sockets := 0.0
+	for _, l := range strings.Split(string(out), "\n") {
+		m := benchLine.FindStringSubmatch(strings.TrimSpace(l))
+		if m == nil {
+			continue
+		}
+		v, _ := strconv.ParseFloat(m[2], 64)
+		ns[m[1]] = append(ns[m[1]], v)
+		f := strings.Fields(m[3])
+		for i := 0; i+1 < len(f); i += 2 {
+			x, _ := strconv.ParseFloat(f[i], 64)
+			switch f[i+1] {
+			case "allocs/op":
+				allocs[m[1]] = append(allocs[m[1]], x)
+			case "B/op":
+				bytesOp[m[1]] = append(bytesOp[m[1]], x)
+			case "sockets/op":
+				sockets = x
+			}
+		}
+	}
+	if len(ns["Dump"]) == 0 || len(ns["BareReceive"]) == 0 {
+		return nil, fmt.Errorf("no benchmark results in:\n%s", out)
+	}
+	perHundred := median(allocs["Dump"]) / sockets * 100
+	return []row{
+		{what: fmt.Sprintf("collector dump (%.0f sockets) vs a bare loop that only receives it", sockets),
+			a: median(ns["Dump"]) / 1e9, b: median(ns["BareReceive"]) / 1e9, unit: "s", target: 1.25},
+		{what: "collector allocations per 100 sockets (per dump)", a: perHundred, alone: true, target: 1, unit: ""},
+		{what: "collector dump vs vishvananda/netlink SocketDiagTCP (reference)",
+			a: median(ns["Dump"]) / 1e9, b: median(ns["NetlinkSocketDiagTCP"]) / 1e9, unit: "s"},
+		{what: "bytes allocated per dump: collector vs SocketDiagTCP (reference)",
+			a: median(bytesOp["Dump"]) / 1e6, b: median(bytesOp["NetlinkSocketDiagTCP"]) / 1e6, unit: "MB"},
+	}, nil
+}
+
+// dashboardRows runs the dashboard on the whole population in tmux, 1 s
+// interval: time to the first frame, CPU over the run, resident memory.
+func dashboardRows(sc string, d time.Duration) ([]row, error) {
+	sock := "sockbench"
+	tmux := func(args ...string) ([]byte, error) {
+		return exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+	}
+	defer tmux("kill-server")
+	start := time.Now()
+	if out, err := tmux("new-session", "-d", "-x", "160", "-y", "50", "ip", "netns", "exec", ns, sc); err != nil {
+		return nil, fmt.Errorf("tmux: %v: %s", err, out)
+	}
+	var first float64
+	for {
+		out, _ := tmux("capture-pane", "-p")
+		if bytes.Contains(out, []byte("TIME_WAIT ")) && bytes.Contains(out, []byte("filter:")) {
+			first = time.Since(start).Seconds()
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			return nil, fmt.Errorf("the dashboard showed nothing in 10 s:\n%s", out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pid, err := pidOf(sc)
+	if err != nil {
+		return nil, err
+	}
+	t0, err := cpuTicks(pid)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(d)
+	t1, err := cpuTicks(pid)
+	if err != nil {
+		return nil, err
+	}
+	rss, err := rssMB(pid)
+	if err != nil {
+		return nil, err
+	}
+	cpu := float64(t1-t0) / 100 / d.Seconds() * 100 // USER_HZ = 100
+	return []row{
+		{what: fmt.Sprintf("dashboard CPU, 1 s interval, over %v (%% of one core)", d), a: cpu, alone: true, target: 20, unit: "%"},
+		{what: "dashboard resident memory", a: rss, alone: true, target: 150, unit: "MB"},
+		{what: "dashboard, first frame after start (tmux, incl. ip netns exec)", a: first, alone: true, target: 0.5, unit: "s"},
+	}, nil
+}
+
+func pidOf(path string) (int, error) {
+	out, err := exec.Command("pgrep", "-f", "^"+regexp.QuoteMeta(path)+"$").Output()
+	if err != nil {
+		return 0, fmt.Errorf("finding the dashboard's pid: %v", err)
+	}
+	return strconv.Atoi(strings.Fields(string(out))[0])
+}
+
+func cpuTicks(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return u + s, nil
+}
+
+func rssMB(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return 0, fmt.Errorf("no VmRSS for %d", pid)
+	}
+	kb, _ := strconv.Atoi(string(m[1]))
+	return float64(kb) / 1024, nil
+}
