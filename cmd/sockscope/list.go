@@ -42,7 +42,7 @@ func runList(args []string, stdout io.Writer) error {
 		pt = procs.New("/proc")
 		lookup = pt.Lookup
 	}
-	view := track.New(lookup).Update(snap)
+	view := track.Once(snap, lookup)
 	if c.json {
 		err = render.JSON(stdout, view)
 	} else {

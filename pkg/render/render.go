@@ -59,13 +59,17 @@ func Table(w io.Writer, v *track.View, opt TableOptions) error {
 	cells := make([]byte, 0, 96*len(v.Entries))
 	ends := make([]int, 0, ncol*(len(v.Entries)+1))
 	widths := make([]int, ncol)
+	// Every cell but a process name is ASCII, so its width is its length;
+	// the last column is never padded, so its width is not needed.
 	add := func(col int) {
 		start := 0
 		if len(ends) > 0 {
 			start = ends[len(ends)-1]
 		}
-		if n := utf8.RuneCount(cells[start:]); n > widths[col] {
-			widths[col] = n
+		if col < ncol-1 {
+			if n := len(cells) - start; n > widths[col] {
+				widths[col] = n
+			}
 		}
 		ends = append(ends, len(cells))
 	}
@@ -109,8 +113,11 @@ func Table(w io.Writer, v *track.View, opt TableOptions) error {
 			end := ends[r*ncol+c]
 			cell := cells[start:end]
 			start = end
-			pad := widths[c] - utf8.RuneCount(cell)
 			last := c == ncol-1
+			pad := 0
+			if !last {
+				pad = widths[c] - len(cell)
+			}
 			if rightAligned[c] {
 				out = appendSpaces(out, pad)
 			}

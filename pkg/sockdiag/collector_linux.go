@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/vishvananda/netlink/nl"
@@ -30,7 +31,11 @@ type Collector struct {
 	seq   uint32
 	req   []byte
 	buf   []byte
-	seen  map[uint64]struct{}
+	// Cookies of the previous and the current batch: a duplicate can only
+	// repeat the tail of the previous batch (see add).
+	prev, cur map[uint64]struct{}
+	scratch   sock.Socket
+	pfd       [1]unix.PollFd
 }
 
 // Open returns a Collector for the network namespace ns: "" for the caller's,
@@ -51,7 +56,8 @@ func Open(ns string) (*Collector, error) {
 		sock:  s,
 		netns: ns,
 		buf:   make([]byte, recvBufSize),
-		seen:  make(map[uint64]struct{}),
+		prev:  make(map[uint64]struct{}, 512),
+		cur:   make(map[uint64]struct{}, 512),
 	}, nil
 }
 
@@ -137,7 +143,6 @@ func errnoErr(e int32) error { return unix.Errno(e) }
 // snap.Sockets (and their tcp_info to snap.Infos when r asks for ExtInfo).
 // Sockets seen twice in one dump are dropped by cookie.
 func (c *Collector) Dump(r *Request, snap *sock.Snapshot) error {
-	clear(c.seen)
 	fams := r.Families
 	if fams == nil {
 		fams = []sock.Family{sock.IPv4, sock.IPv6}
@@ -162,12 +167,16 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 		return fmt.Errorf("sending request: %w", err)
 	}
 	emit := func(s *sock.Socket, info []byte) { c.add(snap, s, info) }
+	clear(c.prev)
+	clear(c.cur)
 	for {
 		n, err := c.recv(fd)
 		if err != nil {
 			return err
 		}
-		res, err := parseBatch(c.buf[:n], c.seq, emit)
+		c.prev, c.cur = c.cur, c.prev
+		clear(c.cur)
+		res, err := parseBatchInto(c.buf[:n], c.seq, &c.scratch, emit)
 		if err != nil {
 			if res != batchDone {
 				c.drain(fd)
@@ -208,13 +217,19 @@ func (c *Collector) Alive(s *sock.Socket) (bool, error) {
 }
 
 // add appends one parsed socket to snap unless this dump already holds its
-// cookie: the kernel's resumable cursor can yield a socket twice while the
-// table changes under it.
+// cookie. The kernel resumes a dump from a (hash bucket, index) cursor, so
+// when sockets are added to the bucket it stopped in, the next batch starts
+// again with the tail of the previous one: duplicates are confined to two
+// consecutive batches, and two small sets (kept in cache) catch them where
+// a set of every cookie of a 100k-socket dump would not.
 func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) {
-	if _, dup := c.seen[s.Cookie]; dup {
+	if _, dup := c.prev[s.Cookie]; dup {
 		return
 	}
-	c.seen[s.Cookie] = struct{}{}
+	if _, dup := c.cur[s.Cookie]; dup {
+		return
+	}
+	c.cur[s.Cookie] = struct{}{}
 	snap.Dumped++
 	if info != nil {
 		s.Info = int32(len(snap.Infos))
@@ -238,7 +253,7 @@ func sendto(fd int, b []byte) error {
 func (c *Collector) recv(fd int) (int, error) {
 	deadline := time.Now().Add(recvTimeout)
 	for {
-		n, _, err := unix.Recvfrom(fd, c.buf, unix.MSG_DONTWAIT)
+		n, err := recvDontWait(fd, c.buf)
 		switch {
 		case err == nil:
 			if n == 0 {
@@ -252,8 +267,8 @@ func (c *Collector) recv(fd int) (int, error) {
 			if left <= 0 {
 				return 0, fmt.Errorf("receiving: no answer from the kernel in %v: %w", recvTimeout, unix.ETIMEDOUT)
 			}
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
+			c.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+			if _, err := unix.Poll(c.pfd[:], int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
 				return 0, fmt.Errorf("waiting for the kernel: %w", err)
 			}
 		default:
@@ -262,6 +277,17 @@ func (c *Collector) recv(fd int) (int, error) {
 			return 0, fmt.Errorf("receiving: %w", err)
 		}
 	}
+}
+
+// recvDontWait is recvfrom(2) without the sender's address, which
+// unix.Recvfrom would allocate on every call: a dump makes hundreds.
+func recvDontWait(fd int, b []byte) (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // drain discards what is left of a dump that failed half-way, so the next

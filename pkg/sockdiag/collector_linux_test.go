@@ -330,13 +330,16 @@ func TestDuplicatesDroppedByCookie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Collector{seen: map[uint64]struct{}{}}
+	c := &Collector{prev: map[uint64]struct{}{}, cur: map[uint64]struct{}{}}
 	var snap sock.Snapshot
 	emit := func(s *sock.Socket, info []byte) { c.add(&snap, s, info) }
 	if _, err := parseBatch(raw, 5, emit); err != nil {
 		t.Fatal(err)
 	}
 	once := len(snap.Sockets)
+	// The next batch starts over with the previous one's tail.
+	c.prev, c.cur = c.cur, c.prev
+	clear(c.cur)
 	if _, err := parseBatch(raw, 5, emit); err != nil {
 		t.Fatal(err)
 	}

@@ -135,6 +135,12 @@ const (
 // attribute, nil when absent; it aliases b.
 func parseBatch(b []byte, seq uint32, emit func(s *sock.Socket, info []byte)) (batchResult, error) {
 	var s sock.Socket
+	return parseBatchInto(b, seq, &s, emit)
+}
+
+// parseBatchInto is parseBatch decoding into the caller's s, so that a
+// collector parsing hundreds of batches a dump allocates none.
+func parseBatchInto(b []byte, seq uint32, s *sock.Socket, emit func(s *sock.Socket, info []byte)) (batchResult, error) {
 	for len(b) >= sizeofNlmsghdr {
 		l := int(native.Uint32(b[0:]))
 		typ := native.Uint16(b[4:])
@@ -169,11 +175,11 @@ func parseBatch(b []byte, seq uint32, emit func(s *sock.Socket, info []byte)) (b
 			}
 			continue // an ACK
 		case sockDiagByFamily:
-			info, err := parseDiagMsg(msg, &s)
+			info, err := parseDiagMsg(msg, s)
 			if err != nil {
 				return batchMore, err
 			}
-			emit(&s, info)
+			emit(s, info)
 		}
 	}
 	if len(b) != 0 {

@@ -235,3 +235,25 @@ func TestProbedTimeWaitEnd(t *testing.T) {
 		t.Errorf("end %+v at %v", end, e.At.Sub(t0))
 	}
 }
+
+func TestOnce(t *testing.T) {
+	owners := func(inode uint32) (procs.Process, bool) {
+		if inode == 11 {
+			return procs.Process{PID: 7, Command: "srv"}, true
+		}
+		return procs.Process{}, false
+	}
+	v := Once(snapAt(0, est(1, 11), tw(2, 41000), est(3, 12)), owners)
+	if len(v.Entries) != 3 || len(v.Events) != 0 {
+		t.Fatalf("view %+v", v)
+	}
+	if e := v.Entries[0]; e.AgeSource != AgeAtLeast || e.Age != 0 || e.Process.PID != 7 {
+		t.Errorf("established: %+v", e)
+	}
+	if e := v.Entries[1]; e.AgeSource != AgeTimer || e.Age != 19*time.Second || e.Left != 41*time.Second {
+		t.Errorf("TIME_WAIT: %+v", e)
+	}
+	if e := v.Entries[2]; e.HasProcess() {
+		t.Errorf("unknown owner found: %+v", e)
+	}
+}
