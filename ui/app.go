@@ -113,7 +113,7 @@ func (d *dashboard) build() {
 	d.table.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
 	d.table.SetSelectionChangedFunc(func(r, _ int) {
 		if r >= 1 && r-1 < len(d.m.rows) {
-			d.selected = d.m.rows[r-1].Cookie
+			d.selected = d.m.entry(d.m.rows[r-1]).Cookie
 		}
 	})
 	d.status = tview.NewTextView().SetDynamicColors(true).SetWrap(false)
@@ -253,7 +253,7 @@ func (d *dashboard) reselect() {
 		i = min(max(r-1, 0), len(d.m.rows)-1)
 	}
 	d.table.Select(i+1, 0)
-	d.selected = d.m.rows[i].Cookie
+	d.selected = d.m.entry(d.m.rows[i]).Cookie
 }
 
 func (d *dashboard) detailOpen() bool {

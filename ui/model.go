@@ -59,7 +59,12 @@ type model struct {
 	lastErr  error
 	start    time.Time // the first frame's time: sockets seen then predate us
 	lingered map[uint64]row
-	rows     []row
+	gone     []row          // lingered, in a slice rows can point into
+	shown    *monitor.Frame // the frame rows point into (older while paused)
+	// rows are the visible rows in order: an index into frame.Entries, or
+	// -(k+1) for gone[k]. Indices rather than copies: a 100k-socket table
+	// is sorted by moving 4-byte refs, not 200-byte entries.
+	rows     []int32
 	toggles  sock.StateMask // states kept by l/t/c/e; 0 keeps all
 	sortBy   sortKey
 	reverse  bool
@@ -96,13 +101,16 @@ func (m *model) apply(f *monitor.Frame) {
 	if m.frame == nil {
 		m.start = f.Time
 	}
-	present := make(map[uint64]bool, len(f.Entries))
-	for i := range f.Entries {
-		present[f.Entries[i].Cookie] = true
-	}
-	for c := range m.lingered {
-		if present[c] || f.Time.Sub(m.lingered[c].goneAt) > goneLinger {
+	// A lingering gone row leaves after goneLinger, or at once if its
+	// socket is back (a filter that matched it again).
+	for c, r := range m.lingered {
+		if f.Time.Sub(r.goneAt) > goneLinger {
 			delete(m.lingered, c)
+		}
+	}
+	if len(m.lingered) > 0 {
+		for i := range f.Entries {
+			delete(m.lingered, f.Entries[i].Cookie)
 		}
 	}
 	if f.TimeWait != nil {
@@ -120,10 +128,9 @@ func (m *model) apply(f *monitor.Frame) {
 	}
 	if !f.Refiltered {
 		m.tw.Add(f.Events)
+		// The tracker reports as gone only what this frame lacks.
 		for _, e := range f.Gone {
-			if !present[e.Cookie] {
-				m.lingered[e.Cookie] = row{Entry: e, gone: true, goneAt: f.Time}
-			}
+			m.lingered[e.Cookie] = row{Entry: e, gone: true, goneAt: f.Time}
 		}
 	}
 	m.counts = [16]int{}
@@ -145,24 +152,44 @@ func (m *model) apply(f *monitor.Frame) {
 // rebuild recomputes the visible rows from the frame, toggles and sort.
 func (m *model) rebuild() {
 	m.rows = m.rows[:0]
+	m.gone = m.gone[:0]
+	m.shown = m.frame
 	if m.frame == nil {
 		return
 	}
 	keep := func(s sock.State) bool { return m.toggles == 0 || m.toggles.Has(s) }
 	for i := range m.frame.Entries {
-		if e := &m.frame.Entries[i]; keep(e.State) {
-			m.rows = append(m.rows, row{Entry: *e})
+		if keep(m.frame.Entries[i].State) {
+			m.rows = append(m.rows, int32(i))
 		}
 	}
 	for _, r := range m.lingered {
 		if keep(r.State) {
-			m.rows = append(m.rows, r)
+			m.gone = append(m.gone, r)
+			m.rows = append(m.rows, -int32(len(m.gone)))
 		}
 	}
-	slices.SortStableFunc(m.rows, m.compare)
+	// Unstable but deterministic: compare breaks every tie (by cookie).
+	slices.SortFunc(m.rows, func(a, b int32) int { return m.compare(m.entry(a), m.entry(b)) })
 }
 
-func (m *model) compare(a, b row) int {
+// entry returns the entry a row ref points to.
+func (m *model) entry(ref int32) *track.Entry {
+	if ref < 0 {
+		return &m.gone[-ref-1].Entry
+	}
+	return &m.shown.Entries[ref]
+}
+
+// at returns visible row i.
+func (m *model) at(i int) row {
+	if ref := m.rows[i]; ref < 0 {
+		return m.gone[-ref-1]
+	}
+	return row{Entry: m.shown.Entries[m.rows[i]]}
+}
+
+func (m *model) compare(a, b *track.Entry) int {
 	var c int
 	switch m.sortBy {
 	case sortState:
@@ -228,8 +255,8 @@ func (m *model) togglePause(now time.Time) {
 
 // index returns the row of a socket, -1 when it is not shown.
 func (m *model) index(cookie uint64) int {
-	for i := range m.rows {
-		if m.rows[i].Cookie == cookie {
+	for i, ref := range m.rows {
+		if m.entry(ref).Cookie == cookie {
 			return i
 		}
 	}

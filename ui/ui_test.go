@@ -301,9 +301,10 @@ func TestHeaderCountsAndColours(t *testing.T) {
 			t.Errorf("header %q in %v, want %v", c.text, got, c.color)
 		}
 		state := strings.Fields(c.text)[0]
-		if got := fg(h.styleOf(state+" ", ":9000 ")); got != c.color {
-			t.Errorf("%s row in %v, want %v", state, got, c.color)
-		}
+		// Keys and frames arrive asynchronously: wait for the redraw.
+		h.waitFor(state+" row in its colour", func(string) bool {
+			return fg(h.styleOf(state+" ", ":9000 ")) == c.color
+		})
 	}
 	// Zero counts are dimmed.
 	if _, _, attr := h.styleOf("SYN_SENT 0", "").Decompose(); attr&tcell.AttrDim == 0 {
@@ -382,7 +383,7 @@ func TestFilterEditing(t *testing.T) {
 
 func TestSortPauseIntervalProcesses(t *testing.T) {
 	h := start(t, 120, 30, Config{}, seedTable())
-	s := h.waitText("sort state")
+	s := h.waitText("sort state", "LISTEN 1")
 	if r := rowsOf(s); !strings.HasPrefix(r[0], "LISTEN") {
 		t.Errorf("state sort does not start with LISTEN: %v", r)
 	}

@@ -58,7 +58,8 @@ func (c *content) GetCell(r, col int) *tview.TableCell {
 	if r-1 >= len(c.d.m.rows) || col >= len(columns) {
 		return nil
 	}
-	row := &c.d.m.rows[r-1]
+	rv := c.d.m.at(r - 1)
+	row := &rv
 	now := c.d.now()
 	text := c.d.cellText(row, col, now)
 	style := tcell.StyleDefault.Foreground(stateColor(row.State))
@@ -108,10 +109,10 @@ func (d *dashboard) now() time.Time {
 // live returns an entry's age and time left as of now: ages tick between
 // polls.
 func (d *dashboard) live(row *row, now time.Time) (age, left time.Duration) {
-	if d.m.frame == nil || row.gone {
+	if d.m.shown == nil || row.gone {
 		return row.Age, row.Left
 	}
-	dt := max(now.Sub(d.m.frame.Time), 0)
+	dt := max(now.Sub(d.m.shown.Time), 0)
 	age = row.Age + dt
 	if row.AgeSource == track.AgeTimer {
 		left = max(row.Left-dt, 0)
@@ -273,7 +274,8 @@ func (d *dashboard) refreshDetail() {
 		d.detail.SetText("\n  [gray]the socket left the table[-]")
 		return
 	}
-	r := &d.m.rows[i]
+	rv := d.m.at(i)
+	r := &rv
 	now := d.now()
 	age, left := d.live(r, now)
 	var b strings.Builder
@@ -306,8 +308,9 @@ func (d *dashboard) refreshDetail() {
 	line("retrans", strconv.Itoa(int(r.Retrans)))
 	line("owner", fmt.Sprintf("uid %d, inode %d, %s", r.UID, r.Inode, render.AppendProcess(nil, &r.Entry)))
 	line("cookie", fmt.Sprintf("%#x", r.Cookie))
-	f := d.m.frame
-	if f != nil && f.Detail == r.Cookie && r.Info >= 0 && int(r.Info) < len(f.Infos) {
+	// The row's tcp_info index is into the frame the row came from (older
+	// than the latest while paused).
+	if f := d.m.shown; f != nil && f.Detail == r.Cookie && r.Info >= 0 && int(r.Info) < len(f.Infos) {
 		ti := f.Infos[r.Info]
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
 		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
@@ -319,7 +322,7 @@ func (d *dashboard) refreshDetail() {
 	}
 	b.WriteString("\n [yellow]history[-]\n")
 	var hist []track.Transition
-	if f != nil && f.Detail == r.Cookie {
+	if f := d.m.frame; f != nil && f.Detail == r.Cookie {
 		hist = f.History
 	}
 	firstState := r.State
@@ -331,10 +334,8 @@ func (d *dashboard) refreshDetail() {
 		seen = "there when sockscope started"
 	}
 	fmt.Fprintf(&b, "   %s  %s in %s\n", r.FirstSeen.Format("15:04:05.000"), seen, firstState)
-	{
-		for _, h := range hist {
-			fmt.Fprintf(&b, "   %s  %s -> %s\n", h.At.Format("15:04:05.000"), h.From, h.To)
-		}
+	for _, h := range hist {
+		fmt.Fprintf(&b, "   %s  %s -> %s\n", h.At.Format("15:04:05.000"), h.From, h.To)
 	}
 	d.detail.SetText(b.String())
 }

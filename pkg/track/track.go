@@ -20,6 +20,7 @@ package track
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -177,6 +178,12 @@ type Tracker struct {
 	started time.Time
 	gen     uint64
 	recs    map[uint64]*record
+	// due holds the TIME_WAIT entries whose 60 s end before the next
+	// snapshot is likely: Expiring looks at these, not at every record.
+	due []*record
+	// tuples indexes the current snapshot's addresses, built only when an
+	// entry ended early and its successor is looked for.
+	tuples map[[2]netip.AddrPort]uint64
 }
 
 // New returns a Tracker. lookup may be nil: processes are then not shown.
@@ -188,8 +195,8 @@ func New(lookup Lookup) *Tracker {
 // kernel has not been seen to free yet, the candidates for a probe. The
 // kernel's timer wheel can keep an entry a second or two past its time.
 func (t *Tracker) Expiring(now time.Time, dst []sock.Socket) []sock.Socket {
-	for _, r := range t.recs {
-		if r.state == sock.TimeWait && !r.twEntered.IsZero() && r.missingAt.IsZero() &&
+	for _, r := range t.due {
+		if r.state == sock.TimeWait && r.missingAt.IsZero() && r.seen == t.gen &&
 			!now.Before(r.twEntered.Add(sock.TimeWaitLen-probeLead)) {
 			dst = append(dst, r.last.Socket)
 		}
@@ -198,6 +205,11 @@ func (t *Tracker) Expiring(now time.Time, dst []sock.Socket) []sock.Socket {
 	slices.SortFunc(dst, func(a, b sock.Socket) int { return cmp.Compare(a.Expires, b.Expires) })
 	return dst
 }
+
+// dueWithin is how close to its end a TIME_WAIT entry must be, at a
+// snapshot, to be watched by Expiring until the next one: longer than any
+// polling interval plus the timer wheel's slack.
+const dueWithin = 35 * time.Second
 
 // probeLead starts probing a little before the 60 s are up, so the first
 // probe comes before the kernel frees the entry.
@@ -231,6 +243,8 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		t.started = now
 	}
 	t.gen++
+	t.tuples = nil
+	t.due = t.due[:0]
 	v := &View{Time: now, Snapshot: snap, Entries: make([]Entry, len(snap.Sockets))}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
@@ -256,6 +270,9 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			entered, exact = now.Add(-e.Age), true
 			if r.twEntered.IsZero() {
 				r.twEntered = entered
+			}
+			if e.Left <= dueWithin {
+				t.due = append(t.due, r)
 			}
 		}
 		switch {
@@ -331,7 +348,7 @@ func (t *Tracker) gone(r *record, now time.Time, snap *sock.Snapshot) Event {
 		end := &TimeWaitEnd{Entered: r.twEntered, Length: at.Sub(r.twEntered), Uncertainty: at.Sub(r.aliveAt)}
 		end.Early = end.Length < sock.TimeWaitLen-earlyMargin
 		if end.Early {
-			end.Reused = sameTuple(snap, &r.last.Socket)
+			end.Reused = t.successor(snap, &r.last.Socket)
 		}
 		ev.TimeWait = end
 		ev.Lifetime, ev.LifetimeAtLeast = end.Length, false
@@ -342,14 +359,19 @@ func (t *Tracker) gone(r *record, now time.Time, snap *sock.Snapshot) Event {
 	return ev
 }
 
-func sameTuple(snap *sock.Snapshot, s *sock.Socket) bool {
-	for i := range snap.Sockets {
-		o := &snap.Sockets[i]
-		if o.Cookie != s.Cookie && o.Local == s.Local && o.Peer == s.Peer {
-			return true
+// successor reports whether another socket holds s's addresses and ports
+// in snap: a TIME_WAIT entry ended by port reuse. The index is built once
+// per snapshot, and only when an entry ended early.
+func (t *Tracker) successor(snap *sock.Snapshot, s *sock.Socket) bool {
+	if t.tuples == nil {
+		t.tuples = make(map[[2]netip.AddrPort]uint64, len(snap.Sockets))
+		for i := range snap.Sockets {
+			o := &snap.Sockets[i]
+			t.tuples[[2]netip.AddrPort{o.Local, o.Peer}] = o.Cookie
 		}
 	}
-	return false
+	c, ok := t.tuples[[2]netip.AddrPort{s.Local, s.Peer}]
+	return ok && c != s.Cookie
 }
 
 // age is a socket's age at now: from the TIME_WAIT timer, else since it
