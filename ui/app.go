@@ -72,6 +72,7 @@ type dashboard struct {
 	filterErr  string
 	editing    bool
 	started    time.Time
+	cmds       chan func() // to the monitor, in order, never blocking a key
 }
 
 // Run shows the dashboard until q, Esc or ctx ends it, and restores the
@@ -103,6 +104,7 @@ func newDashboard(cfg Config) *dashboard {
 	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
 		Interval: cfg.Interval, Now: cfg.Now, TimeWait: cfg.TimeWait, Counters: cfg.Counters}, d.box.put)
 	d.started = cfg.Now()
+	d.cmds = make(chan func(), 1024)
 	d.build()
 	return d
 }
@@ -207,6 +209,22 @@ func (d *dashboard) run(ctx context.Context) error {
 	go func() {
 		<-ctx.Done()
 		d.app.Stop()
+	}()
+	// Keys queue commands here; this goroutine hands them to the monitor,
+	// which may be in the middle of a dump.
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case f := <-d.cmds:
+				select {
+				case d.mon.Cmds() <- f:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
 	}()
 	err := d.app.Run()
 	cancel()
@@ -340,14 +358,27 @@ func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 
 // stepInterval moves along intervals: -1 polls more often, +1 less.
 func (d *dashboard) stepInterval(dir int) {
-	i := 0
-	for i < len(intervals)-1 && intervals[i] < d.interval {
-		i++
+	next := d.interval
+	if dir > 0 { // the next step up, if any: never faster
+		for _, iv := range intervals {
+			if iv > d.interval {
+				next = iv
+				break
+			}
+		}
+	} else { // the next step down, if any: never slower
+		for _, iv := range intervals {
+			if iv < d.interval {
+				next = iv
+			}
+		}
 	}
-	i = min(max(i+dir, 0), len(intervals)-1)
-	d.interval = intervals[i]
+	if next == d.interval {
+		return
+	}
+	d.interval = next
 	iv := d.interval
-	d.mon.Do(func() { d.mon.SetInterval(iv) })
+	d.do(func() { d.mon.SetInterval(iv) })
 }
 
 func (d *dashboard) toggleProcesses() {
@@ -357,7 +388,7 @@ func (d *dashboard) toggleProcesses() {
 	}
 	d.procs = !d.procs
 	on := d.procs
-	d.mon.Do(func() { d.mon.SetProcesses(on) })
+	d.do(func() { d.mon.SetProcesses(on) })
 }
 
 func (d *dashboard) startEdit() {
@@ -400,7 +431,7 @@ func (d *dashboard) filterDone(k tcell.Key) {
 	d.filterText = text
 	d.input.SetLabelColor(tcell.ColorYellow)
 	prog := filter.Compile(e, filter.Options{})
-	d.mon.Do(func() { d.mon.SetProgram(prog) })
+	d.do(func() { d.mon.SetProgram(prog) })
 	d.stopEdit()
 	d.refreshStatus()
 }
@@ -410,4 +441,12 @@ func (d *dashboard) showEditError() {
 	d.status.SetText("[red]" + tview.Escape(d.filterErr) + "[-]")
 	d.bottom.Clear().AddItem(d.input, 1, 0, true).AddItem(d.status, 1, 0, false)
 	d.main.ResizeItem(d.bottom, 2, 0)
+}
+
+// do queues f for the monitor's goroutine without waiting.
+func (d *dashboard) do(f func()) {
+	select {
+	case d.cmds <- f:
+	default: // a thousand commands behind: this key is dropped, not the UI
+	}
 }

@@ -153,13 +153,15 @@ func (m *model) apply(f *monitor.Frame) {
 func (m *model) rebuild() {
 	m.rows = m.rows[:0]
 	m.gone = m.gone[:0]
-	m.shown = m.frame
-	if m.frame == nil {
+	if !m.paused || m.shown == nil {
+		m.shown = m.frame // while paused, sorting and toggles keep the frozen frame
+	}
+	if m.shown == nil {
 		return
 	}
 	keep := func(s sock.State) bool { return m.toggles == 0 || m.toggles.Has(s) }
-	for i := range m.frame.Entries {
-		if keep(m.frame.Entries[i].State) {
+	for i := range m.shown.Entries {
+		if keep(m.shown.Entries[i].State) {
 			m.rows = append(m.rows, int32(i))
 		}
 	}

@@ -257,13 +257,13 @@ func (d *dashboard) openDetail() {
 	}
 	d.pages.ShowPage("detail")
 	cookie := d.selected
-	d.mon.Do(func() { d.mon.SetDetail(cookie) })
+	d.do(func() { d.mon.SetDetail(cookie) })
 	d.refreshDetail()
 }
 
 func (d *dashboard) closeDetail() {
 	d.pages.HidePage("detail")
-	d.mon.Do(func() { d.mon.SetDetail(0) })
+	d.do(func() { d.mon.SetDetail(0) })
 }
 
 // refreshDetail shows every field of the selected socket, its tcp_info when
@@ -310,7 +310,7 @@ func (d *dashboard) refreshDetail() {
 	line("cookie", fmt.Sprintf("%#x", r.Cookie))
 	// The row's tcp_info index is into the frame the row came from (older
 	// than the latest while paused).
-	if f := d.m.shown; f != nil && f.Detail == r.Cookie && r.Info >= 0 && int(r.Info) < len(f.Infos) {
+	if f := d.m.shown; f != nil && !r.gone && f.Detail == r.Cookie && r.Info >= 0 && int(r.Info) < len(f.Infos) {
 		ti := f.Infos[r.Info]
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
 		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
@@ -350,7 +350,7 @@ func (d *dashboard) toggleTimeWait() {
 	} else {
 		d.pages.HidePage("timewait")
 	}
-	d.mon.Do(func() { d.mon.SetTimeWaitContext(open) })
+	d.do(func() { d.mon.SetTimeWaitContext(open) })
 }
 
 // refreshTimeWait writes the lifetimes measured since the dashboard

@@ -117,6 +117,9 @@ func New(src Source, opt Options, send func(*Frame)) *Monitor {
 // f; it blocks only when 16 commands are already waiting.
 func (m *Monitor) Do(f func()) { m.cmds <- f }
 
+// Cmds is the channel Do sends on, for callers that select on it.
+func (m *Monitor) Cmds() chan<- func() { return m.cmds }
+
 // Run polls until ctx ends: on every tick of tick, or of an interval
 // ticker when tick is nil. Destroy events from destroys (which may be nil)
 // date the changes of the next poll.
@@ -206,9 +209,6 @@ func (m *Monitor) SetTimeWaitContext(on bool) {
 		m.Poll()
 	}
 }
-
-// Interval returns the polling interval.
-func (m *Monitor) Interval() time.Duration { return m.interval }
 
 // Tracked returns how many sockets the tracker holds.
 func (m *Monitor) Tracked() int { return m.tracker.Len() }

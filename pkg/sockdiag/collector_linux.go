@@ -199,14 +199,22 @@ func (c *Collector) Alive(s *sock.Socket) (bool, error) {
 	if err := sendto(fd, c.req); err != nil {
 		return false, fmt.Errorf("sending lookup: %w", err)
 	}
-	n, err := c.recv(fd)
-	if err != nil {
-		return false, err
+	found, answered := false, false
+	emit := func(got *sock.Socket, _ []byte) {
+		found, answered = found || got.Cookie == s.Cookie, true
 	}
-	found := false
-	_, err = parseBatch(c.buf[:n], c.seq, func(got *sock.Socket, _ []byte) {
-		found = found || got.Cookie == s.Cookie
-	})
+	var err error
+	// Skip whatever a failed dump left queued: only a reply with this
+	// request's sequence number answers it.
+	for !answered && err == nil {
+		var n int
+		if n, err = c.recv(fd); err != nil {
+			return false, err
+		}
+		var res batchResult
+		res, err = parseBatchInto(c.buf[:n], c.seq, &c.scratch, emit)
+		answered = answered || res == batchDone
+	}
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESTALE):
 		return false, nil // gone, or its four-tuple now belongs to another socket

@@ -164,6 +164,7 @@ type record struct {
 	missingAt   time.Time // the first probe that found it gone
 	seen        uint64    // generation of the last snapshot that showed it
 	proc        procs.Process
+	inode       uint32 // the inode proc was found for
 	history     []Transition
 	last        Entry
 }
@@ -181,14 +182,14 @@ type Tracker struct {
 	// due holds the TIME_WAIT entries whose 60 s end before the next
 	// snapshot is likely: Expiring looks at these, not at every record.
 	due []*record
-	// tuples indexes the current snapshot's addresses, built only when an
-	// entry ended early and its successor is looked for.
-	tuples map[[2]netip.AddrPort]uint64
+	// fresh holds the addresses of the sockets first seen in this
+	// snapshot: a TIME_WAIT entry's successor on a reused port is one.
+	fresh map[[2]netip.AddrPort]struct{}
 }
 
 // New returns a Tracker. lookup may be nil: processes are then not shown.
 func New(lookup Lookup) *Tracker {
-	return &Tracker{lookup: lookup, recs: make(map[uint64]*record)}
+	return &Tracker{lookup: lookup, recs: make(map[uint64]*record), fresh: make(map[[2]netip.AddrPort]struct{})}
 }
 
 // Expiring returns the TIME_WAIT entries whose 60 s are up but that the
@@ -243,7 +244,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		t.started = now
 	}
 	t.gen++
-	t.tuples = nil
+	clear(t.fresh)
 	t.due = t.due[:0]
 	v := &View{Time: now, Snapshot: snap, Entries: make([]Entry, len(snap.Sockets))}
 	for i := range snap.Sockets {
@@ -254,12 +255,18 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		if isNew {
 			r = &record{firstSeen: now, predates: first, state: s.State, since: now}
 			t.recs[s.Cookie] = r
+			if !first {
+				t.fresh[[2]netip.AddrPort{s.Local, s.Peer}] = struct{}{}
+			}
 		}
 		r.seen = t.gen
 		r.aliveAt = now
-		if s.Inode != 0 && t.lookup != nil {
+		if !r.missingAt.IsZero() && r.missingAt.Before(now) {
+			r.missingAt = time.Time{} // a probe that missed it was wrong
+		}
+		if s.Inode != 0 && t.lookup != nil && (r.proc.PID == 0 || r.inode != s.Inode) {
 			if p, ok := t.lookup(s.Inode); ok {
-				r.proc = p
+				r.proc, r.inode = p, s.Inode
 			}
 		}
 		*e = Entry{Socket: *s, FirstSeen: r.firstSeen, Process: r.proc}
@@ -293,13 +300,16 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 				entered, exact = r.destroyedAt, true
 			}
 			v.Events = append(v.Events, t.change(r, e, s.State, entered, exact))
+			// A destroy event dates one step: the freeing of the full
+			// socket. The TIME_WAIT entry that follows ends unannounced.
+			r.destroyedAt = time.Time{}
 		}
 		r.last = *e
 	}
 	for cookie, r := range t.recs {
 		if r.seen != t.gen {
 			v.Gone = append(v.Gone, r.last)
-			v.Events = append(v.Events, t.gone(r, now, snap))
+			v.Events = append(v.Events, t.gone(r, now))
 			delete(t.recs, cookie)
 		}
 	}
@@ -329,9 +339,9 @@ const finWait2Gap = 5 * time.Millisecond
 const earlyMargin = time.Second
 
 // gone builds the event for a socket this snapshot no longer shows.
-func (t *Tracker) gone(r *record, now time.Time, snap *sock.Snapshot) Event {
+func (t *Tracker) gone(r *record, now time.Time) Event {
 	at, exact := now, false
-	if !r.destroyedAt.IsZero() {
+	if !r.destroyedAt.IsZero() && !r.destroyedAt.Before(r.since) {
 		at, exact = r.destroyedAt, true
 	}
 	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: r.last, From: r.state,
@@ -348,7 +358,7 @@ func (t *Tracker) gone(r *record, now time.Time, snap *sock.Snapshot) Event {
 		end := &TimeWaitEnd{Entered: r.twEntered, Length: at.Sub(r.twEntered), Uncertainty: at.Sub(r.aliveAt)}
 		end.Early = end.Length < sock.TimeWaitLen-earlyMargin
 		if end.Early {
-			end.Reused = t.successor(snap, &r.last.Socket)
+			_, end.Reused = t.fresh[[2]netip.AddrPort{r.last.Local, r.last.Peer}]
 		}
 		ev.TimeWait = end
 		ev.Lifetime, ev.LifetimeAtLeast = end.Length, false
@@ -357,21 +367,6 @@ func (t *Tracker) gone(r *record, now time.Time, snap *sock.Snapshot) Event {
 		}
 	}
 	return ev
-}
-
-// successor reports whether another socket holds s's addresses and ports
-// in snap: a TIME_WAIT entry ended by port reuse. The index is built once
-// per snapshot, and only when an entry ended early.
-func (t *Tracker) successor(snap *sock.Snapshot, s *sock.Socket) bool {
-	if t.tuples == nil {
-		t.tuples = make(map[[2]netip.AddrPort]uint64, len(snap.Sockets))
-		for i := range snap.Sockets {
-			o := &snap.Sockets[i]
-			t.tuples[[2]netip.AddrPort{o.Local, o.Peer}] = o.Cookie
-		}
-	}
-	c, ok := t.tuples[[2]netip.AddrPort{s.Local, s.Peer}]
-	return ok && c != s.Cookie
 }
 
 // age is a socket's age at now: from the TIME_WAIT timer, else since it

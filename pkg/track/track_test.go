@@ -257,3 +257,36 @@ func TestOnce(t *testing.T) {
 		t.Errorf("unknown owner found: %+v", e)
 	}
 }
+
+// The destroy event of a socket closed first dates its step into FIN_WAIT2
+// or TIME_WAIT, never the end of the TIME_WAIT entry that follows.
+func TestDestroyEventDoesNotEndTheTimeWaitEntry(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, est(1, 11)))
+	tr.Destroyed(Destroy{Cookie: 1, At: t0.Add(3 * time.Second)})
+	tr.Update(snapAt(4*time.Second, tw(1, 59000))) // entered at 3 s
+	v := tr.Update(snapAt(64*time.Second, est(2, 12)))
+	var end *Event
+	for i := range v.Events {
+		if v.Events[i].Kind == EventGone {
+			end = &v.Events[i]
+		}
+	}
+	if end == nil || end.TimeWait == nil || end.TimeWait.Length != 61*time.Second || end.TimeWait.Early ||
+		!end.At.Equal(t0.Add(64*time.Second)) || end.Exact {
+		t.Fatalf("TIME_WAIT end: %+v", end)
+	}
+}
+
+// A probe that found a live entry missing (a stale reply) is corrected by
+// the next snapshot that shows it.
+func TestWrongProbeIsForgotten(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, tw(1, 100)))
+	tr.Probed(1, t0.Add(50*time.Millisecond), false)
+	tr.Update(snapAt(time.Second, tw(1, 0))) // still there
+	v := tr.Update(snapAt(2 * time.Second))
+	if e := v.Events[0]; e.TimeWait == nil || e.TimeWait.Length != 61900*time.Millisecond {
+		t.Fatalf("end %+v", e.TimeWait)
+	}
+}
