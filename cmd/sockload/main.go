@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -172,13 +173,15 @@ func runWorker(kind string, n, port int) error {
 		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 	}
 	stop := make(chan struct{})
+	var once sync.Once
+	end := func() { once.Do(func() { close(stop) }) }
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
-		close(stop)
+		end()
 	}()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
-	go func() { <-sig; close(stop) }()
+	go func() { <-sig; end() }()
 
 	addr := "127.0.0.1"
 	if port == 9000 {

@@ -40,6 +40,20 @@ func parseBindAddr(s string) (netip.AddrPort, error) {
 	bad := func(why string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, usagef("bind: bad address %q: %s (want [ADDR]:PORT, e.g. :9000 or 127.0.0.1:9000)", s, why)
 	}
+	if strings.HasPrefix(s, "[") {
+		// [V6ADDR]:PORT, exactly.
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil || !ap.Addr().Is6() || ap.Addr().Is4In6() || ap.Addr().Zone() != "" {
+			return bad("not [IPv6]:PORT")
+		}
+		if ap.Port() == 0 {
+			return bad("not a port from 1 to 65535")
+		}
+		return ap, nil
+	}
+	if strings.ContainsAny(s, "[]") {
+		return bad("unbalanced brackets")
+	}
 	host, port := "", s
 	if i := strings.LastIndexByte(s, ':'); i >= 0 {
 		host, port = s[:i], s[i+1:]
@@ -50,9 +64,8 @@ func parseBindAddr(s string) (netip.AddrPort, error) {
 	}
 	addr := netip.IPv4Unspecified()
 	if host != "" && host != "*" {
-		h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-		if addr, err = netip.ParseAddr(h); err != nil || addr.Zone() != "" {
-			return bad("not an IP address")
+		if addr, err = netip.ParseAddr(host); err != nil || !addr.Is4() {
+			return bad("not an IPv4 address (write IPv6 as [ADDR]:PORT)")
 		}
 	}
 	return netip.AddrPortFrom(addr, uint16(p)), nil
@@ -72,7 +85,7 @@ func (v waitValue) Set(s string) error {
 		*v.d = 0
 		return nil
 	}
-	return durationValue{v.d}.Set(s)
+	return spanValue(v.d).Set(s)
 }
 
 func runBind(ctx context.Context, args []string, stdout, stderr io.Writer) error {

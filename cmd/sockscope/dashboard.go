@@ -12,7 +12,6 @@ import (
 	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/sockscope/sockscope/ui"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 )
 
 const dashboardHelp = `usage: sockscope [flags] [FILTER]
@@ -28,12 +27,12 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 	interval := time.Second
 	fs := pflag.NewFlagSet("sockscope", pflag.ContinueOnError)
 	c.register(fs)
-	fs.VarP(durationValue{&interval}, "interval", "i", "time between polls, e.g. 500ms or 2s")
+	fs.VarP(intervalValue(&interval), "interval", "i", "time between polls, e.g. 500ms or 2s")
 	prog, err := c.parse(fs, args, dashboardHelp, stdout)
 	if err != nil {
 		return err
 	}
-	if _, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS); err != nil {
+	if !isTerminal(os.Stdout) {
 		return usagef("the dashboard needs a terminal; for output to a pipe or file use 'sockscope list'")
 	}
 	src, err := source.Open(prog, source.Options{Netns: c.netns})

@@ -8,13 +8,12 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"runtime"
 	"time"
 
+	"github.com/sockscope/sockscope/internal/nsrun"
 	"github.com/sockscope/sockscope/pkg/diagnose"
 	"github.com/sockscope/sockscope/pkg/sockdiag"
 	"github.com/spf13/pflag"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,27 +99,16 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	return demoClient(&f, ap, say)
 }
 
-// inNetns runs f on a thread inside the namespace arg names ("" for the
-// caller's); sockets f creates stay there.
+// inNetns runs f inside the namespace arg names ("" for the caller's);
+// sockets f creates stay there.
 func inNetns(arg string, f func() error) error {
 	if arg == "" {
 		return f()
 	}
-	h, err := netns.GetFromPath(sockdiag.ResolveNetns(arg))
-	if err != nil {
-		return &sockdiag.NetnsError{Arg: arg, Err: err}
+	if err := sockdiag.CheckNetns(arg); err != nil {
+		return err
 	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with us
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	return nsrun.Run(sockdiag.ResolveNetns(arg), f)
 }
 
 func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {

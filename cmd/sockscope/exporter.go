@@ -49,7 +49,7 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringArrayVarP(&netnsArgs, "netns", "N", nil, "export the namespace `NAME` or PATH (repeatable)")
 	fs.StringArrayVar(&portArgs, "port", nil, "give local port `N[,N...]` its own series (repeatable)")
 	fs.BoolVar(&trackOn, "track", false, "also export transitions and TIME_WAIT lifetimes (a background tracker)")
-	fs.VarP(durationValue{&interval}, "interval", "i", "the tracker's polling interval")
+	fs.VarP(intervalValue(&interval), "interval", "i", "the tracker's polling interval")
 	fs.BoolVarP(&spec.IPv4, "ipv4", "4", false, "IPv4 sockets only")
 	fs.BoolVarP(&spec.IPv6, "ipv6", "6", false, "IPv6 sockets only")
 	fs.StringArrayVar(&spec.States, "state", nil, "states `LIST`")
@@ -76,7 +76,18 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	spec.Args = fs.Args()
 	e, err := spec.Build()
 	if err != nil {
+		var flagErr *filter.FlagError
+		if errors.As(err, &flagErr) {
+			return usagef("exporter: %v", err)
+		}
 		return usagef("bad filter %q: %v", strings.Join(spec.Args, " "), err)
+	}
+	seen := map[string]bool{}
+	for _, ns := range netnsArgs {
+		if seen[ns] {
+			return usagef("exporter: namespace %q given twice: its series would collide", ns)
+		}
+		seen[ns] = true
 	}
 	prog := filter.Compile(e, filter.Options{})
 	if len(netnsArgs) == 0 {

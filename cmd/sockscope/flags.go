@@ -11,7 +11,6 @@ import (
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 )
 
 // errHelp ends a command after it printed its help.
@@ -101,7 +100,20 @@ func (c *common) editable() (string, filter.Spec) {
 
 // durationValue reads a duration as Go writes it (500ms, 2s) or a plain
 // number of seconds, as watch -n and vmstat take it.
-type durationValue struct{ d *time.Duration }
+// An interval runs from 10ms (faster only measures the polling) to an
+// hour; a run (--for, --wait) up to 30 days.
+type durationValue struct {
+	d        *time.Duration
+	min, max time.Duration
+}
+
+func intervalValue(d *time.Duration) durationValue {
+	return durationValue{d, 10 * time.Millisecond, time.Hour}
+}
+
+func spanValue(d *time.Duration) durationValue {
+	return durationValue{d, time.Millisecond, 30 * 24 * time.Hour}
+}
 
 func (v durationValue) String() string { return v.d.String() }
 func (v durationValue) Type() string   { return "duration" }
@@ -115,8 +127,8 @@ func (v durationValue) Set(s string) error {
 		}
 		d = time.Duration(secs * float64(time.Second))
 	}
-	if d <= 0 || d > time.Hour {
-		return fmt.Errorf("want a duration between 1ms and 1h")
+	if d < v.min || d > v.max {
+		return fmt.Errorf("want a duration from %v to %v", v.min, v.max)
 	}
 	*v.d = d
 	return nil
@@ -133,8 +145,7 @@ func (c *common) useColor(f *os.File) bool {
 	if os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return isTerminal(f)
 }
 
 const filterHelp = `Filter (ss's language; terms side by side are joined with "and"):

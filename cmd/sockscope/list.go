@@ -18,7 +18,7 @@ Print the TCP sockets (IPv4 and IPv6) that match FILTER, once, like
 'ss -tan' or 'netstat -tan'. TIME_WAIT ages are exact (the kernel's timer);
 other sockets predate this run, so their age is not known.`
 
-func runList(args []string, stdout io.Writer) error {
+func runList(args []string, stdout, stderr io.Writer) error {
 	var c common
 	fs := pflag.NewFlagSet("list", pflag.ContinueOnError)
 	c.register(fs)
@@ -58,7 +58,7 @@ func runList(args []string, stdout io.Writer) error {
 		return fmt.Errorf("writing the table: %w", err)
 	}
 	if pt != nil && pt.Denied() > 0 {
-		fmt.Fprintf(os.Stderr, "sockscope: note: %d processes could not be inspected; their sockets show no owner (run as root to see all)\n", pt.Denied())
+		fmt.Fprintf(stderr, "sockscope: note: %d processes could not be inspected; their sockets show no owner (run as root to see all)\n", pt.Denied())
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "list":
-		err = runList(args[1:], stdout)
+		err = runList(args[1:], stdout, stderr)
 	case "watch":
 		err = runWatch(ctx, args[1:], stdout, stderr)
 	case "timewait":

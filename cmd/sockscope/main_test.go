@@ -317,7 +317,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"watch", "state", "bogus"}, "bogus"},
 		{[]string{"watch", "-N", "sockscope-no-such-namespace"}, "sockscope-no-such-namespace"},
 		{[]string{"timewait", "-i", "0"}, "0"},
-		{[]string{"timewait", "--for", "2h"}, "2h"},
+		{[]string{"timewait", "--for", "800h"}, "800h"},
 		{[]string{"timewait", "sport", "<", ":70000"}, ":70000"},
 		{[]string{"timewait", "--color", "never"}, "--color"},
 		{[]string{"bind"}, "0 arguments"},
@@ -340,6 +340,16 @@ func TestBadInput(t *testing.T) {
 		{[]string{"exporter", "--listen", "example.com:9815"}, "example.com"},
 		{[]string{"exporter", "-N", "sockscope-no-such-namespace"}, "sockscope-no-such-namespace"},
 		{[]string{"exporter", "state", "tim-wait"}, "tim-wait"},
+		{[]string{"exporter", "--state", "bogus"}, "bogus"},
+		{[]string{"exporter", "-N", "a", "-N", "a"}, "twice"},
+		{[]string{"list", "--port", ""}, `""`},
+		{[]string{"list", "--state", ""}, `""`},
+		{[]string{"bind", "[::1:9000"}, "[::1:9000"},
+		{[]string{"bind", "1.2.3.4]:80"}, "1.2.3.4]:80"},
+		{[]string{"bind", "[1.2.3.4]:80"}, "[1.2.3.4]:80"},
+		{[]string{"bind", "::1:80"}, "::1:80"},
+		{[]string{"stats", "--for", "1s"}, "--for"},
+		{[]string{"watch", "-i", "1ms"}, "1ms"},
 	} {
 		r := sockscope(t, tc.args...)
 		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 ||

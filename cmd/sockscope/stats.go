@@ -55,6 +55,9 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("stats: unexpected argument %q", fs.Arg(0))
 	}
+	if dur > 0 && interval == 0 {
+		return usagef("stats: --for %v needs -i: without it stats reads the counters once", dur)
+	}
 	path := ""
 	if netnsArg != "" {
 		// A name that is no namespace is bad input, as in every mode.

@@ -53,8 +53,8 @@ func openLive(ctx context.Context, c *common, prog *filter.Program, stderr io.Wr
 // registerLive adds the flags of the modes that run until stopped: the
 // polling interval and --for.
 func registerLive(fs *pflag.FlagSet, interval, runFor *time.Duration) {
-	fs.VarP(durationValue{interval}, "interval", "i", "time between polls, e.g. 500ms or 2s")
-	fs.Var(durationValue{runFor}, "for", "stop after `DURATION` (e.g. 90s); default: until Ctrl-C")
+	fs.VarP(intervalValue(interval), "interval", "i", "time between polls, e.g. 500ms or 2s")
+	fs.Var(spanValue(runFor), "for", "stop after `DURATION` (e.g. 90s); default: until Ctrl-C")
 }
 
 func withFor(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {

@@ -8,9 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 
-	"github.com/vishvananda/netns"
+	"github.com/sockscope/sockscope/internal/nsrun"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,26 +49,7 @@ func Probe(nsPath string, ap netip.AddrPort) (Result, error) {
 		}
 		return nil
 	}
-	if nsPath == "" {
-		return res, try()
-	}
-	h, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return res, fmt.Errorf("opening network namespace %s: %w", nsPath, err)
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// Left locked: the thread dies with this goroutine rather than
-		// returning to the pool inside another namespace.
-		runtime.LockOSThread()
-		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("entering network namespace %s: %w", nsPath, err)
-			return
-		}
-		errc <- try()
-	}()
-	return res, <-errc
+	return res, nsrun.Run(nsPath, try)
 }
 
 // tryBind returns the errno of bind(), or an error of another kind when

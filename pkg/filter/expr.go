@@ -133,7 +133,7 @@ func (c StateIn) String() string {
 		}
 	}
 	if len(parts) == 0 {
-		return "none"
+		return "exclude all" // parses back to the empty set
 	}
 	return strings.Join(parts, " ")
 }

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/sockscope/sockscope/pkg/sock"
@@ -23,7 +24,9 @@ type FlagError struct {
 	Err  *Error
 }
 
-func (e *FlagError) Error() string { return "invalid " + e.Flag + " value: " + e.Err.Error() }
+func (e *FlagError) Error() string {
+	return fmt.Sprintf("invalid %s value: %s: %q at column %d", e.Flag, e.Err.Msg, e.Err.Token, e.Err.Col)
+}
 
 func (e *FlagError) Unwrap() error { return e.Err }
 

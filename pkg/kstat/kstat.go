@@ -14,11 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netns"
+	"github.com/sockscope/sockscope/internal/nsrun"
 )
 
 // Files a Reader keeps open, by name.
@@ -56,26 +55,7 @@ func Open(ns string) (*Reader, error) {
 		}
 		return nil
 	}
-	if ns == "" {
-		return r, open()
-	}
-	h, err := netns.GetFromPath(ns)
-	if err != nil {
-		return nil, fmt.Errorf("opening network namespace %s: %w", ns, err)
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// Left locked: the thread dies with this goroutine rather than
-		// returning to the pool inside another namespace.
-		runtime.LockOSThread()
-		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("entering network namespace %s: %w", ns, err)
-			return
-		}
-		errc <- open()
-	}()
-	if err := <-errc; err != nil {
+	if err := nsrun.Run(ns, open); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -4,7 +4,6 @@
 package render
 
 import (
-	"fmt"
 	"io"
 	"strconv"
 	"time"
@@ -244,14 +243,26 @@ func AppendDuration(b []byte, d time.Duration) []byte {
 		b = strconv.AppendInt(b, t%10, 10)
 		return append(b, 's')
 	case d < time.Hour-500*time.Millisecond:
-		secs := int((d + 500*time.Millisecond) / time.Second)
-		return fmt.Appendf(b, "%dm%02ds", secs/60, secs%60)
+		secs := int64((d + 500*time.Millisecond) / time.Second)
+		return appendPair(b, secs/60, 'm', secs%60, 's')
 	case d < 24*time.Hour-30*time.Second:
-		mins := int((d + 30*time.Second) / time.Minute)
-		return fmt.Appendf(b, "%dh%02dm", mins/60, mins%60)
+		mins := int64((d + 30*time.Second) / time.Minute)
+		return appendPair(b, mins/60, 'h', mins%60, 'm')
 	}
-	hours := int((d + 30*time.Minute) / time.Hour)
-	return fmt.Appendf(b, "%dd%02dh", hours/24, hours%24)
+	hours := int64((d + 30*time.Minute) / time.Hour)
+	return appendPair(b, hours/24, 'd', hours%24, 'h')
+}
+
+// appendPair appends "4m05s"-style durations without fmt, which would
+// allocate for every older socket of a large table.
+func appendPair(b []byte, hi int64, hiUnit byte, lo int64, loUnit byte) []byte {
+	b = strconv.AppendInt(b, hi, 10)
+	b = append(b, hiUnit)
+	if lo < 10 {
+		b = append(b, '0')
+	}
+	b = strconv.AppendInt(b, lo, 10)
+	return append(b, loUnit)
 }
 
 func appendTimer(b []byte, s *sock.Socket) []byte {

@@ -114,9 +114,6 @@ func CheckNetns(arg string) error {
 	return nil
 }
 
-// Netns returns the namespace argument the Collector was opened with.
-func (c *Collector) Netns() string { return c.netns }
-
 // Close releases the netlink socket.
 func (c *Collector) Close() error {
 	c.sock.Close()

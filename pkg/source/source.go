@@ -70,9 +70,6 @@ func (k *Kernel) SetInfo(on bool) {
 	k.SetProgram(k.prog)
 }
 
-// Program returns the filter in force.
-func (k *Kernel) Program() *filter.Program { return k.prog }
-
 // Close releases the kernel socket and files.
 func (k *Kernel) Close() error {
 	k.k.Close()

@@ -90,13 +90,6 @@ func reuseText(v int) string {
 	return "unknown value"
 }
 
-// ContextText returns the kernel context alone, for the dashboard's panel.
-func ContextText(k Context) string {
-	var b strings.Builder
-	writeContext(&b, k)
-	return b.String()
-}
-
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return one

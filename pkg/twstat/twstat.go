@@ -110,14 +110,15 @@ type Summary struct {
 
 // Summary computes the figures; quantiles are accurate to 100 ms.
 func (s *Stats) Summary() Summary {
-	sum := Summary{Count: s.n, Min: s.min, Max: s.max, Early: s.early, Reused: s.reused, Killed: s.early - s.reused}
+	sum := Summary{Count: s.n, Min: s.min, Max: s.max, Early: s.early, Reused: s.reused, Killed: s.early - s.reused,
+		Histogram: []Bucket{}, Ports: []Port{}}
 	if s.n == 0 {
 		return sum
 	}
 	sum.Median = min(max(s.quantile(0.5), s.min), s.max)
 	sum.P99 = min(max(s.quantile(0.99), s.min), s.max)
 	sum.MinS, sum.MedianS, sum.P99S, sum.MaxS = sum.Min.Seconds(), sum.Median.Seconds(), sum.P99.Seconds(), sum.Max.Seconds()
-	sum.Histogram = s.histogram()
+	sum.Histogram = append(sum.Histogram, s.histogram()...)
 	for _, p := range s.ports {
 		q := *p
 		q.MinMs, q.MaxMs = q.Min.Milliseconds(), q.Max.Milliseconds()
