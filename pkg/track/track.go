@@ -181,7 +181,8 @@ type Tracker struct {
 	recs    map[uint64]*record
 	// due holds the TIME_WAIT entries whose 60 s end before the next
 	// snapshot is likely: Expiring looks at these, not at every record.
-	due []*record
+	due  []*record
+	last time.Time // the previous snapshot's time
 	// fresh holds the addresses of the sockets first seen in this
 	// snapshot: a TIME_WAIT entry's successor on a reused port is one.
 	fresh map[[2]netip.AddrPort]struct{}
@@ -206,11 +207,6 @@ func (t *Tracker) Expiring(now time.Time, dst []sock.Socket) []sock.Socket {
 	slices.SortFunc(dst, func(a, b sock.Socket) int { return cmp.Compare(a.Expires, b.Expires) })
 	return dst
 }
-
-// dueWithin is how close to its end a TIME_WAIT entry must be, at a
-// snapshot, to be watched by Expiring until the next one: longer than any
-// polling interval plus the timer wheel's slack.
-const dueWithin = 35 * time.Second
 
 // probeLead starts probing a little before the 60 s are up, so the first
 // probe comes before the kernel frees the entry.
@@ -246,6 +242,14 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	t.gen++
 	clear(t.fresh)
 	t.due = t.due[:0]
+	// Entries ending before the next snapshot are due: twice the last
+	// interval covers an irregular poll, the rest the timer wheel's slack.
+	dueWithin := 5 * time.Second
+	if !first {
+		dueWithin = max(dueWithin, 2*now.Sub(t.last))
+	}
+	dueWithin += 3 * time.Second
+	t.last = now
 	v := &View{Time: now, Snapshot: snap, Entries: make([]Entry, len(snap.Sockets))}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]

@@ -290,3 +290,16 @@ func TestWrongProbeIsForgotten(t *testing.T) {
 		t.Fatalf("end %+v", e.TimeWait)
 	}
 }
+
+// With a slow poll, entries ending before the next snapshot are still
+// probed.
+func TestExpiringWithASlowPoll(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, est(9, 19)))
+	// One minute later (a 1m interval), entry 2 has 45 s left: it ends
+	// before the next snapshot.
+	tr.Update(snapAt(time.Minute, est(9, 19), tw(2, 45000)))
+	if got := tr.Expiring(t0.Add(time.Minute+44950*time.Millisecond), nil); len(got) != 1 {
+		t.Errorf("an entry due within the next interval is not probed: %v", got)
+	}
+}
