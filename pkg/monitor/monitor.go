@@ -52,6 +52,12 @@ type Frame struct {
 	Counters map[string]int64
 }
 
+// Recycler is a Source that can reuse a snapshot's memory once the
+// monitor is done with it (the tracker copies what it keeps).
+type Recycler interface {
+	Recycle(*sock.Snapshot)
+}
+
 // Prober is a Source that can also ask about one socket without a dump.
 // With one, the monitor times the end of TIME_WAIT entries to within
 // probeEvery instead of one polling interval.
@@ -186,6 +192,9 @@ func (m *Monitor) Poll() {
 	v := m.tracker.Update(snap)
 	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
 		Total: snap.Total, Refiltered: m.refiltered, Detail: m.detail}
+	if r, ok := m.src.(Recycler); ok {
+		r.Recycle(snap) // entries are copies; nothing points into the snapshot
+	}
 	m.refiltered = false
 	if m.detail != 0 {
 		f.History = m.tracker.History(m.detail)

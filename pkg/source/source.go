@@ -26,13 +26,23 @@ type Options struct {
 
 // Kernel reads snapshots from sock_diag. It is NOT safe for concurrent use.
 type Kernel struct {
-	c    *sockdiag.Collector
-	k    *kstat.Reader
-	prog *filter.Program
-	req  sockdiag.Request
-	opt  Options
-	now  func() time.Time
-	last int // sockets in the last dump, to size the next one's slice
+	c     *sockdiag.Collector
+	k     *kstat.Reader
+	prog  *filter.Program
+	req   sockdiag.Request
+	opt   Options
+	now   func() time.Time
+	last  int // sockets in the last dump, to size the next one's slice
+	spare []sock.Socket
+}
+
+// Recycle hands back a snapshot nobody holds any more: the next dump
+// reuses its socket slice. Its Infos are not reused (frames keep them).
+func (k *Kernel) Recycle(snap *sock.Snapshot) {
+	if cap(snap.Sockets) >= k.last {
+		k.spare = snap.Sockets
+	}
+	snap.Sockets = nil
 }
 
 // Open returns a Kernel source for prog in the namespace opt.Netns.
@@ -90,9 +100,13 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 	if len(k.prog.Families) == 0 || k.prog.States == 0 {
 		return snap, nil // the filter can match nothing: no need to ask
 	}
-	// One allocation of about the right size instead of a dozen doublings:
-	// snapshots are handed on and kept, so their slices cannot be reused.
-	snap.Sockets = make([]sock.Socket, 0, k.last+k.last/8+64)
+	// A recycled slice, or one allocation of about the right size instead
+	// of a dozen doublings.
+	if cap(k.spare) > 0 {
+		snap.Sockets, k.spare = k.spare[:0], nil
+	} else {
+		snap.Sockets = make([]sock.Socket, 0, k.last+k.last/8+64)
+	}
 	if err := k.c.Dump(&k.req, snap); err != nil {
 		return nil, fmt.Errorf("reading the socket table: %w", err)
 	}
