@@ -39,7 +39,7 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 	if !isTerminal(os.Stdout) {
 		return usagef("the dashboard needs a terminal; for output to a pipe or file use 'sockscope list'")
 	}
-	src, err := source.Open(prog, source.Options{Netns: c.netns})
+	src, err := source.Open(prog, source.Options{Netns: c.netns, Totals: true})
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,11 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	destroys, _ := src.Destroys(ctx) // without them, polls date the changes
-	kb := newBaseline(src.Stat())
+	stat, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	kb := newBaseline(stat)
 	defer func() {
 		// tview restores the terminal before re-panicking; say what
 		// happened in one line instead of a goroutine dump.
@@ -73,6 +77,6 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 		Netns:     c.netns,
 		Destroys:  destroys,
 		TimeWait:  kb.context,
-		Counters:  src.Stat().Counters,
+		Counters:  stat.Counters,
 	})
 }

@@ -100,7 +100,11 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		defer src.Close()
-		targets = append(targets, exporter.Target{Netns: ns, Source: src, Counters: src.Stat().Counters})
+		stat, err := src.Stat()
+		if err != nil {
+			return err
+		}
+		targets = append(targets, exporter.Target{Netns: ns, Source: src, Counters: stat.Counters})
 	}
 	exp := exporter.New(targets, exporter.Options{Ports: ports, Version: version})
 	ctx, cancel := context.WithCancel(ctx)

@@ -79,7 +79,11 @@ func runTimeWait(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer l.src.Close()
-	kb := newBaseline(l.src.Stat())
+	stat, err := l.src.Stat()
+	if err != nil {
+		return err
+	}
+	kb := newBaseline(stat)
 
 	out := bufio.NewWriter(stdout)
 	stats := twstat.New()

@@ -135,7 +135,7 @@ func TestIntegrationKernelAndUserSpaceAgree(t *testing.T) {
 		"state listen and state time-wait",
 	}
 	// The namespace's total (from sockstat) is what an unfiltered dump sees.
-	k, err := Open(filter.Compile(nil, filter.Options{}), Options{Netns: ns.Name})
+	k, err := Open(filter.Compile(nil, filter.Options{}), Options{Netns: ns.Name, Totals: true})
 	if err != nil {
 		t.Fatal(err)
 	}

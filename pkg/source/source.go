@@ -22,6 +22,9 @@ import (
 type Options struct {
 	Netns string // "" for the caller's namespace
 	Info  bool   // ask for tcp_info (costly: only when it is shown)
+	// Totals fills Snapshot.Total from /proc/net/sockstat; a one-shot
+	// listing does not show it and skips opening those files.
+	Totals bool
 }
 
 // Kernel reads snapshots from sock_diag. It is NOT safe for concurrent use.
@@ -51,16 +54,7 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := ""
-	if opt.Netns != "" {
-		path = sockdiag.ResolveNetns(opt.Netns)
-	}
-	kr, err := kstat.Open(path)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	k := &Kernel{c: c, k: kr, opt: opt, now: time.Now}
+	k := &Kernel{c: c, opt: opt, now: time.Now}
 	k.SetProgram(prog)
 	return k, nil
 }
@@ -82,20 +76,40 @@ func (k *Kernel) SetInfo(on bool) {
 
 // Close releases the kernel socket and files.
 func (k *Kernel) Close() error {
-	k.k.Close()
+	if k.k != nil {
+		k.k.Close()
+	}
 	return k.c.Close()
 }
 
-// Stat returns the namespace's TCP settings and counters.
-func (k *Kernel) Stat() *kstat.Reader { return k.k }
+// Stat returns the reader of the namespace's TCP settings and counters,
+// opening it on first use.
+func (k *Kernel) Stat() (*kstat.Reader, error) {
+	if k.k == nil {
+		path := ""
+		if k.opt.Netns != "" {
+			path = sockdiag.ResolveNetns(k.opt.Netns)
+		}
+		r, err := kstat.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		k.k = r
+	}
+	return k.k, nil
+}
 
 // Snapshot dumps the sockets the filter selects.
 func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 	snap := &sock.Snapshot{Time: k.now(), Netns: k.opt.Netns, Total: -1}
 	// The namespace's total comes from sockstat: an unfiltered dump would
 	// cost as much as the filter saves.
-	if c, err := k.k.Sockets(); err == nil {
-		snap.Total = c.Total()
+	if k.opt.Totals {
+		if r, err := k.Stat(); err == nil {
+			if c, err := r.Sockets(); err == nil {
+				snap.Total = c.Total()
+			}
+		}
 	}
 	if len(k.prog.Families) == 0 || k.prog.States == 0 {
 		return snap, nil // the filter can match nothing: no need to ask
