@@ -231,7 +231,7 @@ func (d *dashboard) run(ctx context.Context) error {
 	select {
 	case e := <-perr:
 		err = errors.Join(err, e)
-	case <-time.After(time.Second):
+	case <-time.After(6 * time.Second): // longer than a dump may wait on the kernel
 	}
 	return err
 }
