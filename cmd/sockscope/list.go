@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/render"
@@ -19,6 +20,12 @@ Print the TCP sockets (IPv4 and IPv6) that match FILTER, once, like
 other sockets predate this run, so their age is not known.`
 
 func runList(args []string, stdout, stderr io.Writer) error {
+	// A one-shot listing lives for a fraction of a second: collecting its
+	// garbage would cost more than keeping it. The limit still collects if
+	// a huge table needs it.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(512 << 20)
+	defer debug.SetGCPercent(100)
 	var c common
 	fs := pflag.NewFlagSet("list", pflag.ContinueOnError)
 	c.register(fs)

@@ -119,7 +119,17 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 	if cap(k.spare) > 0 {
 		snap.Sockets, k.spare = k.spare[:0], nil
 	} else {
-		snap.Sockets = make([]sock.Socket, 0, k.last+k.last/8+64)
+		size := k.last
+		if size == 0 {
+			// A first dump: the namespace's socket count (two small
+			// /proc reads) beats a dozen doublings of a 10 MB slice.
+			if r, err := k.Stat(); err == nil {
+				if c, err := r.Sockets(); err == nil {
+					size = c.Total()
+				}
+			}
+		}
+		snap.Sockets = make([]sock.Socket, 0, size+size/8+64)
 	}
 	if err := k.c.Dump(&k.req, snap); err != nil {
 		return nil, fmt.Errorf("reading the socket table: %w", err)
