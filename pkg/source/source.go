@@ -163,6 +163,12 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
 	go func() {
 		defer close(out)
 		defer sub.Close()
+		defer func() {
+			// Destroy events only sharpen timings: a fault here must not
+			// take down a dashboard with its terminal in raw mode; the
+			// monitor goes on polling.
+			_ = recover()
+		}()
 		for ctx.Err() == nil {
 			err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
 				select {
