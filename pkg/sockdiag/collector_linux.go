@@ -36,6 +36,10 @@ type Collector struct {
 	prev, cur map[uint64]struct{}
 	scratch   sock.Socket
 	pfd       [1]unix.PollFd
+	// recvFn and timeout are recvDontWait and recvTimeout; tests replace
+	// them to inject the kernel's faults.
+	recvFn  func(fd int, b []byte) (int, error)
+	timeout time.Duration
 }
 
 // Open returns a Collector for the network namespace ns: "" for the caller's,
@@ -53,11 +57,13 @@ func Open(ns string) (*Collector, error) {
 		return nil, fmt.Errorf("opening sock_diag socket: %w", err)
 	}
 	return &Collector{
-		sock:  s,
-		netns: ns,
-		buf:   make([]byte, recvBufSize),
-		prev:  make(map[uint64]struct{}, 512),
-		cur:   make(map[uint64]struct{}, 512),
+		sock:    s,
+		netns:   ns,
+		buf:     make([]byte, recvBufSize),
+		prev:    make(map[uint64]struct{}, 512),
+		cur:     make(map[uint64]struct{}, 512),
+		recvFn:  recvDontWait,
+		timeout: recvTimeout,
 	}, nil
 }
 
@@ -169,6 +175,7 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 	for {
 		n, err := c.recv(fd)
 		if err != nil {
+			c.drain(fd)
 			return err
 		}
 		c.prev, c.cur = c.cur, c.prev
@@ -256,9 +263,9 @@ func sendto(fd int, b []byte) error {
 // recv reads one batch, waiting at most recvTimeout. The socket is
 // non-blocking (the nl package opens it so), hence the poll.
 func (c *Collector) recv(fd int) (int, error) {
-	deadline := time.Now().Add(recvTimeout)
+	deadline := time.Now().Add(c.timeout)
 	for {
-		n, err := recvDontWait(fd, c.buf)
+		n, err := c.recvFn(fd, c.buf)
 		switch {
 		case err == nil:
 			if n == 0 {
@@ -270,7 +277,7 @@ func (c *Collector) recv(fd int) (int, error) {
 		case err == unix.EAGAIN:
 			left := time.Until(deadline)
 			if left <= 0 {
-				return 0, fmt.Errorf("receiving: no answer from the kernel in %v: %w", recvTimeout, unix.ETIMEDOUT)
+				return 0, fmt.Errorf("receiving: no answer from the kernel in %v: %w", c.timeout, unix.ETIMEDOUT)
 			}
 			c.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 			if _, err := unix.Poll(c.pfd[:], int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
@@ -295,12 +302,18 @@ func recvDontWait(fd int, b []byte) (int, error) {
 	return int(n), nil
 }
 
-// drain discards what is left of a dump that failed half-way, so the next
-// dump does not read its tail. Replies carry the old sequence number and
-// would be skipped anyway; draining just frees the kernel sooner.
+// drain reads what is left of a dump that failed half-way. It must: the
+// kernel runs one dump per socket at a time and answers a new request
+// with EBUSY until the old one is read to its end. Each read makes the
+// kernel produce the next batch, so reading until nothing is left runs the
+// old dump out; the deadline bounds it.
 func (c *Collector) drain(fd int) {
-	for {
-		if _, _, err := unix.Recvfrom(fd, c.buf, unix.MSG_DONTWAIT); err != nil && err != unix.EINTR {
+	deadline := time.Now().Add(c.timeout)
+	for time.Now().Before(deadline) {
+		_, err := recvDontWait(fd, c.buf)
+		switch err {
+		case nil, unix.EINTR, unix.ENOBUFS:
+		default: // EAGAIN: nothing queued and nothing being dumped
 			return
 		}
 	}
