@@ -34,6 +34,9 @@ type Config struct {
 	// Counters reads the kernel's TCP counters, for the rates of resets
 	// and overflows in the status line; nil when unavailable.
 	Counters func() (map[string]int64, error)
+	// Notice is a standing word for the status line, such as what the
+	// /proc fallback cannot show.
+	Notice string
 
 	// For tests: a simulated screen, a channel that triggers polls instead
 	// of the interval ticker, a clock, and the live-age redraw period

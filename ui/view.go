@@ -247,6 +247,9 @@ func (d *dashboard) refreshStatus() {
 	if d.filterErr != "" {
 		fmt.Fprintf(&b, " │ [red]%s[-]", tview.Escape(d.filterErr))
 	}
+	if d.cfg.Notice != "" {
+		fmt.Fprintf(&b, " │ [yellow]%s[-]", tview.Escape(d.cfg.Notice))
+	}
 	b.WriteString(" │ ? help")
 	d.status.SetText(b.String())
 }

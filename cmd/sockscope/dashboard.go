@@ -39,7 +39,9 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 	if !isTerminal(os.Stdout) {
 		return usagef("the dashboard needs a terminal; for output to a pipe or file use 'sockscope list'")
 	}
-	src, err := source.Open(prog, source.Options{Netns: c.netns, Totals: true})
+	opts := c.sourceOptions()
+	opts.Totals = true
+	src, err := source.Open(prog, opts)
 	if err != nil {
 		return err
 	}
@@ -76,6 +78,7 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 		Interval:  interval,
 		Netns:     c.netns,
 		Destroys:  destroys,
+		Notice:    src.Notice,
 		TimeWait:  kb.context,
 		Counters:  stat.Counters,
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/spf13/pflag"
 )
 
@@ -26,6 +27,7 @@ type common struct {
 	json      bool
 	color     string
 	expr      filter.Expr
+	procfs    bool
 }
 
 // register adds the flags that select sockets, shared by every mode.
@@ -37,12 +39,18 @@ func (c *common) register(fs *pflag.FlagSet) {
 	fs.BoolVarP(&c.spec.Listening, "listening", "l", false, "listening sockets only")
 	fs.StringArrayVar(&c.spec.Ports, "port", nil, "local or peer port `N[,N...]`")
 	fs.StringArrayVar(&c.spec.States, "state", nil, "states `LIST`, e.g. listen,time-wait")
+	fs.BoolVar(&c.procfs, "procfs", false, "read /proc/net/tcp instead of sock_diag (the fallback where sock_diag is missing)")
 	// Accepted so that 'ss -tan' and 'netstat -anp' habits work: sockscope
 	// always shows all TCP sockets with numeric addresses.
 	var ignored bool
 	fs.BoolVarP(&ignored, "numeric", "n", false, "numeric addresses (always on)")
 	fs.BoolVarP(&ignored, "all", "a", false, "all states (the default)")
 	fs.BoolVarP(&ignored, "tcp", "t", false, "TCP sockets (always on)")
+}
+
+// sourceOptions are the source's options for these flags.
+func (c *common) sourceOptions() source.Options {
+	return source.Options{Netns: c.netns, Procfs: c.procfs}
 }
 
 // registerOutput adds the flags of the one-shot outputs.

@@ -34,11 +34,14 @@ func runList(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	src, err := source.Open(prog, source.Options{Netns: c.netns})
+	src, err := source.Open(prog, c.sourceOptions())
 	if err != nil {
 		return err
 	}
 	defer src.Close()
+	if src.Notice != "" {
+		fmt.Fprintf(stderr, "sockscope: note: %s\n", src.Notice)
+	}
 	snap, err := src.Snapshot()
 	if err != nil {
 		return err

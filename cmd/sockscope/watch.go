@@ -36,12 +36,15 @@ type live struct {
 // openLive opens the source and joins the destroy events; where those are
 // not available it says so once on stderr and goes on with polling alone.
 func openLive(ctx context.Context, c *common, prog *filter.Program, stderr io.Writer) (*live, error) {
-	src, err := source.Open(prog, source.Options{Netns: c.netns})
+	src, err := source.Open(prog, c.sourceOptions())
 	if err != nil {
 		return nil, err
 	}
 	l := &live{src: src}
-	if l.destroys, err = src.Destroys(ctx); err != nil {
+	if src.Notice != "" {
+		fmt.Fprintf(stderr, "sockscope: note: %s\n", src.Notice)
+	}
+	if l.destroys, err = src.Destroys(ctx); err != nil && src.Notice == "" {
 		fmt.Fprintf(stderr, "sockscope: note: no destroy events (%v); times come from polling alone\n", err)
 	}
 	if c.processes {

@@ -8,11 +8,13 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/kstat"
+	"github.com/sockscope/sockscope/pkg/procnet"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/sockdiag"
 	"github.com/sockscope/sockscope/pkg/track"
@@ -25,18 +27,24 @@ type Options struct {
 	// Totals fills Snapshot.Total from /proc/net/sockstat; a one-shot
 	// listing does not show it and skips opening those files.
 	Totals bool
+	// Procfs reads /proc/net/tcp and tcp6 instead of sock_diag, as Open
+	// does by itself when sock_diag is not there.
+	Procfs bool
 }
 
 // Kernel reads snapshots from sock_diag. It is NOT safe for concurrent use.
 type Kernel struct {
-	c     *sockdiag.Collector
-	k     *kstat.Reader
-	prog  *filter.Program
-	req   sockdiag.Request
-	opt   Options
-	now   func() time.Time
-	last  int // sockets in the last dump, to size the next one's slice
-	spare []sock.Socket
+	c *sockdiag.Collector // nil when reading /proc instead
+	p *procnet.Reader
+	// Notice says what is missing when sock_diag is not used; "" else.
+	Notice string
+	k      *kstat.Reader
+	prog   *filter.Program
+	req    sockdiag.Request
+	opt    Options
+	now    func() time.Time
+	last   int // sockets in the last dump, to size the next one's slice
+	spare  []sock.Socket
 }
 
 // Recycle hands back a snapshot nobody holds any more: the next dump
@@ -50,11 +58,32 @@ func (k *Kernel) Recycle(snap *sock.Snapshot) {
 
 // Open returns a Kernel source for prog in the namespace opt.Netns.
 func Open(prog *filter.Program, opt Options) (*Kernel, error) {
-	c, err := sockdiag.Open(opt.Netns)
-	if err != nil {
-		return nil, err
+	k := &Kernel{opt: opt, now: time.Now}
+	var err error
+	if !opt.Procfs {
+		k.c, err = sockdiag.Open(opt.Netns)
+		var ne *sockdiag.NetnsError
+		if errors.As(err, &ne) {
+			return nil, err // bad input, not a missing feature
+		}
 	}
-	k := &Kernel{c: c, opt: opt, now: time.Now}
+	if opt.Procfs || err != nil {
+		why := "asked for"
+		if err != nil {
+			why = "no sock_diag: " + err.Error()
+		}
+		if err := sockdiag.CheckNetns(opt.Netns); err != nil {
+			return nil, err
+		}
+		path := ""
+		if opt.Netns != "" {
+			path = sockdiag.ResolveNetns(opt.Netns)
+		}
+		if k.p, err = procnet.Open(path); err != nil {
+			return nil, err
+		}
+		k.Notice = "reading /proc/net/tcp (" + why + "): no socket cookies (ages restart when an address pair is reused), no kernel-side filter, no tcp_info, no destroy events"
+	}
 	k.SetProgram(prog)
 	return k, nil
 }
@@ -78,6 +107,9 @@ func (k *Kernel) SetInfo(on bool) {
 func (k *Kernel) Close() error {
 	if k.k != nil {
 		k.k.Close()
+	}
+	if k.p != nil {
+		return k.p.Close()
 	}
 	return k.c.Close()
 }
@@ -131,11 +163,15 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 		}
 		snap.Sockets = make([]sock.Socket, 0, size+size/8+64)
 	}
-	if err := k.c.Dump(&k.req, snap); err != nil {
+	if k.p != nil {
+		if err := k.p.Dump(snap); err != nil {
+			return nil, fmt.Errorf("reading the socket table: %w", err)
+		}
+	} else if err := k.c.Dump(&k.req, snap); err != nil {
 		return nil, fmt.Errorf("reading the socket table: %w", err)
 	}
 	k.last = len(snap.Sockets)
-	if k.prog.Residual {
+	if k.prog.Residual || k.p != nil { // /proc has no kernel-side filter
 		keep := snap.Sockets[:0]
 		for i := range snap.Sockets {
 			if k.prog.Match(&snap.Sockets[i]) {
@@ -148,13 +184,21 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 }
 
 // Alive asks the kernel whether one socket still exists, without a dump.
-func (k *Kernel) Alive(s *sock.Socket) (bool, error) { return k.c.Alive(s) }
+func (k *Kernel) Alive(s *sock.Socket) (bool, error) {
+	if k.c == nil {
+		return false, errors.New("no lookups without sock_diag")
+	}
+	return k.c.Alive(s)
+}
 
 // Destroys joins the kernel's destroy announcements for the source's
 // namespace and delivers them until ctx ends, then closes the channel.
 // Where they are not available (an old kernel, a sandbox), it returns the
 // error and the caller polls without them.
 func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
+	if k.c == nil {
+		return nil, errors.New("no destroy events without sock_diag")
+	}
 	sub, err := sockdiag.Subscribe(k.opt.Netns)
 	if err != nil {
 		return nil, err
