@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -169,7 +170,15 @@ const helpText = `
   [yellow]q[-]        quit ([yellow]Esc[-] closes a pane first, then quits)
 `
 
-func (d *dashboard) run(ctx context.Context) error {
+func (d *dashboard) run(ctx context.Context) (err error) {
+	defer func() {
+		// tview has already restored the terminal (it finalises the
+		// screen before re-panicking): report the panic as an error, in
+		// one line, rather than a goroutine dump over the shell.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error in the dashboard: %v", r)
+		}
+	}()
 	if d.cfg.Screen != nil {
 		d.app.SetScreen(d.cfg.Screen)
 	}
@@ -229,7 +238,7 @@ func (d *dashboard) run(ctx context.Context) error {
 			}
 		}
 	}()
-	err := d.app.Run()
+	err = d.app.Run()
 	cancel()
 	select {
 	case e := <-perr:

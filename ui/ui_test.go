@@ -628,3 +628,32 @@ func TestStatusLineRates(t *testing.T) {
 		t.Errorf("a reset rate is not red:\n%s", s)
 	}
 }
+
+// A panic on the UI goroutine ends the dashboard with the screen finalised
+// and the panic reported as an error, not a crash.
+func TestPanicRestoresTheScreen(t *testing.T) {
+	h := start(t, 100, 30, Config{}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.d.app.QueueUpdate(func() {
+		h.d.app.SetInputCapture(func(ev *tcell.EventKey) *tcell.EventKey {
+			if ev.Rune() == '!' {
+				panic("boom")
+			}
+			return h.d.key(ev)
+		})
+	})
+	h.key('!')
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "internal error in the dashboard: boom") {
+			t.Errorf("run returned %v", err)
+		}
+		h.done <- nil // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dashboard did not end after a panic")
+	}
+	// A finalised simulation screen has no contents left to show.
+	if cells, _, _ := h.screen.GetContents(); len(cells) != 0 {
+		t.Errorf("the screen was not finalised: %d cells", len(cells))
+	}
+}

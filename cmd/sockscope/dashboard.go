@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -62,13 +61,6 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 		return err
 	}
 	kb := newBaseline(stat)
-	defer func() {
-		// tview restores the terminal before re-panicking; say what
-		// happened in one line instead of a goroutine dump.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("internal error in the dashboard: %v", r)
-		}
-	}()
 	return ui.Run(ctx, ui.Config{
 		Source:    src,
 		Lookup:    procs.New("/proc").Lookup,

@@ -350,6 +350,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"bind", "::1:80"}, "::1:80"},
 		{[]string{"stats", "--for", "1s"}, "--for"},
 		{[]string{"watch", "-i", "1ms"}, "1ms"},
+		{[]string{"list", "sport ="}, "missing a port"},
+		{[]string{"list", "()"}, ")"},
+		{[]string{"list", "sport = :80 or"}, "missing a condition"},
+		{[]string{"list", "src 10.0.0.0/8/8"}, "10.0.0.0/8/8"},
+		{[]string{"list", "dst [::1]:x"}, "[::1]:x"},
 	} {
 		r := sockscope(t, tc.args...)
 		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 ||
