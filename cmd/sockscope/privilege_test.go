@@ -90,3 +90,42 @@ func TestNoShellingOut(t *testing.T) {
 		}
 	}
 }
+
+// A reader that goes away (| head -1) ends the listing quietly, even when
+// the table is larger than the pipe's buffer.
+func TestIntegrationClosedPipe(t *testing.T) {
+	ns := nstest.New(t)
+	conn := nstest.Connect(t, ns, netip.MustParseAddrPort("127.0.0.1:9000"))
+	var fds []int
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	err := ns.Do(func() error {
+		for range 600 { // 1,200 sockets: about 100 KB of table
+			c, err := nstest.Dial(netip.MustParseAddrPort("127.0.0.1:9000"))
+			if err != nil {
+				return err
+			}
+			s, _, err := unix.Accept4(conn.Listener, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, c, s)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", binary+" list -N "+ns.Name+" | head -1")
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	if strings.Count(out.String(), "\n") != 1 || stderr.Len() != 0 {
+		t.Errorf("stdout %q, stderr %q", out.String(), stderr.String())
+	}
+}
