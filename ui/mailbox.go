@@ -27,6 +27,8 @@ func (m *mailbox) put(f *monitor.Frame) {
 		merged.Refiltered = old.Refiltered || f.Refiltered
 		if f.Err != nil && f.Entries == nil {
 			merged.Entries, merged.Infos = old.Entries, old.Infos
+		} else {
+			old.Release() // never taken: nothing reads it
 		}
 		f = &merged
 	}

@@ -144,9 +144,19 @@ func (m *model) apply(f *monitor.Frame) {
 			m.spark[i] = m.spark[i][len(m.spark[i])-sparkLen:]
 		}
 	}
+	prev := m.frame
 	m.frame = f
 	if !m.paused {
 		m.rebuild()
+	}
+	m.release(prev)
+}
+
+// release hands a frame's memory back to the monitor once no row points
+// into it.
+func (m *model) release(f *monitor.Frame) {
+	if f != nil && f != m.frame && f != m.shown {
+		f.Release()
 	}
 }
 
@@ -155,7 +165,9 @@ func (m *model) rebuild() {
 	m.rows = m.rows[:0]
 	m.gone = m.gone[:0]
 	if !m.paused || m.shown == nil {
+		old := m.shown
 		m.shown = m.frame // while paused, sorting and toggles keep the frozen frame
+		m.release(old)
 	}
 	if m.shown == nil {
 		return

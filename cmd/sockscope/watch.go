@@ -92,6 +92,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	first := true
 	mon := monitor.New(l.src, monitor.Options{Lookup: l.lookup, Processes: c.processes, Interval: interval},
 		func(f *monitor.Frame) {
+			defer f.Release() // only its events are kept
 			if f.Err != nil {
 				fmt.Fprintf(stderr, "sockscope: %v\n", f.Err)
 				return

@@ -275,6 +275,7 @@ func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys
 }
 
 func (t *tracked) frame(f *monitor.Frame) {
+	defer f.Release() // only its events count
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i := range f.Events {

@@ -11,6 +11,7 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
@@ -50,6 +51,45 @@ type Frame struct {
 	// Counters are the kernel's TCP counters at Time, when Options.Counters
 	// reads them.
 	Counters map[string]int64
+
+	spares *spares // where Release returns Entries; nil once released
+}
+
+// Release tells the monitor that nothing reads f.Entries any more, so the
+// next poll may write over them: a 100k-socket frame is 20 MB that a
+// front end polling every second would otherwise make the collector free
+// every second. Releasing is optional; a frame released twice is released
+// once. Do not release a frame whose Entries another frame shares.
+func (f *Frame) Release() {
+	if f.spares != nil && f.Entries != nil {
+		f.spares.put(f.Entries)
+	}
+	f.spares = nil
+}
+
+// spares holds released Entries until the monitor's goroutine takes them.
+type spares struct {
+	mu   sync.Mutex
+	free [][]track.Entry
+}
+
+func (s *spares) put(e []track.Entry) {
+	s.mu.Lock()
+	if len(s.free) < 2 {
+		s.free = append(s.free, e)
+	}
+	s.mu.Unlock()
+}
+
+func (s *spares) take() []track.Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.free) == 0 {
+		return nil
+	}
+	e := s.free[len(s.free)-1]
+	s.free = s.free[:len(s.free)-1]
+	return e
 }
 
 // Recycler is a Source that can reuse a snapshot's memory once the
@@ -87,6 +127,7 @@ type Monitor struct {
 	twContext  func() (twstat.Context, error)
 	wantTW     bool
 	counters   func() (map[string]int64, error)
+	spares     spares
 }
 
 // Options configures a Monitor.
@@ -189,9 +230,12 @@ func (m *Monitor) Poll() {
 		m.send(&Frame{Time: m.now(), Err: err, Total: -1})
 		return
 	}
+	if e := m.spares.take(); e != nil {
+		m.tracker.Reuse(e)
+	}
 	v := m.tracker.Update(snap)
 	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
-		Total: snap.Total, Refiltered: m.refiltered, Detail: m.detail}
+		Total: snap.Total, Refiltered: m.refiltered, Detail: m.detail, spares: &m.spares}
 	if r, ok := m.src.(Recycler); ok {
 		r.Recycle(snap) // entries are copies; nothing points into the snapshot
 	}

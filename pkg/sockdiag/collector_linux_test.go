@@ -402,6 +402,27 @@ func TestIntegrationDestroyEvents(t *testing.T) {
 	if len(tw.Sockets) != 1 || tw.Sockets[0].Cookie != server.Cookie {
 		t.Errorf("TIME_WAIT entries %+v, want the server end's cookie %#x", tw.Sockets, server.Cookie)
 	}
+
+	// A quiet wait ends at its timeout with nothing, and Close ends a wait
+	// at once: the socket waits in the runtime's poller, not in poll(2).
+	begin := time.Now()
+	if err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, _ time.Time) {
+		t.Errorf("destroy event for %+v with nothing closed", s)
+	}); err != nil || time.Since(begin) < 190*time.Millisecond {
+		t.Errorf("quiet Receive: %v after %v, want nil after 200ms", err, time.Since(begin))
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- sub.Receive(time.Minute, func(*sock.Socket, time.Time) {}) }()
+	time.Sleep(50 * time.Millisecond)
+	sub.Close()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Error("Receive on a closed subscription returned nil")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a Receive in progress")
+	}
 }
 
 func TestIntegrationAlive(t *testing.T) {

@@ -20,6 +20,7 @@ package track
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -152,21 +153,46 @@ type Destroy struct {
 // Lookup finds the process owning a socket inode.
 type Lookup func(inode uint32) (procs.Process, bool)
 
+// A host may have 100k of these, so a record is kept small: times are
+// stamps, and of the last entry only the socket is kept (the rest follows
+// from the record and the previous snapshot's time). That halves the
+// tracker's memory and the collector's work on it.
 type record struct {
-	firstSeen   time.Time
-	predates    bool
-	state       sock.State
-	since       time.Time // when it entered state
-	sinceExact  bool
-	twEntered   time.Time // from the kernel timer, zero until TIME_WAIT
-	destroyedAt time.Time // from a destroy event, zero when none came
-	aliveAt     time.Time // the last time it was known to exist
-	missingAt   time.Time // the first probe that found it gone
-	seen        uint64    // generation of the last snapshot that showed it
+	firstSeen   stamp
+	since       stamp  // when it entered state
+	twEntered   stamp  // from the kernel timer; none until TIME_WAIT
+	destroyedAt stamp  // from a destroy event; none when none came
+	aliveAt     stamp  // the last time it was known to exist
+	missingAt   stamp  // the first probe that found it gone
+	seen        uint64 // generation of the last snapshot that showed it
 	proc        procs.Process
 	inode       uint32 // the inode proc was found for
+	state       sock.State
+	predates    bool
+	sinceExact  bool
 	history     []Transition
-	last        Entry
+	last        sock.Socket // as the last snapshot showed it
+}
+
+// stamp is a time as an offset from the tracker's start: 8 bytes where a
+// time.Time takes 24, and it keeps the monotonic clock's reading.
+type stamp int64
+
+// none is the stamp of no time.
+const none stamp = math.MinInt64
+
+func (t *Tracker) stamp(at time.Time) stamp {
+	if at.IsZero() {
+		return none
+	}
+	return stamp(at.Sub(t.started))
+}
+
+func (t *Tracker) time(s stamp) time.Time {
+	if s == none {
+		return time.Time{}
+	}
+	return t.started.Add(time.Duration(s))
 }
 
 // maxHistory bounds the transitions kept per socket; a TCP connection
@@ -183,9 +209,12 @@ type Tracker struct {
 	// snapshot is likely: Expiring looks at these, not at every record.
 	due  []*record
 	last time.Time // the previous snapshot's time
+	prev time.Time // the one before it: when gone sockets were last seen
 	// fresh holds the addresses of the sockets first seen in this
 	// snapshot: a TIME_WAIT entry's successor on a reused port is one.
 	fresh map[[2]netip.AddrPort]struct{}
+	// spare is memory for the next View's Entries (Reuse).
+	spare []Entry
 }
 
 // New returns a Tracker. lookup may be nil: processes are then not shown.
@@ -197,10 +226,10 @@ func New(lookup Lookup) *Tracker {
 // kernel has not been seen to free yet, the candidates for a probe. The
 // kernel's timer wheel can keep an entry a second or two past its time.
 func (t *Tracker) Expiring(now time.Time, dst []sock.Socket) []sock.Socket {
+	due := t.stamp(now) - stamp(sock.TimeWaitLen-probeLead)
 	for _, r := range t.due {
-		if r.state == sock.TimeWait && r.missingAt.IsZero() && r.seen == t.gen &&
-			!now.Before(r.twEntered.Add(sock.TimeWaitLen-probeLead)) {
-			dst = append(dst, r.last.Socket)
+		if r.state == sock.TimeWait && r.missingAt == none && r.seen == t.gen && r.twEntered <= due {
+			dst = append(dst, r.last)
 		}
 	}
 	// Oldest first: their end is due soonest.
@@ -218,17 +247,17 @@ func (t *Tracker) Probed(cookie uint64, at time.Time, alive bool) {
 	switch {
 	case r == nil:
 	case alive:
-		r.aliveAt = at
-	case r.missingAt.IsZero():
-		r.missingAt = at
+		r.aliveAt = t.stamp(at)
+	case r.missingAt == none:
+		r.missingAt = t.stamp(at)
 	}
 }
 
 // Destroyed records a destroy event; the next Update uses it to date the
 // socket's change or end.
 func (t *Tracker) Destroyed(d Destroy) {
-	if r := t.recs[d.Cookie]; r != nil && r.destroyedAt.IsZero() {
-		r.destroyedAt = d.At
+	if r := t.recs[d.Cookie]; r != nil && r.destroyedAt == none {
+		r.destroyedAt = t.stamp(d.At)
 	}
 }
 
@@ -249,38 +278,39 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		dueWithin = max(dueWithin, 2*now.Sub(t.last))
 	}
 	dueWithin += 3 * time.Second
-	t.last = now
-	v := &View{Time: now, Snapshot: snap, Entries: make([]Entry, len(snap.Sockets))}
+	t.prev, t.last = t.last, now
+	nowS := t.stamp(now)
+	v := &View{Time: now, Snapshot: snap, Entries: t.entries(len(snap.Sockets))}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
 		r := t.recs[s.Cookie]
 		isNew := r == nil
 		if isNew {
-			r = &record{firstSeen: now, predates: first, state: s.State, since: now}
+			r = &record{firstSeen: nowS, predates: first, state: s.State, since: nowS,
+				twEntered: none, destroyedAt: none, missingAt: none}
 			t.recs[s.Cookie] = r
 			if !first {
 				t.fresh[[2]netip.AddrPort{s.Local, s.Peer}] = struct{}{}
 			}
 		}
 		r.seen = t.gen
-		r.aliveAt = now
-		if !r.missingAt.IsZero() && r.missingAt.Before(now) {
-			r.missingAt = time.Time{} // a probe that missed it was wrong
+		r.aliveAt = nowS
+		if r.missingAt != none && r.missingAt < nowS {
+			r.missingAt = none // a probe that missed it was wrong
 		}
 		if s.Inode != 0 && t.lookup != nil && (r.proc.PID == 0 || r.inode != s.Inode) {
 			if p, ok := t.lookup(s.Inode); ok {
 				r.proc, r.inode = p, s.Inode
 			}
 		}
-		*e = Entry{Socket: *s, FirstSeen: r.firstSeen, Process: r.proc}
-		e.Age, e.AgeSource, e.Left = age(s, r.predates, r.firstSeen, t.started, now)
+		*e = t.entry(r, s, now)
 		entered := now
 		exact := false
 		if s.State == sock.TimeWait && e.AgeSource == AgeTimer {
 			entered, exact = now.Add(-e.Age), true
-			if r.twEntered.IsZero() {
-				r.twEntered = entered
+			if r.twEntered == none {
+				r.twEntered = t.stamp(entered)
 			}
 			if e.Left <= dueWithin {
 				t.due = append(t.due, r)
@@ -288,32 +318,35 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		}
 		switch {
 		case isNew:
-			r.since, r.sinceExact = entered, exact
+			r.since, r.sinceExact = t.stamp(entered), exact
 			if !first {
 				v.Events = append(v.Events, Event{Kind: EventNew, At: entered, Exact: exact, Entry: *e, To: s.State})
 			}
 		case r.state != s.State:
+			destroyed := t.time(r.destroyedAt)
 			if s.State == sock.TimeWait && exact && r.state != sock.FinWait2 &&
-				!r.destroyedAt.IsZero() && entered.Sub(r.destroyedAt) > finWait2Gap {
+				r.destroyedAt != none && entered.Sub(destroyed) > finWait2Gap {
 				// The full socket was freed well before TIME_WAIT began:
 				// an orphan's close, which waits for the peer's FIN as a
 				// FIN_WAIT2 mini-socket. Both moments are the kernel's.
-				v.Events = append(v.Events, t.change(r, e, sock.FinWait2, r.destroyedAt, true))
+				v.Events = append(v.Events, t.change(r, e, sock.FinWait2, destroyed, true))
 			}
-			if !r.destroyedAt.IsZero() && !exact && r.destroyedAt.Before(now) {
-				entered, exact = r.destroyedAt, true
+			if r.destroyedAt != none && !exact && r.destroyedAt < nowS {
+				entered, exact = destroyed, true
 			}
 			v.Events = append(v.Events, t.change(r, e, s.State, entered, exact))
 			// A destroy event dates one step: the freeing of the full
 			// socket. The TIME_WAIT entry that follows ends unannounced.
-			r.destroyedAt = time.Time{}
+			r.destroyedAt = none
 		}
-		r.last = *e
+		r.last = *s
 	}
 	for cookie, r := range t.recs {
 		if r.seen != t.gen {
-			v.Gone = append(v.Gone, r.last)
-			v.Events = append(v.Events, t.gone(r, now))
+			// Gone since the previous snapshot, which showed it last.
+			last := t.entry(r, &r.last, t.prev)
+			v.Gone = append(v.Gone, last)
+			v.Events = append(v.Events, t.gone(r, &last, now))
 			delete(t.recs, cookie)
 		}
 	}
@@ -321,16 +354,46 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	return v
 }
 
+// Reuse gives Update the memory of a View's Entries that nothing reads
+// any more. A live front end on 100k sockets would otherwise allocate 20 MB
+// every poll, and the collector would mark and free as much.
+func (t *Tracker) Reuse(entries []Entry) {
+	if cap(entries) > cap(t.spare) {
+		t.spare = entries[:0]
+	}
+}
+
+// entries returns n entries for a View, in the spare memory when it is big
+// enough (every one is overwritten).
+func (t *Tracker) entries(n int) []Entry {
+	buf := t.spare
+	t.spare = nil
+	if cap(buf) < n {
+		// Room for some growth, so a table that grows by a few sockets
+		// does not need new memory on the next poll.
+		return make([]Entry, n, n+n/8)
+	}
+	return buf[:n]
+}
+
+// entry is what the tracker knows of r's socket s at time at.
+func (t *Tracker) entry(r *record, s *sock.Socket, at time.Time) Entry {
+	firstSeen := t.time(r.firstSeen)
+	e := Entry{Socket: *s, FirstSeen: firstSeen, Process: r.proc}
+	e.Age, e.AgeSource, e.Left = age(s, r.predates, firstSeen, t.started, at)
+	return e
+}
+
 // change records a transition of r into to at the given time and returns
 // its event.
 func (t *Tracker) change(r *record, e *Entry, to sock.State, at time.Time, exact bool) Event {
 	ev := Event{Kind: EventChange, At: at, Exact: exact, Entry: *e, From: r.state, To: to,
-		InState: at.Sub(r.since), InStateExact: exact && r.sinceExact,
+		InState: at.Sub(t.time(r.since)), InStateExact: exact && r.sinceExact,
 		InStateAtLeast: r.predates && len(r.history) == 0}
 	if len(r.history) < maxHistory {
 		r.history = append(r.history, Transition{From: r.state, To: to, At: at})
 	}
-	r.state, r.since, r.sinceExact = to, at, exact
+	r.state, r.since, r.sinceExact = to, t.stamp(at), exact
 	return ev
 }
 
@@ -342,24 +405,27 @@ const finWait2Gap = 5 * time.Millisecond
 // count as ended early: the kernel's timer wheel alone can be a second off.
 const earlyMargin = time.Second
 
-// gone builds the event for a socket this snapshot no longer shows.
-func (t *Tracker) gone(r *record, now time.Time) Event {
+// gone builds the event for a socket this snapshot no longer shows; last
+// is its entry as it was last seen.
+func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 	at, exact := now, false
-	if !r.destroyedAt.IsZero() && !r.destroyedAt.Before(r.since) {
-		at, exact = r.destroyedAt, true
+	since, firstSeen := t.time(r.since), t.time(r.firstSeen)
+	if r.destroyedAt != none && r.destroyedAt >= r.since {
+		at, exact = t.time(r.destroyedAt), true
 	}
-	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: r.last, From: r.state,
-		InState: at.Sub(r.since), InStateExact: exact && r.sinceExact,
-		InStateAtLeast: r.predates && len(r.history) == 0 && r.twEntered.IsZero(),
-		Lifetime:       at.Sub(r.firstSeen), LifetimeAtLeast: r.predates}
-	if !r.twEntered.IsZero() {
+	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: *last, From: r.state,
+		InState: at.Sub(since), InStateExact: exact && r.sinceExact,
+		InStateAtLeast: r.predates && len(r.history) == 0 && r.twEntered == none,
+		Lifetime:       at.Sub(firstSeen), LifetimeAtLeast: r.predates}
+	if r.twEntered != none {
 		// Nothing announces the end of a TIME_WAIT entry: the probes
 		// (Probed) narrow it down to between two looks.
-		if !exact && !r.missingAt.IsZero() && r.missingAt.Before(at) {
-			at = r.missingAt
-			ev.At, ev.InState, ev.Lifetime = at, at.Sub(r.since), at.Sub(r.firstSeen)
+		if missing := t.time(r.missingAt); !exact && r.missingAt != none && missing.Before(at) {
+			at = missing
+			ev.At, ev.InState, ev.Lifetime = at, at.Sub(since), at.Sub(firstSeen)
 		}
-		end := &TimeWaitEnd{Entered: r.twEntered, Length: at.Sub(r.twEntered), Uncertainty: at.Sub(r.aliveAt)}
+		entered := t.time(r.twEntered)
+		end := &TimeWaitEnd{Entered: entered, Length: at.Sub(entered), Uncertainty: at.Sub(t.time(r.aliveAt))}
 		end.Early = end.Length < sock.TimeWaitLen-earlyMargin
 		if end.Early {
 			_, end.Reused = t.fresh[[2]netip.AddrPort{r.last.Local, r.last.Peer}]

@@ -303,3 +303,40 @@ func TestExpiringWithASlowPoll(t *testing.T) {
 		t.Errorf("an entry due within the next interval is not probed: %v", got)
 	}
 }
+
+// Memory given back is written over in full, and a gone socket is reported
+// as the previous snapshot showed it.
+func TestReuseAndGoneEntries(t *testing.T) {
+	tr := New(nil)
+	v1 := tr.Update(snapAt(0, est(1, 11), tw(2, 41000), est(3, 13)))
+	tr.Reuse(v1.Entries)
+	v2 := tr.Update(snapAt(5*time.Second, est(1, 11), tw(2, 36000), est(3, 13)))
+	if &v2.Entries[0] != &v1.Entries[0] {
+		t.Error("Update did not write into the memory given back")
+	}
+	if e := entry(t, v2, 2); e.Age != 24*time.Second || e.Left != 36*time.Second {
+		t.Errorf("TIME_WAIT in reused memory: age %v left %v, want 24s 36s", e.Age, e.Left)
+	}
+	if e := entry(t, v2, 3); e.Age != 5*time.Second || e.AgeSource != AgeAtLeast || e.Inode != 13 {
+		t.Errorf("socket 3 in reused memory: %+v", e)
+	}
+
+	tr.Reuse(make([]Entry, 0, 1)) // too small: not used
+	v3 := tr.Update(snapAt(9*time.Second, est(1, 11), est(4, 14)))
+	if len(v3.Entries) != 2 || v3.Entries[1].Cookie != 4 || v3.Entries[1].AgeSource != AgeFirstSeen {
+		t.Errorf("entries %+v", v3.Entries)
+	}
+	gone := map[uint64]Entry{}
+	for _, e := range v3.Gone {
+		gone[e.Cookie] = e
+	}
+	if e := gone[3]; e.Age != 5*time.Second || e.AgeSource != AgeAtLeast || e.Inode != 13 {
+		t.Errorf("gone socket 3: %+v, want as seen at 5 s", e)
+	}
+	if e := gone[2]; e.Age != 24*time.Second || e.Left != 36*time.Second || e.AgeSource != AgeTimer {
+		t.Errorf("gone TIME_WAIT entry: %+v, want as seen at 5 s", e)
+	}
+	if len(v3.Gone) != 2 {
+		t.Errorf("gone %d sockets, want 2", len(v3.Gone))
+	}
+}
