@@ -53,7 +53,7 @@ func BenchmarkBareReceive(b *testing.B) {
 	fd := c.sock.GetFd()
 	b.ReportAllocs()
 	for b.Loop() {
-		for _, fam := range []sock.Family{sock.IPv4, sock.IPv6} {
+		for _, fam := range []sock.Family{bothFamilies} { // as Dump asks
 			c.seq++
 			c.req, _ = appendRequest(c.req[:0], c.seq, fam, req)
 			if err := sendto(fd, c.req); err != nil {

@@ -40,6 +40,12 @@ type Collector struct {
 	// them to inject the kernel's faults.
 	recvFn  func(fd int, b []byte) (int, error)
 	timeout time.Duration
+	// v6 holds the IPv6 sockets of a dump of both families until its end,
+	// so that IPv4 comes first, as ss and netstat list them.
+	v6 []sock.Socket
+	// oneWalk is cleared when the kernel refuses the request for both
+	// families at once; Dump then asks for each in turn.
+	oneWalk bool
 }
 
 // Open returns a Collector for the network namespace ns: "" for the caller's,
@@ -64,6 +70,7 @@ func Open(ns string) (*Collector, error) {
 		cur:     make(map[uint64]struct{}, 512),
 		recvFn:  recvDontWait,
 		timeout: recvTimeout,
+		oneWalk: true,
 	}, nil
 }
 
@@ -126,8 +133,8 @@ func (c *Collector) Close() error {
 	return nil
 }
 
-// OpError is a failed dump, with the family it was for and the errno kept
-// for errors.Is.
+// OpError is a failed dump, with the family it was for (0: both) and the
+// errno kept for errors.Is.
 type OpError struct {
 	Op     string
 	Family sock.Family
@@ -135,6 +142,9 @@ type OpError struct {
 }
 
 func (e *OpError) Error() string {
+	if e.Family == bothFamilies {
+		return fmt.Sprintf("%s TCP sockets: %v", e.Op, e.Err)
+	}
 	return fmt.Sprintf("%s %s sockets: %v", e.Op, e.Family, e.Err)
 }
 
@@ -149,6 +159,17 @@ func (c *Collector) Dump(r *Request, snap *sock.Snapshot) error {
 	fams := r.Families
 	if fams == nil {
 		fams = []sock.Family{sock.IPv4, sock.IPv6}
+	}
+	if c.oneWalk && len(fams) == 2 && fams[0] != fams[1] {
+		dumped := snap.Dumped
+		err := c.dumpFamily(bothFamilies, r, snap)
+		if err == nil {
+			return nil
+		}
+		if snap.Dumped != dumped || !refused(err) {
+			return &OpError{Op: "dumping", Family: bothFamilies, Err: err}
+		}
+		c.oneWalk = false // a kernel without the first request: one family at a time
 	}
 	for _, f := range fams {
 		if err := c.dumpFamily(f, r, snap); err != nil {
@@ -170,6 +191,17 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 		return fmt.Errorf("sending request: %w", err)
 	}
 	emit := func(s *sock.Socket, info []byte) { c.add(snap, s, info) }
+	c.v6 = c.v6[:0]
+	if fam == bothFamilies {
+		emit = func(s *sock.Socket, info []byte) {
+			if c.add(snap, s, info) && s.Family == sock.IPv6 {
+				// Move it aside; its tcp_info index stays valid.
+				n := len(snap.Sockets) - 1
+				c.v6 = append(c.v6, snap.Sockets[n])
+				snap.Sockets = snap.Sockets[:n]
+			}
+		}
+	}
 	clear(c.prev)
 	clear(c.cur)
 	for {
@@ -188,9 +220,16 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 			return err
 		}
 		if res == batchDone {
+			snap.Sockets = append(snap.Sockets, c.v6...)
 			return nil
 		}
 	}
+}
+
+// refused reports an error with which a kernel turns down a kind of
+// request it does not serve.
+func refused(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
 // Alive asks the kernel whether the socket s names (by family, addresses,
@@ -229,17 +268,17 @@ func (c *Collector) Alive(s *sock.Socket) (bool, error) {
 }
 
 // add appends one parsed socket to snap unless this dump already holds its
-// cookie. The kernel resumes a dump from a (hash bucket, index) cursor, so
+// cookie, and reports whether it did. The kernel resumes a dump from a (hash bucket, index) cursor, so
 // when sockets are added to the bucket it stopped in, the next batch starts
 // again with the tail of the previous one: duplicates are confined to two
 // consecutive batches, and two small sets (kept in cache) catch them where
 // a set of every cookie of a 100k-socket dump would not.
-func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) {
+func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) bool {
 	if _, dup := c.prev[s.Cookie]; dup {
-		return
+		return false
 	}
 	if _, dup := c.cur[s.Cookie]; dup {
-		return
+		return false
 	}
 	c.cur[s.Cookie] = struct{}{}
 	snap.Dumped++
@@ -249,6 +288,7 @@ func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) {
 		parseTCPInfo(info, &snap.Infos[s.Info])
 	}
 	snap.Sockets = append(snap.Sockets, *s)
+	return true
 }
 
 // sendto sends a request to the kernel (a netlink socket with no

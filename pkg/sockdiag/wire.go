@@ -13,6 +13,7 @@ import (
 // Constants from include/uapi/linux/netlink.h, sock_diag.h and inet_diag.h.
 const (
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
+	tcpDiagGetSock   = 18 // TCPDIAG_GETSOCK: the first inet_diag request
 	nlmsgError       = 2  // NLMSG_ERROR
 	nlmsgDone        = 3  // NLMSG_DONE
 	nlmFRequest      = 0x1
@@ -25,6 +26,7 @@ const (
 
 	sizeofNlmsghdr  = 16
 	sizeofReqV2     = 56 // struct inet_diag_req_v2
+	sizeofReqV1     = 60 // struct inet_diag_req
 	sizeofDiagMsg   = 72 // struct inet_diag_msg
 	sizeofRtattr    = 4
 	sizeofNlmsgerr  = 4 // the errno part of struct nlmsgerr that we read
@@ -49,7 +51,19 @@ type Request struct {
 
 var native = binary.NativeEndian
 
+// bothFamilies, as the family of a dump, asks for IPv4 and IPv6 in one
+// walk of the kernel's tables (see appendRequest).
+const bothFamilies sock.Family = 0
+
 // appendRequest encodes a netlink dump request for one family into dst.
+//
+// For bothFamilies it encodes the first inet_diag request
+// (TCPDIAG_GETSOCK, struct inet_diag_req), which the kernel still serves
+// and which dumps every family in a single walk of the socket tables:
+// where a SOCK_DIAG_BY_FAMILY request names one family, dumping both
+// walks every socket twice, and at 100k sockets a walk that matches
+// nothing costs as much as the process's whole start. It carries the same
+// state mask, extensions and bytecode.
 func appendRequest(dst []byte, seq uint32, fam sock.Family, r *Request) ([]byte, error) {
 	if len(r.Bytecode) > maxBytecodeSize {
 		return dst, fmt.Errorf("bytecode of %d bytes exceeds the netlink attribute limit", len(r.Bytecode))
@@ -59,7 +73,11 @@ func appendRequest(dst []byte, seq uint32, fam sock.Family, r *Request) ([]byte,
 		// Request sockets live in their own state since 4.4; ss asks for both.
 		states |= sock.MaskOf(sock.NewSynRecv)
 	}
-	total := sizeofNlmsghdr + sizeofReqV2
+	typ, size := uint16(sockDiagByFamily), sizeofReqV2
+	if fam == bothFamilies {
+		typ, size = tcpDiagGetSock, sizeofReqV1
+	}
+	total := sizeofNlmsghdr + size
 	if r.Bytecode != nil {
 		total += sizeofRtattr + align4(len(r.Bytecode))
 	}
@@ -67,16 +85,23 @@ func appendRequest(dst []byte, seq uint32, fam sock.Family, r *Request) ([]byte,
 	dst = append(dst, make([]byte, total)...)
 	b := dst[start:]
 	native.PutUint32(b[0:], uint32(total))
-	native.PutUint16(b[4:], sockDiagByFamily)
+	native.PutUint16(b[4:], typ)
 	native.PutUint16(b[6:], nlmFRequest|nlmFDump)
 	native.PutUint32(b[8:], seq)
 	req := b[sizeofNlmsghdr:]
-	req[0] = uint8(fam)
-	req[1] = ipprotoTCP
-	req[2] = uint8(r.Ext)
-	native.PutUint32(req[4:], uint32(states))
+	if fam == bothFamilies {
+		// family (ignored), address lengths, extensions, the socket id
+		// (zero: no port or address), states, tables (unused).
+		req[3] = uint8(r.Ext)
+		native.PutUint32(req[52:], uint32(states))
+	} else {
+		req[0] = uint8(fam)
+		req[1] = ipprotoTCP
+		req[2] = uint8(r.Ext)
+		native.PutUint32(req[4:], uint32(states))
+	}
 	if r.Bytecode != nil {
-		a := req[sizeofReqV2:]
+		a := req[size:]
 		native.PutUint16(a[0:], uint16(sizeofRtattr+len(r.Bytecode)))
 		native.PutUint16(a[2:], inetDiagReqBytecode)
 		copy(a[sizeofRtattr:], r.Bytecode)
@@ -174,7 +199,7 @@ func parseBatchInto(b []byte, seq uint32, s *sock.Socket, emit func(s *sock.Sock
 				return batchDone, errnoErr(-e)
 			}
 			continue // an ACK
-		case sockDiagByFamily:
+		case sockDiagByFamily, tcpDiagGetSock: // answers carry the request's type
 			info, err := parseDiagMsg(msg, s)
 			if err != nil {
 				return batchMore, err
