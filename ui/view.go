@@ -135,14 +135,7 @@ func (d *dashboard) cellText(row *row, col int, now time.Time) string {
 		b = row.Peer.AppendTo(b)
 	case "Age":
 		age, _ := d.live(row, now)
-		switch {
-		case row.AgeSource == track.AgeAtLeast && age < time.Second:
-			b = append(b, '-')
-		case row.AgeSource == track.AgeAtLeast:
-			b = render.AppendDuration(append(b, ">="...), age)
-		default:
-			b = render.AppendDuration(b, age)
-		}
+		b = render.AppendAgeOf(b, age, row.AgeSource)
 	case "Left":
 		if row.AgeSource == track.AgeTimer {
 			_, left := d.live(row, now)

@@ -4,6 +4,7 @@
 // the median of several runs and a ratio between the two.
 //
 //	go run ./cmd/sockbench             # prints a markdown table
+//	go run ./cmd/sockbench -smoke      # a CI-sized run that keeps it working
 //
 // It needs root (the namespace), ss (iproute2), netstat (net-tools) and
 // tmux (the dashboard's figures).
@@ -33,12 +34,24 @@ var (
 	timewait    = flag.Int("timewait", 30000, "TIME_WAIT entries in the population")
 	closewait   = flag.Int("closewait", 2000, "CLOSE_WAIT sockets in the population")
 	dashFor     = flag.Duration("dashboard", 60*time.Second, "how long to run the dashboard for its CPU figure (0: skip)")
+	smoke       = flag.Bool("smoke", false, "a CI-sized run: a few thousand sockets, one run of everything (its figures mean nothing)")
+)
+
+// fill and benchCount are what -smoke shortens besides the flags above:
+// the wait for TIME_WAIT to build up, and the runs of each go benchmark.
+var (
+	fill       = 75 * time.Second
+	benchCount = "5"
 )
 
 const ns = "sockbench"
 
 func main() {
 	flag.Parse()
+	if *smoke {
+		*runs, *established, *timewait, *closewait, *dashFor = 1, 2000, 300, 100, 3*time.Second
+		fill, benchCount = 5*time.Second, "1"
+	}
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "sockbench: %v\n", err)
 		os.Exit(1)
@@ -62,7 +75,7 @@ func run() error {
 
 	logf("building the population (about a minute for TIME_WAIT to fill)...")
 	load := exec.Command(bin("sockload"), "-netns", ns, "-established", fmt.Sprint(*established),
-		"-timewait", fmt.Sprint(*timewait), "-closewait", fmt.Sprint(*closewait))
+		"-timewait", fmt.Sprint(*timewait), "-closewait", fmt.Sprint(*closewait), "-fill", fill.String())
 	load.Stderr = os.Stderr
 	loadIn, _ := load.StdinPipe()
 	loadOut, _ := load.StdoutPipe()
@@ -128,6 +141,9 @@ func run() error {
 
 	cpu, _ := os.ReadFile("/proc/cpuinfo")
 	model := regexp.MustCompile(`model name\s*:\s*(.*)`).FindSubmatch(cpu)
+	if *smoke {
+		fmt.Print("Smoke run on a few thousand sockets: it shows the benchmark works; its figures mean nothing.\n\n")
+	}
 	fmt.Printf("Machine: %s, %d cores, %s, Go %s. Medians of %d runs, the two commands alternating.\n\n",
 		strings.TrimSpace(string(model[1])), runtime.NumCPU(), kernel(), runtime.Version(), *runs)
 	fmt.Printf("Population (`ss -s` in the namespace):\n\n```\n%s```\n\n", population)
@@ -265,7 +281,7 @@ var benchLine = regexp.MustCompile(`^Benchmark(\w+)-\d+\s+\d+\s+(\d+) ns/op(.*)$
 // goBench runs the collector's benchmarks on the population.
 func goBench() ([]row, error) {
 	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "^Benchmark(Dump|BareReceive|NetlinkSocketDiagTCP)$",
-		"-benchmem", "-count", "5", "./pkg/sockdiag")
+		"-benchmem", "-count", benchCount, "./pkg/sockdiag")
 	cmd.Env = append(os.Environ(), "SOCKSCOPE_BENCH_NETNS="+ns)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -42,6 +42,7 @@ func main() {
 		timewait    = flag.Int("timewait", 30000, "steady TIME_WAIT entries (closes timewait/60 connections a second)")
 		closewait   = flag.Int("closewait", 2000, "CLOSE_WAIT sockets")
 		port9000    = flag.Int("port9000", 20, "ESTABLISHED connections on port 9000")
+		fill        = flag.Duration("fill", 75*time.Second, "longest wait for TIME_WAIT to reach its level before saying ready")
 		worker      = flag.String("worker", "", "internal: run one worker of this kind")
 		n           = flag.Int("n", 0, "internal: the worker's count")
 		port        = flag.Int("port", 0, "internal: the worker's port")
@@ -56,7 +57,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *ns, *established, *timewait, *closewait, *port9000); err != nil {
+	if err := run(ctx, *ns, *established, *timewait, *closewait, *port9000, *fill); err != nil {
 		fmt.Fprintf(os.Stderr, "sockload: %v\n", err)
 		os.Exit(1)
 	}
@@ -69,7 +70,7 @@ func sh(name string, args ...string) error {
 	return nil
 }
 
-func run(ctx context.Context, ns string, established, timewait, closewait, port9000 int) error {
+func run(ctx context.Context, ns string, established, timewait, closewait, port9000 int, fill time.Duration) error {
 	if err := sh("ip", "netns", "add", ns); err != nil {
 		return err
 	}
@@ -136,7 +137,7 @@ func run(ctx context.Context, ns string, established, timewait, closewait, port9
 	}
 	defer k.Close()
 	// TIME_WAIT builds up at the churn rate for 60 s, then holds.
-	deadline := time.Now().Add(75 * time.Second)
+	deadline := time.Now().Add(fill)
 	for {
 		c, err := k.Sockets()
 		if err != nil {

@@ -124,7 +124,13 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			d, _ := src.Destroys(ctx)
 			destroys = append(destroys, d)
 		}
-		exp.Track(ctx, srcs, destroys, interval)
+		wait := exp.Track(ctx, srcs, destroys, interval)
+		// Runs before the sources' deferred closes: no monitor is left
+		// polling a closed source.
+		defer func() {
+			cancel()
+			wait()
+		}()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(exp)

@@ -235,9 +235,8 @@ func (e *Exporter) dump(t Target) result {
 			r.counts[seriesKey{s.State, s.Family, p}]++
 			r.counts[seriesKey{s.State, s.Family, 0}]--
 		}
-		if s.State == sock.TimeWait && s.Timer == sock.TimerTimeWait {
-			left := time.Duration(s.Expires) * time.Millisecond
-			r.ages = append(r.ages, max(sock.TimeWaitLen-left, 0).Seconds())
+		if age, _, ok := s.TimeWaitAge(); ok {
+			r.ages = append(r.ages, age.Seconds())
 		}
 	}
 	return r
@@ -255,8 +254,11 @@ type tracked struct {
 
 // Track starts a monitor per target that follows transitions and TIME_WAIT
 // lifetimes until ctx ends. sources are second sources of the targets (a
-// monitor owns its source), in the same order.
-func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys []<-chan track.Destroy, interval time.Duration) {
+// monitor owns its source), in the same order. The returned wait blocks
+// until every monitor has stopped: call it after ctx ends and before the
+// sources close.
+func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys []<-chan track.Destroy, interval time.Duration) (wait func()) {
+	var wg sync.WaitGroup
 	for i, src := range sources {
 		tr := &tracked{netns: e.targets[i].Netns, transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
 		for _, b := range lifetimeBuckets {
@@ -270,8 +272,9 @@ func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys
 		if i < len(destroys) {
 			d = destroys[i]
 		}
-		go m.Run(ctx, nil, d)
+		wg.Go(func() { m.Run(ctx, nil, d) })
 	}
+	return wg.Wait
 }
 
 func (t *tracked) frame(f *monitor.Frame) {

@@ -198,20 +198,26 @@ func AppendSummary(b []byte, entries []track.Entry, color bool) []byte {
 // for TIME_WAIT, ">=5s" for a socket older than the monitor, "-" when
 // nothing is known yet.
 func AppendAge(b []byte, e *track.Entry) []byte {
-	switch e.AgeSource {
-	case track.AgeTimer:
+	if e.AgeSource == track.AgeTimer {
 		age, left := SplitTimeWait(e.Age, e.Left)
 		b = AppendDuration(b, age)
 		b = append(b, " ("...)
 		b = AppendDuration(b, left)
 		return append(b, " left)"...)
-	case track.AgeAtLeast:
-		if e.Age < time.Second {
+	}
+	return AppendAgeOf(b, e.Age, e.AgeSource)
+}
+
+// AppendAgeOf appends an age alone, without the time left: ">=5s" for a
+// socket older than the monitor, "-" when nothing is known yet.
+func AppendAgeOf(b []byte, age time.Duration, src track.AgeSource) []byte {
+	if src == track.AgeAtLeast {
+		if age < time.Second {
 			return append(b, '-')
 		}
 		b = append(b, ">="...)
 	}
-	return AppendDuration(b, e.Age)
+	return AppendDuration(b, age)
 }
 
 // SplitTimeWait rounds a TIME_WAIT entry's time left to a tenth of a

@@ -186,6 +186,19 @@ type Socket struct {
 // net.ipv4.tcp_fin_timeout does not change it.
 const TimeWaitLen = 60 * time.Second
 
+// TimeWaitAge returns a TIME_WAIT entry's age and time left from the
+// kernel's timer: exact, since the timer counts down from TimeWaitLen. ok
+// is false for any other socket.
+func (s *Socket) TimeWaitAge() (age, left time.Duration, ok bool) {
+	if s.State != TimeWait || s.Timer != TimerTimeWait {
+		return 0, 0, false
+	}
+	left = time.Duration(s.Expires) * time.Millisecond
+	// A FIN retransmitted by the peer re-arms the timer: never a negative
+	// age.
+	return max(TimeWaitLen-left, 0), left, true
+}
+
 // TCPInfo is the part of struct tcp_info sockscope shows. Fields a kernel
 // does not send stay zero.
 type TCPInfo struct {

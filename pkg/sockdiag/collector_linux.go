@@ -311,11 +311,9 @@ func sendto(fd int, b []byte) error {
 
 // rawCall makes a system call without telling the Go scheduler. A dump is
 // hundreds of calls of about 100 µs each, every one spent filling a batch
-// (never waiting: both calls pass MSG_DONTWAIT). Made as ordinary calls,
-// each one outlasts the scheduler monitor's 20 µs check, which hands the
-// goroutine's processor to another thread and keeps the monitor waking
-// every 20 µs: measured on the dashboard at 110k sockets, that was a
-// sixth of its CPU time.
+// and none waiting (both calls pass MSG_DONTWAIT). Made as ordinary calls,
+// each outlasts the scheduler monitor's 20 µs check, which then hands the
+// goroutine's processor to another thread for nothing.
 var rawCall = unix.RawSyscall6
 
 // recv reads one batch, waiting at most recvTimeout. The socket is

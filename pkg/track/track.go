@@ -442,11 +442,8 @@ func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 // age is a socket's age at now: from the TIME_WAIT timer, else since it
 // was first seen, or since the tracker started when it predates it.
 func age(s *sock.Socket, predates bool, firstSeen, started, now time.Time) (time.Duration, AgeSource, time.Duration) {
-	if s.State == sock.TimeWait && s.Timer == sock.TimerTimeWait {
-		left := time.Duration(s.Expires) * time.Millisecond
-		// A FIN retransmitted by the peer re-arms the timer; never show a
-		// negative age.
-		return max(sock.TimeWaitLen-left, 0), AgeTimer, left
+	if age, left, ok := s.TimeWaitAge(); ok {
+		return age, AgeTimer, left
 	}
 	if predates {
 		return now.Sub(started), AgeAtLeast, 0
