@@ -268,11 +268,12 @@ func (c *Collector) Alive(s *sock.Socket) (bool, error) {
 }
 
 // add appends one parsed socket to snap unless this dump already holds its
-// cookie, and reports whether it did. The kernel resumes a dump from a (hash bucket, index) cursor, so
-// when sockets are added to the bucket it stopped in, the next batch starts
-// again with the tail of the previous one: duplicates are confined to two
-// consecutive batches, and two small sets (kept in cache) catch them where
-// a set of every cookie of a 100k-socket dump would not.
+// cookie, and reports whether it did. The kernel resumes a dump from a
+// (hash bucket, index) cursor, so when sockets are added to the bucket it
+// stopped in, the next batch starts again with the tail of the previous
+// one: duplicates are confined to two consecutive batches, and two small
+// sets (kept in cache) catch them where a set of every cookie of a
+// 100k-socket dump would not.
 func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) bool {
 	if _, dup := c.prev[s.Cookie]; dup {
 		return false

@@ -156,7 +156,7 @@ type Lookup func(inode uint32) (procs.Process, bool)
 // A host may have 100k of these, so a record is kept small: times are
 // stamps, and of the last entry only the socket is kept (the rest follows
 // from the record and the previous snapshot's time). That halves the
-// tracker's memory and the collector's work on it.
+// tracker's memory and the garbage collector's work on it.
 type record struct {
 	firstSeen   stamp
 	since       stamp  // when it entered state
