@@ -160,17 +160,28 @@ func (c *Collector) Dump(r *Request, snap *sock.Snapshot) error {
 	if fams == nil {
 		fams = []sock.Family{sock.IPv4, sock.IPv6}
 	}
-	if c.oneWalk && len(fams) == 2 && fams[0] != fams[1] {
-		dumped := snap.Dumped
-		err := c.dumpFamily(bothFamilies, r, snap)
-		if err == nil {
-			return nil
-		}
-		if snap.Dumped != dumped || !refused(err) {
-			return &OpError{Op: "dumping", Family: bothFamilies, Err: err}
-		}
-		c.oneWalk = false // a kernel without the first request: one family at a time
+	if !c.oneWalk || len(fams) != 2 || fams[0] == fams[1] {
+		return c.dumpEach(fams, r, snap)
 	}
+	dumped := snap.Dumped
+	err := c.dumpFamily(bothFamilies, r, snap)
+	if err == nil {
+		return nil
+	}
+	if snap.Dumped != dumped || !refused(err) {
+		return &OpError{Op: "dumping", Family: bothFamilies, Err: err}
+	}
+	// The kernel refused the request kind, or this request (a bytecode
+	// it rejects gets EINVAL too): one family at a time tells which.
+	if err := c.dumpEach(fams, r, snap); err != nil {
+		return err
+	}
+	c.oneWalk = false // the kernel does not serve the first request
+	return nil
+}
+
+// dumpEach dumps the families one request each.
+func (c *Collector) dumpEach(fams []sock.Family, r *Request, snap *sock.Snapshot) error {
 	for _, f := range fams {
 		if err := c.dumpFamily(f, r, snap); err != nil {
 			return &OpError{Op: "dumping", Family: f, Err: err}
@@ -293,12 +304,12 @@ func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) bool {
 }
 
 // sendto sends a request to the kernel (a netlink socket with no
-// destination sends to the kernel). The kernel handles it within the call,
-// and the first batch of a dump is filled right then, so this call and
-// recvDontWait's are long, but neither can block: see rawCall.
+// destination sends to the kernel), which handles it within the call. It
+// is an ordinary system call: the kernel may sleep on its locks, or load
+// the inet_diag module, and one call per dump costs nothing.
 func sendto(fd int, b []byte) error {
 	for {
-		_, _, errno := rawCall(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 			unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
@@ -309,13 +320,6 @@ func sendto(fd int, b []byte) error {
 		return errno
 	}
 }
-
-// rawCall makes a system call without telling the Go scheduler. A dump is
-// hundreds of calls of about 100 µs each, every one spent filling a batch
-// and none waiting (both calls pass MSG_DONTWAIT). Made as ordinary calls,
-// each outlasts the scheduler monitor's 20 µs check, which then hands the
-// goroutine's processor to another thread for nothing.
-var rawCall = unix.RawSyscall6
 
 // recv reads one batch, waiting at most recvTimeout. The socket is
 // non-blocking (the nl package opens it so), hence the poll.
@@ -349,10 +353,17 @@ func (c *Collector) recv(fd int) (int, error) {
 }
 
 // recvDontWait is recvfrom(2) without the sender's address, which
-// unix.Recvfrom would allocate on every call: a dump makes hundreds. It
-// never waits (see rawCall).
+// unix.Recvfrom would allocate on every call: a dump makes hundreds.
+//
+// It is a raw system call, made without telling the Go scheduler. Each
+// read has the kernel fill the next batch, about 100 µs of work that
+// never waits for data (MSG_DONTWAIT); made as ordinary calls, every one
+// outlasts the scheduler monitor's 20 µs check, which then hands the
+// goroutine's processor to another thread for nothing. At worst the
+// kernel sleeps briefly on a lock, and this goroutine keeps its processor
+// for that long.
 func recvDontWait(fd int, b []byte) (int, error) {
-	n, _, errno := rawCall(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 		unix.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
 		return 0, errno

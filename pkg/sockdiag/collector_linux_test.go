@@ -403,9 +403,23 @@ func TestIntegrationDestroyEvents(t *testing.T) {
 		t.Errorf("TIME_WAIT entries %+v, want the server end's cookie %#x", tw.Sockets, server.Cookie)
 	}
 
+	// Without a timeout, Receive reads what is queued and does not wait.
+	conn2 := nstest.Connect(t, ns, netipLoopback(9001))
+	conn2.Close(&conn2.Server)
+	conn2.Close(&conn2.Client)
+	time.Sleep(100 * time.Millisecond)
+	queued := 0
+	begin := time.Now()
+	if err := sub.Receive(0, func(*sock.Socket, time.Time) { queued++ }); err != nil || queued == 0 {
+		t.Errorf("Receive(0) with announcements queued: %d read, %v", queued, err)
+	}
+	if err := sub.Receive(0, func(*sock.Socket, time.Time) { queued++ }); err != nil || time.Since(begin) > 50*time.Millisecond {
+		t.Errorf("Receive(0) with nothing queued: %v after %v", err, time.Since(begin))
+	}
+
 	// A quiet wait ends at its timeout with nothing, and Close ends a wait
 	// at once: the socket waits in the runtime's poller, not in poll(2).
-	begin := time.Now()
+	begin = time.Now()
 	if err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, _ time.Time) {
 		t.Errorf("destroy event for %+v with nothing closed", s)
 	}); err != nil || time.Since(begin) < 190*time.Millisecond {

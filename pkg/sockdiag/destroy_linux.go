@@ -24,7 +24,7 @@ const (
 // in one namespace. For an active close that is the moment the socket
 // became a TIME_WAIT entry; nothing is announced when a TIME_WAIT entry
 // expires. A Subscription is NOT safe for concurrent use, but Close may be
-// called while Receive waits.
+// called from another goroutine while Receive waits for announcements.
 //
 // Its socket waits in the Go runtime's poller rather than in a blocking
 // poll(2): on a busy host announcements come a thousand a second, and each
@@ -77,11 +77,17 @@ func (s *Subscription) Close() error {
 }
 
 // Receive waits up to timeout for announcements and calls fn for each freed
-// socket, with the time its message was read. It returns nil on a timeout.
+// socket, with the time its message was read. It returns nil on a timeout;
+// with a timeout of zero or less it reads what is queued without waiting.
 // ENOBUFS means announcements were lost (the reader fell behind); the
 // subscription stays usable.
 func (s *Subscription) Receive(timeout time.Duration, fn func(s *sock.Socket, at time.Time)) error {
-	if err := s.file.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+	wait := timeout > 0
+	var deadline time.Time // none: the poller would give up before reading
+	if wait {
+		deadline = time.Now().Add(timeout)
+	}
+	if err := s.file.SetReadDeadline(deadline); err != nil {
 		return fmt.Errorf("waiting for destroy events: %w", err)
 	}
 	var rerr error
@@ -91,7 +97,7 @@ func (s *Subscription) Receive(timeout time.Duration, fn func(s *sock.Socket, at
 			n, err := recvDontWait(int(fd), s.buf)
 			switch {
 			case err == unix.EAGAIN:
-				return got // nothing yet: wait in the poller
+				return got || !wait // nothing yet: wait in the poller
 			case err == unix.EINTR:
 				continue
 			case err != nil:

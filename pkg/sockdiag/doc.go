@@ -22,11 +22,11 @@
 //
 // # Calls that never wait
 //
-// Requests and reads pass MSG_DONTWAIT and are made as raw system calls:
-// each takes about 100 µs of kernel work filling a batch, and made as
-// ordinary calls they kept the Go scheduler handing the goroutine's
-// processor to another thread. Destroy announcements, which do wait, wait
-// in the runtime's poller.
+// A dump's reads pass MSG_DONTWAIT and are made as raw system calls: each
+// is about 100 µs of kernel work filling a batch, and made as ordinary
+// calls they kept the Go scheduler handing the goroutine's processor to
+// another thread. Destroy announcements, which do wait, wait in the
+// runtime's poller.
 //
 // # Layout
 //

@@ -2,6 +2,7 @@ package sockdiag
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -86,11 +87,20 @@ func TestIntegrationBothFamiliesInOneWalk(t *testing.T) {
 }
 
 // A kernel that refuses the request for both families gets one request per
-// family, from then on.
+// family, from then on; a request the kernel refuses in either form (a bad
+// bytecode) is an error and changes nothing.
 func TestIntegrationOneWalkRefused(t *testing.T) {
 	ns := nstest.New(t)
 	nstest.RunSeed(t, ns, nstest.SeedOptions{})
 	c := openIn(t, ns.Name)
+	var snap sock.Snapshot
+	bad := &Request{States: sock.AllStates, Bytecode: []byte{0xff, 0, 4, 0}} // no such operation
+	if err := c.Dump(bad, &snap); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("a bytecode the kernel rejects: %v, want EINVAL", err)
+	}
+	if !c.oneWalk {
+		t.Error("a rejected bytecode stopped the one-walk dumps")
+	}
 	want := cookies(waitFor(t, c, all(), "TIME_WAIT and FIN_WAIT2", func(s *sock.Snapshot) bool {
 		return count(s, sock.TimeWait, 9000) == 2 && count(s, sock.FinWait2, seedClientPort(s)) == 1
 	}))

@@ -174,8 +174,8 @@ type record struct {
 	last        sock.Socket // as the last snapshot showed it
 }
 
-// stamp is a time as an offset from the tracker's start: 8 bytes where a
-// time.Time takes 24, and it keeps the monotonic clock's reading.
+// stamp is a time as an offset from the tracker's start, on the monotonic
+// clock where the times have it: 8 bytes where a time.Time takes 24.
 type stamp int64
 
 // none is the stamp of no time.
@@ -188,11 +188,15 @@ func (t *Tracker) stamp(at time.Time) stamp {
 	return stamp(at.Sub(t.started))
 }
 
+// time turns a stamp back into a time, counted from the latest snapshot
+// rather than from the start: after a suspend or a step of the wall clock
+// the times of the latest events still read as the wall clock did then,
+// and durations between stamps still come from the monotonic clock.
 func (t *Tracker) time(s stamp) time.Time {
 	if s == none {
 		return time.Time{}
 	}
-	return t.started.Add(time.Duration(s))
+	return t.last.Add(time.Duration(s - t.stamp(t.last)))
 }
 
 // maxHistory bounds the transitions kept per socket; a TCP connection
