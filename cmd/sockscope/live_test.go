@@ -61,6 +61,8 @@ type eventJSON struct {
 	To       string    `json:"to"`
 	InState  int64     `json:"in_state_ms"`
 	Timewait *int64    `json:"timewait_ms"`
+	Unseen   bool      `json:"unseen"`
+	Cookie   string    `json:"cookie"`
 }
 
 // A connection closed in the middle of a 5 s polling interval: its change
@@ -116,6 +118,58 @@ func TestIntegrationWatchTimesBetweenPolls(t *testing.T) {
 	}
 	if d := gone.Time.Sub(clientClosed); !gone.Exact || d < -50*time.Millisecond || d > 50*time.Millisecond {
 		t.Errorf("the client's end dated %v from its close (exact %v), want within 50ms", d, gone.Exact)
+	}
+}
+
+// A connection opened and closed between two polls: the end that closed
+// last (LAST_ACK, then freed) is reported from the kernel's announcement,
+// dated exactly; the end that closed first as the TIME_WAIT entry it
+// became, never as an unseen socket.
+func TestIntegrationWatchUnseenSockets(t *testing.T) {
+	ns := nstest.New(t)
+	lines, _ := startBinary(t, "watch", "-N", ns.Name, "-i", "5s", "--json", "--for", "8s", ":9000")
+	time.Sleep(2 * time.Second) // after the first poll, well before the second
+	conn := nstest.Connect(t, ns, netip.MustParseAddrPort("127.0.0.1:9000"))
+	conn.Close(&conn.Server)
+	time.Sleep(100 * time.Millisecond)
+	clientClosed := time.Now()
+	conn.Close(&conn.Client)
+
+	var unseen, tw []eventJSON
+	timeout := time.After(12 * time.Second)
+	for done := false; !done; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				done = true
+				break
+			}
+			var e eventJSON
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			switch {
+			case e.Unseen:
+				unseen = append(unseen, e)
+			case e.Event == "new" && e.To == "TIME_WAIT":
+				tw = append(tw, e)
+			}
+		case <-timeout:
+			t.Fatal("watch did not end")
+		}
+	}
+	if len(unseen) != 1 || len(tw) != 1 {
+		t.Fatalf("unseen %+v, new TIME_WAIT %+v; want one of each", unseen, tw)
+	}
+	u := unseen[0]
+	if u.Event != "gone" || u.Peer != "127.0.0.1:9000" || u.From != "CLOSE" || !u.Exact {
+		t.Errorf("unseen socket %+v, want the client end, gone, exact", u)
+	}
+	if d := u.Time.Sub(clientClosed); d < -50*time.Millisecond || d > 50*time.Millisecond {
+		t.Errorf("the client end freed %v from its close, want within 50ms", d)
+	}
+	if tw[0].Local != "127.0.0.1:9000" || tw[0].Peer != u.Local || tw[0].Cookie == u.Cookie {
+		t.Errorf("TIME_WAIT entry %+v for the unseen client %+v", tw[0], u)
 	}
 }
 

@@ -217,7 +217,26 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 			}
 			m.tracker.Destroyed(d)
 		case <-tick:
+			// Announcements that came before this poll date its changes
+			// (select picks among ready cases at random).
+			destroys = m.drain(destroys)
 			m.Poll()
+		}
+	}
+}
+
+// drain hands the tracker every announcement already waiting, and returns
+// nil once the channel is closed.
+func (m *Monitor) drain(destroys <-chan track.Destroy) <-chan track.Destroy {
+	for {
+		select {
+		case d, ok := <-destroys:
+			if !ok {
+				return nil
+			}
+			m.tracker.Destroyed(d)
+		default:
+			return destroys
 		}
 	}
 }

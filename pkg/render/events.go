@@ -33,6 +33,10 @@ func AppendEvent(b []byte, e *track.Event, processes bool) []byte {
 		b = appendMeasured(b, e.InState, e.InStateExact, e.InStateAtLeast)
 	case track.EventGone:
 		b = append(b, e.From.String()...)
+		if e.Unseen {
+			b = append(b, " gone between polls, never seen by one"...)
+			break
+		}
 		b = append(b, " gone after "...)
 		if tw := e.TimeWait; tw != nil && e.From == sock.TimeWait {
 			// A TIME_WAIT entry's length, in seconds as the kernel's
@@ -111,6 +115,8 @@ func AppendEventJSON(b []byte, e *track.Event) []byte {
 		b = strconv.AppendInt(b, e.Lifetime.Milliseconds(), 10)
 		b = append(b, `,"lifetime_at_least":`...)
 		b = strconv.AppendBool(b, e.LifetimeAtLeast)
+		b = append(b, `,"unseen":`...)
+		b = strconv.AppendBool(b, e.Unseen)
 	}
 	if tw := e.TimeWait; tw != nil {
 		b = append(b, `,"timewait_ms":`...)

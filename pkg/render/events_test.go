@@ -36,6 +36,8 @@ func TestEventLines(t *testing.T) {
 		{track.Event{Kind: track.EventGone, At: at, Entry: entry, From: sock.TimeWait,
 			TimeWait: &track.TimeWaitEnd{Length: 12 * time.Second, Uncertainty: time.Second, Early: true, Reused: true}},
 			"12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 TIME_WAIT gone after ~12.0s, ended early: port reused 7/srv"},
+		{track.Event{Kind: track.EventGone, At: at, Exact: true, Entry: entry, From: sock.Close, Unseen: true},
+			"12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 CLOSE gone between polls, never seen by one 7/srv"},
 	} {
 		if got := string(AppendEvent(nil, &tc.e, true)); got != tc.want {
 			t.Errorf("got  %q\nwant %q", got, tc.want)
@@ -46,6 +48,9 @@ func TestEventLines(t *testing.T) {
 		}
 		if m["event"] != tc.e.Kind.String() || m["cookie"] != "0x2a" || m["pid"] != 7.0 || m["local"] != "127.0.0.1:9000" {
 			t.Errorf("JSON %v", m)
+		}
+		if unseen, ok := m["unseen"]; (tc.e.Kind == track.EventGone) != ok || (ok && unseen != tc.e.Unseen) {
+			t.Errorf("JSON unseen %v (present %v) for %v", unseen, ok, tc.e.Kind)
 		}
 	}
 }

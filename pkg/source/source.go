@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
@@ -40,11 +41,14 @@ type Kernel struct {
 	Notice string
 	k      *kstat.Reader
 	prog   *filter.Program
-	req    sockdiag.Request
-	opt    Options
-	now    func() time.Time
-	last   int // sockets in the last dump, to size the next one's slice
-	spare  []sock.Socket
+	// match is prog for the goroutine of Destroys, which marks the
+	// announcements the filter matches.
+	match atomic.Pointer[filter.Program]
+	req   sockdiag.Request
+	opt   Options
+	now   func() time.Time
+	last  int // sockets in the last dump, to size the next one's slice
+	spare []sock.Socket
 }
 
 // Recycle hands back a snapshot nobody holds any more: the next dump
@@ -91,6 +95,7 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 // SetProgram changes the filter for the next snapshots.
 func (k *Kernel) SetProgram(prog *filter.Program) {
 	k.prog = prog
+	k.match.Store(prog)
 	k.req = sockdiag.Request{Families: prog.Families, States: prog.States, Bytecode: prog.Bytecode}
 	if k.opt.Info {
 		k.req.Ext = sockdiag.ExtInfo
@@ -193,6 +198,9 @@ func (k *Kernel) Alive(s *sock.Socket) (bool, error) {
 
 // Destroys joins the kernel's destroy announcements for the source's
 // namespace and delivers them until ctx ends, then closes the channel.
+// The tracker dates the ends of the sockets it knows by them, and reports
+// the others as sockets no poll saw when the filter matches them as
+// announced (in state CLOSE: a filter on other states matches none).
 // Where they are not available (an old kernel, a sandbox), it returns the
 // error and the caller polls without them.
 func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
@@ -215,8 +223,9 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
 		}()
 		for ctx.Err() == nil {
 			err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
+				d := track.Destroy{Cookie: s.Cookie, At: at, Socket: *s, Matches: k.match.Load().Match(s)}
 				select {
-				case out <- track.Destroy{Cookie: s.Cookie, At: at}:
+				case out <- d:
 				case <-ctx.Done():
 				}
 			})

@@ -124,6 +124,12 @@ type Event struct {
 	LifetimeAtLeast bool
 	// TimeWait describes a TIME_WAIT entry that is gone.
 	TimeWait *TimeWaitEnd
+	// Unseen marks a gone event for a socket no snapshot showed, known
+	// only from the kernel's destroy announcement: one born and freed
+	// between two polls. Entry is the socket as announced, From its
+	// state then (CLOSE); its earlier states and its lifetime are not
+	// known.
+	Unseen bool
 }
 
 // TimeWaitEnd is the end of a TIME_WAIT entry.
@@ -148,6 +154,11 @@ type TimeWaitEnd struct {
 type Destroy struct {
 	Cookie uint64
 	At     time.Time
+	// Socket is the socket as announced (state CLOSE), and Matches says
+	// whether the filter matches it so: a socket no snapshot showed is
+	// reported only then.
+	Socket  sock.Socket
+	Matches bool
 }
 
 // Lookup finds the process owning a socket inode.
@@ -219,11 +230,25 @@ type Tracker struct {
 	fresh map[[2]netip.AddrPort]struct{}
 	// spare is memory for the next View's Entries (Reuse).
 	spare []Entry
+	// unseen holds announcements for sockets no snapshot showed, until
+	// the next Update tells whether one does: an active close's socket
+	// lives on as a TIME_WAIT entry, under the same cookie if a dump had
+	// asked for it (the kernel makes cookies on demand), else under the
+	// same addresses and a new cookie.
+	unseen []Destroy
+	// goneLast holds the cookies the latest Update found gone: an
+	// announcement that comes after the poll that missed its socket is
+	// not one for an unseen socket.
+	goneLast map[uint64]struct{}
 }
+
+// maxUnseen bounds the announcements held between two polls.
+const maxUnseen = 1 << 16
 
 // New returns a Tracker. lookup may be nil: processes are then not shown.
 func New(lookup Lookup) *Tracker {
-	return &Tracker{lookup: lookup, recs: make(map[uint64]*record), fresh: make(map[[2]netip.AddrPort]struct{})}
+	return &Tracker{lookup: lookup, recs: make(map[uint64]*record), fresh: make(map[[2]netip.AddrPort]struct{}),
+		goneLast: make(map[uint64]struct{})}
 }
 
 // Expiring returns the TIME_WAIT entries whose 60 s are up but that the
@@ -258,10 +283,20 @@ func (t *Tracker) Probed(cookie uint64, at time.Time, alive bool) {
 }
 
 // Destroyed records a destroy event; the next Update uses it to date the
-// socket's change or end.
+// socket's change or end, or reports a matching socket no snapshot showed.
 func (t *Tracker) Destroyed(d Destroy) {
-	if r := t.recs[d.Cookie]; r != nil && r.destroyedAt == none {
-		r.destroyedAt = t.stamp(d.At)
+	r := t.recs[d.Cookie]
+	switch {
+	case r != nil:
+		if r.destroyedAt == none {
+			r.destroyedAt = t.stamp(d.At)
+		}
+	case t.gen == 0 || !d.Matches || d.Socket.Cookie != d.Cookie:
+		// Before the first snapshot nothing is known to be unseen.
+	default:
+		if _, gone := t.goneLast[d.Cookie]; !gone && len(t.unseen) < maxUnseen {
+			t.unseen = append(t.unseen, d)
+		}
 	}
 }
 
@@ -345,6 +380,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		}
 		r.last = *s
 	}
+	clear(t.goneLast)
 	for cookie, r := range t.recs {
 		if r.seen != t.gen {
 			// Gone since the previous snapshot, which showed it last.
@@ -352,8 +388,20 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			v.Gone = append(v.Gone, last)
 			v.Events = append(v.Events, t.gone(r, &last, now))
 			delete(t.recs, cookie)
+			t.goneLast[cookie] = struct{}{}
 		}
 	}
+	for i := range t.unseen {
+		d := &t.unseen[i]
+		_, shown := t.recs[d.Cookie]
+		_, successor := t.fresh[[2]netip.AddrPort{d.Socket.Local, d.Socket.Peer}]
+		if shown || successor {
+			continue // it lives on, as a TIME_WAIT entry
+		}
+		v.Events = append(v.Events, Event{Kind: EventGone, At: d.At, Exact: true,
+			Entry: Entry{Socket: d.Socket, FirstSeen: d.At}, From: d.Socket.State, Unseen: true})
+	}
+	t.unseen = t.unseen[:0]
 	slices.SortStableFunc(v.Events, func(a, b Event) int { return a.At.Compare(b.At) })
 	return v
 }

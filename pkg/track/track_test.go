@@ -340,3 +340,58 @@ func TestReuseAndGoneEntries(t *testing.T) {
 		t.Errorf("gone %d sockets, want 2", len(v3.Gone))
 	}
 }
+
+// A socket no snapshot showed is reported from its destroy announcement,
+// unless the next snapshot shows its cookie (an active close's TIME_WAIT
+// entry), the poll before found it gone, the filter does not match it as
+// announced, or no snapshot had been taken.
+func TestUnseenSockets(t *testing.T) {
+	// Each socket with a peer port of its own.
+	peer := func(s sock.Socket) sock.Socket {
+		s.Peer = netip.AddrPortFrom(s.Peer.Addr(), uint16(40000+s.Cookie%100))
+		return s
+	}
+	closed := func(cookie uint64, at time.Duration, matches bool) Destroy {
+		s := peer(est(cookie, 0))
+		s.State = sock.Close
+		return Destroy{Cookie: cookie, At: t0.Add(at), Socket: s, Matches: matches}
+	}
+	// Socket 6's TIME_WAIT entry has a new cookie, 106: no dump had asked
+	// for the full socket's.
+	successor := peer(tw(106, 59700))
+	successor.Peer = closed(6, 0, true).Socket.Peer
+	tr := New(nil)
+	tr.Destroyed(closed(9, -time.Second, true))
+	tr.Update(snapAt(0, peer(est(1, 11)), peer(est(2, 12))))
+	tr.Destroyed(closed(3, 300*time.Millisecond, true))  // born and freed between polls
+	tr.Destroyed(closed(4, 400*time.Millisecond, true))  // lives on as a TIME_WAIT entry
+	tr.Destroyed(closed(5, 500*time.Millisecond, false)) // the filter does not match it
+	tr.Destroyed(closed(2, 600*time.Millisecond, true))  // known: dates its end
+	tr.Destroyed(closed(6, 700*time.Millisecond, true))  // lives on under another cookie
+	v := tr.Update(snapAt(time.Second, peer(est(1, 11)), peer(tw(4, 59500)), successor))
+	var got []string
+	for _, e := range v.Events {
+		got = append(got, fmt.Sprintf("%v:%d:%v:%v:%v:%v", e.Kind, e.Entry.Cookie, e.From, e.At.Sub(t0), e.Exact, e.Unseen))
+	}
+	want := []string{
+		"gone:3:CLOSE:300ms:true:true",
+		"new:4:STATE0:500ms:true:false",
+		"gone:2:ESTABLISHED:600ms:true:false",
+		"new:106:STATE0:700ms:true:false",
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("events\n got %q\nwant %q", got, want)
+	}
+	if e := v.Events[0]; e.Entry.Local.Port() != 9000 || e.Entry.State != sock.Close || e.Lifetime != 0 {
+		t.Errorf("unseen socket's entry %+v", e.Entry)
+	}
+
+	// Socket 1 is gone at 2 s; its announcement comes after that poll.
+	if v := tr.Update(snapAt(2*time.Second, peer(tw(4, 58500)), successor)); kinds(v.Events) != "gone:1:ESTABLISHED->STATE0" {
+		t.Errorf("events %s", kinds(v.Events))
+	}
+	tr.Destroyed(closed(1, 1900*time.Millisecond, true))
+	if v := tr.Update(snapAt(3*time.Second, peer(tw(4, 57500)), successor)); len(v.Events) != 0 {
+		t.Errorf("a late announcement for a socket already gone: %s", kinds(v.Events))
+	}
+}
