@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
@@ -77,6 +78,11 @@ type dashboard struct {
 	editing    bool
 	started    time.Time
 	cmds       chan func() // to the monitor, in order, never blocking a key
+
+	// The goroutines run starts end before the UI does (stop).
+	helpers  sync.WaitGroup
+	cancel   context.CancelFunc
+	stopOnce sync.Once
 }
 
 // Run shows the dashboard until q, Esc or ctx ends it, and restores the
@@ -184,17 +190,18 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	d.cancel = cancel
 	perr := make(chan error, 1)
-	go func() {
+	d.helpers.Go(func() {
 		err := d.mon.Run(ctx, d.cfg.Tick, d.cfg.Destroys)
 		perr <- err
 		if err != nil {
-			d.app.Stop()
+			d.stop()
 		}
-	}()
+	})
 	// The pump moves frames onto the UI goroutine. QueueUpdateDraw waits
 	// for the UI, so only the pump ever blocks on it, never the poller.
-	go func() {
+	d.helpers.Go(func() {
 		for {
 			select {
 			case <-ctx.Done():
@@ -203,9 +210,9 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 				d.app.QueueUpdateDraw(d.applyFrame)
 			}
 		}
-	}()
+	})
 	if d.cfg.Redraw > 0 {
-		go func() {
+		d.helpers.Go(func() {
 			t := time.NewTicker(d.cfg.Redraw)
 			defer t.Stop()
 			for {
@@ -216,15 +223,15 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 					d.app.QueueUpdateDraw(d.refreshHeader) // ages tick up
 				}
 			}
-		}()
+		})
 	}
 	go func() {
 		<-ctx.Done()
-		d.app.Stop()
+		d.stop()
 	}()
 	// Keys queue commands here; this goroutine hands them to the monitor,
 	// which may be in the middle of a dump.
-	go func() {
+	d.helpers.Go(func() {
 		for {
 			select {
 			case <-ctx.Done():
@@ -237,7 +244,7 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 				}
 			}
 		}
-	}()
+	})
 	err = d.app.Run()
 	cancel()
 	select {
@@ -246,6 +253,25 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	case <-time.After(6 * time.Second): // longer than a dump may wait on the kernel
 	}
 	return err
+}
+
+// stop ends the dashboard from any goroutine, any number of times. The
+// goroutines that queue updates end first, while the UI still runs: tview's
+// QueueUpdateDraw waits for the UI to run the update, so one caught in it
+// when the UI stopped would wait forever. Then the UI stops.
+func (d *dashboard) stop() {
+	d.stopOnce.Do(func() {
+		go func() {
+			d.cancel()
+			done := make(chan struct{})
+			go func() { d.helpers.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(6 * time.Second): // a dump stuck in the kernel: stop anyway
+			}
+			d.app.Stop()
+		}()
+	})
 }
 
 // applyFrame runs on the UI goroutine.
@@ -311,7 +337,7 @@ func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 		case d.front() == "timewait":
 			d.toggleTimeWait()
 		default:
-			d.app.Stop()
+			d.stop()
 		}
 		return nil
 	}
@@ -326,7 +352,7 @@ func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 	}
 	switch ev.Rune() {
 	case 'q':
-		d.app.Stop()
+		d.stop()
 	case '?':
 		if d.helpOpen() {
 			d.pages.HidePage("help")

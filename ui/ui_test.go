@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -655,5 +656,55 @@ func TestPanicRestoresTheScreen(t *testing.T) {
 	// A finalised simulation screen has no contents left to show.
 	if cells, _, _ := h.screen.GetContents(); len(cells) != 0 {
 		t.Errorf("the screen was not finalised: %d cells", len(cells))
+	}
+}
+
+// dashboardGoroutines lists the stacks of goroutines the dashboard started.
+func dashboardGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "ui.(*dashboard).run.func") || strings.Contains(g, "ui.(*dashboard).stop.func") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Quitting ends every goroutine the dashboard started, even the ones that
+// were queueing a redraw when q came (tview waits for the UI to run a
+// queued update, so one caught when the UI stopped would wait forever).
+func TestQuitLeavesNoGoroutines(t *testing.T) {
+	for round := range 5 {
+		c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+		screen := tcell.NewSimulationScreen("UTF-8")
+		tick := make(chan time.Time)
+		d := newDashboard(Config{Source: &scripted{steps: [][]sock.Socket{seedTable()}, clock: c},
+			Screen: screen, Tick: tick, Now: c.Now, Redraw: time.Millisecond})
+		done := make(chan error, 1)
+		go func() { done <- d.run(context.Background()) }()
+		for range 20 {
+			select {
+			case tick <- time.Time{}:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the poller did not take the tick")
+			}
+		}
+		screen.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("q did not end the dashboard")
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for len(dashboardGoroutines()) > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if left := dashboardGoroutines(); len(left) > 0 {
+			t.Fatalf("round %d: %d goroutines left after q:\n%s", round, len(left), strings.Join(left, "\n\n"))
+		}
 	}
 }
