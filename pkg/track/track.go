@@ -292,7 +292,8 @@ func (t *Tracker) Destroyed(d Destroy) {
 			r.destroyedAt = t.stamp(d.At)
 		}
 	case t.gen == 0 || !d.Matches || d.Socket.Cookie != d.Cookie:
-		// Before the first snapshot nothing is known to be unseen.
+		// Before the first snapshot nothing is known to be unseen; the
+		// filter may not match it; a Destroy may carry no socket.
 	default:
 		if _, gone := t.goneLast[d.Cookie]; !gone && len(t.unseen) < maxUnseen {
 			t.unseen = append(t.unseen, d)
