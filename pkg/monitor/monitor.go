@@ -57,8 +57,8 @@ type Frame struct {
 
 // Release tells the monitor that nothing reads f.Entries any more, so the
 // next poll may write over them: a 100k-socket frame is 20 MB that a
-// front end polling every second would otherwise make the collector free
-// every second. Releasing is optional; a frame released twice is released
+// front end polling every second would otherwise leave to the garbage
+// collector every second. Releasing is optional; a frame released twice is released
 // once. Do not release a frame whose Entries another frame shares.
 func (f *Frame) Release() {
 	if f.spares != nil && f.Entries != nil {
