@@ -201,29 +201,11 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	})
 	// The pump moves frames onto the UI goroutine. QueueUpdateDraw waits
 	// for the UI, so only the pump ever blocks on it, never the poller.
-	d.helpers.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-d.box.ready:
-				d.app.QueueUpdateDraw(d.applyFrame)
-			}
-		}
-	})
+	onUI(ctx, d, d.box.ready, d.applyFrame)
 	if d.cfg.Redraw > 0 {
-		d.helpers.Go(func() {
-			t := time.NewTicker(d.cfg.Redraw)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					d.app.QueueUpdateDraw(d.refreshHeader) // ages tick up
-				}
-			}
-		})
+		t := time.NewTicker(d.cfg.Redraw)
+		defer t.Stop()
+		onUI(ctx, d, t.C, d.refreshHeader) // ages tick up
 	}
 	go func() {
 		<-ctx.Done()
@@ -253,6 +235,21 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	case <-time.After(6 * time.Second): // longer than a dump may wait on the kernel
 	}
 	return err
+}
+
+// onUI starts a helper that runs f on the UI goroutine, and redraws, each
+// time c delivers, until ctx ends.
+func onUI[T any](ctx context.Context, d *dashboard, c <-chan T, f func()) {
+	d.helpers.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c:
+				d.app.QueueUpdateDraw(f)
+			}
+		}
+	})
 }
 
 // stop ends the dashboard from any goroutine, any number of times. The

@@ -167,14 +167,10 @@ func (t *Table) scanPID(rootfd, pid int) error {
 	name := strconv.Itoa(pid)
 	dir := name + "/fd"
 	dirfd, err := unix.Openat(rootfd, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	switch {
-	case err == nil:
-	case vanished(err):
-		return nil
-	case denied(err):
-		t.denied++
-		return nil
-	default:
+	if err != nil {
+		if t.expected(err) {
+			return nil
+		}
 		return fmt.Errorf("opening %s: %w", filepath.Join(t.root, dir), err)
 	}
 	defer unix.Close(dirfd)
@@ -210,14 +206,10 @@ func (t *Table) scanPID(rootfd, pid int) error {
 		}
 		t.owners[inode] = Process{PID: pid, Command: comm}
 	})
-	switch {
-	case err == nil:
-	case vanished(err):
-		return nil
-	case denied(err):
-		t.denied++
-		return nil
-	default:
+	if err != nil {
+		if t.expected(err) {
+			return nil
+		}
 		return fmt.Errorf("reading %s: %w", filepath.Join(t.root, dir), err)
 	}
 	if commErr != nil && !gone {
@@ -343,6 +335,19 @@ func parsePID(b []byte) (int, bool) {
 }
 
 // vanished reports errors meaning the process exited while we looked.
+// expected reports whether a scan should pass over err: the process
+// exited, or it is another user's (counted, for the notice).
+func (t *Table) expected(err error) bool {
+	switch {
+	case vanished(err):
+		return true
+	case denied(err):
+		t.denied++
+		return true
+	}
+	return false
+}
+
 func vanished(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH)
 }

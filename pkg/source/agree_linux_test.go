@@ -67,7 +67,7 @@ func cookies(t *testing.T, k *Kernel) []uint64 {
 	t.Helper()
 	snap, err := k.Snapshot()
 	if err != nil {
-		t.Fatalf("snapshot for %q: %v", k.prog, err)
+		t.Fatalf("snapshot for %q: %v", k.prog.Load(), err)
 	}
 	var out []uint64
 	for _, s := range snap.Sockets {

@@ -40,10 +40,9 @@ type Kernel struct {
 	// Notice says what is missing when sock_diag is not used; "" else.
 	Notice string
 	k      *kstat.Reader
-	prog   *filter.Program
-	// match is prog for the goroutine of Destroys, which marks the
-	// announcements the filter matches.
-	match atomic.Pointer[filter.Program]
+	// prog is the filter. The goroutine of Destroys reads it too, to mark
+	// the announcements the filter matches.
+	prog  atomic.Pointer[filter.Program]
 	req   sockdiag.Request
 	opt   Options
 	now   func() time.Time
@@ -94,8 +93,7 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 
 // SetProgram changes the filter for the next snapshots.
 func (k *Kernel) SetProgram(prog *filter.Program) {
-	k.prog = prog
-	k.match.Store(prog)
+	k.prog.Store(prog)
 	k.req = sockdiag.Request{Families: prog.Families, States: prog.States, Bytecode: prog.Bytecode}
 	if k.opt.Info {
 		k.req.Ext = sockdiag.ExtInfo
@@ -105,7 +103,7 @@ func (k *Kernel) SetProgram(prog *filter.Program) {
 // SetInfo asks for tcp_info (the costly extension) or stops asking.
 func (k *Kernel) SetInfo(on bool) {
 	k.opt.Info = on
-	k.SetProgram(k.prog)
+	k.SetProgram(k.prog.Load())
 }
 
 // Close releases the kernel socket and files.
@@ -148,7 +146,8 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 			}
 		}
 	}
-	if len(k.prog.Families) == 0 || k.prog.States == 0 {
+	prog := k.prog.Load()
+	if len(prog.Families) == 0 || prog.States == 0 {
 		return snap, nil // the filter can match nothing: no need to ask
 	}
 	// A recycled slice, or one allocation of about the right size instead
@@ -176,10 +175,10 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 		return nil, fmt.Errorf("reading the socket table: %w", err)
 	}
 	k.last = len(snap.Sockets)
-	if k.prog.Residual || k.p != nil { // /proc has no kernel-side filter
+	if prog.Residual || k.p != nil { // /proc has no kernel-side filter
 		keep := snap.Sockets[:0]
 		for i := range snap.Sockets {
-			if k.prog.Match(&snap.Sockets[i]) {
+			if prog.Match(&snap.Sockets[i]) {
 				keep = append(keep, snap.Sockets[i])
 			}
 		}
@@ -223,7 +222,7 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
 		}()
 		for ctx.Err() == nil {
 			err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
-				d := track.Destroy{Cookie: s.Cookie, At: at, Socket: *s, Matches: k.match.Load().Match(s)}
+				d := track.Destroy{Cookie: s.Cookie, At: at, Socket: *s, Matches: k.prog.Load().Match(s)}
 				select {
 				case out <- d:
 				case <-ctx.Done():

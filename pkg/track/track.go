@@ -207,7 +207,7 @@ func (t *Tracker) time(s stamp) time.Time {
 	if s == none {
 		return time.Time{}
 	}
-	return t.last.Add(time.Duration(s - t.stamp(t.last)))
+	return t.last.Add(time.Duration(s - t.lastS))
 }
 
 // maxHistory bounds the transitions kept per socket; a TCP connection
@@ -222,9 +222,10 @@ type Tracker struct {
 	recs    map[uint64]*record
 	// due holds the TIME_WAIT entries whose 60 s end before the next
 	// snapshot is likely: Expiring looks at these, not at every record.
-	due  []*record
-	last time.Time // the previous snapshot's time
-	prev time.Time // the one before it: when gone sockets were last seen
+	due   []*record
+	last  time.Time // the latest snapshot's time
+	lastS stamp     // and its stamp, the base of time
+	prev  time.Time // the one before it: when gone sockets were last seen
 	// fresh holds the addresses of the sockets first seen in this
 	// snapshot: a TIME_WAIT entry's successor on a reused port is one.
 	fresh map[[2]netip.AddrPort]struct{}
@@ -320,6 +321,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	dueWithin += 3 * time.Second
 	t.prev, t.last = t.last, now
 	nowS := t.stamp(now)
+	t.lastS = nowS
 	v := &View{Time: now, Snapshot: snap, Entries: t.entries(len(snap.Sockets))}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
