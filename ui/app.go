@@ -121,7 +121,8 @@ func newDashboard(cfg Config) *dashboard {
 
 func (d *dashboard) build() {
 	d.header = tview.NewTextView().SetDynamicColors(true).SetWrap(true).SetWordWrap(true)
-	d.table = tview.NewTable().SetSelectable(true, false).SetFixed(1, 0).SetContent(&content{d: d})
+	// Selectable once there is a row to select (reselect).
+	d.table = tview.NewTable().SetSelectable(false, false).SetFixed(1, 0).SetContent(&content{d: d})
 	d.table.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
 	d.table.SetSelectionChangedFunc(func(r, _ int) {
 		if r >= 1 && r-1 < len(d.m.rows) {
@@ -295,11 +296,18 @@ func (d *dashboard) front() string {
 }
 
 // reselect keeps the selection on the same socket across refreshes.
+//
+// A table with no data rows is made unselectable: tview's movement keys
+// search for a selectable cell and, with only the header left, that search
+// never ends (the UI goroutine spins and no key, not even q, gets through).
+// Unselectable, the same keys only scroll, which an empty table ignores.
 func (d *dashboard) reselect() {
 	if len(d.m.rows) == 0 {
-		d.table.Select(0, 0)
+		d.table.SetSelectable(false, false)
+		d.table.ScrollToBeginning()
 		return
 	}
+	d.table.SetSelectable(true, false)
 	i := d.m.index(d.selected)
 	if i < 0 {
 		r, _ := d.table.GetSelection()

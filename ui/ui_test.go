@@ -708,3 +708,73 @@ func TestQuitLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 }
+
+// quits asserts that q ends the dashboard: a UI goroutine stuck in a key
+// handler never would.
+func (h *harness) quits() {
+	h.t.Helper()
+	h.key('q')
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("dashboard ended with %v", err)
+		}
+		h.done <- nil // for the cleanup
+	case <-time.After(5 * time.Second):
+		h.t.Fatal("q did not quit: the UI goroutine is stuck")
+	}
+}
+
+// movementKeys are every key that moves the table's selection.
+var movementKeys = []struct {
+	name string
+	key  tcell.Key
+	r    rune
+}{
+	{"Down", tcell.KeyDown, 0}, {"Up", tcell.KeyUp, 0}, {"PgDn", tcell.KeyPgDn, 0},
+	{"PgUp", tcell.KeyPgUp, 0}, {"Home", tcell.KeyHome, 0}, {"End", tcell.KeyEnd, 0},
+	{"Ctrl-F", tcell.KeyCtrlF, 0}, {"Ctrl-B", tcell.KeyCtrlB, 0},
+	{"j", tcell.KeyRune, 'j'}, {"k", tcell.KeyRune, 'k'}, {"g", tcell.KeyRune, 'g'},
+	{"G", tcell.KeyRune, 'G'}, {"Left", tcell.KeyLeft, 0}, {"Right", tcell.KeyRight, 0},
+	{"h", tcell.KeyRune, 'h'}, {"Enter", tcell.KeyEnter, 0},
+}
+
+func (h *harness) press(k tcell.Key, r rune) {
+	if k == tcell.KeyRune {
+		h.key(r)
+		return
+	}
+	h.special(k)
+}
+
+// An empty table (nothing on the port yet, or every row hidden by the
+// toggles) takes every movement key and still quits.
+func TestMovementOnEmptyTable(t *testing.T) {
+	for _, mk := range movementKeys {
+		t.Run("nothing/"+mk.name, func(t *testing.T) {
+			h := start(t, 80, 24, Config{Filter: ":9000"}, nil)
+			h.poll()
+			h.waitText("shown 0 / matched 0")
+			for range 3 {
+				h.press(mk.key, mk.r)
+			}
+			h.quits()
+		})
+		t.Run("hidden/"+mk.name, func(t *testing.T) {
+			// No listener: showing only LISTEN hides every row.
+			h := start(t, 80, 24, Config{}, seedTable()[1:])
+			h.waitText("TIME_WAIT 2")
+			// Move down first, so the selection sits on a row that the
+			// toggle then takes away.
+			for range 4 {
+				h.special(tcell.KeyDown)
+			}
+			h.key('l')
+			h.waitText("shown 0 / matched 7")
+			for range 3 {
+				h.press(mk.key, mk.r)
+			}
+			h.quits()
+		})
+	}
+}

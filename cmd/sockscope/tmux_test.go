@@ -157,3 +157,32 @@ func TestIntegrationDashboardSIGTERM(t *testing.T) {
 	tm.send("echo status=$?", "Enter")
 	tm.waitFor("the exit status", func(s string) bool { return strings.Contains(s, "\nstatus=0") })
 }
+
+// An empty table takes every movement key: the real binary, nothing on
+// port 9000 yet, at the smallest supported terminal. Each key is sent a
+// few times, then q must bring the shell back with status 0.
+func TestIntegrationDashboardEmptyTableKeysInTmux(t *testing.T) {
+	ns := nstest.New(t)
+	tm := newTmux(t, 80, 24)
+	tm.waitFor("the shell prompt", func(s string) bool { return strings.Contains(s, "$") })
+	tm.send(fmt.Sprintf("ip netns exec %s %s :9000", ns.Name, binary), "Enter")
+	tm.waitFor("an empty dashboard", func(s string) bool { return strings.Contains(s, "shown 0 / matched 0") })
+	// tmux key names for Down, Up, PgDn, PgUp, Home, End, Left, Right,
+	// Ctrl-F, Ctrl-B, and the letter keys tview moves with.
+	for _, k := range []string{"Down", "Up", "NPage", "PPage", "Home", "End", "Left", "Right",
+		"C-f", "C-b", "j", "k", "g", "G", "h", "Enter"} {
+		for range 3 {
+			tm.send(k)
+		}
+	}
+	// l shows only LISTEN, of which there is none: still empty.
+	tm.send("l")
+	tm.waitFor("the LISTEN toggle", func(s string) bool { return strings.Contains(s, "only LISTEN") })
+	tm.send("Down", "Up", "NPage", "PPage", "j", "k")
+	tm.send("q")
+	tm.waitFor("the shell back", func(s string) bool {
+		return !strings.Contains(s, "shown 0") && strings.HasSuffix(strings.TrimRight(s, "\n "), "$")
+	})
+	tm.send("echo exit=$?", "Enter")
+	tm.waitFor("exit=0", func(s string) bool { return strings.Contains(s, "\nexit=0") })
+}
