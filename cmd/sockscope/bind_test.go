@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"golang.org/x/sys/unix"
 )

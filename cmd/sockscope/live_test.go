@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 )
 
 // startBinary runs sockscope in the background; stdout lines arrive on the

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"golang.org/x/sys/unix"
 )
 

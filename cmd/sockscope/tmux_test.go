@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 )
 
 // tmux drives a real terminal: a private server socket, one session running

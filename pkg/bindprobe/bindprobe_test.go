@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"golang.org/x/sys/unix"
 )
 

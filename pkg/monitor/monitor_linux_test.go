@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/source"
 	"golang.org/x/sys/unix"

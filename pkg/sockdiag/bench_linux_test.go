@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"

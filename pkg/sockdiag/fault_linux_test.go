@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"golang.org/x/sys/unix"
 )

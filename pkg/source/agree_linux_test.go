@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/internal/nstest"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/filter"
 	"golang.org/x/sys/unix"
 )
