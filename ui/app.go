@@ -29,7 +29,7 @@ type Config struct {
 	Interval time.Duration
 	Netns    string
 	// Destroys, when not nil, carries the kernel's destroy events.
-	Destroys <-chan track.Destroy
+	Destroys <-chan sock.Destroy
 	// TimeWait reads the kernel's TIME_WAIT settings and counters for the
 	// w panel; nil when unavailable.
 	TimeWait func() (twstat.Context, error)
@@ -70,7 +70,7 @@ type dashboard struct {
 	m          *model
 	mon        *monitor.Monitor
 	box        *mailbox
-	selected   uint64
+	selected   track.Key
 	procs      bool
 	interval   time.Duration
 	filterText string
@@ -126,7 +126,7 @@ func (d *dashboard) build() {
 	d.table.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
 	d.table.SetSelectionChangedFunc(func(r, _ int) {
 		if r >= 1 && r-1 < len(d.m.rows) {
-			d.selected = d.m.entry(d.m.rows[r-1]).Cookie
+			d.selected = track.KeyOf(&d.m.entry(d.m.rows[r-1]).Socket)
 		}
 	})
 	d.status = tview.NewTextView().SetDynamicColors(true).SetWrap(false)
@@ -314,7 +314,7 @@ func (d *dashboard) reselect() {
 		i = min(max(r-1, 0), len(d.m.rows)-1)
 	}
 	d.table.Select(i+1, 0)
-	d.selected = d.m.entry(d.m.rows[i]).Cookie
+	d.selected = track.KeyOf(&d.m.entry(d.m.rows[i]).Socket)
 }
 
 func (d *dashboard) detailOpen() bool {

@@ -58,7 +58,7 @@ type model struct {
 	frame    *monitor.Frame // the last frame with sockets (errors keep it)
 	lastErr  error
 	start    time.Time // the first frame's time: sockets seen then predate us
-	lingered map[uint64]row
+	lingered map[track.Key]row
 	gone     []row          // lingered, in a slice rows can point into
 	shown    *monitor.Frame // the frame rows point into (older while paused)
 	// rows are the visible rows in order: an index into frame.Entries, or
@@ -90,7 +90,7 @@ var rateCounters = []string{"OutRsts", "ListenOverflows", "TCPTimeWaitOverflow"}
 
 const sparkLen = 60
 
-func newModel() *model { return &model{lingered: map[uint64]row{}, tw: twstat.New()} }
+func newModel() *model { return &model{lingered: map[track.Key]row{}, tw: twstat.New()} }
 
 // apply folds a frame in. While paused, counts and sparklines still
 // follow the kernel but the rows stay as they were.
@@ -111,7 +111,7 @@ func (m *model) apply(f *monitor.Frame) {
 	}
 	if len(m.lingered) > 0 {
 		for i := range f.Entries {
-			delete(m.lingered, f.Entries[i].Cookie)
+			delete(m.lingered, track.KeyOf(&f.Entries[i].Socket))
 		}
 	}
 	if f.TimeWait != nil {
@@ -131,7 +131,7 @@ func (m *model) apply(f *monitor.Frame) {
 		m.tw.Add(f.Events)
 		// The tracker reports as gone only what this frame lacks.
 		for _, e := range f.Gone {
-			m.lingered[e.Cookie] = row{Entry: e, gone: true, goneAt: f.Time}
+			m.lingered[track.KeyOf(&e.Socket)] = row{Entry: e, gone: true, goneAt: f.Time}
 		}
 	}
 	m.counts = [16]int{}
@@ -287,9 +287,9 @@ func (m *model) togglePause(now time.Time) {
 }
 
 // index returns the row of a socket, -1 when it is not shown.
-func (m *model) index(cookie uint64) int {
+func (m *model) index(k track.Key) int {
 	for i, ref := range m.rows {
-		if m.entry(ref).Cookie == cookie {
+		if track.KeyOf(&m.entry(ref).Socket) == k {
 			return i
 		}
 	}

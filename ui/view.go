@@ -252,14 +252,14 @@ func (d *dashboard) openDetail() {
 		return
 	}
 	d.pages.ShowPage("detail")
-	cookie := d.selected
-	d.do(func() { d.mon.SetDetail(cookie) })
+	k := d.selected
+	d.do(func() { d.mon.SetDetail(k) })
 	d.refreshDetail()
 }
 
 func (d *dashboard) closeDetail() {
 	d.pages.HidePage("detail")
-	d.do(func() { d.mon.SetDetail(0) })
+	d.do(func() { d.mon.SetDetail(track.Key{}) })
 }
 
 // refreshDetail shows every field of the selected socket, its tcp_info when
@@ -306,7 +306,7 @@ func (d *dashboard) refreshDetail() {
 	line("cookie", fmt.Sprintf("%#x", r.Cookie))
 	// The row's tcp_info index is into the frame the row came from (older
 	// than the latest while paused).
-	if f := d.m.shown; f != nil && !r.gone && f.Detail == r.Cookie && r.Info >= 0 && int(r.Info) < len(f.Infos) {
+	if f := d.m.shown; f != nil && !r.gone && f.Detail == track.KeyOf(&r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
 		ti := f.Infos[r.Info]
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
 		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
@@ -318,7 +318,7 @@ func (d *dashboard) refreshDetail() {
 	}
 	b.WriteString("\n [yellow]history[-]\n")
 	var hist []track.Transition
-	if f := d.m.frame; f != nil && f.Detail == r.Cookie {
+	if f := d.m.frame; f != nil && f.Detail == track.KeyOf(&r.Socket) {
 		hist = f.History
 	}
 	firstState := r.State

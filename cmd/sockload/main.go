@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/kstat"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -131,7 +132,11 @@ func run(ctx context.Context, ns string, established, timewait, closewait, port9
 	if err := start("timewait", timewait, 19000); err != nil {
 		return err
 	}
-	k, err := kstat.Open("/run/netns/" + ns)
+	target, err := netns.Resolve(ns)
+	if err != nil {
+		return err
+	}
+	k, err := kstat.Open(target)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"io"
 	"net/netip"
 	"os"
@@ -15,7 +16,6 @@ import (
 	"github.com/sockscope/sockscope/pkg/diagnose"
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/procs"
-	"github.com/sockscope/sockscope/pkg/sockdiag"
 	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/spf13/pflag"
@@ -115,21 +115,21 @@ func runBind(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	nsPath := ""
-	if netnsArg != "" {
-		nsPath = sockdiag.ResolveNetns(netnsArg)
+	ns, err := netns.Resolve(netnsArg)
+	if err != nil {
+		return err
 	}
 	// The sockets on the port, whatever their address: the report decides
 	// which of them stand in the way.
 	e, _ := filter.Parse([]string{fmt.Sprintf("sport = :%d", addr.Port())})
-	src, err := source.Open(filter.Compile(e, filter.Options{}), source.Options{Netns: netnsArg})
+	src, err := source.Open(filter.Compile(e, filter.Options{}), source.Options{Netns: ns})
 	if err != nil {
 		return err
 	}
 	defer src.Close()
 	tracker := track.New(procs.New("/proc").Lookup)
 	check := func() (*diagnose.Report, error) {
-		res, err := bindprobe.Probe(nsPath, addr)
+		res, err := bindprobe.Probe(ns, addr)
 		if err != nil {
 			return nil, err
 		}

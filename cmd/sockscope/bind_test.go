@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/kstat"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -184,7 +184,7 @@ func TestIntegrationDemoLinger0(t *testing.T) {
 	}{{"--linger0", 0, 2}, {"--reuseaddr", 2, 0}} {
 		t.Run(tc.flag, func(t *testing.T) {
 			ns := nstest.New(t)
-			k, err := kstat.Open(ns.Path())
+			k, err := kstat.Open(ns.NS(t))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -68,7 +68,7 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 		Filter:    text,
 		Fixed:     fixed,
 		Interval:  interval,
-		Netns:     c.netns,
+		Netns:     c.ns.Label(),
 		Destroys:  destroys,
 		Notice:    src.Notice,
 		TimeWait:  kb.context,

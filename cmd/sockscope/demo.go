@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"io"
 	"net/netip"
 	"os"
 	"time"
 
-	"github.com/sockscope/sockscope/internal/nsrun"
 	"github.com/sockscope/sockscope/pkg/diagnose"
-	"github.com/sockscope/sockscope/pkg/sockdiag"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
@@ -102,13 +101,11 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 // inNetns runs f inside the namespace arg names ("" for the caller's);
 // sockets f creates stay there.
 func inNetns(arg string, f func() error) error {
-	if arg == "" {
-		return f()
-	}
-	if err := sockdiag.CheckNetns(arg); err != nil {
+	ns, err := netns.Resolve(arg)
+	if err != nil {
 		return err
 	}
-	return nsrun.Run(sockdiag.ResolveNetns(arg), f)
+	return ns.Run(f)
 }
 
 func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {

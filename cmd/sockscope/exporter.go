@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"io"
 	"net"
 	"net/http"
@@ -17,8 +18,8 @@ import (
 	"github.com/sockscope/sockscope/pkg/exporter"
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/source"
-	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/spf13/pflag"
 )
 
@@ -83,18 +84,31 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return usagef("bad filter %q: %v", strings.Join(spec.Args, " "), err)
 	}
 	seen := map[string]bool{}
-	for _, ns := range netnsArgs {
-		if seen[ns] {
-			return usagef("exporter: namespace %q given twice: its series would collide", ns)
+	for _, arg := range netnsArgs {
+		if seen[arg] {
+			return usagef("exporter: namespace %q given twice: its series would collide", arg)
 		}
-		seen[ns] = true
+		seen[arg] = true
+	}
+	var namespaces []netns.NS
+	byInode := map[uint64]string{}
+	for _, arg := range netnsArgs {
+		ns, err := netns.Resolve(arg)
+		if err != nil {
+			return err
+		}
+		if other, dup := byInode[ns.Inode]; dup {
+			return usagef("exporter: namespaces %q and %q are the same one, given twice: their series would double", other, arg)
+		}
+		byInode[ns.Inode] = arg
+		namespaces = append(namespaces, ns)
 	}
 	prog := filter.Compile(e, filter.Options{})
-	if len(netnsArgs) == 0 {
-		netnsArgs = []string{""}
+	if len(namespaces) == 0 {
+		namespaces = []netns.NS{{}}
 	}
 	var targets []exporter.Target
-	for _, ns := range netnsArgs {
+	for _, ns := range namespaces {
 		src, err := source.Open(prog, source.Options{Netns: ns})
 		if err != nil {
 			return err
@@ -113,8 +127,8 @@ func runExporter(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		// The tracker's monitors own sources of their own: scrapes never
 		// share a source with them.
 		var srcs []monitor.Source
-		var destroys []<-chan track.Destroy
-		for _, ns := range netnsArgs {
+		var destroys []<-chan sock.Destroy
+		for _, ns := range namespaces {
 			src, err := source.Open(prog, source.Options{Netns: ns})
 			if err != nil {
 				return err

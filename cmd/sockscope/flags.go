@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/spf13/pflag"
 )
@@ -22,6 +23,7 @@ var errHelp = errors.New("help shown")
 type common struct {
 	spec      filter.Spec
 	netns     string
+	ns        netns.NS // netns, resolved by parse
 	processes bool
 	noHeader  bool
 	json      bool
@@ -50,7 +52,7 @@ func (c *common) register(fs *pflag.FlagSet) {
 
 // sourceOptions are the source's options for these flags.
 func (c *common) sourceOptions() source.Options {
-	return source.Options{Netns: c.netns, Procfs: c.procfs}
+	return source.Options{Netns: c.ns, Procfs: c.procfs}
 }
 
 // registerOutput adds the flags of the one-shot outputs.
@@ -87,6 +89,9 @@ func (c *common) parse(fs *pflag.FlagSet, args []string, help string, stdout io.
 		return nil, usagef("bad filter %q: %v", strings.Join(c.spec.Args, " "), err)
 	}
 	c.expr = e
+	if c.ns, err = netns.Resolve(c.netns); err != nil {
+		return nil, err
+	}
 	return filter.Compile(e, filter.Options{}), nil
 }
 

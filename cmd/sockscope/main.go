@@ -19,7 +19,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sockscope/sockscope/pkg/sockdiag"
+	"github.com/sockscope/sockscope/pkg/netns"
 )
 
 func main() {
@@ -96,7 +96,7 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "sockscope: %v\n", err)
 	var ue *usageError
-	var ne *sockdiag.NetnsError
+	var ne *netns.Error
 	if errors.As(err, &ue) || errors.As(err, &ne) {
 		return 2
 	}

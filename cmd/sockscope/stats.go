@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"io"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/kstat"
-	"github.com/sockscope/sockscope/pkg/sockdiag"
 	"github.com/spf13/pflag"
 )
 
@@ -58,15 +58,11 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 	if dur > 0 && interval == 0 {
 		return usagef("stats: --for %v needs -i: without it stats reads the counters once", dur)
 	}
-	path := ""
-	if netnsArg != "" {
-		// A name that is no namespace is bad input, as in every mode.
-		if err := sockdiag.CheckNetns(netnsArg); err != nil {
-			return err
-		}
-		path = sockdiag.ResolveNetns(netnsArg)
+	ns, err := netns.Resolve(netnsArg)
+	if err != nil {
+		return err
 	}
-	r, err := kstat.Open(path)
+	r, err := kstat.Open(ns)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/render"
+	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/spf13/pflag"
@@ -29,7 +30,7 @@ the watch. Runs until Ctrl-C or --for.`
 // events for the namespace the flags name.
 type live struct {
 	src      *source.Kernel
-	destroys <-chan track.Destroy
+	destroys <-chan sock.Destroy
 	lookup   track.Lookup
 }
 

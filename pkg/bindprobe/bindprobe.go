@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/sockscope/sockscope/internal/nsrun"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,9 +34,9 @@ type Result [3]error
 // Bindable reports whether a plain bind succeeds.
 func (r Result) Bindable() bool { return r[Plain] == nil }
 
-// Probe tries the three binds of ap in the namespace at nsPath ("" for the
-// caller's).
-func Probe(nsPath string, ap netip.AddrPort) (Result, error) {
+// Probe tries the three binds of ap in the namespace ns (the zero NS is
+// the caller's).
+func Probe(ns netns.NS, ap netip.AddrPort) (Result, error) {
 	var res Result
 	try := func() error {
 		for w := Plain; w <= ReusePort; w++ {
@@ -49,7 +49,7 @@ func Probe(nsPath string, ap netip.AddrPort) (Result, error) {
 		}
 		return nil
 	}
-	return res, nsrun.Run(nsPath, try)
+	return res, ns.Run(try)
 }
 
 // tryBind returns the errno of bind(), or an error of another kind when

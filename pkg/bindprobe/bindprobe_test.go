@@ -2,6 +2,7 @@ package bindprobe
 
 import (
 	"errors"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"net/netip"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestIntegrationProbe(t *testing.T) {
 		{"[::1]:9000", nil, nil},
 		{"10.9.9.9:9000", unix.EADDRNOTAVAIL, unix.EADDRNOTAVAIL}, // no such address here
 	} {
-		res, err := Probe(ns.Path(), netip.MustParseAddrPort(tc.addr))
+		res, err := Probe(ns.NS(t), netip.MustParseAddrPort(tc.addr))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.addr, err)
 		}
@@ -35,7 +36,7 @@ func TestIntegrationProbe(t *testing.T) {
 	}
 	// The probe runs in the namespace: in the caller's, 127.0.0.1:9000 is
 	// (normally) free.
-	if _, err := Probe("/nonexistent", netip.MustParseAddrPort("127.0.0.1:9000")); err == nil {
+	if _, err := Probe(netns.NS{Arg: "/nonexistent", Path: "/nonexistent"}, netip.MustParseAddrPort("127.0.0.1:9000")); err == nil {
 		t.Error("a namespace path that does not exist was accepted")
 	}
 }

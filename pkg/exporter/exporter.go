@@ -16,6 +16,7 @@ package exporter
 
 import (
 	"context"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"strconv"
 	"sync"
 	"time"
@@ -35,7 +36,7 @@ type Snapshotter interface {
 
 // Target is one network namespace to export.
 type Target struct {
-	Netns    string // the netns label; "" for the exporter's own
+	Netns    netns.NS // its Label is the netns label: "" for the exporter's own
 	Source   Snapshotter
 	Counters func() (map[string]int64, error) // the kernel's TCP counters; nil: none
 }
@@ -135,18 +136,18 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, e.version)
 	for i, t := range e.targets {
 		r := &res[i]
-		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, r.took.Seconds(), t.Netns)
+		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, r.took.Seconds(), t.Netns.Label())
 		ok := 1.0
 		if r.err != nil {
 			ok = 0
 		}
-		ch <- prometheus.MustNewConstMetric(descSuccess, prometheus.GaugeValue, ok, t.Netns)
+		ch <- prometheus.MustNewConstMetric(descSuccess, prometheus.GaugeValue, ok, t.Netns.Label())
 		if r.err == nil {
-			e.collectSockets(ch, t.Netns, r)
+			e.collectSockets(ch, t.Netns.Label(), r)
 		}
 		for _, name := range counterNames {
 			if v, found := r.counters[name]; found {
-				ch <- prometheus.MustNewConstMetric(descCounter, prometheus.CounterValue, float64(v), t.Netns, name)
+				ch <- prometheus.MustNewConstMetric(descCounter, prometheus.CounterValue, float64(v), t.Netns.Label(), name)
 			}
 		}
 	}
@@ -257,10 +258,10 @@ type tracked struct {
 // monitor owns its source), in the same order. The returned wait blocks
 // until every monitor has stopped: call it after ctx ends and before the
 // sources close.
-func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys []<-chan track.Destroy, interval time.Duration) (wait func()) {
+func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys []<-chan sock.Destroy, interval time.Duration) (wait func()) {
 	var wg sync.WaitGroup
 	for i, src := range sources {
-		tr := &tracked{netns: e.targets[i].Netns, transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
+		tr := &tracked{netns: e.targets[i].Netns.Label(), transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
 		for _, b := range lifetimeBuckets {
 			tr.buckets[b] = 0
 		}
@@ -268,7 +269,7 @@ func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys
 		e.tracked = append(e.tracked, tr)
 		e.mu.Unlock()
 		m := monitor.New(src, monitor.Options{Interval: interval}, tr.frame)
-		var d <-chan track.Destroy
+		var d <-chan sock.Destroy
 		if i < len(destroys) {
 			d = destroys[i]
 		}

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"net/netip"
 	"strings"
 	"sync"
@@ -62,7 +63,7 @@ func table() []sock.Socket {
 
 func TestMetrics(t *testing.T) {
 	src := &scripted{socks: table()}
-	e := New([]Target{{Netns: "web", Source: src, Counters: func() (map[string]int64, error) {
+	e := New([]Target{{Netns: netns.NS{Arg: "web", Path: "/run/netns/web"}, Source: src, Counters: func() (map[string]int64, error) {
 		return map[string]int64{"OutRsts": 7, "TCPTimeWaitOverflow": 0, "NotExported": 1}, nil
 	}}}, Options{Ports: []uint16{9000}, Version: "test"})
 
@@ -159,7 +160,7 @@ func TestConcurrentScrapesShareOneDump(t *testing.T) {
 
 func TestFailedDump(t *testing.T) {
 	src := &scripted{fail: context.DeadlineExceeded}
-	e := New([]Target{{Netns: "x", Source: src}}, Options{})
+	e := New([]Target{{Netns: netns.NS{Arg: "x", Path: "/run/netns/x"}, Source: src}}, Options{})
 	want := `
 # HELP sockscope_scrape_success 1 when the last dump of the namespace succeeded.
 # TYPE sockscope_scrape_success gauge
@@ -175,7 +176,7 @@ sockscope_scrape_success{netns="x"} 0
 
 func TestSeveralNamespaces(t *testing.T) {
 	a, b := &scripted{socks: table()}, &scripted{socks: table()[:1]}
-	e := New([]Target{{Netns: "a", Source: a}, {Netns: "b", Source: b}}, Options{})
+	e := New([]Target{{Netns: netns.NS{Arg: "a", Path: "/run/netns/a"}, Source: a}, {Netns: netns.NS{Arg: "b", Path: "/run/netns/b"}, Source: b}}, Options{})
 	want := `
 # HELP sockscope_scrape_success 1 when the last dump of the namespace succeeded.
 # TYPE sockscope_scrape_success gauge

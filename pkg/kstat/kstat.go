@@ -17,7 +17,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sockscope/sockscope/internal/nsrun"
+	"github.com/sockscope/sockscope/pkg/netns"
 )
 
 // Files a Reader keeps open, by name.
@@ -37,9 +37,8 @@ type Reader struct {
 	buf   []byte
 }
 
-// Open opens the files of the namespace ns: "" for the caller's, else a
-// path to a namespace file (/run/netns/NAME, /proc/PID/ns/net).
-func Open(ns string) (*Reader, error) {
+// Open opens the files of the namespace ns (the zero NS is the caller's).
+func Open(ns netns.NS) (*Reader, error) {
 	r := &Reader{files: map[string]*os.File{}, buf: make([]byte, 16<<10)}
 	open := func() error {
 		for name, p := range paths {
@@ -55,7 +54,7 @@ func Open(ns string) (*Reader, error) {
 		}
 		return nil
 	}
-	if err := nsrun.Run(ns, open); err != nil {
+	if err := ns.Run(open); err != nil {
 		return nil, err
 	}
 	return r, nil

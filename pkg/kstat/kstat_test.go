@@ -1,6 +1,7 @@
 package kstat
 
 import (
+	"github.com/sockscope/sockscope/pkg/netns"
 	"os/exec"
 	"testing"
 	"time"
@@ -30,12 +31,12 @@ func TestIntegrationNamespaceFiles(t *testing.T) {
 		t.Fatalf("sysctl: %v %s", err, out)
 	}
 	nstest.RunSeed(t, ns, nstest.SeedOptions{})
-	r, err := Open(ns.Path())
+	r, err := Open(ns.NS(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	here, err := Open("")
+	here, err := Open(netns.NS{})
 	if err != nil {
 		t.Fatal(err)
 	}

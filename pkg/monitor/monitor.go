@@ -43,7 +43,7 @@ type Frame struct {
 	// sockets and gone events are about the filter, not the kernel's table.
 	Refiltered bool
 	// Detail and History describe the socket being inspected, if any.
-	Detail  uint64
+	Detail  track.Key
 	History []track.Transition
 	// TimeWait is the kernel's TIME_WAIT context, read while someone looks
 	// at it (SetTimeWaitContext).
@@ -118,7 +118,7 @@ type Monitor struct {
 	tracker    *track.Tracker
 	lookup     track.Lookup
 	interval   time.Duration
-	detail     uint64
+	detail     track.Key
 	refiltered bool
 	now        func() time.Time
 	cmds       chan func()
@@ -170,7 +170,7 @@ func (m *Monitor) Cmds() chan<- func() { return m.cmds }
 // Run polls until ctx ends: on every tick of tick, or of an interval
 // ticker when tick is nil. Destroy events from destroys (which may be nil)
 // date the changes of the next poll.
-func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-chan track.Destroy) (err error) {
+func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-chan sock.Destroy) (err error) {
 	defer func() {
 		// A panic here would leave a dashboard's terminal in raw mode:
 		// report it as an error so the front end can shut down cleanly.
@@ -207,7 +207,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 			for i := range min(len(expiring), maxProbes) {
 				alive, err := prober.Alive(&expiring[i])
 				if err == nil {
-					m.tracker.Probed(expiring[i].Cookie, now, alive)
+					m.tracker.Probed(track.KeyOf(&expiring[i]), now, alive)
 				}
 			}
 		case d, ok := <-destroys:
@@ -227,7 +227,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 
 // drain hands the tracker every announcement already waiting, and returns
 // nil once the channel is closed.
-func (m *Monitor) drain(destroys <-chan track.Destroy) <-chan track.Destroy {
+func (m *Monitor) drain(destroys <-chan sock.Destroy) <-chan sock.Destroy {
 	for {
 		select {
 		case d, ok := <-destroys:
@@ -259,7 +259,7 @@ func (m *Monitor) Poll() {
 		r.Recycle(snap) // entries are copies; nothing points into the snapshot
 	}
 	m.refiltered = false
-	if m.detail != 0 {
+	if m.detail != (track.Key{}) {
 		f.History = m.tracker.History(m.detail)
 	}
 	if m.counters != nil {
@@ -310,10 +310,10 @@ func (m *Monitor) SetProcesses(on bool) {
 	}
 }
 
-// SetDetail starts (cookie != 0) or stops inspecting a socket: tcp_info is
-// asked for only while someone looks at it.
-func (m *Monitor) SetDetail(cookie uint64) {
-	m.detail = cookie
-	m.src.SetInfo(cookie != 0)
+// SetDetail starts (a key) or stops (the zero Key) inspecting a socket:
+// tcp_info is asked for only while someone looks at it.
+func (m *Monitor) SetDetail(k track.Key) {
+	m.detail = k
+	m.src.SetInfo(k != (track.Key{}))
 	m.Poll()
 }

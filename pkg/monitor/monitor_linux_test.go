@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/source"
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +17,7 @@ import (
 // sockets are dropped, so its size returns to the live count.
 func TestIntegrationTrackerBoundedUnderChurn(t *testing.T) {
 	ns := nstest.New(t)
-	src, err := source.Open(filter.Compile(nil, filter.Options{}), source.Options{Netns: ns.Name})
+	src, err := source.Open(filter.Compile(nil, filter.Options{}), source.Options{Netns: ns.NS(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

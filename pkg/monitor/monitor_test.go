@@ -44,13 +44,13 @@ func TestDestroysBeforeThePoll(t *testing.T) {
 		frames := make(chan *Frame, 4)
 		m := New(src, Options{Now: func() time.Time { return t0 }}, func(f *Frame) { frames <- f })
 		tick := make(chan time.Time)
-		destroys := make(chan track.Destroy, 1)
+		destroys := make(chan sock.Destroy, 1)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- m.Run(ctx, tick, destroys) }()
 		<-frames // the first poll shows the CLOSE_WAIT socket
 		closed := t0.Add(1500 * time.Millisecond)
-		destroys <- track.Destroy{Cookie: 7, At: closed}
+		destroys <- sock.Destroy{Cookie: 7, At: closed}
 		tick <- time.Time{}
 		f := <-frames
 		cancel()

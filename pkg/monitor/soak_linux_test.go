@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/exporter"
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/source"
 	"golang.org/x/sys/unix"
 )
@@ -66,7 +66,7 @@ func TestIntegrationSoak(t *testing.T) {
 	}()
 
 	all := filter.Compile(nil, filter.Options{})
-	src, err := source.Open(all, source.Options{Netns: ns.Name, Totals: true})
+	src, err := source.Open(all, source.Options{Netns: ns.NS(t), Totals: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +88,13 @@ func TestIntegrationSoak(t *testing.T) {
 	wg.Add(1)
 	go func() { defer wg.Done(); m.Run(ctx, nil, destroys) }()
 
-	expSrc, err := source.Open(all, source.Options{Netns: ns.Name})
+	expSrc, err := source.Open(all, source.Options{Netns: ns.NS(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer expSrc.Close()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(exporter.New([]exporter.Target{{Netns: ns.Name, Source: expSrc}}, exporter.Options{Ports: []uint16{9000}}))
+	reg.MustRegister(exporter.New([]exporter.Target{{Netns: ns.NS(t), Source: expSrc}}, exporter.Options{Ports: []uint16{9000}}))
 	scrapes := 0
 	wg.Add(1)
 	go func() { // Prometheus, scraping twice a second

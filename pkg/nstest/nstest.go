@@ -7,6 +7,7 @@
 package nstest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	sns "github.com/sockscope/sockscope/pkg/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -30,7 +32,13 @@ var counter atomic.Int64
 // deletes it when the test ends.
 func New(t testing.TB) *NS {
 	t.Helper()
-	name := fmt.Sprintf("sockscope-test-%d-%d", os.Getpid(), counter.Add(1))
+	return Named(t, fmt.Sprintf("sockscope-test-%d-%d", os.Getpid(), counter.Add(1)))
+}
+
+// Named is New with a name the test chooses; the namespace is deleted when
+// the test ends unless the test deleted it already.
+func Named(t testing.TB, name string) *NS {
+	t.Helper()
 	h, err := create(name)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -41,7 +49,7 @@ func New(t testing.TB) *NS {
 	ns := &NS{Name: name, h: h}
 	t.Cleanup(func() {
 		h.Close()
-		if err := netns.DeleteNamed(name); err != nil {
+		if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("deleting network namespace %s: %v", name, err)
 		}
 	})
@@ -98,3 +106,17 @@ func (n *NS) Do(f func() error) error {
 func (n *NS) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
 }
+
+// Resolve resolves a namespace argument (a name, a path, or "" for the
+// caller's) and fails the test when it names no namespace.
+func Resolve(t testing.TB, arg string) sns.NS {
+	t.Helper()
+	n, err := sns.Resolve(arg)
+	if err != nil {
+		t.Fatalf("resolving network namespace %q: %v", arg, err)
+	}
+	return n
+}
+
+// NS returns the namespace as the value the rest of sockscope takes.
+func (n *NS) NS(t testing.TB) sns.NS { return Resolve(t, n.Name) }

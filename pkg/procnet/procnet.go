@@ -18,7 +18,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/sockscope/sockscope/internal/nsrun"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/sock"
 )
 
@@ -29,21 +29,22 @@ type Reader struct {
 	buf    []byte
 }
 
-// Open opens the files of the namespace at nsPath ("" for the caller's).
-func Open(nsPath string) (*Reader, error) {
+// Open opens the files of the namespace ns (the zero NS is the caller's).
+func Open(ns netns.NS) (*Reader, error) {
 	r := &Reader{}
-	err := nsrun.Run(nsPath, func() error {
+	err := ns.Run(func() error {
 		var err error
 		if r.v4, err = os.Open("/proc/thread-self/net/tcp"); err != nil {
-			return err
+			return fmt.Errorf("opening /proc/net/tcp: %w", err)
 		}
 		if r.v6, err = os.Open("/proc/thread-self/net/tcp6"); err != nil {
 			r.v4.Close()
+			return fmt.Errorf("opening /proc/net/tcp6: %w", err)
 		}
-		return err
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening /proc/net/tcp: %w", err)
+		return nil, err
 	}
 	return r, nil
 }

@@ -176,6 +176,7 @@ type Socket struct {
 	UID     uint32
 	Inode   uint32 // 0 for TIME_WAIT and request sockets, which own no file
 	Info    int32  // index into Snapshot.Infos, -1 when tcp_info was not asked for
+	Netns   uint32 // inode of the network namespace the socket lives in
 	Family  Family
 	State   State
 	Timer   Timer
@@ -228,9 +229,21 @@ type TCPInfo struct {
 // filtering. Producers never modify a snapshot once it is handed on.
 type Snapshot struct {
 	Time    time.Time // when the dump started
-	Netns   string    // namespace name or path, "" for the caller's
 	Sockets []Socket
 	Infos   []TCPInfo
 	Dumped  int // sockets the kernel sent, before the user-space part of the filter
 	Total   int // TCP sockets in the namespace, matching or not; -1 when unknown
+}
+
+// Destroy is the kernel's word that a full socket was freed (the
+// sock_diag destroy multicast groups): for an active close, the moment it
+// turned into a TIME_WAIT entry.
+type Destroy struct {
+	Cookie uint64
+	At     time.Time
+	// Socket is the socket as announced (state CLOSE), and Matches says
+	// whether the filter matches it so: a socket no snapshot showed is
+	// reported only then.
+	Socket  Socket
+	Matches bool
 }

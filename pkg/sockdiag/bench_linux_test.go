@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	sns "github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/vishvananda/netlink"
@@ -24,7 +25,7 @@ func benchNetns(b *testing.B) string {
 
 // BenchmarkDump is a full dump, every state, both families, no tcp_info.
 func BenchmarkDump(b *testing.B) {
-	c, err := Open(benchNetns(b))
+	c, err := Open(nstest.Resolve(b, benchNetns(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func BenchmarkDump(b *testing.B) {
 // BenchmarkBareReceive sends the same requests and only receives the
 // replies: the floor a collector cannot go below.
 func BenchmarkBareReceive(b *testing.B) {
-	c, err := Open(benchNetns(b))
+	c, err := Open(nstest.Resolve(b, benchNetns(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func BenchmarkBareReceive(b *testing.B) {
 // BenchmarkNetlinkSocketDiagTCP is the netlink library's one-call dump, for
 // reference.
 func BenchmarkNetlinkSocketDiagTCP(b *testing.B) {
-	h, err := netns.GetFromPath(ResolveNetns(benchNetns(b)))
+	h, err := netns.GetFromPath(sns.PathOf(benchNetns(b)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,14 +3,12 @@ package sockdiag
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,11 +24,11 @@ const recvTimeout = 5 * time.Second
 // buffer and the de-duplication set are reused between dumps, so a Collector
 // is NOT safe for concurrent use: give each goroutine its own.
 type Collector struct {
-	sock  *nl.NetlinkSocket
-	netns string
-	seq   uint32
-	req   []byte
-	buf   []byte
+	sock *nl.NetlinkSocket
+	ns   uint32 // the namespace's inode, stamped on every socket
+	seq  uint32
+	req  []byte
+	buf  []byte
 	// Cookies of the previous and the current batch: a duplicate can only
 	// repeat the tail of the previous batch (see add).
 	prev, cur map[uint64]struct{}
@@ -48,23 +46,18 @@ type Collector struct {
 	oneWalk bool
 }
 
-// Open returns a Collector for the network namespace ns: "" for the caller's,
-// a name under /run/netns, or a path such as /proc/PID/ns/net.
-func Open(ns string) (*Collector, error) {
-	target, err := openNetns(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	// Naming NETLINK_INET_DIAG matters: the socket is created inside target,
+// Open returns a Collector for the network namespace ns (the zero NS is
+// the caller's own).
+func Open(ns netns.NS) (*Collector, error) {
+	// Naming NETLINK_INET_DIAG matters: the socket is created inside ns,
 	// and the kernel answers for the namespace the socket lives in.
-	s, err := nl.GetNetlinkSocketAt(target, netns.None(), unix.NETLINK_INET_DIAG)
+	s, err := ns.Netlink(unix.NETLINK_INET_DIAG)
 	if err != nil {
-		return nil, fmt.Errorf("opening sock_diag socket: %w", err)
+		return nil, fmt.Errorf("opening sock_diag: %w", err)
 	}
 	return &Collector{
 		sock:    s,
-		netns:   ns,
+		ns:      uint32(ns.Inode),
 		buf:     make([]byte, recvBufSize),
 		prev:    make(map[uint64]struct{}, 512),
 		cur:     make(map[uint64]struct{}, 512),
@@ -72,59 +65,6 @@ func Open(ns string) (*Collector, error) {
 		timeout: recvTimeout,
 		oneWalk: true,
 	}, nil
-}
-
-// NetnsError reports a namespace argument that names no network namespace.
-type NetnsError struct {
-	Arg string
-	Err error
-}
-
-func (e *NetnsError) Error() string {
-	return fmt.Sprintf("network namespace %q: %v", e.Arg, e.Err)
-}
-
-func (e *NetnsError) Unwrap() error { return e.Err }
-
-// ResolveNetns turns a -N argument into a path: a bare name lives under
-// /run/netns, anything with a slash is a path already.
-func ResolveNetns(arg string) string {
-	if strings.ContainsRune(arg, '/') {
-		return arg
-	}
-	return "/run/netns/" + arg
-}
-
-// openNetns opens the namespace arg names; "" yields netns.None(), the
-// caller's.
-func openNetns(arg string) (netns.NsHandle, error) {
-	if arg == "" {
-		return netns.None(), nil
-	}
-	path := ResolveNetns(arg)
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return h, &NetnsError{Arg: arg, Err: errors.New("no such namespace")}
-		}
-		return h, &NetnsError{Arg: arg, Err: err}
-	}
-	// A file that is not a network namespace opens fine; ask the kernel.
-	if t, err := unix.IoctlRetInt(int(h), unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
-		h.Close()
-		return netns.None(), &NetnsError{Arg: arg, Err: errors.New("not a network namespace")}
-	}
-	return h, nil
-}
-
-// CheckNetns reports a NetnsError when arg names no network namespace.
-func CheckNetns(arg string) error {
-	h, err := openNetns(arg)
-	if err != nil {
-		return err
-	}
-	h.Close()
-	return nil
 }
 
 // Close releases the netlink socket.
@@ -294,6 +234,7 @@ func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) bool {
 	}
 	c.cur[s.Cookie] = struct{}{}
 	snap.Dumped++
+	s.Netns = c.ns
 	if info != nil {
 		s.Info = int32(len(snap.Infos))
 		snap.Infos = append(snap.Infos, sock.TCPInfo{})

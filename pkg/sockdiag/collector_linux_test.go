@@ -1,7 +1,6 @@
 package sockdiag
 
 import (
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -26,7 +25,7 @@ func dump(t *testing.T, c *Collector, r *Request) *sock.Snapshot {
 
 func openIn(t *testing.T, ns string) *Collector {
 	t.Helper()
-	c, err := Open(ns)
+	c, err := Open(nstest.Resolve(t, ns))
 	if err != nil {
 		t.Fatalf("Open(%q): %v", ns, err)
 	}
@@ -311,14 +310,22 @@ func TestIntegrationNetnsIsolation(t *testing.T) {
 		t.Errorf("dump via %s: has the namespace's listener %v, has the caller's %v; want true, false: %+v",
 			path, has(p, nsInode), has(p, hostInode), p.Sockets)
 	}
-}
-
-func TestOpenBadNamespace(t *testing.T) {
-	for _, arg := range []string{"sockscope-no-such-ns", "/nonexistent/ns", "/etc/hostname"} {
-		_, err := Open(arg)
-		var ne *NetnsError
-		if !errors.As(err, &ne) || ne.Arg != arg {
-			t.Errorf("Open(%q): %v, want a NetnsError naming it", arg, err)
+	// Every socket carries the inode of the namespace it lives in,
+	// whichever way the namespace was named.
+	for _, snap := range []*sock.Snapshot{a, dump(t, viaPath, listen)} {
+		for _, s := range snap.Sockets {
+			if uint64(s.Netns) != want.Ino {
+				t.Errorf("socket %v carries namespace %d, want %d", s.Local, s.Netns, want.Ino)
+			}
+		}
+	}
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range b.Sockets {
+		if uint64(s.Netns) != self.Ino {
+			t.Errorf("caller's socket %v carries namespace %d, want %d", s.Local, s.Netns, self.Ino)
 		}
 	}
 }
@@ -358,7 +365,7 @@ func TestDuplicatesDroppedByCookie(t *testing.T) {
 // cookie.
 func TestIntegrationDestroyEvents(t *testing.T) {
 	ns := nstest.New(t)
-	sub, err := Subscribe(ns.Name)
+	sub, err := Subscribe(ns.NS(t))
 	if err != nil {
 		t.Fatal(err)
 	}

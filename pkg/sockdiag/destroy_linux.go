@@ -7,9 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/sock"
-	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,17 +33,13 @@ type Subscription struct {
 	file *os.File
 	conn syscall.RawConn
 	buf  []byte
+	ns   uint32 // the namespace's inode, stamped on every socket
 }
 
 // Subscribe joins the IPv4 and IPv6 TCP destroy groups of namespace ns
-// ("" for the caller's).
-func Subscribe(ns string) (*Subscription, error) {
-	target, err := openNetns(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	s, err := nl.SubscribeAt(target, netns.None(), unix.NETLINK_SOCK_DIAG, sknlgrpInetTCPDestroy, sknlgrpInet6TCPDestroy)
+// (the zero NS is the caller's own).
+func Subscribe(ns netns.NS) (*Subscription, error) {
+	s, err := ns.Subscribe(unix.NETLINK_SOCK_DIAG, sknlgrpInetTCPDestroy, sknlgrpInet6TCPDestroy)
 	if err != nil {
 		return nil, fmt.Errorf("joining the sock_diag destroy groups: %w", err)
 	}
@@ -56,8 +51,12 @@ func Subscribe(ns string) (*Subscription, error) {
 	if err != nil {
 		return nil, fmt.Errorf("duplicating the destroy-event socket: %w", err)
 	}
-	// A burst of closes must not overflow the queue between reads.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	// A burst of closes must not overflow the queue between reads. The
+	// kernel clamps the size to net.core.rmem_max rather than failing.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sizing the destroy-event queue: %w", err)
+	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("destroy-event socket: %w", err)
@@ -68,7 +67,7 @@ func Subscribe(ns string) (*Subscription, error) {
 		f.Close()
 		return nil, fmt.Errorf("destroy-event socket: %w", err)
 	}
-	return &Subscription{file: f, conn: conn, buf: make([]byte, recvBufSize)}, nil
+	return &Subscription{file: f, conn: conn, buf: make([]byte, recvBufSize), ns: uint32(ns.Inode)}, nil
 }
 
 // Close leaves the groups; a Receive in progress returns.
@@ -107,7 +106,10 @@ func (s *Subscription) Receive(timeout time.Duration, fn func(s *sock.Socket, at
 			got = true
 			at := time.Now()
 			// Announcements carry sequence number 0 and no DONE message.
-			if _, err := parseBatch(s.buf[:n], 0, func(sk *sock.Socket, _ []byte) { fn(sk, at) }); err != nil {
+			if _, err := parseBatch(s.buf[:n], 0, func(sk *sock.Socket, _ []byte) {
+				sk.Netns = s.ns
+				fn(sk, at)
+			}); err != nil {
 				rerr = fmt.Errorf("parsing destroy events: %w", err)
 				return true
 			}

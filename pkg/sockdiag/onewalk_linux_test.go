@@ -7,8 +7,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"golang.org/x/sys/unix"
 )

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,12 +83,12 @@ func agree(t *testing.T, ns *nstest.NS, e filter.Expr) (n int) {
 	t.Helper()
 	kp := filter.Compile(e, filter.Options{})
 	up := filter.Compile(e, filter.Options{UserSpace: true})
-	k, err := Open(kp, Options{Netns: ns.Name})
+	k, err := Open(kp, Options{Netns: ns.NS(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	u, err := Open(up, Options{Netns: ns.Name})
+	u, err := Open(up, Options{Netns: ns.NS(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func agree(t *testing.T, ns *nstest.NS, e filter.Expr) (n int) {
 func settle(t *testing.T, ns *nstest.NS) {
 	// Wait for the experiment's closes to finish so the table is still.
 	e, _ := filter.Parse([]string{"state time-wait or state fin-wait-2"})
-	k, err := Open(filter.Compile(e, filter.Options{}), Options{Netns: ns.Name})
+	k, err := Open(filter.Compile(e, filter.Options{}), Options{Netns: ns.NS(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestIntegrationKernelAndUserSpaceAgree(t *testing.T) {
 		"state listen and state time-wait",
 	}
 	// The namespace's total (from sockstat) is what an unfiltered dump sees.
-	k, err := Open(filter.Compile(nil, filter.Options{}), Options{Netns: ns.Name, Totals: true})
+	k, err := Open(filter.Compile(nil, filter.Options{}), Options{Netns: ns.NS(t), Totals: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
 )
 
@@ -29,7 +29,7 @@ func TestIntegrationProcfsMatchesNetlink(t *testing.T) {
 		var rows [2][]string
 		var tw [2]map[string]uint32
 		for i, procfs := range []bool{false, true} {
-			k, err := Open(prog, Options{Netns: ns.Name, Procfs: procfs})
+			k, err := Open(prog, Options{Netns: ns.NS(t), Procfs: procfs})
 			if err != nil {
 				t.Fatal(err)
 			}

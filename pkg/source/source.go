@@ -15,16 +15,17 @@ import (
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/kstat"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/procnet"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/sockdiag"
-	"github.com/sockscope/sockscope/pkg/track"
+	"golang.org/x/sys/unix"
 )
 
 // Options configures a Kernel source.
 type Options struct {
-	Netns string // "" for the caller's namespace
-	Info  bool   // ask for tcp_info (costly: only when it is shown)
+	Netns netns.NS // the zero NS is the caller's namespace
+	Info  bool     // ask for tcp_info (costly: only when it is shown)
 	// Totals fills Snapshot.Total from /proc/net/sockstat; a one-shot
 	// listing does not show it and skips opening those files.
 	Totals bool
@@ -65,9 +66,10 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 	var err error
 	if !opt.Procfs {
 		k.c, err = sockdiag.Open(opt.Netns)
-		var ne *sockdiag.NetnsError
-		if errors.As(err, &ne) {
-			return nil, err // bad input, not a missing feature
+		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM) {
+			// Too few descriptors or too little memory: /proc would
+			// fail the same way, and its message would hide the cause.
+			return nil, err
 		}
 	}
 	if opt.Procfs || err != nil {
@@ -75,14 +77,7 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 		if err != nil {
 			why = "no sock_diag: " + err.Error()
 		}
-		if err := sockdiag.CheckNetns(opt.Netns); err != nil {
-			return nil, err
-		}
-		path := ""
-		if opt.Netns != "" {
-			path = sockdiag.ResolveNetns(opt.Netns)
-		}
-		if k.p, err = procnet.Open(path); err != nil {
+		if k.p, err = procnet.Open(opt.Netns); err != nil {
 			return nil, err
 		}
 		k.Notice = "reading /proc/net/tcp (" + why + "): no socket cookies (ages restart when an address pair is reused), no kernel-side filter, no tcp_info, no destroy events"
@@ -121,11 +116,7 @@ func (k *Kernel) Close() error {
 // opening it on first use.
 func (k *Kernel) Stat() (*kstat.Reader, error) {
 	if k.k == nil {
-		path := ""
-		if k.opt.Netns != "" {
-			path = sockdiag.ResolveNetns(k.opt.Netns)
-		}
-		r, err := kstat.Open(path)
+		r, err := kstat.Open(k.opt.Netns)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +127,7 @@ func (k *Kernel) Stat() (*kstat.Reader, error) {
 
 // Snapshot dumps the sockets the filter selects.
 func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
-	snap := &sock.Snapshot{Time: k.now(), Netns: k.opt.Netns, Total: -1}
+	snap := &sock.Snapshot{Time: k.now(), Total: -1}
 	// The namespace's total comes from sockstat: an unfiltered dump would
 	// cost as much as the filter saves.
 	if k.opt.Totals {
@@ -202,7 +193,7 @@ func (k *Kernel) Alive(s *sock.Socket) (bool, error) {
 // announced (in state CLOSE: a filter on other states matches none).
 // Where they are not available (an old kernel, a sandbox), it returns the
 // error and the caller polls without them.
-func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
+func (k *Kernel) Destroys(ctx context.Context) (<-chan sock.Destroy, error) {
 	if k.c == nil {
 		return nil, errors.New("no destroy events without sock_diag")
 	}
@@ -210,7 +201,7 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan track.Destroy, 4096)
+	out := make(chan sock.Destroy, 4096)
 	go func() {
 		defer close(out)
 		defer sub.Close()
@@ -222,7 +213,7 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan track.Destroy, error) {
 		}()
 		for ctx.Err() == nil {
 			err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
-				d := track.Destroy{Cookie: s.Cookie, At: at, Socket: *s, Matches: k.prog.Load().Match(s)}
+				d := sock.Destroy{Cookie: s.Cookie, At: at, Socket: *s, Matches: k.prog.Load().Match(s)}
 				select {
 				case out <- d:
 				case <-ctx.Done():

@@ -148,18 +148,17 @@ type TimeWaitEnd struct {
 	Reused bool
 }
 
-// Destroy is the kernel's word that a full socket was freed (the
-// sock_diag destroy multicast groups): for an active close, the moment it
-// turned into a TIME_WAIT entry.
-type Destroy struct {
+// Key identifies a socket across snapshots: the kernel's cookie, within
+// the network namespace the socket lives in (cookies are unique per
+// host today, but a namespace is what a person asks about, and two hosts'
+// dumps must never merge).
+type Key struct {
+	Netns  uint32
 	Cookie uint64
-	At     time.Time
-	// Socket is the socket as announced (state CLOSE), and Matches says
-	// whether the filter matches it so: a socket no snapshot showed is
-	// reported only then.
-	Socket  sock.Socket
-	Matches bool
 }
+
+// KeyOf returns s's key.
+func KeyOf(s *sock.Socket) Key { return Key{Netns: s.Netns, Cookie: s.Cookie} }
 
 // Lookup finds the process owning a socket inode.
 type Lookup func(inode uint32) (procs.Process, bool)
@@ -219,7 +218,7 @@ type Tracker struct {
 	lookup  Lookup
 	started time.Time
 	gen     uint64
-	recs    map[uint64]*record
+	recs    map[Key]*record
 	// due holds the TIME_WAIT entries whose 60 s end before the next
 	// snapshot is likely: Expiring looks at these, not at every record.
 	due   []*record
@@ -228,7 +227,7 @@ type Tracker struct {
 	prev  time.Time // the one before it: when gone sockets were last seen
 	// fresh holds the addresses of the sockets first seen in this
 	// snapshot: a TIME_WAIT entry's successor on a reused port is one.
-	fresh map[[2]netip.AddrPort]struct{}
+	fresh map[pair]struct{}
 	// spare is memory for the next View's Entries (Reuse).
 	spare []Entry
 	// unseen holds announcements for sockets no snapshot showed, until
@@ -236,20 +235,29 @@ type Tracker struct {
 	// lives on as a TIME_WAIT entry, under the same cookie if a dump had
 	// asked for it (the kernel makes cookies on demand), else under the
 	// same addresses and a new cookie.
-	unseen []Destroy
+	unseen []sock.Destroy
 	// goneLast holds the cookies the latest Update found gone: an
 	// announcement that comes after the poll that missed its socket is
 	// not one for an unseen socket.
-	goneLast map[uint64]struct{}
+	goneLast map[Key]struct{}
 }
+
+// pair is an address pair within one namespace: the same four-tuple in
+// two namespaces is two different connections.
+type pair struct {
+	netns       uint32
+	local, peer netip.AddrPort
+}
+
+func pairOf(s *sock.Socket) pair { return pair{s.Netns, s.Local, s.Peer} }
 
 // maxUnseen bounds the announcements held between two polls.
 const maxUnseen = 1 << 16
 
 // New returns a Tracker. lookup may be nil: processes are then not shown.
 func New(lookup Lookup) *Tracker {
-	return &Tracker{lookup: lookup, recs: make(map[uint64]*record), fresh: make(map[[2]netip.AddrPort]struct{}),
-		goneLast: make(map[uint64]struct{})}
+	return &Tracker{lookup: lookup, recs: make(map[Key]*record), fresh: make(map[pair]struct{}),
+		goneLast: make(map[Key]struct{})}
 }
 
 // Expiring returns the TIME_WAIT entries whose 60 s are up but that the
@@ -272,8 +280,8 @@ func (t *Tracker) Expiring(now time.Time, dst []sock.Socket) []sock.Socket {
 const probeLead = 100 * time.Millisecond
 
 // Probed records what a lookup of one socket found at time at.
-func (t *Tracker) Probed(cookie uint64, at time.Time, alive bool) {
-	r := t.recs[cookie]
+func (t *Tracker) Probed(k Key, at time.Time, alive bool) {
+	r := t.recs[k]
 	switch {
 	case r == nil:
 	case alive:
@@ -285,8 +293,9 @@ func (t *Tracker) Probed(cookie uint64, at time.Time, alive bool) {
 
 // Destroyed records a destroy event; the next Update uses it to date the
 // socket's change or end, or reports a matching socket no snapshot showed.
-func (t *Tracker) Destroyed(d Destroy) {
-	r := t.recs[d.Cookie]
+func (t *Tracker) Destroyed(d sock.Destroy) {
+	k := Key{Netns: d.Socket.Netns, Cookie: d.Cookie}
+	r := t.recs[k]
 	switch {
 	case r != nil:
 		if r.destroyedAt == none {
@@ -296,7 +305,7 @@ func (t *Tracker) Destroyed(d Destroy) {
 		// Before the first snapshot nothing is known to be unseen; the
 		// filter may not match it; a Destroy may carry no socket.
 	default:
-		if _, gone := t.goneLast[d.Cookie]; !gone && len(t.unseen) < maxUnseen {
+		if _, gone := t.goneLast[k]; !gone && len(t.unseen) < maxUnseen {
 			t.unseen = append(t.unseen, d)
 		}
 	}
@@ -326,14 +335,15 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
-		r := t.recs[s.Cookie]
+		k := KeyOf(s)
+		r := t.recs[k]
 		isNew := r == nil
 		if isNew {
 			r = &record{firstSeen: nowS, predates: first, state: s.State, since: nowS,
 				twEntered: none, destroyedAt: none, missingAt: none}
-			t.recs[s.Cookie] = r
+			t.recs[k] = r
 			if !first {
-				t.fresh[[2]netip.AddrPort{s.Local, s.Peer}] = struct{}{}
+				t.fresh[pairOf(s)] = struct{}{}
 			}
 		}
 		r.seen = t.gen
@@ -384,20 +394,20 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		r.last = *s
 	}
 	clear(t.goneLast)
-	for cookie, r := range t.recs {
+	for k, r := range t.recs {
 		if r.seen != t.gen {
 			// Gone since the previous snapshot, which showed it last.
 			last := t.entry(r, &r.last, t.prev)
 			v.Gone = append(v.Gone, last)
 			v.Events = append(v.Events, t.gone(r, &last, now))
-			delete(t.recs, cookie)
-			t.goneLast[cookie] = struct{}{}
+			delete(t.recs, k)
+			t.goneLast[k] = struct{}{}
 		}
 	}
 	for i := range t.unseen {
 		d := &t.unseen[i]
-		_, shown := t.recs[d.Cookie]
-		_, successor := t.fresh[[2]netip.AddrPort{d.Socket.Local, d.Socket.Peer}]
+		_, shown := t.recs[Key{Netns: d.Socket.Netns, Cookie: d.Cookie}]
+		_, successor := t.fresh[pairOf(&d.Socket)]
 		if shown || successor {
 			continue // it lives on, as a TIME_WAIT entry
 		}
@@ -483,7 +493,7 @@ func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 		end := &TimeWaitEnd{Entered: entered, Length: at.Sub(entered), Uncertainty: at.Sub(t.time(r.aliveAt))}
 		end.Early = end.Length < sock.TimeWaitLen-earlyMargin
 		if end.Early {
-			_, end.Reused = t.fresh[[2]netip.AddrPort{r.last.Local, r.last.Peer}]
+			_, end.Reused = t.fresh[pairOf(&r.last)]
 		}
 		ev.TimeWait = end
 		ev.Lifetime, ev.LifetimeAtLeast = end.Length, false
@@ -529,8 +539,8 @@ func Once(snap *sock.Snapshot, lookup Lookup) *View {
 func (t *Tracker) SetLookup(l Lookup) { t.lookup = l }
 
 // History returns the transitions seen for a socket, oldest first.
-func (t *Tracker) History(cookie uint64) []Transition {
-	r := t.recs[cookie]
+func (t *Tracker) History(k Key) []Transition {
+	r := t.recs[k]
 	if r == nil {
 		return nil
 	}

@@ -19,7 +19,7 @@ func TestIntegrationOwnerSurvivesIntoTimeWait(t *testing.T) {
 	ns := nstest.New(t)
 	conn := nstest.Connect(t, ns, netip.MustParseAddrPort("127.0.0.1:9000"))
 
-	c, err := sockdiag.Open(ns.Name)
+	c, err := sockdiag.Open(ns.NS(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestIntegrationOwnerSurvivesIntoTimeWait(t *testing.T) {
 		t.Errorf("TIME_WAIT age %v (%v), want %v ± 50ms", e.Age, e.AgeSource, want)
 	}
 	var hist []sock.State
-	for _, h := range tr.History(cookie) {
+	for _, h := range tr.History(Key{Netns: e.Netns, Cookie: cookie}) {
 		hist = append(hist, h.To)
 	}
 	if len(hist) == 0 || hist[len(hist)-1] != sock.TimeWait {

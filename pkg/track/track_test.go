@@ -87,14 +87,14 @@ func TestTransitionsAndProcessMemory(t *testing.T) {
 	if e.Process.PID != 4242 || e.Process.Command != "server" {
 		t.Errorf("TIME_WAIT entry forgot its owner: %+v", e.Process)
 	}
-	h := tr.History(1)
+	h := tr.History(Key{Cookie: 1})
 	// The kernel's timer dates the entry into TIME_WAIT: 59 s left at 2 s
 	// means it entered at 1 s.
 	if len(h) != 2 || h[0].From != sock.Established || h[0].To != sock.FinWait2 || h[1].To != sock.TimeWait ||
 		!h[1].At.Equal(t0.Add(time.Second)) {
 		t.Errorf("history %+v", h)
 	}
-	if tr.History(99) != nil {
+	if tr.History(Key{Cookie: 99}) != nil {
 		t.Error("history for an unknown cookie")
 	}
 }
@@ -134,8 +134,8 @@ func TestEvents(t *testing.T) {
 	}
 
 	// A destroy event dates the end of the CLOSE_WAIT socket between polls.
-	tr.Destroyed(Destroy{Cookie: 2, At: t0.Add(6200 * time.Millisecond)})
-	tr.Destroyed(Destroy{Cookie: 99, At: t0}) // unknown: ignored
+	tr.Destroyed(sock.Destroy{Cookie: 2, At: t0.Add(6200 * time.Millisecond)})
+	tr.Destroyed(sock.Destroy{Cookie: 99, At: t0}) // unknown: ignored
 	v = tr.Update(snapAt(8*time.Second, est(1, 11), tw(3, 55000)))
 	if len(v.Events) != 1 || v.Events[0].Kind != EventGone || !v.Events[0].Exact ||
 		!v.Events[0].At.Equal(t0.Add(6200*time.Millisecond)) || v.Events[0].From != sock.CloseWait ||
@@ -181,12 +181,61 @@ func TestTimeWaitEndedEarly(t *testing.T) {
 	}
 }
 
+// Records are per (namespace, cookie), and a reused address pair is one
+// in the same namespace: the same four-tuple in another namespace is
+// another connection.
+func TestKeyedByNamespace(t *testing.T) {
+	tr := New(nil)
+	inA, inB := tw(1, 60000), tw(1, 60000) // one cookie in two namespaces
+	inA.Netns, inB.Netns = 100, 200
+	tr.Update(snapAt(0, inA, inB))
+	if tr.Len() != 2 {
+		t.Fatalf("tracking %d records for one cookie in two namespaces, want 2", tr.Len())
+	}
+	// At 10 s both entries are gone early; a socket on the same
+	// four-tuple now exists, but only in namespace 200.
+	succ := est(3, 13)
+	succ.Netns = 200
+	v := tr.Update(snapAt(10*time.Second, succ))
+	ends := map[uint32]*TimeWaitEnd{}
+	for _, e := range v.Events {
+		if e.Kind == EventGone {
+			ends[e.Entry.Netns] = e.TimeWait
+		}
+	}
+	if e := ends[100]; e == nil || !e.Early || e.Reused {
+		t.Errorf("entry in namespace 100: %+v, want ended early, not reused", e)
+	}
+	if e := ends[200]; e == nil || !e.Early || !e.Reused {
+		t.Errorf("entry in namespace 200: %+v, want ended early and reused", e)
+	}
+	// A destroy event dates only its own namespace's socket.
+	tr2 := New(nil)
+	a, b := est(7, 1), est(7, 2)
+	a.Netns, b.Netns = 100, 200
+	tr2.Update(snapAt(0, a, b))
+	gone := a
+	gone.State = sock.Close
+	tr2.Destroyed(sock.Destroy{Cookie: 7, At: t0.Add(time.Second), Socket: gone})
+	a.State, a.Timer, a.Expires = sock.TimeWait, sock.TimerTimeWait, 58000
+	v = tr2.Update(snapAt(3*time.Second, a, b))
+	for _, e := range v.Events {
+		if e.Kind == EventChange && e.Entry.Netns != 100 {
+			t.Errorf("a change in namespace %d, want only namespace 100's: %+v", e.Entry.Netns, e)
+		}
+	}
+	if len(tr2.History(Key{Netns: 200, Cookie: 7})) != 0 || len(tr2.History(Key{Netns: 100, Cookie: 7})) != 1 {
+		t.Errorf("histories: ns 100 %v, ns 200 %v; want one change in 100 only",
+			tr2.History(Key{Netns: 100, Cookie: 7}), tr2.History(Key{Netns: 200, Cookie: 7}))
+	}
+}
+
 // An orphaned socket closed first waits for the peer's FIN as a FIN_WAIT2
 // mini-socket: the destroy event dates that step, the timer the next.
 func TestFinWait2StepFromDestroyEvent(t *testing.T) {
 	tr := New(nil)
 	tr.Update(snapAt(0, est(1, 11)))
-	tr.Destroyed(Destroy{Cookie: 1, At: t0.Add(2 * time.Second)})
+	tr.Destroyed(sock.Destroy{Cookie: 1, At: t0.Add(2 * time.Second)})
 	// The peer's FIN came at 2.3 s: at 5 s, 57.3 s are left.
 	v := tr.Update(snapAt(5*time.Second, tw(1, 57300)))
 	if got := kinds(v.Events); got != "change:1:ESTABLISHED->FIN_WAIT2 change:1:FIN_WAIT2->TIME_WAIT" {
@@ -199,7 +248,7 @@ func TestFinWait2StepFromDestroyEvent(t *testing.T) {
 	if !b.Exact || !b.At.Equal(t0.Add(2300*time.Millisecond)) || b.InState != 300*time.Millisecond || !b.InStateExact {
 		t.Errorf("into TIME_WAIT: at %v, after %v (exact %v)", b.At.Sub(t0), b.InState, b.InStateExact)
 	}
-	if h := tr.History(1); len(h) != 2 {
+	if h := tr.History(Key{Cookie: 1}); len(h) != 2 {
 		t.Errorf("history %+v", h)
 	}
 }
@@ -218,10 +267,10 @@ func TestProbedTimeWaitEnd(t *testing.T) {
 	if len(got) != 1 || got[0].Cookie != 1 {
 		t.Fatalf("expiring at 29.95 s: %v", got)
 	}
-	tr.Probed(1, t0.Add(30500*time.Millisecond), true)
-	tr.Probed(1, t0.Add(30550*time.Millisecond), false)
-	tr.Probed(1, t0.Add(30600*time.Millisecond), false) // the first miss counts
-	tr.Probed(7, t0, false)                             // unknown: ignored
+	tr.Probed(Key{Cookie: 1}, t0.Add(30500*time.Millisecond), true)
+	tr.Probed(Key{Cookie: 1}, t0.Add(30550*time.Millisecond), false)
+	tr.Probed(Key{Cookie: 1}, t0.Add(30600*time.Millisecond), false) // the first miss counts
+	tr.Probed(Key{Cookie: 7}, t0, false)                             // unknown: ignored
 	if got := tr.Expiring(t0.Add(30600*time.Millisecond), nil); len(got) != 0 {
 		t.Errorf("an entry found gone is still probed: %v", got)
 	}
@@ -263,7 +312,7 @@ func TestOnce(t *testing.T) {
 func TestDestroyEventDoesNotEndTheTimeWaitEntry(t *testing.T) {
 	tr := New(nil)
 	tr.Update(snapAt(0, est(1, 11)))
-	tr.Destroyed(Destroy{Cookie: 1, At: t0.Add(3 * time.Second)})
+	tr.Destroyed(sock.Destroy{Cookie: 1, At: t0.Add(3 * time.Second)})
 	tr.Update(snapAt(4*time.Second, tw(1, 59000))) // entered at 3 s
 	v := tr.Update(snapAt(64*time.Second, est(2, 12)))
 	var end *Event
@@ -283,7 +332,7 @@ func TestDestroyEventDoesNotEndTheTimeWaitEntry(t *testing.T) {
 func TestWrongProbeIsForgotten(t *testing.T) {
 	tr := New(nil)
 	tr.Update(snapAt(0, tw(1, 100)))
-	tr.Probed(1, t0.Add(50*time.Millisecond), false)
+	tr.Probed(Key{Cookie: 1}, t0.Add(50*time.Millisecond), false)
 	tr.Update(snapAt(time.Second, tw(1, 0))) // still there
 	v := tr.Update(snapAt(2 * time.Second))
 	if e := v.Events[0]; e.TimeWait == nil || e.TimeWait.Length != 61900*time.Millisecond {
@@ -351,10 +400,10 @@ func TestUnseenSockets(t *testing.T) {
 		s.Peer = netip.AddrPortFrom(s.Peer.Addr(), uint16(40000+s.Cookie%100))
 		return s
 	}
-	closed := func(cookie uint64, at time.Duration, matches bool) Destroy {
+	closed := func(cookie uint64, at time.Duration, matches bool) sock.Destroy {
 		s := peer(est(cookie, 0))
 		s.State = sock.Close
-		return Destroy{Cookie: cookie, At: t0.Add(at), Socket: s, Matches: matches}
+		return sock.Destroy{Cookie: cookie, At: t0.Add(at), Socket: s, Matches: matches}
 	}
 	// Socket 6's TIME_WAIT entry has a new cookie, 106: no dump had asked
 	// for the full socket's.
