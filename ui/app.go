@@ -143,24 +143,64 @@ func (d *dashboard) build() {
 	d.help.SetBorder(true).SetTitle(" keys (Esc closes) ")
 	d.twPane = tview.NewTextView().SetScrollable(true)
 	d.twPane.SetBorder(true).SetTitle(" TIME_WAIT lifetimes (w or Esc closes) ")
+	// Each panel is at most this big and shrinks to the screen (panel).
 	d.pages = tview.NewPages().
 		AddPage("main", d.main, true, true).
-		AddPage("detail", centered(d.detail, 72, 22), true, false).
-		AddPage("help", centered(d.help, 62, 20), true, false).
-		AddPage("timewait", centered(d.twPane, 100, 40), true, false)
-	d.app.SetRoot(d.pages, true).SetInputCapture(d.key)
+		AddPage("detail", newPanel(d.detail, 72, 22, d.uncovered), true, false).
+		AddPage("help", newPanel(d.help, helpWidth, helpHeight, d.uncovered), true, false).
+		AddPage("timewait", newPanel(d.twPane, 100, 40, d.uncovered), true, false)
+	d.app.SetRoot(d.pages, true).SetInputCapture(d.key).SetBeforeDrawFunc(d.fitEditError)
 	d.refreshHeader()
 	d.refreshStatus()
 }
 
-// centered places p in the middle of the screen, at most w by h.
-func centered(p tview.Primitive, w, h int) tview.Primitive {
-	return tview.NewFlex().
-		AddItem(nil, 0, 1, false).
-		AddItem(tview.NewFlex().SetDirection(tview.FlexRow).
-			AddItem(nil, 0, 1, false).AddItem(p, h, 1, true).AddItem(nil, 0, 1, false), w, 1, true).
-		AddItem(nil, 0, 1, false)
+// uncovered returns the rows a panel leaves free at the top and bottom of
+// the screen: the header, and the status line (or the filter editor with
+// its error). It runs while the pages draw, after the main page.
+func (d *dashboard) uncovered() (top, bottom int) {
+	_, y, _, h := d.pages.GetInnerRect()
+	_, hy, _, hh := d.header.GetRect()
+	_, by, _, _ := d.bottom.GetRect()
+	return hy + hh - y, y + h - by
 }
+
+// show brings a page to the front, where it has the keys.
+func (d *dashboard) show(name string) {
+	d.pages.ShowPage(name)
+	d.pages.SendToFront(name)
+}
+
+// The filter error takes at most 1/maxErrorRows of the screen's rows.
+const maxErrorRows = 4
+
+// fitEditError gives the filter editor's error as many lines as it needs
+// at the screen's width (up to a quarter of the screen), so that a long
+// error wraps instead of being cut. It runs before every draw.
+func (d *dashboard) fitEditError(screen tcell.Screen) bool {
+	if !d.editing || d.filterErr == "" {
+		return false
+	}
+	w, h := screen.Size()
+	if w <= 0 {
+		return false
+	}
+	n := (tview.TaggedStringWidth(tview.Escape(d.filterErr)) + w - 1) / w
+	n = min(max(n, 1), max(h/maxErrorRows, 1))
+	d.bottom.ResizeItem(d.status, n, 0)
+	d.main.ResizeItem(d.bottom, 1+n, 0)
+	return false
+}
+
+// The help panel's size: its longest line and a space after it, and its
+// lines with a blank line above and below, inside the border. On a
+// narrower screen the lines wrap; on a shorter one they scroll.
+var helpWidth, helpHeight = func() (w, h int) {
+	lines := strings.Split(strings.Trim(helpText, "\n"), "\n")
+	for _, l := range lines {
+		w = max(w, tview.TaggedStringWidth(l))
+	}
+	return w + 3, len(lines) + 4
+}()
 
 const helpText = `
   [yellow]/[-]        edit the filter (the language of the command line)
@@ -362,7 +402,8 @@ func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 		if d.helpOpen() {
 			d.pages.HidePage("help")
 		} else {
-			d.pages.ShowPage("help")
+			d.help.ScrollToBeginning()
+			d.show("help")
 		}
 	case '/':
 		d.startEdit()
@@ -443,9 +484,12 @@ func (d *dashboard) startEdit() {
 
 func (d *dashboard) stopEdit() {
 	d.editing = false
+	d.status.SetWrap(false)
 	d.bottom.Clear().AddItem(d.status, 1, 0, false)
 	d.main.ResizeItem(d.bottom, 1, 0)
-	d.app.SetFocus(d.table)
+	// The keys go back to the front page: the table, or the panel that
+	// was open when the edit began.
+	d.app.SetFocus(d.pages)
 }
 
 // filterDone applies the edited filter. A bad one keeps the editor open
@@ -479,9 +523,11 @@ func (d *dashboard) filterDone(k tcell.Key) {
 	d.refreshStatus()
 }
 
-// showEditError puts the error under the editor.
+// showEditError puts the error under the editor, wrapped to as many lines
+// as it needs (fitEditError).
 func (d *dashboard) showEditError() {
 	d.status.SetText("[red]" + tview.Escape(d.filterErr) + "[-]")
+	d.status.SetWrap(true).SetWordWrap(false)
 	d.bottom.Clear().AddItem(d.input, 1, 0, true).AddItem(d.status, 1, 0, false)
 	d.main.ResizeItem(d.bottom, 2, 0)
 }

@@ -17,4 +17,12 @@
 // the visible rows are formatted at each draw, whatever the table's size.
 // Rows are the frame's sockets plus those that vanished in the last few
 // seconds, dimmed and marked gone, filtered by the state toggles and sorted.
+//
+// # Panels
+//
+// The detail pane, the help and the TIME_WAIT panel are pages over the
+// table, each at most a set size and never larger than the screen between
+// the header and the status line (panel): on a small terminal the panel
+// shrinks, its text wraps and scrolls, and the panel shown last is in front
+// with the keys.
 package ui

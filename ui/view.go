@@ -251,7 +251,8 @@ func (d *dashboard) openDetail() {
 	if i := d.m.index(d.selected); i < 0 {
 		return
 	}
-	d.pages.ShowPage("detail")
+	d.detail.ScrollToBeginning()
+	d.show("detail")
 	k := d.selected
 	d.do(func() { d.mon.SetDetail(k) })
 	d.refreshDetail()
@@ -341,7 +342,8 @@ func (d *dashboard) refreshDetail() {
 func (d *dashboard) toggleTimeWait() {
 	open := d.front() != "timewait"
 	if open {
-		d.pages.ShowPage("timewait")
+		d.twPane.ScrollToBeginning()
+		d.show("timewait")
 		d.refreshTimeWait()
 	} else {
 		d.pages.HidePage("timewait")
