@@ -165,6 +165,7 @@ const (
 	bcDLe   = 5
 	bcSCond = 7
 	bcDCond = 8
+	bcDev   = 9 // INET_DIAG_BC_DEV_COND: the bound interface, no capability needed
 	bcSEq   = 11
 	bcDEq   = 12
 )
@@ -219,6 +220,10 @@ func (a *assembler) cond(e Expr, onFalse int) {
 		a.port(x, onFalse)
 	case HostCond:
 		a.ins = append(a.ins, insn{code: pick(x.Dst, bcSCond, bcDCond), no: onFalse, payload: hostcond(x)})
+	case DevIs:
+		// ss leaves dev to user space (it has no bytecode for it); the
+		// kernel compares the same field it reports as idiag_if.
+		a.ins = append(a.ins, insn{code: bcDev, no: onFalse, payload: binary.NativeEndian.AppendUint32(nil, x.IfIndex)})
 	default:
 		panic("filter: cannot compile " + e.String())
 	}

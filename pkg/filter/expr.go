@@ -56,6 +56,10 @@ type HostCond struct {
 	Port   int          // -1: any port
 }
 
+// DevIs matches sockets bound to one network interface (ss's dev): the
+// kernel's idiag_if, 0 for a socket bound to none.
+type DevIs struct{ IfIndex uint32 }
+
 // And, Or and Not combine expressions.
 type (
 	And struct{ L, R Expr }
@@ -66,6 +70,7 @@ type (
 func (c Const) Match(*sock.Socket) bool      { return bool(c) }
 func (c StateIn) Match(s *sock.Socket) bool  { return c.Mask.Has(s.State) }
 func (c FamilyIs) Match(s *sock.Socket) bool { return s.Family == c.Family }
+func (c DevIs) Match(s *sock.Socket) bool    { return s.IfIndex == c.IfIndex }
 func (e And) Match(s *sock.Socket) bool      { return e.L.Match(s) && e.R.Match(s) }
 func (e Or) Match(s *sock.Socket) bool       { return e.L.Match(s) || e.R.Match(s) }
 func (e Not) Match(s *sock.Socket) bool      { return !e.X.Match(s) }
@@ -139,6 +144,10 @@ func (c StateIn) String() string {
 }
 
 func (c FamilyIs) String() string { return "family " + c.Family.String() }
+
+// String writes the index, not a name: the name belongs to one namespace
+// and may be gone by the time the rendering is read back.
+func (c DevIs) String() string { return fmt.Sprintf("dev %d", c.IfIndex) }
 
 func (c PortCmp) String() string {
 	return fmt.Sprintf("%s %s :%d", side(c.Dst, "sport", "dport"), opNames[c.Op], c.Port)
@@ -228,6 +237,7 @@ var (
 	_ Expr = FamilyIs{}
 	_ Expr = PortCmp{}
 	_ Expr = HostCond{}
+	_ Expr = DevIs{}
 	_ Expr = And{}
 	_ Expr = Or{}
 	_ Expr = Not{}

@@ -30,7 +30,7 @@ func runBytecode(t testing.TB, bc []byte, s *sock.Socket) bool {
 			default:
 				t.Fatalf("bad hostcond family %d in %x", bc[off+4], bc)
 			}
-		case bcSEq, bcDEq, bcSGe, bcSLe, bcDGe, bcDLe:
+		case bcSEq, bcDEq, bcSGe, bcSLe, bcDGe, bcDLe, bcDev:
 			minLen = 8
 		case bcJmp:
 		default:
@@ -70,6 +70,8 @@ func runBytecode(t testing.TB, bc []byte, s *sock.Socket) bool {
 			ok = dport >= arg()
 		case bcDLe:
 			ok = dport <= arg()
+		case bcDev:
+			ok = s.IfIndex == binary.NativeEndian.Uint32(bc[off+4:])
 		case bcSCond, bcDCond:
 			fam, plen := bc[off+4], int(bc[off+5])
 			port := int32(binary.NativeEndian.Uint32(bc[off+8:]))
@@ -120,10 +122,17 @@ var samples = func() []*sock.Socket {
 			sk(sock.IPv6, st, "[::1]:9000", "[::1]:50000"),
 			sk(sock.IPv6, st, "[::ffff:127.0.0.1]:8080", "[::ffff:10.0.0.1]:9000"),
 			sk(sock.IPv6, st, "[2001:db8::1]:443", "[2001:db9::2]:1024"),
+			bound(sk(sock.IPv4, st, "127.0.0.1:22", "127.0.0.1:50000"), 1),
+			bound(sk(sock.IPv6, st, "[fe80::1]:80", "[fe80::2]:40000"), 2),
 		)
 	}
 	return out
 }()
+
+func bound(s *sock.Socket, ifindex uint32) *sock.Socket {
+	s.IfIndex = ifindex
+	return s
+}
 
 // checkProgram asserts that the kernel path (state mask, families,
 // bytecode, then Match when Residual) selects exactly what Match selects.

@@ -2,7 +2,7 @@ package filter
 
 import (
 	"fmt"
-	"net/netip"
+	"net"
 	"strconv"
 	"strings"
 
@@ -68,17 +68,32 @@ type parser struct {
 	toks []token
 	pos  int
 	end  int // column just past the input
+	opt  ParseOptions
+	// fam is the family the last inet: or inet6: prefix chose; ss shows
+	// only that family, whatever the rest of the expression says.
+	fam sock.Family
+}
+
+// ParseOptions changes how a filter is read.
+type ParseOptions struct {
+	// IfIndex finds a network interface by name for "dev NAME". Nil looks
+	// in the caller's network namespace; a caller that shows another
+	// namespace passes a lookup there.
+	IfIndex func(name string) (uint32, error)
 }
 
 // Parse reads a filter written as command-line words, which are joined with
 // spaces first. An empty filter yields nil: every socket.
-func Parse(args []string) (Expr, error) {
+func Parse(args []string) (Expr, error) { return ParseWith(args, ParseOptions{}) }
+
+// ParseWith is Parse with options.
+func ParseWith(args []string, opt ParseOptions) (Expr, error) {
 	src := strings.Join(args, " ")
-	p := &parser{toks: lex(src), end: len(src) + 1}
+	p := &parser{toks: lex(src), end: len(src) + 1, opt: opt}
 	if len(p.toks) == 0 {
 		return nil, nil
 	}
-	e, err := p.orExpr()
+	e, err := p.group()
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +102,9 @@ func Parse(args []string) (Expr, error) {
 			return nil, p.errAt(t, "unbalanced parenthesis")
 		}
 		return nil, p.errAt(t, "unexpected word")
+	}
+	if p.fam != 0 {
+		e = And{e, FamilyIs{p.fam}}
 	}
 	return e, nil
 }
@@ -119,43 +137,69 @@ func isWord(t token, words ...string) bool {
 	return false
 }
 
-func (p *parser) orExpr() (Expr, error) {
-	l, err := p.andExpr()
-	if err != nil {
-		return nil, err
-	}
-	for {
-		t, ok := p.peek()
-		if !ok || !isWord(t, "or", "||", "|") {
-			return l, nil
-		}
-		p.pos++
-		r, err := p.andExpr()
+var (
+	andWords   = []string{"and", "&&", "&"}
+	orWords    = []string{"or", "||", "|"}
+	stateWords = []string{"state", "exclude", "excl"}
+)
+
+// group reads the filter or a parenthesised part of it. A state clause at
+// its start followed directly by a condition applies to all the rest, as
+// ss reads "state established sport = :22 or dport = :22": the states are
+// not a term of the expression there. Followed by and/or (which ss
+// rejects), the clause is an ordinary term.
+func (p *parser) group() (Expr, error) {
+	if t, ok := p.peek(); ok && isWord(t, stateWords...) {
+		st, err := p.stateClause()
 		if err != nil {
 			return nil, err
 		}
-		l = Or{l, r}
+		t, ok := p.peek()
+		switch {
+		case !ok || t.text == ")":
+			return st, nil
+		case isWord(t, andWords...) || isWord(t, orWords...):
+			return p.chain(st)
+		}
+		rest, err := p.chain(nil)
+		if err != nil {
+			return nil, err
+		}
+		return And{st, rest}, nil
 	}
+	return p.chain(nil)
 }
 
-func (p *parser) andExpr() (Expr, error) {
-	l, err := p.unary()
-	if err != nil {
-		return nil, err
+// chain reads terms joined by and, or, or nothing (and), strictly from
+// left to right: ss's grammar (misc/ssfilter.y) gives "and" and "or" the
+// same precedence, so "a or b and c" is "(a or b) and c". ss(8) says and
+// binds tighter, but sockscope selects what ss does. l, when not nil, is
+// the first term, already read.
+func (p *parser) chain(l Expr) (Expr, error) {
+	if l == nil {
+		var err error
+		if l, err = p.unary(); err != nil {
+			return nil, err
+		}
 	}
 	for {
 		t, ok := p.peek()
-		if !ok || t.text == ")" || isWord(t, "or", "||", "|") {
+		if !ok || t.text == ")" {
 			return l, nil
 		}
-		if isWord(t, "and", "&&", "&") {
+		or := isWord(t, orWords...)
+		if or || isWord(t, andWords...) {
 			p.pos++
 		}
 		r, err := p.unary()
 		if err != nil {
 			return nil, err
 		}
-		l = And{l, r}
+		if or {
+			l = Or{l, r}
+		} else {
+			l = And{l, r}
+		}
 	}
 }
 
@@ -172,7 +216,7 @@ func (p *parser) unary() (Expr, error) {
 		}
 		return Not{x}, nil
 	case t.text == "(":
-		e, err := p.orExpr()
+		e, err := p.group()
 		if err != nil {
 			return nil, err
 		}
@@ -183,26 +227,41 @@ func (p *parser) unary() (Expr, error) {
 		return e, nil
 	case t.text == ")":
 		return nil, p.errAt(t, "unbalanced parenthesis")
-	case isWord(t, "state", "exclude"):
+	case isWord(t, stateWords...):
 		p.pos--
 		return p.stateClause()
 	case isWord(t, "sport", "dport"):
 		return p.portCond(t, isWord(t, "dport"))
 	case isWord(t, "src", "dst"):
 		return p.hostCond(t, isWord(t, "dst"))
+	case isWord(t, "dev"):
+		return p.devCond(t)
+	case isWord(t, "family"):
+		return p.familyCond(t)
+	case isWord(t, "fwmark", "mark"):
+		// The dump carries no mark (INET_DIAG_MARK), and the kernel's
+		// MARK_COND alone would leave the user-space check unable to
+		// agree with it.
+		return nil, p.errAt(t, "cannot filter on the socket mark: sockscope's dump does not carry it (INET_DIAG_MARK)")
+	case isWord(t, "cgroup"):
+		return nil, p.errAt(t, "cannot filter on the cgroup: sockscope's dump does not carry the socket's cgroup id (INET_DIAG_CGROUP_ID)")
+	case isWord(t, "autobound"):
+		// ss tests the kernel's bind lock (INET_DIAG_BC_AUTO) and the
+		// local port range together; the lock is not in the dump.
+		return nil, p.errAt(t, "cannot filter on autobound: sockscope's dump does not say whether a port was bound explicitly")
 	case strings.HasPrefix(t.text, ":"):
-		port, err := parsePort(t, t.text[1:])
+		port, err := parsePortName(t, t.text[1:])
 		if err != nil {
 			return nil, err
 		}
 		return EitherPort(port), nil
-	case isWord(t, "and", "&&", "&", "or", "||", "|"):
+	case isWord(t, andWords...) || isWord(t, orWords...):
 		return nil, p.errAt(t, "missing a condition before")
 	}
 	if strings.ContainsAny(t.text, opChars) {
-		return nil, p.errAt(t, "operator without a sport, dport, src or dst before it")
+		return nil, p.errAt(t, "operator without a sport, dport, src, dst or dev before it")
 	}
-	return nil, p.errAt(t, "unknown word (want state, exclude, sport, dport, src, dst or :PORT)")
+	return nil, p.errAt(t, "unknown word (want state, exclude, sport, dport, src, dst, dev, family or :PORT)")
 }
 
 // stateClause reads consecutive state/exclude items into one set, as ss
@@ -213,7 +272,7 @@ func (p *parser) stateClause() (Expr, error) {
 	first := true
 	for {
 		kw, ok := p.peek()
-		if !ok || !isWord(kw, "state", "exclude") {
+		if !ok || !isWord(kw, stateWords...) {
 			break
 		}
 		p.pos++
@@ -225,7 +284,7 @@ func (p *parser) stateClause() (Expr, error) {
 		if !ok {
 			return nil, p.errAt(name, "unknown TCP state")
 		}
-		if isWord(kw, "exclude") {
+		if !isWord(kw, "state") {
 			if first {
 				mask = sock.AllStates
 			}
@@ -239,7 +298,8 @@ func (p *parser) stateClause() (Expr, error) {
 }
 
 // StateGroup returns the states a name stands for: one state by its kernel
-// or ss name, or one of ss's groups.
+// or ss name (ss's scan_state also takes unconnected and syn-rcv), or one
+// of ss's groups.
 func StateGroup(name string) (sock.StateMask, bool) {
 	const (
 		all    = sock.AllStates
@@ -257,6 +317,10 @@ func StateGroup(name string) (sock.StateMask, bool) {
 		return bucket, true
 	case "big":
 		return all &^ bucket, true
+	case "unconnected":
+		return sock.MaskOf(sock.Close), true
+	case "syn-rcv":
+		name = "syn-recv"
 	}
 	st, ok := sock.ParseState(name)
 	if !ok {
@@ -276,7 +340,8 @@ func (p *parser) operator(kw token) (CmpOp, bool, error) {
 	}
 	ops := map[string]CmpOp{
 		"=": OpEq, "==": OpEq, "eq": OpEq, "!=": OpNe, "ne": OpNe, "neq": OpNe,
-		"<": OpLt, "lt": OpLt, "<=": OpLe, "le": OpLe, ">": OpGt, "gt": OpGt, ">=": OpGe, "ge": OpGe,
+		"<": OpLt, "lt": OpLt, "<=": OpLe, "le": OpLe, "leq": OpLe,
+		">": OpGt, "gt": OpGt, ">=": OpGe, "ge": OpGe, "geq": OpGe,
 	}
 	op, ok := ops[strings.ToLower(t.text)]
 	if !ok {
@@ -289,6 +354,8 @@ func (p *parser) operator(kw token) (CmpOp, bool, error) {
 	return op, true, nil
 }
 
+// portCond reads {sport|dport} [OP] [FAMILY:][:]PORT. PORT may be * (any
+// port) with = and !=, as in ss.
 func (p *parser) portCond(kw token, dst bool) (Expr, error) {
 	op, _, err := p.operator(kw)
 	if err != nil {
@@ -298,12 +365,39 @@ func (p *parser) portCond(kw token, dst bool) (Expr, error) {
 	if !ok || t.text == "(" || t.text == ")" {
 		return nil, p.errAt(t, "missing a port after %q", kw.text)
 	}
-	s := strings.TrimPrefix(strings.TrimPrefix(t.text, "*"), ":")
-	port, err := parsePort(t, s)
+	s, err := p.family(t)
+	if err != nil {
+		return nil, err
+	}
+	if s == "*" || s == ":*" {
+		any := HostCond{Dst: dst, Port: -1}
+		switch op {
+		case OpEq:
+			return any, nil
+		case OpNe:
+			return Not{any}, nil
+		}
+		return nil, p.errAt(t, "the any port * compares only with = or !=")
+	}
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "*"), ":")
+	port, err := parsePortName(t, s)
 	if err != nil {
 		return nil, err
 	}
 	return PortCmp{Dst: dst, Op: op, Port: port}, nil
+}
+
+// family strips a [FAMILY:] prefix from a host or port and remembers the
+// family: like ss, the whole filter then shows that family only.
+func (p *parser) family(t token) (string, error) {
+	s, fam, err := cutFamily(t, t.text)
+	if err != nil {
+		return "", err
+	}
+	if fam != 0 {
+		p.fam = fam
+	}
+	return s, nil
 }
 
 func (p *parser) hostCond(kw token, dst bool) (Expr, error) {
@@ -318,7 +412,11 @@ func (p *parser) hostCond(kw token, dst bool) (Expr, error) {
 	if !ok || t.text == "(" || t.text == ")" {
 		return nil, p.errAt(t, "missing an address after %q", kw.text)
 	}
-	c, err := parseHost(t)
+	s, err := p.family(t)
+	if err != nil {
+		return nil, err
+	}
+	c, err := parseHost(t, s, p.fam)
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +427,77 @@ func (p *parser) hostCond(kw token, dst bool) (Expr, error) {
 	return c, nil
 }
 
+// devCond reads dev [=|!=] DEVICE. DEVICE is an interface index (a
+// number), a name, or ifN, as iproute2's ll_name_to_index reads it; a
+// number is always an index here, where ss would first look for an
+// interface named so.
+func (p *parser) devCond(kw token) (Expr, error) {
+	op, _, err := p.operator(kw)
+	if err != nil {
+		return nil, err
+	}
+	if op != OpEq && op != OpNe {
+		return nil, p.errAt(p.toks[p.pos-1], "interfaces compare only with = or !=")
+	}
+	t, ok := p.next()
+	if !ok || t.text == "(" || t.text == ")" {
+		return nil, p.errAt(t, "missing an interface after %q", kw.text)
+	}
+	idx, err := p.ifIndex(t)
+	if err != nil {
+		return nil, err
+	}
+	if op == OpNe {
+		return Not{DevIs{idx}}, nil
+	}
+	return DevIs{idx}, nil
+}
+
+func (p *parser) ifIndex(t token) (uint32, error) {
+	if n, ok := parseCNumber(t.text); ok {
+		if n > 1<<32-1 {
+			return 0, p.errAt(t, "interface index out of range")
+		}
+		return uint32(n), nil
+	}
+	lookup := p.opt.IfIndex
+	if lookup == nil {
+		lookup = func(name string) (uint32, error) {
+			ifi, err := net.InterfaceByName(name)
+			if err != nil {
+				return 0, err
+			}
+			return uint32(ifi.Index), nil
+		}
+	}
+	if idx, err := lookup(t.text); err == nil && idx != 0 {
+		return idx, nil
+	}
+	if n, ok := strings.CutPrefix(t.text, "if"); ok {
+		if v, ok := parseCNumber(n); ok && n[0] >= '0' && n[0] <= '9' && v <= 1<<32-1 {
+			return uint32(v), nil
+		}
+	}
+	return 0, p.errAt(t, "no such network interface")
+}
+
+// familyCond reads family inet|inet6: sockscope's word for ss's -4 and -6
+// (and how -4 and -6 render).
+func (p *parser) familyCond(kw token) (Expr, error) {
+	t, ok := p.next()
+	if !ok || t.text == "(" || t.text == ")" {
+		return nil, p.errAt(t, "missing a family after %q", kw.text)
+	}
+	switch strings.ToLower(t.text) {
+	case "inet":
+		return FamilyIs{sock.IPv4}, nil
+	case "inet6":
+		return FamilyIs{sock.IPv6}, nil
+	}
+	return nil, p.errAt(t, "unknown family (want inet or inet6; sockscope shows TCP only)")
+}
+
+// parsePort reads a decimal port, for --port.
 func parsePort(t token, s string) (uint16, error) {
 	if s == "" {
 		return 0, &Error{Msg: "missing a port number", Token: t.text, Col: t.col}
@@ -341,72 +510,4 @@ func parsePort(t token, s string) (uint16, error) {
 		return 0, &Error{Msg: "port out of range 0-65535", Token: t.text, Col: t.col}
 	}
 	return uint16(n), nil
-}
-
-// parseHost reads ADDR, ADDR/PREFIX, ADDR:PORT, [V6]:PORT, [V6]/PREFIX,
-// *:PORT, :PORT and *.
-func parseHost(t token) (HostCond, error) {
-	s := t.text
-	c := HostCond{Port: -1}
-	bad := func(msg string) (HostCond, error) {
-		return HostCond{}, &Error{Msg: msg, Token: t.text, Col: t.col}
-	}
-	var host, port string
-	switch {
-	case strings.HasPrefix(s, "["):
-		i := strings.IndexByte(s, ']')
-		if i < 0 {
-			return bad("missing ] in address")
-		}
-		host, s = s[1:i], s[i+1:]
-		switch {
-		case s == "":
-		case strings.HasPrefix(s, ":"):
-			port = s[1:]
-			if port == "" {
-				return bad("missing a port number")
-			}
-		case strings.HasPrefix(s, "/"):
-			host += s
-		default:
-			return bad("unexpected text after ]")
-		}
-	case strings.Count(s, ":") > 1 || strings.Contains(s, "/"):
-		host = s // an IPv6 address or a prefix, no port
-	default:
-		host = s
-		if i := strings.LastIndexByte(s, ':'); i >= 0 {
-			host, port = s[:i], s[i+1:]
-			if port == "" {
-				return bad("missing a port number")
-			}
-		}
-	}
-	if port != "" && port != "*" {
-		p, err := parsePort(t, port)
-		if err != nil {
-			return HostCond{}, err
-		}
-		c.Port = int(p)
-	}
-	if host == "" || host == "*" {
-		if port == "" && host == "" {
-			return bad("missing an address")
-		}
-		return c, nil
-	}
-	if strings.Contains(host, "/") {
-		pf, err := netip.ParsePrefix(host)
-		if err != nil {
-			return bad("not an address prefix")
-		}
-		c.Prefix = pf.Masked()
-		return c, nil
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil || a.Zone() != "" {
-		return bad("not an IP address")
-	}
-	c.Prefix = netip.PrefixFrom(a, a.BitLen())
-	return c, nil
 }

@@ -16,6 +16,9 @@ type Spec struct {
 	IPv4      bool     // -4
 	IPv6      bool     // -6
 	Listening bool     // -l
+	// IfIndex finds an interface by name for "dev NAME" in the namespace
+	// shown; nil looks in the caller's (see ParseOptions).
+	IfIndex func(name string) (uint32, error)
 }
 
 // FlagError is a bad flag value: which flag, and what is wrong with it.
@@ -74,7 +77,7 @@ func (s Spec) Build() (Expr, error) {
 	if s.Listening {
 		parts = append(parts, StateIn{sock.MaskOf(sock.Listen)})
 	}
-	e, err := Parse(s.Args)
+	e, err := ParseWith(s.Args, ParseOptions{IfIndex: s.IfIndex})
 	if err != nil {
 		return nil, err
 	}
