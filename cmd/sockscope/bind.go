@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/sockscope/sockscope/pkg/netns"
 	"io"
 	"net/netip"
 	"os"
@@ -15,25 +14,11 @@ import (
 	"github.com/sockscope/sockscope/pkg/bindprobe"
 	"github.com/sockscope/sockscope/pkg/diagnose"
 	"github.com/sockscope/sockscope/pkg/filter"
-	"github.com/sockscope/sockscope/pkg/procs"
-	"github.com/sockscope/sockscope/pkg/source"
+	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/sockscope/sockscope/pkg/track"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
-
-const bindHelp = `usage: sockscope bind [ADDR]:PORT [flags]
-
-Say whether a TCP bind() to ADDR:PORT would succeed right now, plainly, with
-SO_REUSEADDR and with SO_REUSEPORT, by really trying (socket, setsockopt,
-bind, close: no listen, no traffic), and explain a failure from the socket
-table: a listener, connections, or TIME_WAIT entries and when they end.
-ADDR defaults to 0.0.0.0. Exit status: 0 bindable, 1 not, 2 bad input.
-Nothing in the kernel is changed.`
-
-// exitStatus ends a command with a status and no message.
-type exitStatus int
-
-func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)) }
 
 // parseBindAddr reads [ADDR]:PORT, PORT, or [V6ADDR]:PORT.
 func parseBindAddr(s string) (netip.AddrPort, error) {
@@ -88,46 +73,60 @@ func (v waitValue) Set(s string) error {
 	return spanValue(v.d).Set(s)
 }
 
-func runBind(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func newBindCmd(a *app) *cobra.Command {
 	var (
-		netnsArg string
-		asJSON   bool
-		wait     bool
-		timeout  time.Duration
+		netnsArgs []string
+		asJSON    bool
+		wait      bool
+		timeout   time.Duration
 	)
-	fs := pflag.NewFlagSet("bind", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVarP(&netnsArg, "netns", "N", "", "probe the namespace `NAME` (under /run/netns) or PATH")
+	cmd := &cobra.Command{
+		Use:   "bind [ADDR]:PORT [flags]",
+		Short: "say whether bind() to [ADDR]:PORT would succeed, and why not",
+		Long: `Say whether a TCP bind() to ADDR:PORT would succeed right now, plainly, with
+SO_REUSEADDR and with SO_REUSEPORT, by really trying (socket, setsockopt,
+bind, close: no listen, no traffic), and explain a failure from the socket
+table: a listener, connections, or TIME_WAIT entries and when they end.
+ADDR defaults to 0.0.0.0. Exit status: 0 bindable, 1 not, 2 bad input.
+Nothing in the kernel is changed.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("bind: want one [ADDR]:PORT, got %d arguments (%s)", len(args), strings.Join(args, " "))
+			}
+			addr, err := parseBindAddr(args[0])
+			if err != nil {
+				return err
+			}
+			nss, err := resolveAll(cmd.Name(), netnsArgs, false)
+			if err != nil {
+				return err
+			}
+			a.note(repeatedFlags(cmd)...)
+			return runBind(a, nss[0], addr, asJSON, wait, timeout)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringArrayVarP(&netnsArgs, "netns", "N", nil, "probe the namespace `NAME` (under /run/netns) or PATH")
 	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	fs.Var(waitValue{&wait, &timeout}, "wait", "wait until a plain bind succeeds, at most `TIMEOUT` (--wait=2m; --wait alone: no limit)")
 	fs.Lookup("wait").NoOptDefVal = "0"
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			fmt.Fprintf(stdout, "%s\n\nFlags:\n%s", bindHelp, fs.FlagUsages())
-			return nil
-		}
-		return usagef("bind: %v", err)
-	}
-	if fs.NArg() != 1 {
-		return usagef("bind: want one [ADDR]:PORT, got %d arguments (%s)", fs.NArg(), strings.Join(fs.Args(), " "))
-	}
-	addr, err := parseBindAddr(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	ns, err := netns.Resolve(netnsArg)
-	if err != nil {
-		return err
-	}
+	mustComplete(cmd, "netns", completeNetns)
+	return cmd
+}
+
+func runBind(a *app, ns netns.NS, addr netip.AddrPort, asJSON, wait bool, timeout time.Duration) error {
+	ctx, stdout, stderr := a.ctx, a.stdout, a.stderr
 	// The sockets on the port, whatever their address: the report decides
 	// which of them stand in the way.
-	e, _ := filter.Parse([]string{fmt.Sprintf("sport = :%d", addr.Port())})
-	src, err := source.Open(filter.Compile(e, filter.Options{}), source.Options{Netns: ns})
+	prog := filter.Compile(filter.PortCmp{Op: filter.OpEq, Port: addr.Port()}, filter.Options{})
+	s, err := session.Open(ctx, session.Config{Namespaces: []netns.NS{ns}, Program: prog, Processes: true})
 	if err != nil {
 		return err
 	}
-	defer src.Close()
-	tracker := track.New(procs.New("/proc").Lookup)
+	defer s.Close()
+	a.note(s.Notes()...)
+	src := s.Source()
+	tracker := track.New(s.Lookup())
 	check := func() (*diagnose.Report, error) {
 		res, err := bindprobe.Probe(ns, addr)
 		if err != nil {

@@ -2,49 +2,64 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/monitor"
-	"github.com/sockscope/sockscope/pkg/procs"
+	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/sockscope/sockscope/ui"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
 // memoryLimit is the dashboard's soft memory limit (GOMEMLIMIT overrides).
 const memoryLimit = 128 << 20
 
-const dashboardHelp = `usage: sockscope [flags] [FILTER]
-
-Watch the TCP sockets that match FILTER live, e.g. 'sockscope :9000'.
-Press ? in the dashboard for its keys.`
-
 // The dashboard reads through the kernel source, behind the UI's interface.
 var _ monitor.Source = (*source.Kernel)(nil)
 
-func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err error) {
-	var c common
-	interval := time.Second
-	fs := pflag.NewFlagSet("sockscope", pflag.ContinueOnError)
-	c.register(fs)
-	fs.VarP(intervalValue(&interval), "interval", "i", "time between polls, e.g. 500ms or 2s")
-	prog, err := c.parse(fs, args, dashboardHelp, stdout)
-	if err != nil {
-		return err
+func newDashboardCmd(a *app) *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Short: "watch the TCP sockets that match FILTER live",
+		Long: withFilterHelp(`Watch the TCP sockets that match FILTER live, e.g. 'sockscope :9000'.
+Press ? in the dashboard for its keys.`),
+		Args: cobra.ArbitraryArgs, // the filter, or a mistyped command
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.prepare(cmd, args, false); err != nil {
+				if s := suggest(cmd.Root(), args, err); s != nil {
+					return s
+				}
+				return err
+			}
+			return runDashboard(a, &o)
+		},
 	}
+	o.selectFlags(cmd)
+	o.interval = time.Second
+	o.intervalFlag(cmd, "time between polls, e.g. 500ms or 2s")
+	return cmd
+}
+
+func runDashboard(a *app, o *options) error {
 	if !isTerminal(os.Stdout) {
 		return usagef("the dashboard needs a terminal; for output to a pipe or file use 'sockscope list'")
 	}
-	opts := c.sourceOptions()
-	opts.Totals = true
-	src, err := source.Open(prog, opts)
+	text, fixed, err := o.editable()
 	if err != nil {
 		return err
 	}
-	defer src.Close()
+	ctx, cancel := context.WithCancel(a.ctx)
+	defer cancel()
+	cfg := o.sessionConfig()
+	cfg.Totals, cfg.Destroys, cfg.Processes = true, true, true // p shows owners any time
+	s, err := session.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Frames of a large table are big and short-lived: without a
 		// limit the heap doubles before each collection. With one, the
@@ -52,26 +67,26 @@ func runDashboard(ctx context.Context, args []string, stdout io.Writer) (err err
 		// 120 MB at 110k sockets, for about 3% more CPU).
 		debug.SetMemoryLimit(memoryLimit)
 	}
-	text, fixed := c.editable()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	destroys, _ := src.Destroys(ctx) // without them, polls date the changes
-	stat, err := src.Stat()
+	stat, err := s.Stat()
 	if err != nil {
 		return err
 	}
 	kb := newBaseline(stat)
-	return ui.Run(ctx, ui.Config{
-		Source:    src,
-		Lookup:    procs.New("/proc").Lookup,
-		Processes: c.processes,
+	// The terminal is the dashboard's: its notes go to the status line.
+	notes := append(append([]string(nil), o.notes...), s.Notes()...)
+	err = ui.Run(ctx, ui.Config{
+		Source:    s.Source(),
+		Lookup:    s.Lookup(),
+		Processes: o.processes,
 		Filter:    text,
 		Fixed:     fixed,
-		Interval:  interval,
-		Netns:     c.ns.Label(),
-		Destroys:  destroys,
-		Notice:    src.Notice,
+		Interval:  o.interval,
+		Netns:     o.namespaces[0].Label(),
+		Destroys:  s.Destroys(),
+		Notice:    strings.Join(notes, "; "),
 		TimeWait:  kb.context,
 		Counters:  stat.Counters,
 	})
+	a.note(s.ClosingNotes()...)
+	return err
 }

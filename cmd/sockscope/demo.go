@@ -5,25 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sockscope/sockscope/pkg/netns"
-	"io"
 	"net/netip"
 	"os"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/diagnose"
-	"github.com/spf13/pflag"
+	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
-
-const demoHelp = `usage: sockscope demo server [flags]
-       sockscope demo client [flags]
-
-The tutorial's experiment: a server that greets each client with
-"I sent sth to client!" and closes, and clients that read it and close.
-Watch it with 'sockscope :9000' in another terminal: the server's closes
-leave TIME_WAIT entries on port 9000, and a restarted server's bind() fails
-until they are gone (or it sets SO_REUSEADDR, as --reuseaddr does).`
 
 // greeting is what the tutorial's server.c sends.
 const greeting = "I sent sth to client!\n"
@@ -31,7 +21,8 @@ const greeting = "I sent sth to client!\n"
 type demoFlags struct {
 	port       uint16
 	addr       string
-	netns      string
+	netnsArgs  []string
+	ns         netns.NS
 	n          int
 	reuseAddr  bool
 	linger0    bool
@@ -39,24 +30,80 @@ type demoFlags struct {
 	closeFirst bool
 }
 
-func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || (args[0] != "server" && args[0] != "client") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, demoHelp)
-			return nil
-		}
-		got := ""
-		if len(args) > 0 {
-			got = fmt.Sprintf(", got %q", args[0])
-		}
-		return usagef("demo: want 'server' or 'client'%s", got)
+const demoLong = `The tutorial's experiment: a server that greets each client with
+"I sent sth to client!" and closes, and clients that read it and close.
+Watch it with 'sockscope :9000' in another terminal: the server's closes
+leave TIME_WAIT entries on port 9000, and a restarted server's bind() fails
+until they are gone (or it sets SO_REUSEADDR, as --reuseaddr does).`
+
+func newDemoCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo server|client [flags]",
+		Short: "the tutorial's server and client, to try all of the above",
+		Long:  demoLong,
+		// Anything but server or client lands here, to be named.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("demo: want 'server' or 'client'")
+			}
+			cmd.SuggestionsMinimumDistance = 2
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				return usagef("demo: want 'server' or 'client', got %q: did you mean %s?", args[0], s[0])
+			}
+			return usagef("demo: want 'server' or 'client', got %q", args[0])
+		},
 	}
-	role := args[0]
+	cmd.AddCommand(newDemoRoleCmd(a, "server"), newDemoRoleCmd(a, "client"))
+	return cmd
+}
+
+func newDemoRoleCmd(a *app, role string) *cobra.Command {
 	var f demoFlags
-	fs := pflag.NewFlagSet("demo "+role, pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	cmd := &cobra.Command{
+		Use:  role + " [flags]",
+		Long: demoLong,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			addr, err := netip.ParseAddr(f.addr)
+			if err != nil || addr.Zone() != "" {
+				return usagef("demo %s: bad --addr %q: not an IP address", role, f.addr)
+			}
+			if f.port == 0 || f.n < 0 {
+				return usagef("demo %s: --port must be 1-65535 and --count 0 or more", role)
+			}
+			nss, err := resolveAll("demo "+role, f.netnsArgs, false)
+			if err != nil {
+				return err
+			}
+			f.ns = nss[0]
+			a.note(repeatedFlags(cmd)...)
+			ap := netip.AddrPortFrom(addr, f.port)
+			out := bufio.NewWriter(a.stdout)
+			var werr error
+			say := func(format string, a ...any) {
+				fmt.Fprintf(out, format+"\n", a...)
+				if err := out.Flush(); err != nil && werr == nil && !isBrokenPipe(err) {
+					werr = fmt.Errorf("writing the demo's report: %w", err)
+				}
+			}
+			if role == "server" {
+				err = demoServer(a.ctx, &f, ap, say)
+			} else {
+				err = demoClient(a.ctx, &f, ap, say)
+			}
+			return errors.Join(err, werr)
+		},
+	}
+	if role == "server" {
+		cmd.Short = "serve the greeting on --port and close: TIME_WAIT on the server's side"
+	} else {
+		cmd.Short = "connect to the server, read the greeting and close"
+	}
+	fs := cmd.Flags()
 	fs.Uint16Var(&f.port, "port", 9000, "TCP port")
-	fs.StringVarP(&f.netns, "netns", "N", "", "run inside the namespace `NAME` or PATH")
+	fs.StringArrayVarP(&f.netnsArgs, "netns", "N", nil, "run inside the namespace `NAME` or PATH")
+	mustComplete(cmd, "netns", completeNetns)
 	if role == "server" {
 		fs.StringVar(&f.addr, "addr", "0.0.0.0", "address to bind")
 		fs.IntVarP(&f.n, "count", "n", 0, "exit after N connections (0: serve until Ctrl-C)")
@@ -68,44 +115,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.IntVarP(&f.n, "count", "n", 1, "connections to make, one after another")
 		fs.BoolVar(&f.closeFirst, "close-first", false, "close right after the greeting, before the server does")
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if err == pflag.ErrHelp {
-			fmt.Fprintf(stdout, "%s\n\nFlags:\n%s", demoHelp, fs.FlagUsages())
-			return nil
-		}
-		return usagef("demo %s: %v", role, err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("demo %s: unexpected argument %q", role, fs.Arg(0))
-	}
-	addr, err := netip.ParseAddr(f.addr)
-	if err != nil || addr.Zone() != "" {
-		return usagef("demo %s: bad --addr %q: not an IP address", role, f.addr)
-	}
-	if f.port == 0 || f.n < 0 {
-		return usagef("demo %s: --port must be 1-65535 and --count 0 or more", role)
-	}
-	ap := netip.AddrPortFrom(addr, f.port)
-	out := bufio.NewWriter(stdout)
-	defer out.Flush()
-	say := func(format string, a ...any) {
-		fmt.Fprintf(out, format+"\n", a...)
-		out.Flush()
-	}
-	if role == "server" {
-		return demoServer(ctx, &f, ap, say)
-	}
-	return demoClient(&f, ap, say)
-}
-
-// inNetns runs f inside the namespace arg names ("" for the caller's);
-// sockets f creates stay there.
-func inNetns(arg string, f func() error) error {
-	ns, err := netns.Resolve(arg)
-	if err != nil {
-		return err
-	}
-	return ns.Run(f)
+	return cmd
 }
 
 func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
@@ -117,7 +127,7 @@ func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
 
 func demoServer(ctx context.Context, f *demoFlags, ap netip.AddrPort, say func(string, ...any)) error {
 	var lfd int
-	err := inNetns(f.netns, func() error {
+	err := f.ns.Run(func() error {
 		fam, sa := sockaddr(ap)
 		var err error
 		if lfd, err = unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
@@ -171,7 +181,10 @@ func demoServer(ctx context.Context, f *demoFlags, ap netip.AddrPort, say func(s
 			kept = append(kept, fd)
 			say("%s connected; greeted it and keep the connection open", peer)
 		case f.linger0:
-			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("setting SO_LINGER 0: %w", err)
+			}
 			unix.Close(fd)
 			say("%s connected; greeted it and reset the connection (SO_LINGER 0: no TIME_WAIT)", peer)
 		default:
@@ -216,30 +229,44 @@ func sockaddrString(sa unix.Sockaddr) string {
 	return "?"
 }
 
-func demoClient(f *demoFlags, ap netip.AddrPort, say func(string, ...any)) error {
+func demoClient(ctx context.Context, f *demoFlags, ap netip.AddrPort, say func(string, ...any)) error {
 	for range f.n {
 		var fd int
-		err := inNetns(f.netns, func() error {
-			fam, sa := sockaddr(ap)
+		err := f.ns.Run(func() error {
+			fam, _ := sockaddr(ap)
 			var err error
-			if fd, err = unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			// Non-blocking, so that Ctrl-C ends a connect to an address
+			// that never answers, rather than the kernel's two minutes.
+			fd, err = unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+			if err != nil {
 				return fmt.Errorf("socket: %w", err)
-			}
-			if err := unix.Connect(fd, sa); err != nil {
-				unix.Close(fd)
-				return fmt.Errorf("connect %s: %s", ap, diagnose.Errno(err))
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		local, _ := unix.Getsockname(fd)
-		got, eof, err := readGreeting(fd, !f.closeFirst)
+		reset, err := connectCtx(ctx, fd, ap)
+		if err != nil {
+			unix.Close(fd)
+			if ctx.Err() != nil {
+				return nil // Ctrl-C
+			}
+			return err
+		}
+		local, err := unix.Getsockname(fd)
+		if err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("reading the client's address: %w", err)
+		}
+		got, eof, err := readGreeting(ctx, fd, !f.closeFirst)
 		unix.Close(fd)
+		if ctx.Err() != nil {
+			return nil // Ctrl-C
+		}
 		how := "the server closed first, then this client"
 		switch {
-		case errors.Is(err, unix.ECONNRESET):
+		case reset, errors.Is(err, unix.ECONNRESET):
 			how = "the server reset the connection (RST): no TIME_WAIT on either side"
 		case err != nil:
 			return fmt.Errorf("reading from %s: %w", ap, err)
@@ -251,17 +278,77 @@ func demoClient(f *demoFlags, ap netip.AddrPort, say func(string, ...any)) error
 	return nil
 }
 
+// pollStep is how often the demo's waits look at their context: Ctrl-C
+// ends them within it.
+const pollStep = 200 * time.Millisecond
+
+// waitFd waits until fd has one of events, ctx ends (false), or the
+// deadline passes (an error).
+func waitFd(ctx context.Context, fd int, events int16, deadline time.Time) (bool, error) {
+	for ctx.Err() == nil {
+		if time.Now().After(deadline) {
+			return false, errors.New("no answer in 10s")
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		n, err := unix.Poll(pfd, int(pollStep/time.Millisecond))
+		if err == unix.EINTR || n == 0 {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("poll: %w", err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// connectCtx connects the non-blocking fd to ap, giving up when ctx ends
+// or after 10 seconds. reset reports a connection that was made and reset
+// before this looked (the --linger0 server is that quick): reading the
+// socket's error consumed the reset, so the caller must remember it.
+func connectCtx(ctx context.Context, fd int, ap netip.AddrPort) (reset bool, err error) {
+	_, sa := sockaddr(ap)
+	err = unix.Connect(fd, sa)
+	if err == nil {
+		return false, nil
+	}
+	if err != unix.EINPROGRESS {
+		return false, fmt.Errorf("connect %s: %s", ap, diagnose.Errno(err))
+	}
+	ok, err := waitFd(ctx, fd, unix.POLLOUT, time.Now().Add(10*time.Second))
+	if err != nil {
+		return false, fmt.Errorf("connect %s: %w", ap, err)
+	}
+	if !ok {
+		return false, ctx.Err()
+	}
+	soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return false, fmt.Errorf("connect %s: %w", ap, err)
+	}
+	switch unix.Errno(soErr) {
+	case 0:
+		return false, nil
+	case unix.ECONNRESET:
+		// A refused connect reads ECONNREFUSED; a reset one was made.
+		return true, nil
+	}
+	return false, fmt.Errorf("connect %s: %s", ap, diagnose.Errno(unix.Errno(soErr)))
+}
+
 // readGreeting reads the greeting line, then, when toEOF, until the server
-// closes.
-func readGreeting(fd int, toEOF bool) (string, bool, error) {
+// closes; ctx ends it early.
+func readGreeting(ctx context.Context, fd int, toEOF bool) (string, bool, error) {
 	var got []byte
 	buf := make([]byte, 256)
 	deadline := time.Now().Add(10 * time.Second)
-	tv := unix.NsecToTimeval(int64(10 * time.Second))
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	for time.Now().Before(deadline) {
+	for {
+		ok, err := waitFd(ctx, fd, unix.POLLIN, deadline)
+		if err != nil || !ok {
+			return string(got), false, err
+		}
 		n, err := unix.Read(fd, buf)
-		if err == unix.EINTR {
+		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}
 		if err != nil {
@@ -275,5 +362,4 @@ func readGreeting(fd int, toEOF bool) (string, bool, error) {
 			return string(got), false, nil
 		}
 	}
-	return string(got), false, errors.New("no answer in 10s")
 }

@@ -83,7 +83,7 @@ func TestIntegrationPrometheusScrapesExporter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	exp := exec.Command(binary, "exporter", "-N", ns.Name, "--port", "9000", "--listen", "127.0.0.1:0")
+	exp := exec.Command(binary, "exporter", "-N", ns.Name, "--port-series", "9000", "--listen", "127.0.0.1:0")
 	stderr, _ := exp.StderrPipe()
 	if err := exp.Start(); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,11 @@
 //	sockscope watch [flags] [FILTER]  one line per state change
 //	sockscope timewait [flags] [FILTER]  TIME_WAIT lifetimes and their causes
 //
-// Bad input prints one line naming the bad token and exits with status 2;
-// other failures exit with status 1.
+// The command line is a cobra command tree (commands.go); every command
+// shares one flag model (flags.go), opens what it reads through
+// pkg/session, and hands it to its front end. Bad input prints one line
+// naming the bad token and exits with status 2; other failures exit with
+// status 1.
 package main
 
 import (
@@ -17,88 +20,96 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sockscope/sockscope/pkg/netns"
 )
 
 func main() {
-	// SIGTERM and SIGINT end the dashboard through its context, so the
-	// terminal is restored before the process exits.
+	if err := preflight(); err != nil {
+		os.Exit(exitCode(err, os.Stderr))
+	}
+	// SIGTERM and SIGINT end every command through its context, so the
+	// dashboard restores the terminal before the process exits.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-// usageError is bad input: the message names the bad token.
-type usageError struct{ msg string }
+// usageError is bad input: the message names the bad token. err, when
+// set, is the error it came from (a *filter.Error, say).
+type usageError struct {
+	msg string
+	err error
+}
 
 func (e *usageError) Error() string { return e.msg }
 
-func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+func (e *usageError) Unwrap() error { return e.err }
 
-const usage = `usage: sockscope [flags] [FILTER]          the live dashboard
-       sockscope COMMAND [flags] [FILTER]
+func usagef(format string, a ...any) error { return &usageError{msg: fmt.Sprintf(format, a...)} }
 
-Commands:
-  list      print the TCP sockets that match FILTER, once
-  watch     print state changes as they happen, one line each
-  timewait  measure how long TIME_WAIT entries last, and why
-  bind      say whether bind() to [ADDR]:PORT would succeed, and why not
-  demo      the tutorial's server and client, to try all of the above
-  stats     the kernel's TCP counters (resets, overflows, opens)
-  exporter  serve the table as Prometheus metrics
+// exitStatus ends a command with a status and no message.
+type exitStatus int
 
-Run 'sockscope COMMAND --help' for a command's flags and the filter language.
-`
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := ""
-	if len(args) > 0 {
-		cmd = args[0]
-	}
-	var err error
-	switch cmd {
-	case "list":
-		err = runList(args[1:], stdout, stderr)
-	case "watch":
-		err = runWatch(ctx, args[1:], stdout, stderr)
-	case "timewait":
-		err = runTimeWait(ctx, args[1:], stdout, stderr)
-	case "bind":
-		err = runBind(ctx, args[1:], stdout, stderr)
-	case "demo":
-		err = runDemo(ctx, args[1:], stdout)
-	case "stats":
-		err = runStats(ctx, args[1:], stdout)
-	case "exporter":
-		err = runExporter(ctx, args[1:], stdout, stderr)
-	case "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		// Anything else is the dashboard's flags and filter.
-		err = runDashboard(ctx, args, stdout)
-	}
+	root := newRoot(&app{ctx: ctx, stdout: stdout, stderr: stderr})
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
 	return exitCode(err, stderr)
 }
 
 // exitCode prints err as one line and maps it to the exit status: 2 for
 // bad input (flags, filters, namespaces), 1 for anything else.
 func exitCode(err error, stderr io.Writer) int {
-	if err == nil || errors.Is(err, errHelp) {
+	if err == nil {
 		return 0
 	}
 	var status exitStatus
 	if errors.As(err, &status) {
 		return int(status) // the command already said why
 	}
-	fmt.Fprintf(stderr, "sockscope: %v\n", err)
+	// One line, whatever the error wraps.
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	fmt.Fprintf(stderr, "sockscope: %s\n", msg)
 	var ue *usageError
 	var ne *netns.Error
 	if errors.As(err, &ue) || errors.As(err, &ne) {
 		return 2
 	}
 	return 1
+}
+
+// The least a run needs. Below these the Go runtime itself fails with a
+// trace (its poller wants descriptors; every thread reserves address
+// space), so they are checked first and said in one line instead.
+const (
+	minFiles        = 32
+	minAddressSpace = 2 << 30
+)
+
+// preflight checks the process limits a run needs: too few is the
+// machine's fault, exit status 1, never a runtime trace.
+func preflight() error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading the descriptor limit: %w", err)
+	}
+	if lim.Cur < minFiles {
+		return fmt.Errorf("only %d file descriptors allowed (ulimit -n); sockscope needs at least %d", lim.Cur, minFiles)
+	}
+	if err := unix.Getrlimit(unix.RLIMIT_AS, &lim); err != nil {
+		return fmt.Errorf("reading the address-space limit: %w", err)
+	}
+	if lim.Cur != unix.RLIM_INFINITY && lim.Cur < minAddressSpace {
+		return fmt.Errorf("address space limited to %d MiB (ulimit -v); sockscope needs at least %d MiB of it (reserved, not used)",
+			lim.Cur>>20, minAddressSpace>>20)
+	}
+	return nil
 }

@@ -2,22 +2,15 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/sockscope/sockscope/pkg/netns"
-	"io"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/spf13/cobra"
+
 	"github.com/sockscope/sockscope/pkg/kstat"
-	"github.com/spf13/pflag"
 )
-
-const statsHelp = `usage: sockscope stats [-N NETNS] [-i INTERVAL] [--json]
-
-The TCP counters that explain what the socket table shows, from
-/proc/net/snmp and /proc/net/netstat of the namespace. With -i, a table
-every INTERVAL with per-second rates, until Ctrl-C or --for.`
 
 // statCounters are shown in this order, with what they count.
 var statCounters = []struct{ name, what string }{
@@ -33,48 +26,53 @@ var statCounters = []struct{ name, what string }{
 	{"ListenDrops", "SYNs dropped at listeners"},
 }
 
-func runStats(ctx context.Context, args []string, stdout io.Writer) error {
-	var (
-		netnsArg      string
-		asJSON        bool
-		interval, dur time.Duration
-	)
-	fs := pflag.NewFlagSet("stats", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVarP(&netnsArg, "netns", "N", "", "read the namespace `NAME` (under /run/netns) or PATH")
-	fs.BoolVar(&asJSON, "json", false, "one JSON object per reading")
-	registerLive(fs, &interval, &dur)
-	interval = 0
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			fmt.Fprintf(stdout, "%s\n\nFlags:\n%s", statsHelp, fs.FlagUsages())
-			return nil
-		}
-		return usagef("stats: %v", err)
+func newStatsCmd(a *app) *cobra.Command {
+	var o options
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stats [-N NETNS] [-i INTERVAL] [--json]",
+		Short: "the kernel's TCP counters (resets, overflows, opens)",
+		Long: `The TCP counters that explain what the socket table shows, from
+/proc/net/snmp and /proc/net/netstat of the namespace. With -i, a table
+every INTERVAL with per-second rates, until Ctrl-C or --for.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.runFor > 0 && o.interval == 0 {
+				return usagef("stats: --for %v needs -i: without it stats reads the counters once", o.runFor)
+			}
+			nss, err := resolveAll(cmd.Name(), o.netnsArgs, false)
+			if err != nil {
+				return err
+			}
+			a.note(repeatedFlags(cmd)...)
+			return runStats(a, nss[0], o.interval, o.runFor, asJSON)
+		},
 	}
-	if fs.NArg() > 0 {
-		return usagef("stats: unexpected argument %q", fs.Arg(0))
-	}
-	if dur > 0 && interval == 0 {
-		return usagef("stats: --for %v needs -i: without it stats reads the counters once", dur)
-	}
-	ns, err := netns.Resolve(netnsArg)
-	if err != nil {
-		return err
-	}
+	cmd.Flags().StringArrayVarP(&o.netnsArgs, "netns", "N", nil, "read the namespace `NAME` (under /run/netns) or PATH")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per reading")
+	o.liveFlags(cmd)
+	o.interval = 0 // once, unless -i
+	mustComplete(cmd, "netns", completeNetns)
+	return cmd
+}
+
+func runStats(a *app, ns netns.NS, interval, dur time.Duration, asJSON bool) error {
+	ctx, stdout := a.ctx, a.stdout
 	r, err := kstat.Open(ns)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	out := bufio.NewWriter(stdout)
-	defer out.Flush()
 	prev, err := r.Counters()
 	if err != nil {
 		return err
 	}
 	if interval == 0 {
-		return writeStats(out, prev, nil, 0, asJSON)
+		if err := writeStats(out, prev, nil, 0, asJSON); err != nil {
+			return fmt.Errorf("writing the counters: %w", err)
+		}
+		return flush(out, "the counters")
 	}
 	ctx, cancel := withFor(ctx, dur)
 	defer cancel()
@@ -91,13 +89,13 @@ func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 			if err := writeStats(out, cur, prev, now.Sub(last), asJSON); err != nil {
-				return err
+				return fmt.Errorf("writing the counters: %w", err)
 			}
 			if err := out.Flush(); err != nil {
 				if isBrokenPipe(err) {
-					return nil
+					return nil // the reader went away: stop
 				}
-				return err
+				return fmt.Errorf("writing the counters: %w", err)
 			}
 			prev, last = cur, now
 		}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 
@@ -17,3 +19,13 @@ func isTerminal(f *os.File) bool {
 // isBrokenPipe reports a reader that went away (| head): not an error
 // worth a message.
 func isBrokenPipe(err error) bool { return errors.Is(err, syscall.EPIPE) }
+
+// flush writes out what w holds. A reader that went away (| head) is not
+// an error; any other failure to write is, so that no output is lost
+// without a word.
+func flush(w *bufio.Writer, what string) error {
+	if err := w.Flush(); err != nil && !isBrokenPipe(err) {
+		return fmt.Errorf("writing %s: %w", what, err)
+	}
+	return nil
+}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -15,26 +13,45 @@ import (
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/sockscope/sockscope/pkg/twstat"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
-const timeWaitHelp = `usage: sockscope timewait [flags] [FILTER] [--for DURATION]
-
-Measure how long TIME_WAIT entries really last: every entry that matches
+func newTimeWaitCmd(a *app) *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "timewait [flags] [FILTER] [--for DURATION]",
+		Short: "measure how long TIME_WAIT entries last, and why",
+		Long: withFilterHelp(`Measure how long TIME_WAIT entries really last: every entry that matches
 FILTER is timed from entering TIME_WAIT (the kernel's timer says when) to
 leaving it. Prints a line as each one ends, then on Ctrl-C or after --for a
 summary: min / median / p99 / max, a histogram, per local port, and the
-kernel settings and counters that govern TIME_WAIT.`
+kernel settings and counters that govern TIME_WAIT.`),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.prepare(cmd, args, false); err != nil {
+				return err
+			}
+			return runTimeWait(a, &o)
+		},
+	}
+	o.selectFlags(cmd)
+	o.liveFlags(cmd)
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the summary as one JSON object")
+	return cmd
+}
 
 // kernelBaseline remembers the counters at the start of a measurement.
 type kernelBaseline struct {
-	r    *kstat.Reader
-	base map[string]int64
+	r       *kstat.Reader
+	base    map[string]int64
+	baseErr error // the start could not be read: the deltas are totals
 }
 
 func newBaseline(r *kstat.Reader) *kernelBaseline {
 	b := &kernelBaseline{r: r}
-	b.base, _ = r.Counters() // missing counters read as zero deltas
+	var err error
+	if b.base, err = r.Counters(); err != nil {
+		b.baseErr = fmt.Errorf("reading the TCP counters at the start: %w", err)
+	}
 	return b
 }
 
@@ -57,29 +74,21 @@ func (b *kernelBaseline) context() (twstat.Context, error) {
 	k.Overflow = now["TCPTimeWaitOverflow"] - b.base["TCPTimeWaitOverflow"]
 	k.Recycled = now["TWRecycled"] - b.base["TWRecycled"]
 	k.Killed = now["TWKilled"] - b.base["TWKilled"]
-	return k, nil
+	return k, b.baseErr
 }
 
-func runTimeWait(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	interval, runFor := time.Second, time.Duration(0)
-	fs := pflag.NewFlagSet("timewait", pflag.ContinueOnError)
-	c.register(fs)
-	registerLive(fs, &interval, &runFor)
-	fs.BoolVar(&c.json, "json", false, "print the summary as one JSON object")
-	if _, err := c.parse(fs, args, timeWaitHelp, stdout); err != nil {
-		return err
-	}
+func runTimeWait(a *app, o *options) error {
+	stdout, stderr := a.stdout, a.stderr
 	// Only TIME_WAIT entries are timed, so only they are dumped.
-	prog := filter.Compile(filter.AndOf(c.expr, filter.StateIn{Mask: sock.MaskOf(sock.TimeWait)}), filter.Options{})
-	ctx, cancel := withFor(ctx, runFor)
+	prog := filter.Compile(filter.AndOf(o.expr, filter.StateIn{Mask: sock.MaskOf(sock.TimeWait)}), filter.Options{})
+	ctx, cancel := withFor(a.ctx, o.runFor)
 	defer cancel()
-	l, err := openLive(ctx, &c, prog, stderr)
+	s, err := openLive(ctx, a, o, prog)
 	if err != nil {
 		return err
 	}
-	defer l.src.Close()
-	stat, err := l.src.Stat()
+	defer s.Close()
+	stat, err := s.Stat()
 	if err != nil {
 		return err
 	}
@@ -89,7 +98,7 @@ func runTimeWait(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	stats := twstat.New()
 	start := time.Now()
 	var line []byte
-	mon := monitor.New(l.src, monitor.Options{Lookup: l.lookup, Processes: c.processes, Interval: interval},
+	mon := monitor.New(s.Source(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
 			if f.Err != nil {
@@ -97,7 +106,7 @@ func runTimeWait(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				return
 			}
 			stats.Add(f.Events)
-			if c.json {
+			if o.json {
 				return
 			}
 			for i := range f.Events {
@@ -110,16 +119,17 @@ func runTimeWait(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				cancel() // the reader went away
 			}
 		})
-	if err := mon.Run(ctx, nil, l.destroys); err != nil {
+	if err := mon.Run(ctx, nil, s.Destroys()); err != nil {
 		return err
 	}
+	a.note(s.ClosingNotes()...)
 	took := time.Since(start)
 	k, err := kb.context()
 	if err != nil {
 		fmt.Fprintf(stderr, "sockscope: note: reading the kernel's TIME_WAIT settings: %v\n", err)
 	}
 	sum := stats.Summary()
-	if c.json {
+	if o.json {
 		b, err := json.Marshal(struct {
 			DurationS float64        `json:"duration_s"`
 			Summary   twstat.Summary `json:"summary"`

@@ -4,94 +4,68 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/monitor"
-	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/render"
-	"github.com/sockscope/sockscope/pkg/sock"
-	"github.com/sockscope/sockscope/pkg/source"
-	"github.com/sockscope/sockscope/pkg/track"
-	"github.com/spf13/pflag"
+	"github.com/sockscope/sockscope/pkg/session"
+	"github.com/spf13/cobra"
 )
 
-const watchHelp = `usage: sockscope watch [flags] [FILTER]
-
-Print one line per socket event as it happens: new (first seen), a state
+func newWatchCmd(a *app) *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "watch [flags] [FILTER]",
+		Short: "print state changes as they happen, one line each",
+		Long: withFilterHelp(`Print one line per socket event as it happens: new (first seen), a state
 change with the time spent in the old state, gone with its lifetime. Times
 come from the kernel where it tells them (the TIME_WAIT timer, destroy
 events); '~' marks a time measured by polling, '>=' one that began before
-the watch. Runs until Ctrl-C or --for.`
-
-// live holds what the live modes share: the kernel source and its destroy
-// events for the namespace the flags name.
-type live struct {
-	src      *source.Kernel
-	destroys <-chan sock.Destroy
-	lookup   track.Lookup
+the watch. Runs until Ctrl-C or --for.`),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.prepare(cmd, args, false); err != nil {
+				return err
+			}
+			return runWatch(a, &o)
+		},
+	}
+	o.selectFlags(cmd)
+	o.liveFlags(cmd)
+	cmd.Flags().BoolVar(&o.json, "json", false, "one JSON object per event per line")
+	return cmd
 }
 
-// openLive opens the source and joins the destroy events; where those are
-// not available it says so once on stderr and goes on with polling alone.
-func openLive(ctx context.Context, c *common, prog *filter.Program, stderr io.Writer) (*live, error) {
-	src, err := source.Open(prog, c.sourceOptions())
+// openLive opens the session of a live mode: its source, the destroy
+// announcements and the owners, with the notes said once on stderr.
+func openLive(ctx context.Context, a *app, o *options, prog *filter.Program) (*session.Session, error) {
+	a.note(o.notes...)
+	cfg := o.sessionConfig()
+	cfg.Program, cfg.Destroys = prog, true
+	s, err := session.Open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	l := &live{src: src}
-	if src.Notice != "" {
-		fmt.Fprintf(stderr, "sockscope: note: %s\n", src.Notice)
-	}
-	if l.destroys, err = src.Destroys(ctx); err != nil && src.Notice == "" {
-		fmt.Fprintf(stderr, "sockscope: note: no destroy events (%v); times come from polling alone\n", err)
-	}
-	if c.processes {
-		l.lookup = procs.New("/proc").Lookup
-	}
-	return l, nil
+	a.note(s.Notes()...)
+	return s, nil
 }
 
-// registerLive adds the flags of the modes that run until stopped: the
-// polling interval and --for.
-func registerLive(fs *pflag.FlagSet, interval, runFor *time.Duration) {
-	fs.VarP(intervalValue(interval), "interval", "i", "time between polls, e.g. 500ms or 2s")
-	fs.Var(spanValue(runFor), "for", "stop after `DURATION` (e.g. 90s); default: until Ctrl-C")
-}
-
-func withFor(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if d > 0 {
-		return context.WithTimeout(ctx, d)
-	}
-	return context.WithCancel(ctx)
-}
-
-func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	interval, runFor := time.Second, time.Duration(0)
-	fs := pflag.NewFlagSet("watch", pflag.ContinueOnError)
-	c.register(fs)
-	registerLive(fs, &interval, &runFor)
-	fs.BoolVar(&c.json, "json", false, "one JSON object per event per line")
-	prog, err := c.parse(fs, args, watchHelp, stdout)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := withFor(ctx, runFor)
+func runWatch(a *app, o *options) error {
+	stdout, stderr := a.stdout, a.stderr
+	prog := o.prog
+	ctx, cancel := withFor(a.ctx, o.runFor)
 	defer cancel()
-	l, err := openLive(ctx, &c, prog, stderr)
+	s, err := openLive(ctx, a, o, prog)
 	if err != nil {
 		return err
 	}
-	defer l.src.Close()
+	defer s.Close()
 
 	out := bufio.NewWriter(stdout)
 	var werr error
 	var line []byte
 	first := true
-	mon := monitor.New(l.src, monitor.Options{Lookup: l.lookup, Processes: c.processes, Interval: interval},
+	mon := monitor.New(s.Source(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
 			if f.Err != nil {
@@ -106,10 +80,10 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			for i := range f.Events {
 				line = line[:0]
-				if c.json {
+				if o.json {
 					line = render.AppendEventJSON(line, &f.Events[i])
 				} else {
-					line = render.AppendEvent(line, &f.Events[i], c.processes)
+					line = render.AppendEvent(line, &f.Events[i], o.processes)
 				}
 				line = append(line, '\n')
 				out.Write(line)
@@ -120,9 +94,10 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				}
 			}
 		})
-	if err := mon.Run(ctx, nil, l.destroys); err != nil {
+	if err := mon.Run(ctx, nil, s.Destroys()); err != nil {
 		return err
 	}
+	a.note(s.ClosingNotes()...)
 	if werr != nil && !isBrokenPipe(werr) {
 		return fmt.Errorf("writing events: %w", werr)
 	}

@@ -76,9 +76,10 @@ type parser struct {
 
 // ParseOptions changes how a filter is read.
 type ParseOptions struct {
-	// IfIndex finds a network interface by name for "dev NAME". Nil looks
-	// in the caller's network namespace; a caller that shows another
-	// namespace passes a lookup there.
+	// IfIndex finds a network interface by name for "dev NAME": 0 and no
+	// error when there is none, an error (shown as the reason) when the
+	// name cannot be used. Nil looks in the caller's network namespace;
+	// a caller that shows another namespace passes a lookup there.
 	IfIndex func(name string) (uint32, error)
 }
 
@@ -465,18 +466,22 @@ func (p *parser) ifIndex(t token) (uint32, error) {
 		lookup = func(name string) (uint32, error) {
 			ifi, err := net.InterfaceByName(name)
 			if err != nil {
-				return 0, err
+				return 0, nil // not found: 0
 			}
 			return uint32(ifi.Index), nil
 		}
 	}
-	if idx, err := lookup(t.text); err == nil && idx != 0 {
+	idx, err := lookup(t.text)
+	if err == nil && idx != 0 {
 		return idx, nil
 	}
 	if n, ok := strings.CutPrefix(t.text, "if"); ok {
 		if v, ok := parseCNumber(n); ok && n[0] >= '0' && n[0] <= '9' && v <= 1<<32-1 {
 			return uint32(v), nil
 		}
+	}
+	if err != nil {
+		return 0, p.errAt(t, "%v", err)
 	}
 	return 0, p.errAt(t, "no such network interface")
 }

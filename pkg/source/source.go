@@ -78,6 +78,9 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 			why = "no sock_diag: " + err.Error()
 		}
 		if k.p, err = procnet.Open(opt.Netns); err != nil {
+			if why != "asked for" {
+				return nil, fmt.Errorf("%w (and %s)", err, why)
+			}
 			return nil, err
 		}
 		k.Notice = "reading /proc/net/tcp (" + why + "): no socket cookies (ages restart when an address pair is reused), no kernel-side filter, no tcp_info, no destroy events"

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/spf13/cobra"
+)
+
+// newRoot builds the command tree. The root command is the dashboard, so
+// that 'sockscope :9000' is the first thing a person types.
+func newRoot(a *app) *cobra.Command {
+	root := newDashboardCmd(a)
+	root.Use = "sockscope [flags] [FILTER]"
+	root.Version = versionString()
+	root.SetVersionTemplate("sockscope {{.Version}}\n")
+	root.SuggestionsMinimumDistance = 2
+	root.SilenceErrors = true // exitCode prints the one line
+	root.SilenceUsage = true
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.CompletionOptions.HiddenDefaultCmd = false
+	root.AddCommand(newListCmd(a), newWatchCmd(a), newTimeWaitCmd(a), newBindCmd(a),
+		newDemoCmd(a), newStatsCmd(a), newExporterCmd(a), newVersionCmd(a))
+	// A flag error names the flag; it is bad input, exit status 2.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%s: %v", c.Name(), err)
+	})
+	root.InitDefaultVersionFlag()
+	eachCommand(root, func(c *cobra.Command) {
+		c.InitDefaultHelpFlag()
+		countFlags(c)
+		c.Flags().SortFlags = false
+	})
+	return root
+}
+
+// eachCommand calls f for c and every command below it.
+func eachCommand(c *cobra.Command, f func(*cobra.Command)) {
+	f(c)
+	for _, sub := range c.Commands() {
+		eachCommand(sub, f)
+	}
+}
+
+// suggest turns a filter error on the first word, when that word is
+// close to a command's name, into "did you mean"; it returns nil when the
+// error is elsewhere or no command is close ('state tim-wait' is a filter
+// with a bad state, not a mistyped 'stats').
+func suggest(root *cobra.Command, args []string, err error) error {
+	var fe *filter.Error
+	if len(args) == 0 || !errors.As(err, &fe) || fe.Col != 1 || fe.Token != args[0] {
+		return nil
+	}
+	if s := root.SuggestionsFor(args[0]); len(s) > 0 {
+		return usagef("unknown command %q: did you mean %s?", args[0], strings.Join(s, " or "))
+	}
+	return nil
+}
+
+func newVersionCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print sockscope's version and the revision it was built from",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintf(a.stdout, "sockscope %s\n", versionString())
+			if err != nil {
+				return fmt.Errorf("writing the version: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+// noArgs refuses positional arguments, naming the first.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s: unexpected argument %q", cmd.Name(), args[0])
+	}
+	return nil
+}
+
+// withFilterHelp appends the filter language to a command's help.
+func withFilterHelp(long string) string { return long + "\n\n" + filterHelp }
