@@ -153,9 +153,12 @@ func runBind(a *app, ns netns.NS, addr netip.AddrPort, asJSON, wait bool, timeou
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s\n", b)
-	} else if err := r.WriteText(stdout); err != nil {
-		return err
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		if err != nil && !isBrokenPipe(err) {
+			return fmt.Errorf("writing the report: %w", err)
+		}
+	} else if err := r.WriteText(stdout); err != nil && !isBrokenPipe(err) {
+		return fmt.Errorf("writing the report: %w", err)
 	}
 	if !r.Bindable {
 		return exitStatus(1)

@@ -19,13 +19,18 @@ func newRoot(a *app) *cobra.Command {
 	root.SuggestionsMinimumDistance = 2
 	root.SilenceErrors = true // exitCode prints the one line
 	root.SilenceUsage = true
-	root.SetOut(a.stdout)
+	root.SetOut(a.stdout) // run puts a writer that keeps errors in between
 	root.SetErr(a.stderr)
 	root.CompletionOptions.HiddenDefaultCmd = false
 	root.AddCommand(newListCmd(a), newWatchCmd(a), newTimeWaitCmd(a), newBindCmd(a),
 		newDemoCmd(a), newStatsCmd(a), newExporterCmd(a), newVersionCmd(a))
 	// A flag error names the flag; it is bad input, exit status 2.
+	// The root's own name would repeat the prefix exitCode adds
+	// ("sockscope: sockscope: ..."): its errors go without it.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if !c.HasParent() {
+			return usagef("%v", err)
+		}
 		return usagef("%s: %v", c.Name(), err)
 	})
 	root.InitDefaultVersionFlag()

@@ -60,9 +60,33 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(&app{ctx: ctx, stdout: stdout, stderr: stderr})
+	// What cobra writes itself (help, usage, completion scripts) goes
+	// through a writer that keeps the first failure: cobra drops it. The
+	// commands keep stdout itself, since they ask whether it is a
+	// terminal, and report their own write errors.
+	out := &errWriter{w: stdout}
+	root.SetOut(out)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if err == nil && out.err != nil && !isBrokenPipe(out.err) {
+		err = fmt.Errorf("writing the output: %w", out.err)
+	}
 	return exitCode(err, stderr)
+}
+
+// errWriter writes to w and keeps the first error, so that no output is
+// lost without a word even where the writer's caller ignores it.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // exitCode prints err as one line and maps it to the exit status: 2 for
