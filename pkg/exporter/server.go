@@ -55,7 +55,9 @@ func Handler(reg *prometheus.Registry) http.Handler {
 }
 
 // Serve serves h on ln within lim until ctx ends, then shuts down,
-// giving scrapes in flight five seconds.
+// giving scrapes in flight five seconds; connections that have not sent a
+// request are closed at once, and what is left after the five seconds is
+// cut.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, lim Limits) error {
 	srv := &http.Server{
 		Handler:           h,
@@ -65,6 +67,28 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, lim Limits) err
 		IdleTimeout:       lim.Idle,
 		MaxHeaderBytes:    16 << 10,
 	}
+	// net/http's Shutdown closes idle connections but waits for new ones
+	// (accepted, no request yet) as if a request were coming: a client
+	// that connects and says nothing would hold the shutdown for its
+	// whole five seconds. They have nothing in flight: close them.
+	var mu sync.Mutex
+	fresh := map[net.Conn]struct{}{}
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st == http.StateNew {
+			fresh[c] = struct{}{}
+		} else {
+			delete(fresh, c)
+		}
+	}
+	srv.RegisterOnShutdown(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range fresh {
+			c.Close()
+		}
+	})
 	if lim.MaxConns > 0 {
 		ln = &limitListener{Listener: ln, sem: make(chan struct{}, lim.MaxConns), closed: make(chan struct{})}
 	}
@@ -80,7 +104,13 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, lim Limits) err
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		shut <- srv.Shutdown(sctx)
+		err := srv.Shutdown(sctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Scrapes still running after their five seconds are cut,
+			// as promised: that is the shutdown working, not failing.
+			err = srv.Close()
+		}
+		shut <- err
 	}()
 	err := srv.Serve(ln)
 	if !errors.Is(err, http.ErrServerClosed) {
