@@ -77,7 +77,9 @@ type dashboard struct {
 	filterErr  string
 	editing    bool
 	started    time.Time
-	cmds       chan func() // to the monitor, in order, never blocking a key
+	// x is the dashboard's adapter on the monitor's loop: change it only
+	// in d.do.
+	x *extras
 
 	// The goroutines run starts end before the UI does (stop).
 	helpers  sync.WaitGroup
@@ -111,10 +113,10 @@ func newDashboard(cfg Config) *dashboard {
 		interval:   cfg.Interval,
 		filterText: cfg.Filter,
 	}
+	d.x = &extras{timeWait: cfg.TimeWait, counters: cfg.Counters}
 	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
-		Interval: cfg.Interval, Now: cfg.Now, TimeWait: cfg.TimeWait, Counters: cfg.Counters}, d.box.put)
+		Interval: cfg.Interval, Now: cfg.Now, Extras: d.x}, d.box.put)
 	d.started = cfg.Now()
-	d.cmds = make(chan func(), 1024)
 	d.build()
 	return d
 }
@@ -252,22 +254,6 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 		<-ctx.Done()
 		d.stop()
 	}()
-	// Keys queue commands here; this goroutine hands them to the monitor,
-	// which may be in the middle of a dump.
-	d.helpers.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case f := <-d.cmds:
-				select {
-				case d.mon.Cmds() <- f:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	})
 	err = d.app.Run()
 	cancel()
 	select {
@@ -462,7 +448,7 @@ func (d *dashboard) stepInterval(dir int) {
 	}
 	d.interval = next
 	iv := d.interval
-	d.do(func() { d.mon.SetInterval(iv) })
+	d.mon.SetInterval(iv)
 }
 
 func (d *dashboard) toggleProcesses() {
@@ -472,7 +458,7 @@ func (d *dashboard) toggleProcesses() {
 	}
 	d.procs = !d.procs
 	on := d.procs
-	d.do(func() { d.mon.SetProcesses(on) })
+	d.mon.SetProcesses(on)
 }
 
 func (d *dashboard) startEdit() {
@@ -518,7 +504,7 @@ func (d *dashboard) filterDone(k tcell.Key) {
 	d.filterText = text
 	d.input.SetLabelColor(tcell.ColorYellow)
 	prog := filter.Compile(e, filter.Options{})
-	d.do(func() { d.mon.SetProgram(prog) })
+	d.mon.SetProgram(prog)
 	d.stopEdit()
 	d.refreshStatus()
 }
@@ -532,10 +518,6 @@ func (d *dashboard) showEditError() {
 	d.main.ResizeItem(d.bottom, 2, 0)
 }
 
-// do queues f for the monitor's goroutine without waiting.
-func (d *dashboard) do(f func()) {
-	select {
-	case d.cmds <- f:
-	default: // a thousand commands behind: this key is dropped, not the UI
-	}
-}
+// do runs f on the monitor's goroutine without waiting: a key never waits
+// on a dump. A thousand commands behind, the key is dropped, not the UI.
+func (d *dashboard) do(f func()) { d.mon.Do(f) }

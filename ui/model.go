@@ -57,6 +57,7 @@ var stateRank = func() [16]int {
 type model struct {
 	frame    *monitor.Frame // the last frame with sockets (errors keep it)
 	lastErr  error
+	warn     error     // the latest Frame.Warn
 	start    time.Time // the first frame's time: sockets seen then predate us
 	lingered map[track.Key]row
 	gone     []row          // lingered, in a slice rows can point into
@@ -96,6 +97,9 @@ func newModel() *model { return &model{lingered: map[track.Key]row{}, tw: twstat
 // follow the kernel but the rows stay as they were.
 func (m *model) apply(f *monitor.Frame) {
 	m.lastErr = f.Err
+	if f.Warn != nil {
+		m.warn = f.Warn // said once by the monitor: it stays in view
+	}
 	if f.Err != nil && f.Entries == nil {
 		return // keep the last good frame on screen
 	}
@@ -114,18 +118,19 @@ func (m *model) apply(f *monitor.Frame) {
 			delete(m.lingered, track.KeyOf(&f.Entries[i].Socket))
 		}
 	}
-	if f.TimeWait != nil {
-		m.twCtx = f.TimeWait
+	x := extraOf(f)
+	if x.TimeWait != nil {
+		m.twCtx = x.TimeWait
 	}
-	if f.Counters != nil {
+	if x.Counters != nil {
 		if m.lastCount != nil && f.Time.After(m.lastTime) {
 			dt := f.Time.Sub(m.lastTime).Seconds()
 			m.rates = map[string]float64{}
 			for _, name := range rateCounters {
-				m.rates[name] = float64(f.Counters[name]-m.lastCount[name]) / dt
+				m.rates[name] = float64(x.Counters[name]-m.lastCount[name]) / dt
 			}
 		}
-		m.lastCount, m.lastTime = f.Counters, f.Time
+		m.lastCount, m.lastTime = x.Counters, f.Time
 	}
 	if !f.Refiltered {
 		m.tw.Add(f.Events)

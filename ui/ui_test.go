@@ -778,3 +778,30 @@ func TestMovementOnEmptyTable(t *testing.T) {
 		})
 	}
 }
+
+// What fails beside the dump (the counters behind the rates) is said in
+// the status line, once, while the table stays.
+func TestWarningInStatusLine(t *testing.T) {
+	calls := 0
+	var mu sync.Mutex
+	h := start(t, 160, 30, Config{Counters: func() (map[string]int64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return nil, errors.New("no snmp here")
+	}}, seedTable())
+	h.waitText("reading the TCP counters: no snmp here", "TIME_WAIT 2")
+	h.poll()
+	h.poll()
+	s := h.waitText("TIME_WAIT 2")
+	if strings.Count(s, "no snmp here") != 1 {
+		t.Errorf("the warning should show once:\n%s", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The second tick was taken once the first tick's poll had ended:
+	// the first poll and that one have read the counters.
+	if calls < 2 {
+		t.Errorf("counters read %d times, want every poll", calls)
+	}
+}

@@ -209,6 +209,9 @@ func (d *dashboard) refreshStatus() {
 	if d.m.lastErr != nil {
 		fmt.Fprintf(&b, "[red::b]%s[-::-] │ ", tview.Escape(d.m.lastErr.Error()))
 	}
+	if d.m.warn != nil {
+		fmt.Fprintf(&b, "[yellow]%s[-] │ ", tview.Escape(d.m.warn.Error()))
+	}
 	f := d.filterText
 	if f == "" {
 		f = "all"
@@ -254,13 +257,15 @@ func (d *dashboard) openDetail() {
 	d.detail.ScrollToBeginning()
 	d.show("detail")
 	k := d.selected
-	d.do(func() { d.mon.SetDetail(k) })
+	d.do(func() { d.x.detail = k })
+	d.mon.NeedInfo("detail", true) // and polls: tcp_info now
 	d.refreshDetail()
 }
 
 func (d *dashboard) closeDetail() {
 	d.pages.HidePage("detail")
-	d.do(func() { d.mon.SetDetail(track.Key{}) })
+	d.do(func() { d.x.detail = track.Key{} })
+	d.mon.NeedInfo("detail", false)
 }
 
 // refreshDetail shows every field of the selected socket, its tcp_info when
@@ -307,7 +312,7 @@ func (d *dashboard) refreshDetail() {
 	line("cookie", fmt.Sprintf("%#x", r.Cookie))
 	// The row's tcp_info index is into the frame the row came from (older
 	// than the latest while paused).
-	if f := d.m.shown; f != nil && !r.gone && f.Detail == track.KeyOf(&r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
+	if f := d.m.shown; f != nil && !r.gone && extraOf(f).Detail == track.KeyOf(&r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
 		ti := f.Infos[r.Info]
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
 		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
@@ -319,8 +324,8 @@ func (d *dashboard) refreshDetail() {
 	}
 	b.WriteString("\n [yellow]history[-]\n")
 	var hist []track.Transition
-	if f := d.m.frame; f != nil && f.Detail == track.KeyOf(&r.Socket) {
-		hist = f.History
+	if x := extraOf(d.m.frame); x.Detail == track.KeyOf(&r.Socket) {
+		hist = x.History
 	}
 	firstState := r.State
 	if len(hist) > 0 {
@@ -348,7 +353,12 @@ func (d *dashboard) toggleTimeWait() {
 	} else {
 		d.pages.HidePage("timewait")
 	}
-	d.do(func() { d.mon.SetTimeWaitContext(open) })
+	d.do(func() {
+		d.x.wantTW = open
+		if open {
+			d.mon.Poll() // the settings now, not one interval later
+		}
+	})
 }
 
 // refreshTimeWait writes the lifetimes measured since the dashboard

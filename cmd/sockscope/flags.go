@@ -202,7 +202,7 @@ func (o *options) sessionConfig() session.Config {
 // editable returns the filter as text the dashboard's editor starts with,
 // and the part it cannot edit (-4, -6: the language has no family test).
 func (o *options) editable() (string, filter.Spec, error) {
-	fixed := filter.Spec{IPv4: o.spec.IPv4, IPv6: o.spec.IPv6}
+	fixed := filter.Spec{IPv4: o.spec.IPv4, IPv6: o.spec.IPv6, IfIndex: o.spec.IfIndex}
 	rest := o.spec
 	rest.IPv4, rest.IPv6 = false, false
 	if len(rest.Ports) == 0 && len(rest.States) == 0 && !rest.Listening {

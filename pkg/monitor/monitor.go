@@ -3,13 +3,27 @@
 // tracker; on every tick (and as destroy events arrive) it folds a new
 // snapshot into the tracker and hands an immutable Frame to the front end.
 //
-// Front ends change the loop (filter, interval, processes, the socket being
-// inspected) only through Do, whose closures run on the loop's goroutine, so
-// the tracker and the source are never shared.
+// # The loop's contract
+//
+// One goroutine (Run) owns the source and the tracker. Every Set* method
+// and Do are safe from any goroutine: they post a closure to the loop and
+// return without waiting, so a front end's input handler can call them
+// (a dashboard's UI goroutine must never wait on a dump). Frames are
+// immutable once sent.
+//
+// # What a frame carries
+//
+// A Frame carries what every live front end needs: the entries, what is
+// gone, the events, tcp_info when asked for, and errors. A front end's own
+// data (the dashboard's detail pane and TIME_WAIT panel) comes through an
+// Extras it passes in Options, which runs on the loop's goroutine and
+// returns a value that travels in Frame.Extra. tcp_info is asked for while
+// any user needs it (NeedInfo, counted by name).
 package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -17,7 +31,6 @@ import (
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
-	"github.com/sockscope/sockscope/pkg/twstat"
 )
 
 // Source is where snapshots come from: the kernel source in the command, a
@@ -38,19 +51,16 @@ type Frame struct {
 	Events  []track.Event // what changed since the previous frame
 	Infos   []sock.TCPInfo
 	Total   int // sockets in the namespace, -1 when unknown
-	Err     error
+	// Err is a failed dump: the frame has no entries.
+	Err error
+	// Warn is what went wrong without spoiling the frame: Extras failed,
+	// or the destroy announcements stopped (said once).
+	Warn error
 	// Refiltered is set on the first frame after a filter change: its Gone
 	// sockets and gone events are about the filter, not the kernel's table.
 	Refiltered bool
-	// Detail and History describe the socket being inspected, if any.
-	Detail  track.Key
-	History []track.Transition
-	// TimeWait is the kernel's TIME_WAIT context, read while someone looks
-	// at it (SetTimeWaitContext).
-	TimeWait *twstat.Context
-	// Counters are the kernel's TCP counters at Time, when Options.Counters
-	// reads them.
-	Counters map[string]int64
+	// Extra is what Options.Extras returned for this frame.
+	Extra any
 
 	spares *spares // where Release returns Entries; nil once released
 }
@@ -105,6 +115,21 @@ type Prober interface {
 	Alive(s *sock.Socket) (bool, error)
 }
 
+// DestroysFailer is a Source whose destroy announcements can stop on a
+// fault; the monitor reports the fault once, in Frame.Warn, when the
+// announcements' channel closes.
+type DestroysFailer interface {
+	DestroysErr() error
+}
+
+// Extras adds a front end's own data to frames. Extra runs on the loop's
+// goroutine after every successful poll, so it may read the tracker (and
+// must not keep it); its result travels in Frame.Extra, and must not be
+// changed after it is returned.
+type Extras interface {
+	Extra(f *Frame, t *track.Tracker) (any, error)
+}
+
 // probeEvery is how often TIME_WAIT entries past their 60 s are looked up,
 // and maxProbes how many at most each time.
 const (
@@ -118,15 +143,14 @@ type Monitor struct {
 	tracker    *track.Tracker
 	lookup     track.Lookup
 	interval   time.Duration
-	detail     track.Key
 	refiltered bool
 	now        func() time.Time
 	cmds       chan func()
 	send       func(*Frame)
 	ticker     *time.Ticker
-	twContext  func() (twstat.Context, error)
-	wantTW     bool
-	counters   func() (map[string]int64, error)
+	extras     Extras
+	info       map[string]bool // who needs tcp_info
+	warn       error           // for the next frame
 	spares     spares
 }
 
@@ -136,11 +160,8 @@ type Options struct {
 	Processes bool         // look owners up from the start
 	Interval  time.Duration
 	Now       func() time.Time // nil: time.Now
-	// TimeWait reads the kernel's TIME_WAIT settings and counters; nil
-	// when they cannot be read.
-	TimeWait func() (twstat.Context, error)
-	// Counters reads the kernel's TCP counters for every frame; nil: none.
-	Counters func() (map[string]int64, error)
+	// Extras adds a front end's own data to every frame; nil: none.
+	Extras Extras
 }
 
 // New returns a Monitor that hands each frame to send, on the monitor's
@@ -153,19 +174,28 @@ func New(src Source, opt Options, send func(*Frame)) *Monitor {
 		opt.Now = time.Now
 	}
 	m := &Monitor{src: src, tracker: track.New(nil), lookup: opt.Lookup, interval: opt.Interval,
-		now: opt.Now, cmds: make(chan func(), 16), send: send, twContext: opt.TimeWait, counters: opt.Counters}
+		now: opt.Now, cmds: make(chan func(), maxPending), send: send, extras: opt.Extras, info: map[string]bool{}}
 	if opt.Processes && opt.Lookup != nil {
 		m.tracker.SetLookup(opt.Lookup)
 	}
 	return m
 }
 
-// Do runs f on the monitor's goroutine, between polls. It does not wait for
-// f; it blocks only when 16 commands are already waiting.
-func (m *Monitor) Do(f func()) { m.cmds <- f }
+// maxPending bounds the commands waiting for the loop.
+const maxPending = 1024
 
-// Cmds is the channel Do sends on, for callers that select on it.
-func (m *Monitor) Cmds() chan<- func() { return m.cmds }
+// Do runs f on the monitor's goroutine, between polls, and returns at
+// once; it is safe from any goroutine. It reports false, and drops f,
+// when maxPending commands are already waiting (a loop stuck in a dump,
+// or one that has ended): a caller never waits on the loop.
+func (m *Monitor) Do(f func()) bool {
+	select {
+	case m.cmds <- f:
+		return true
+	default:
+		return false
+	}
+}
 
 // Run polls until ctx ends: on every tick of tick, or of an interval
 // ticker when tick is nil. Destroy events from destroys (which may be nil)
@@ -213,13 +243,18 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 		case d, ok := <-destroys:
 			if !ok {
 				destroys = nil
+				m.destroysEnded()
 				continue
 			}
 			m.tracker.Destroyed(d)
 		case <-tick:
 			// Announcements that came before this poll date its changes
 			// (select picks among ready cases at random).
-			destroys = m.drain(destroys)
+			if destroys != nil {
+				if destroys = m.drain(destroys); destroys == nil {
+					m.destroysEnded()
+				}
+			}
 			m.Poll()
 		}
 	}
@@ -241,6 +276,15 @@ func (m *Monitor) drain(destroys <-chan sock.Destroy) <-chan sock.Destroy {
 	}
 }
 
+// destroysEnded notes, once, why the announcements stopped.
+func (m *Monitor) destroysEnded() {
+	if f, ok := m.src.(DestroysFailer); ok {
+		if err := f.DestroysErr(); err != nil {
+			m.warn = err
+		}
+	}
+}
+
 // Poll takes a snapshot now and sends its frame. Call it on the monitor's
 // goroutine (in Do) or before Run.
 func (m *Monitor) Poll() {
@@ -254,66 +298,73 @@ func (m *Monitor) Poll() {
 	}
 	v := m.tracker.Update(snap)
 	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
-		Total: snap.Total, Refiltered: m.refiltered, Detail: m.detail, spares: &m.spares}
+		Total: snap.Total, Refiltered: m.refiltered, spares: &m.spares}
 	if r, ok := m.src.(Recycler); ok {
 		r.Recycle(snap) // entries are copies; nothing points into the snapshot
 	}
 	m.refiltered = false
-	if m.detail != (track.Key{}) {
-		f.History = m.tracker.History(m.detail)
-	}
-	if m.counters != nil {
-		f.Counters, _ = m.counters() // a frame without counters shows no rates
-	}
-	if m.wantTW && m.twContext != nil {
-		if k, err := m.twContext(); err == nil {
-			f.TimeWait = &k
+	f.Warn, m.warn = m.warn, nil
+	if m.extras != nil {
+		var err error
+		if f.Extra, err = m.extras.Extra(f, m.tracker); err != nil {
+			f.Warn = errors.Join(f.Warn, err)
 		}
 	}
 	m.send(f)
 }
 
-// SetTimeWaitContext starts or stops reading the kernel's TIME_WAIT
-// context into frames.
-func (m *Monitor) SetTimeWaitContext(on bool) {
-	m.wantTW = on
-	if on {
-		m.Poll()
-	}
-}
-
-// Tracked returns how many sockets the tracker holds.
+// Tracked returns how many sockets the tracker holds. Call it on the
+// loop's goroutine (in Do).
 func (m *Monitor) Tracked() int { return m.tracker.Len() }
 
 // SetInterval changes the polling interval (when Run made its own ticker).
 func (m *Monitor) SetInterval(d time.Duration) {
-	m.interval = d
-	if m.ticker != nil {
-		m.ticker.Reset(d)
-	}
+	m.Do(func() {
+		m.interval = d
+		if m.ticker != nil {
+			m.ticker.Reset(d)
+		}
+	})
 }
 
 // SetProgram changes the filter and polls at once.
 func (m *Monitor) SetProgram(prog *filter.Program) {
-	m.src.SetProgram(prog)
-	m.refiltered = true
-	m.Poll()
+	m.Do(func() {
+		m.src.SetProgram(prog)
+		m.refiltered = true
+		m.Poll()
+	})
 }
 
 // SetProcesses starts or stops looking owners up.
 func (m *Monitor) SetProcesses(on bool) {
-	if on {
-		m.tracker.SetLookup(m.lookup)
-		m.Poll() // owners now, not one interval later
-	} else {
-		m.tracker.SetLookup(nil)
-	}
+	m.Do(func() {
+		if on {
+			m.tracker.SetLookup(m.lookup)
+			m.Poll() // owners now, not one interval later
+		} else {
+			m.tracker.SetLookup(nil)
+		}
+	})
 }
 
-// SetDetail starts (a key) or stops (the zero Key) inspecting a socket:
-// tcp_info is asked for only while someone looks at it.
-func (m *Monitor) SetDetail(k track.Key) {
-	m.detail = k
-	m.src.SetInfo(k != (track.Key{}))
-	m.Poll()
+// NeedInfo says that who needs tcp_info (on) or no longer does: the
+// costly extension is asked for while anyone needs it. A change polls at
+// once, so the need is met without waiting an interval.
+func (m *Monitor) NeedInfo(who string, on bool) {
+	m.Do(func() {
+		before := len(m.info) > 0
+		if on {
+			m.info[who] = true
+		} else {
+			delete(m.info, who)
+		}
+		if after := len(m.info) > 0; after != before {
+			m.src.SetInfo(after)
+		}
+		m.Poll()
+	})
 }
+
+// Refresh polls at once.
+func (m *Monitor) Refresh() { m.Do(m.Poll) }

@@ -2,7 +2,9 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +59,156 @@ func TestDestroysBeforeThePoll(t *testing.T) {
 		<-done
 		if len(f.Events) != 1 || f.Events[0].Kind != track.EventGone || !f.Events[0].Exact || !f.Events[0].At.Equal(closed) {
 			t.Fatalf("round %d: events %+v, want the socket gone at its announcement", round, f.Events)
+		}
+	}
+}
+
+// infoSource records what tcp_info it was told to ask for, and can say
+// why its announcements stopped.
+type infoSource struct {
+	steps
+	infoMu sync.Mutex
+	info   []bool
+	failed error
+}
+
+func (s *infoSource) SetInfo(on bool) {
+	s.infoMu.Lock()
+	s.info = append(s.info, on)
+	s.infoMu.Unlock()
+}
+
+func (s *infoSource) DestroysErr() error { return s.failed }
+
+// run starts m on a tick channel the test drives; it returns a stop
+// function that waits for Run to end.
+func run(t *testing.T, m *Monitor, destroys <-chan sock.Destroy) (tick chan time.Time, stop func()) {
+	t.Helper()
+	tick = make(chan time.Time)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, tick, destroys) }()
+	return tick, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+// tcp_info is asked for while any user needs it: one user's leaving does
+// not switch it off for another.
+func TestInfoWhileAnyoneNeedsIt(t *testing.T) {
+	src := &infoSource{steps: steps{table: [][]sock.Socket{{}}}}
+	frames := make(chan *Frame, 64)
+	m := New(src, Options{}, func(f *Frame) { frames <- f })
+	_, stop := run(t, m, nil)
+	defer stop()
+	m.NeedInfo("detail", true)
+	m.NeedInfo("columns", true)
+	m.NeedInfo("detail", false) // the pane closes; the column still needs it
+	m.NeedInfo("detail", false) // twice: no change
+	m.NeedInfo("columns", false)
+	// Every NeedInfo polls once it has run: wait for those frames, so
+	// that every change has been applied.
+	for range 6 {
+		<-frames
+	}
+	src.infoMu.Lock()
+	defer src.infoMu.Unlock()
+	if want := []bool{true, false}; len(src.info) != 2 || src.info[0] != want[0] || src.info[1] != want[1] {
+		t.Errorf("SetInfo calls %v, want %v: on at the first user, off after the last", src.info, want)
+	}
+}
+
+// The Set* methods are safe from any goroutine while Run polls (run with
+// -race), and none of them waits for the loop, even after it has ended.
+func TestSettersFromAnyGoroutine(t *testing.T) {
+	src := &infoSource{steps: steps{table: [][]sock.Socket{{}}}}
+	m := New(src, Options{}, func(f *Frame) {})
+	tick, stop := run(t, m, nil)
+	var wg sync.WaitGroup
+	prog := filter.Compile(nil, filter.Options{})
+	for i := range 4 {
+		wg.Go(func() {
+			for j := range 50 {
+				m.SetInterval(time.Duration(j+1) * time.Millisecond)
+				m.SetProgram(prog)
+				m.SetProcesses(j%2 == 0)
+				m.NeedInfo(string(rune('a'+i)), j%2 == 0)
+				m.Refresh()
+			}
+		})
+	}
+	go func() {
+		for range 10 {
+			tick <- time.Time{}
+		}
+	}()
+	wg.Wait()
+	stop()
+	// The loop has ended: commands are dropped, never waited for.
+	done := make(chan struct{})
+	go func() {
+		for range 2 * maxPending {
+			m.SetProgram(prog)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a setter waited for a loop that has ended")
+	}
+}
+
+// When the announcements stop on a fault, the next frame says why, once.
+func TestDestroysFaultReportedOnce(t *testing.T) {
+	src := &infoSource{steps: steps{table: [][]sock.Socket{{}}}, failed: errors.New("destroy events stopped: boom")}
+	frames := make(chan *Frame, 8)
+	m := New(src, Options{}, func(f *Frame) { frames <- f })
+	destroys := make(chan sock.Destroy)
+	tick, stop := run(t, m, destroys)
+	defer stop()
+	<-frames // the first poll
+	close(destroys)
+	var warned []error
+	for range 3 {
+		tick <- time.Time{}
+		if f := <-frames; f.Warn != nil {
+			warned = append(warned, f.Warn)
+		}
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0].Error(), "boom") {
+		t.Errorf("warnings %v, want the fault once", warned)
+	}
+}
+
+// Extras run on the loop after each poll and their value travels in the
+// frame; a failure is the frame's Warn, not its Err.
+type countExtras struct{ n int }
+
+func (c *countExtras) Extra(f *Frame, t *track.Tracker) (any, error) {
+	c.n++
+	if c.n == 2 {
+		return c.n, errors.New("extra failed")
+	}
+	return c.n, nil
+}
+
+func TestExtras(t *testing.T) {
+	src := &infoSource{steps: steps{table: [][]sock.Socket{{}}}}
+	frames := make(chan *Frame, 8)
+	m := New(src, Options{Extras: &countExtras{}}, func(f *Frame) { frames <- f })
+	tick, stop := run(t, m, nil)
+	defer stop()
+	for want := 1; want <= 3; want++ {
+		if want > 1 {
+			tick <- time.Time{}
+		}
+		f := <-frames
+		if f.Extra != want || f.Err != nil || (f.Warn != nil) != (want == 2) {
+			t.Errorf("frame %d: extra %v, err %v, warn %v", want, f.Extra, f.Err, f.Warn)
 		}
 	}
 }

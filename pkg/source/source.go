@@ -49,6 +49,17 @@ type Kernel struct {
 	now   func() time.Time
 	last  int // sockets in the last dump, to size the next one's slice
 	spare []sock.Socket
+	// destroysErr is why the announcements stopped, when a fault did it.
+	destroysErr atomic.Pointer[error]
+}
+
+// DestroysErr is why the destroy announcements stopped early; nil when
+// they did not (or ended with their context).
+func (k *Kernel) DestroysErr() error {
+	if p := k.destroysErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Recycle hands back a snapshot nobody holds any more: the next dump
@@ -210,9 +221,13 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan sock.Destroy, error) {
 		defer sub.Close()
 		defer func() {
 			// Destroy events only sharpen timings: a fault here must not
-			// take down a dashboard with its terminal in raw mode; the
-			// monitor goes on polling.
-			_ = recover()
+			// take down a dashboard with its terminal in raw mode. The
+			// channel closes, the monitor goes on polling and reports the
+			// fault once (DestroysErr).
+			if r := recover(); r != nil {
+				err := fmt.Errorf("destroy events stopped: internal error: %v; times come from polling alone", r)
+				k.destroysErr.Store(&err)
+			}
 		}()
 		for ctx.Err() == nil {
 			err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
