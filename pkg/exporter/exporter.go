@@ -72,6 +72,8 @@ var (
 		"Time the last dump of the namespace took.", []string{"netns"}, nil)
 	descSuccess = prometheus.NewDesc("sockscope_scrape_success",
 		"1 when the last dump of the namespace succeeded.", []string{"netns"}, nil)
+	descCountersOK = prometheus.NewDesc("sockscope_counters_success",
+		"1 when the namespace's TCP counters were read on the last scrape.", []string{"netns"}, nil)
 	descBuild = prometheus.NewDesc("sockscope_build_info",
 		"sockscope's version.", []string{"version"}, nil)
 )
@@ -107,6 +109,7 @@ type result struct {
 	counts   map[seriesKey]int
 	ages     []float64
 	counters map[string]int64
+	cntErr   error // the counters could not be read
 	took     time.Duration
 	err      error
 }
@@ -125,7 +128,7 @@ func New(targets []Target, opt Options) *Exporter {
 // Describe sends every metric's description.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSockets, descAge, descLifetime, descTransitions, descCounter,
-		descDuration, descSuccess, descBuild} {
+		descDuration, descSuccess, descCountersOK, descBuild} {
 		ch <- d
 	}
 }
@@ -144,6 +147,13 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSuccess, prometheus.GaugeValue, ok, t.Netns.Label())
 		if r.err == nil {
 			e.collectSockets(ch, t.Netns.Label(), r)
+		}
+		if t.Counters != nil {
+			ok := 1.0
+			if r.cntErr != nil {
+				ok = 0
+			}
+			ch <- prometheus.MustNewConstMetric(descCountersOK, prometheus.GaugeValue, ok, t.Netns.Label())
 		}
 		for _, name := range counterNames {
 			if v, found := r.counters[name]; found {
@@ -223,7 +233,9 @@ func (e *Exporter) dump(t Target) result {
 	snap, err := t.Source.Snapshot()
 	r := result{took: time.Since(start), err: err}
 	if t.Counters != nil {
-		r.counters, _ = t.Counters() // missing counters are left out, not a failure
+		// Counters that cannot be read are left out and said by
+		// sockscope_counters_success; the sockets are still worth having.
+		r.counters, r.cntErr = t.Counters()
 	}
 	if err != nil {
 		return r

@@ -2,13 +2,15 @@ package exporter
 
 import (
 	"context"
-	"github.com/sockscope/sockscope/pkg/netns"
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sockscope/sockscope/pkg/netns"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -171,6 +173,33 @@ sockscope_scrape_success{netns="x"} 0
 	}
 	if n := testutil.CollectAndCount(e, "sockscope_tcp_sockets"); n != 0 {
 		t.Errorf("a failed dump exported %d socket series", n)
+	}
+}
+
+// Counters that cannot be read are said by a metric of their own; the
+// sockets are exported all the same.
+func TestFailedCounters(t *testing.T) {
+	ok := func() (map[string]int64, error) { return map[string]int64{"OutRsts": 3}, nil }
+	bad := func() (map[string]int64, error) { return nil, errors.New("no /proc/net/snmp") }
+	e := New([]Target{
+		{Netns: netns.NS{Arg: "good", Path: "/run/netns/good"}, Source: &scripted{socks: table()}, Counters: ok},
+		{Netns: netns.NS{Arg: "bad", Path: "/run/netns/bad"}, Source: &scripted{socks: table()}, Counters: bad},
+	}, Options{})
+	want := `
+# HELP sockscope_counters_success 1 when the namespace's TCP counters were read on the last scrape.
+# TYPE sockscope_counters_success gauge
+sockscope_counters_success{netns="bad"} 0
+sockscope_counters_success{netns="good"} 1
+# HELP sockscope_scrape_success 1 when the last dump of the namespace succeeded.
+# TYPE sockscope_scrape_success gauge
+sockscope_scrape_success{netns="bad"} 1
+sockscope_scrape_success{netns="good"} 1
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "sockscope_counters_success", "sockscope_scrape_success"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(e, "sockscope_tcp_counter_total"); n != 1 {
+		t.Errorf("%d counter series, want the good namespace's one", n)
 	}
 }
 

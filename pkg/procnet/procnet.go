@@ -157,11 +157,15 @@ func Parse(b []byte, fam sock.Family, dst []sock.Socket) ([]sock.Socket, error) 
 // equals a kernel cookie (a counter far below 2^63).
 func tupleCookie(s *sock.Socket) uint64 {
 	h := fnv.New64a()
-	h.Write([]byte{byte(s.Family)})
-	b, _ := s.Local.MarshalBinary()
-	h.Write(b)
-	b, _ = s.Peer.MarshalBinary()
-	h.Write(b)
+	var b [1 + 2*18]byte
+	b[0] = byte(s.Family)
+	for i, ap := range [2]netip.AddrPort{s.Local, s.Peer} {
+		a := ap.Addr().As16()
+		off := 1 + i*18
+		copy(b[off:], a[:])
+		b[off+16], b[off+17] = byte(ap.Port()>>8), byte(ap.Port())
+	}
+	h.Write(b[:]) // a hash.Hash never fails a write
 	return h.Sum64() | 1<<63
 }
 

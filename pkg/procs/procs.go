@@ -64,6 +64,7 @@ type Table struct {
 	lastScan time.Time // when the last scan finished
 	scans    int       // scans attempted, so tests can see the rate limit work
 	denied   int
+	lastErr  error // the last scan's failure, for Err
 
 	pids  []int    // pids of the scan in progress, kept to reuse the array
 	dents []byte   // getdents buffer, shared by every directory read
@@ -93,8 +94,8 @@ func New(root string) *Table {
 // only find that out again. Inode 0 never matches: the kernel reports it for
 // sockets that no longer have a file, such as those in TIME_WAIT.
 //
-// Lookup swallows scan errors, since its answer to an unreadable /proc is
-// simply "unknown"; call Refresh to see them.
+// Lookup's answer to an unreadable /proc is simply "unknown"; the scan's
+// error is kept for Err, so a front end can say it once.
 func (t *Table) Lookup(inode uint32) (p Process, ok bool) {
 	if inode == 0 {
 		return Process{}, false
@@ -105,7 +106,7 @@ func (t *Table) Lookup(inode uint32) (p Process, ok bool) {
 	if t.scans > 0 && t.now().Sub(t.lastScan) < t.minRescan {
 		return Process{}, false
 	}
-	_ = t.Refresh()
+	t.lastErr = t.Refresh()
 	p, ok = t.owners[inode]
 	return p, ok
 }
@@ -116,6 +117,10 @@ func (t *Table) Lookup(inode uint32) (p Process, ok bool) {
 func (t *Table) Denied() int {
 	return t.denied
 }
+
+// Err is the failure of the last scan a Lookup started; nil when it
+// succeeded.
+func (t *Table) Err() error { return t.lastErr }
 
 // Refresh rescans the proc filesystem now, replacing the cache.
 //

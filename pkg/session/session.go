@@ -150,10 +150,17 @@ func (s *Session) Notes() []string { return s.notes }
 // ClosingNotes are the notes only the run itself could tell: how many
 // processes could not be inspected.
 func (s *Session) ClosingNotes() []string {
-	if s.procs == nil || s.procs.Denied() == 0 {
+	if s.procs == nil {
 		return nil
 	}
-	return []string{fmt.Sprintf("%d processes could not be inspected; their sockets show no owner (run as root to see all)", s.procs.Denied())}
+	var notes []string
+	if n := s.procs.Denied(); n > 0 {
+		notes = append(notes, fmt.Sprintf("%d processes could not be inspected; their sockets show no owner (run as root to see all)", n))
+	}
+	if err := s.procs.Err(); err != nil {
+		notes = append(notes, fmt.Sprintf("owners of sockets: %v", err))
+	}
+	return notes
 }
 
 // Close stops the announcements and closes every source.
