@@ -2,8 +2,11 @@ package netns_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,5 +124,129 @@ func TestIntegrationReusedNameIsRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(again.Path()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A namespace held only by a process, or only by a descriptor, resolves
+// to the same namespace as its name, through /proc.
+func TestIntegrationResolveProcPaths(t *testing.T) {
+	ns := nstest.New(t)
+	want := inodeOf(t, ns.Path())
+	cmd := ns.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	procPath := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
+	// ip netns exec enters the namespace, then becomes sleep.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid))
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the process never became sleep (comm %q)", comm)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fdPath := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	for _, arg := range []string{procPath, fdPath} {
+		n, err := netns.Resolve(arg)
+		if err != nil {
+			t.Fatalf("Resolve(%q): %v", arg, err)
+		}
+		if n.Arg != arg || n.Path != arg || n.Inode != want || n.IsSelf() || n.String() != arg || n.Label() != arg {
+			t.Errorf("Resolve(%q) = %+v, want inode %d", arg, n, want)
+		}
+		if err := n.Run(func() error {
+			if got := inodeOf(t, "/proc/thread-self/ns/net"); got != want {
+				t.Errorf("Run via %q ran in net:[%d], want net:[%d]", arg, got, want)
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("Run via %q: %v", arg, err)
+		}
+	}
+	// The process gone, its path names nothing: bad input, named.
+	cmd.Process.Kill()
+	<-done
+	_, err = netns.Resolve(procPath)
+	var ne *netns.Error
+	if !errors.As(err, &ne) || ne.Arg != procPath {
+		t.Errorf("Resolve(%q) of an exited process: %v, want a *netns.Error naming it", procPath, err)
+	}
+}
+
+// The caller's own namespace is "self" to people and "" to metrics.
+func TestSelfNames(t *testing.T) {
+	n, err := netns.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.String() != "self" || n.Label() != "" || !n.IsSelf() {
+		t.Errorf("Self: String %q, Label %q, IsSelf %v", n.String(), n.Label(), n.IsSelf())
+	}
+	ran := false
+	if err := n.Run(func() error { ran = true; return nil }); err != nil || !ran {
+		t.Errorf("Run in the caller's namespace: %v, ran %v", err, ran)
+	}
+}
+
+// Too few descriptors is the machine's fault, not the argument's: not an
+// *Error (exit status 1, not 2), and it names the path.
+func TestIntegrationResolveOutOfDescriptors(t *testing.T) {
+	ns := nstest.New(t)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := 0
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil {
+			top = max(top, fd)
+		}
+	}
+	low := lim
+	low.Cur = uint64(top + 1)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	// Take every descriptor left below the limit.
+	var fillers []int
+	defer func() {
+		for _, fd := range fillers {
+			unix.Close(fd)
+		}
+	}()
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if !errors.Is(err, unix.EMFILE) {
+				unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+				t.Fatal(err)
+			}
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	_, err = netns.Resolve(ns.Name)
+	if rerr := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); rerr != nil {
+		t.Fatal(rerr)
+	}
+	var ne *netns.Error
+	if err == nil || errors.As(err, &ne) || !errors.Is(err, unix.EMFILE) || !strings.Contains(err.Error(), ns.Path()) {
+		t.Errorf("Resolve with no descriptor left: %v, want EMFILE naming %s, not a *netns.Error", err, ns.Path())
 	}
 }
