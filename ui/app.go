@@ -12,6 +12,7 @@ import (
 	"github.com/rivo/tview"
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/sockscope/sockscope/pkg/twstat"
@@ -22,6 +23,9 @@ type Config struct {
 	Source    monitor.Source
 	Lookup    track.Lookup // owners of sockets; nil when unavailable
 	Processes bool         // show the Process column from the start
+	// Columns are the table's columns in order (-o); nil: the dashboard's
+	// defaults. The process column follows p whatever they are.
+	Columns []*render.Column
 	// Filter is the filter as the person wrote it: the text '/' edits.
 	Filter string
 	// Fixed is the part of the filter that '/' does not edit (-4, -6).
@@ -72,6 +76,7 @@ type dashboard struct {
 	box        *mailbox
 	selected   track.Key
 	procs      bool
+	cols       []*render.Column // shown now (columns)
 	interval   time.Duration
 	filterText string
 	filterErr  string
@@ -117,6 +122,7 @@ func newDashboard(cfg Config) *dashboard {
 	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
 		Interval: cfg.Interval, Now: cfg.Now, Extras: d.x}, d.box.put)
 	d.started = cfg.Now()
+	d.cols = d.columns()
 	d.build()
 	return d
 }
@@ -457,6 +463,7 @@ func (d *dashboard) toggleProcesses() {
 		return
 	}
 	d.procs = !d.procs
+	d.cols = d.columns()
 	on := d.procs
 	d.mon.SetProcesses(on)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/procs"
+	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/twstat"
 )
@@ -804,4 +805,31 @@ func TestWarningInStatusLine(t *testing.T) {
 	if calls < 2 {
 		t.Errorf("counters read %d times, want every poll", calls)
 	}
+}
+
+// -o picks and orders the dashboard's columns from the one column table;
+// p adds and removes the process column whatever they are.
+func TestChosenColumns(t *testing.T) {
+	cols, err := render.ParseColumns("retrans,state,local,cookie")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, 120, 30, Config{Columns: cols}, seedTable())
+	s := h.waitText("TIME_WAIT 2")
+	header := ""
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "State") && strings.Contains(l, "Cookie") {
+			header = strings.Join(strings.Fields(l), " ")
+		}
+	}
+	if header != "Retrans State Local Cookie" {
+		t.Fatalf("header %q, want Retrans State Local Cookie:\n%s", header, s)
+	}
+	if !strings.Contains(s, "0x6") || strings.Contains(s, "Peer") {
+		t.Errorf("cookie cells missing or an unchosen column shown:\n%s", s)
+	}
+	h.key('p')
+	h.waitText("Cookie", "Process", "4242/server")
+	h.key('p')
+	h.waitGone("Process")
 }

@@ -14,8 +14,6 @@ import (
 	"github.com/sockscope/sockscope/pkg/twstat"
 )
 
-var columns = []string{"State", "Local", "Peer", "Age", "Left", "Timer", "Recv-Q", "Send-Q", "Process"}
-
 // stateColor is the colour of a state's rows and counts; the three states
 // people come to look at have their own, as in the table output.
 func stateColor(s sock.State) tcell.Color {
@@ -43,25 +41,24 @@ type content struct {
 
 func (c *content) GetRowCount() int { return len(c.d.m.rows) + 1 }
 
-func (c *content) GetColumnCount() int {
-	if c.d.procs {
-		return len(columns)
-	}
-	return len(columns) - 1
-}
+func (c *content) GetColumnCount() int { return len(c.d.cols) }
 
 func (c *content) GetCell(r, col int) *tview.TableCell {
-	if r == 0 {
-		return tview.NewTableCell(columns[col]).SetSelectable(false).
-			SetAttributes(tcell.AttrBold).SetAlign(align(col))
+	if col >= len(c.d.cols) {
+		return nil
 	}
-	if r-1 >= len(c.d.m.rows) || col >= len(columns) {
+	column := c.d.cols[col]
+	if r == 0 {
+		return tview.NewTableCell(column.Title).SetSelectable(false).
+			SetAttributes(tcell.AttrBold).SetAlign(align(column))
+	}
+	if r-1 >= len(c.d.m.rows) {
 		return nil
 	}
 	rv := c.d.m.at(r - 1)
 	row := &rv
 	now := c.d.now()
-	text := c.d.cellText(row, col, now)
+	text := c.d.cellText(row, column, now)
 	style := tcell.StyleDefault.Foreground(stateColor(row.State))
 	fresh := false
 	switch {
@@ -70,7 +67,7 @@ func (c *content) GetCell(r, col int) *tview.TableCell {
 	case c.d.m.isNew(row, now):
 		style, fresh = style.Bold(true), true
 	}
-	cell := tview.NewTableCell(text).SetStyle(style).SetAlign(align(col)).SetMaxWidth(maxWidth(col))
+	cell := tview.NewTableCell(text).SetStyle(style).SetAlign(align(column)).SetMaxWidth(column.Max)
 	if fresh {
 		// Table cells keep the table's background unless told otherwise.
 		cell.SetBackgroundColor(tcell.ColorDarkSlateGray)
@@ -78,24 +75,36 @@ func (c *content) GetCell(r, col int) *tview.TableCell {
 	return cell
 }
 
-func align(col int) int {
-	switch columns[col] {
-	case "Age", "Left", "Recv-Q", "Send-Q":
+func align(c *render.Column) int {
+	if c.Right {
 		return tview.AlignRight
 	}
 	return tview.AlignLeft
 }
 
-// maxWidth keeps long IPv6 addresses and commands from pushing the other
-// columns off an 80-column screen.
-func maxWidth(col int) int {
-	switch columns[col] {
-	case "Local", "Peer":
-		return 28
-	case "Process":
-		return 24
+// columns returns the columns shown: the chosen ones (Config.Columns, or
+// the dashboard's defaults), with the process column while p shows it.
+func (d *dashboard) columns() []*render.Column {
+	base := d.cfg.Columns
+	if base == nil {
+		base = render.MustColumns(render.DashboardColumns)
 	}
-	return 0
+	var cols []*render.Column
+	hasProc := false
+	for _, c := range base {
+		if c.Name == "process" {
+			hasProc = true
+			if !d.procs {
+				continue
+			}
+		}
+		cols = append(cols, c)
+	}
+	if d.procs && !hasProc {
+		p, _ := render.Lookup("process")
+		cols = append(cols, p)
+	}
+	return cols
 }
 
 // now is the clock ages are shown at: frozen while paused.
@@ -121,36 +130,18 @@ func (d *dashboard) live(row *row, now time.Time) (age, left time.Duration) {
 	return age, left
 }
 
-func (d *dashboard) cellText(row *row, col int, now time.Time) string {
-	var b []byte
-	switch columns[col] {
-	case "State":
-		b = append(b, row.State.String()...)
-		if row.gone {
-			b = append(b, " gone"...)
-		}
-	case "Local":
-		b = row.Local.AppendTo(b)
-	case "Peer":
-		b = row.Peer.AppendTo(b)
-	case "Age":
-		age, _ := d.live(row, now)
-		b = render.AppendAgeOf(b, age, row.AgeSource)
-	case "Left":
-		if row.AgeSource == track.AgeTimer {
-			_, left := d.live(row, now)
-			b = render.AppendDuration(b, left)
-		}
-	case "Timer":
-		if row.Timer != sock.TimerNone {
-			b = append(b, row.Timer.String()...)
-		}
-	case "Recv-Q":
-		b = strconv.AppendUint(b, uint64(row.RecvQ), 10)
-	case "Send-Q":
-		b = strconv.AppendUint(b, uint64(row.SendQ), 10)
-	case "Process":
-		b = render.AppendProcess(b, &row.Entry)
+// cellText is a row's cell of column c, with its times as of now: ages,
+// the time left and the timer tick between polls.
+func (d *dashboard) cellText(row *row, c *render.Column, now time.Time) string {
+	e := row.Entry
+	e.Age, e.Left = d.live(row, now)
+	if d.m.shown != nil && !row.gone && e.Timer != sock.TimerNone {
+		dt := max(now.Sub(d.m.shown.Time), 0).Milliseconds()
+		e.Expires = uint32(max(int64(e.Expires)-dt, 0))
+	}
+	b := c.Text(nil, &e)
+	if c.Name == "state" && row.gone {
+		b = append(b, " gone"...)
 	}
 	return tview.Escape(string(b))
 }

@@ -38,6 +38,7 @@ Press ? in the dashboard for its keys.`),
 		},
 	}
 	o.selectFlags(cmd)
+	o.columnsFlag(cmd)
 	o.interval = time.Second
 	o.intervalFlag(cmd, "time between polls, e.g. 500ms or 2s")
 	return cmd
@@ -78,6 +79,7 @@ func runDashboard(a *app, o *options) error {
 		Source:    s.Source(),
 		Lookup:    s.Lookup(),
 		Processes: o.processes,
+		Columns:   o.cols,
 		Filter:    text,
 		Fixed:     fixed,
 		Interval:  o.interval,

@@ -8,12 +8,14 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -46,8 +48,10 @@ type options struct {
 	color     string
 	interval  time.Duration
 	runFor    time.Duration
+	columns   string
 
 	// Set by prepare.
+	cols       []*render.Column // -o, with process added by -p; nil: the default
 	expr       filter.Expr
 	prog       *filter.Program
 	namespaces []netns.NS
@@ -83,6 +87,33 @@ func (o *options) outputFlags(cmd *cobra.Command) {
 	fs.BoolVar(&o.json, "json", false, "one JSON object per socket per line")
 	fs.StringVar(&o.color, "color", "auto", "colour states: auto, always or never")
 	mustComplete(cmd, "color", fixedWords("auto", "always", "never"))
+	o.columnsFlag(cmd)
+}
+
+// columnsFlag adds -o/--columns, which picks and orders the columns of a
+// table, as ps -o and lsblk -o do.
+func (o *options) columnsFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.columns, "columns", "o", "", "show the columns `LIST` in this order ("+
+		strings.Join(render.ColumnNames(), ",")+")")
+	mustComplete(cmd, "columns", completeColumnList)
+}
+
+// chosenColumns returns the columns -o asks for, with the process column
+// added at the end when -p asks for owners and -o did not name it; nil
+// without -o (each front end has its defaults).
+func (o *options) chosenColumns(cmd string) ([]*render.Column, error) {
+	if o.columns == "" {
+		return nil, nil
+	}
+	cols, err := render.ParseColumns(o.columns)
+	if err != nil {
+		return nil, usagef("%s: invalid --columns value %q: %v", cmd, o.columns, err)
+	}
+	if o.processes && !slices.ContainsFunc(cols, func(c *render.Column) bool { return c.Name == "process" }) {
+		p, _ := render.Lookup("process")
+		cols = append(cols, p)
+	}
+	return cols, nil
 }
 
 // liveFlags adds the flags of the modes that run until stopped: the
@@ -108,6 +139,9 @@ func (o *options) prepare(cmd *cobra.Command, args []string, many bool) error {
 	}
 	var err error
 	if o.namespaces, err = resolveAll(name, o.netnsArgs, many); err != nil {
+		return err
+	}
+	if o.cols, err = o.chosenColumns(name); err != nil {
 		return err
 	}
 	o.spec.Args = args
@@ -390,15 +424,25 @@ func completeFilter(_ *cobra.Command, args []string, _ string) ([]string, cobra.
 
 // completeStateList completes the last name of a comma list of states.
 func completeStateList(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	return completeList(stateWords(), toComplete)
+}
+
+// completeList completes the last word of a comma list from words.
+func completeList(words []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 	prefix := ""
 	if i := strings.LastIndexByte(toComplete, ','); i >= 0 {
 		prefix = toComplete[:i+1]
 	}
-	var out []string
-	for _, w := range stateWords() {
+	out := make([]string, 0, len(words))
+	for _, w := range words {
 		out = append(out, prefix+w)
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+}
+
+// completeColumnList completes the last name of a comma list of columns.
+func completeColumnList(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	return completeList(render.ColumnNames(), toComplete)
 }
 
 // completeNetns offers the named namespaces; a path completes as a file.

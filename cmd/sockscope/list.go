@@ -53,7 +53,7 @@ func runList(a *app, o *options) error {
 		err = render.JSON(a.stdout, view)
 	} else {
 		err = render.Table(a.stdout, view, render.TableOptions{
-			Header: !o.noHeader, Processes: o.processes, Color: o.useColor(a.stdout),
+			Header: !o.noHeader, Columns: o.cols, Processes: o.processes, Color: o.useColor(a.stdout),
 		})
 	}
 	if err != nil {

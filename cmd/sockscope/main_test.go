@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -206,7 +207,7 @@ func TestIntegrationListTable(t *testing.T) {
 	if len(lines) != 1+6+1 {
 		t.Fatalf("want header, 6 rows and a summary:\n%s", r.stdout)
 	}
-	for _, col := range []string{"State", "Recv-Q", "Send-Q", "Local", "Peer", "Age", "Timer", "Process"} {
+	for _, col := range []string{"State", "Recv-Q", "Send-Q", "Local", "Peer", "Age", "Left", "Timer", "Process"} {
 		if !strings.Contains(lines[0], col) {
 			t.Errorf("header %q lacks %s", lines[0], col)
 		}
@@ -217,8 +218,18 @@ func TestIntegrationListTable(t *testing.T) {
 	if strings.Contains(r.stdout, "\x1b[") {
 		t.Error("colours written to a pipe")
 	}
-	if !strings.Contains(r.stdout, " left)") {
-		t.Errorf("no TIME_WAIT time left shown:\n%s", r.stdout)
+	// A TIME_WAIT row shows its exact age and its time left, which add
+	// up to the kernel's 60 s.
+	tw := regexp.MustCompile(`(?m)^TIME_WAIT\s+0\s+0\s+\S+\s+\S+\s+(\S+)\s+(\S+)\s+timewait `).FindAllStringSubmatch(r.stdout, -1)
+	if len(tw) != 2 {
+		t.Errorf("want 2 TIME_WAIT rows with age and time left:\n%s", r.stdout)
+	}
+	for _, m := range tw {
+		age, err1 := time.ParseDuration(m[1])
+		left, err2 := time.ParseDuration(m[2])
+		if err1 != nil || err2 != nil || age+left < 59900*time.Millisecond || age+left > 60100*time.Millisecond {
+			t.Errorf("TIME_WAIT age %s + left %s, want two durations adding up to 60s", m[1], m[2])
+		}
 	}
 	c := sockscope(t, "list", "-N", ns.Name, "--color=always", ":9000")
 	for _, want := range []string{"\x1b[32mLISTEN", "\x1b[33mTIME_WAIT", "\x1b[31mCLOSE_WAIT"} {

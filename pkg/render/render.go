@@ -15,9 +15,24 @@ import (
 
 // TableOptions selects what a table shows.
 type TableOptions struct {
-	Header    bool // column titles and the summary line
-	Processes bool // the Process column
+	Header bool // column titles and the summary line
+	// Columns are the columns, in order; nil: ListColumns, and the
+	// process column when Processes is set.
+	Columns   []*Column
+	Processes bool
 	Color     bool // ANSI colours for LISTEN, TIME_WAIT and CLOSE_WAIT
+}
+
+// columns are the columns a table with these options shows.
+func (o *TableOptions) columns() []*Column {
+	if o.Columns != nil {
+		return o.Columns
+	}
+	names := ListColumns
+	if o.Processes {
+		names = append(names[:len(names):len(names)], "process")
+	}
+	return MustColumns(names)
 }
 
 // ANSI colours of the three states people come to look at. The dashboard
@@ -42,17 +57,10 @@ func StateColor(s sock.State) string {
 	return ""
 }
 
-var titles = []string{"State", "Recv-Q", "Send-Q", "Local", "Peer", "Age", "Timer", "Process"}
-
-// rightAligned columns hold numbers.
-var rightAligned = []bool{false, true, true, false, false, true, false, false}
-
 // Table writes the entries as aligned columns, then a summary line.
 func Table(w io.Writer, v *track.View, opt TableOptions) error {
-	ncol := len(titles)
-	if !opt.Processes {
-		ncol--
-	}
+	cols := opt.columns()
+	ncol := len(cols)
 	// Render every cell once into one buffer, remembering where each ends,
 	// then pad while copying: two passes, one allocation per growth.
 	cells := make([]byte, 0, 96*len(v.Entries))
@@ -73,30 +81,16 @@ func Table(w io.Writer, v *track.View, opt TableOptions) error {
 		ends = append(ends, len(cells))
 	}
 	if opt.Header {
-		for c := range ncol {
-			cells = append(cells, titles[c]...)
+		for c, col := range cols {
+			cells = append(cells, col.Title...)
 			add(c)
 		}
 	}
 	for i := range v.Entries {
 		e := &v.Entries[i]
-		cells = append(cells, e.State.String()...)
-		add(0)
-		cells = strconv.AppendUint(cells, uint64(e.RecvQ), 10)
-		add(1)
-		cells = strconv.AppendUint(cells, uint64(e.SendQ), 10)
-		add(2)
-		cells = e.Local.AppendTo(cells)
-		add(3)
-		cells = e.Peer.AppendTo(cells)
-		add(4)
-		cells = AppendAge(cells, e)
-		add(5)
-		cells = appendTimer(cells, &e.Socket)
-		add(6)
-		if opt.Processes {
-			cells = AppendProcess(cells, e)
-			add(7)
+		for c, col := range cols {
+			cells = col.Text(cells, e)
+			add(c)
 		}
 	}
 
@@ -117,17 +111,18 @@ func Table(w io.Writer, v *track.View, opt TableOptions) error {
 			if !last {
 				pad = widths[c] - len(cell)
 			}
-			if rightAligned[c] {
+			right := cols[c].Right
+			if right {
 				out = appendSpaces(out, pad)
 			}
-			if c == 0 && colored != "" {
+			if cols[c].Name == "state" && colored != "" {
 				out = append(out, colored...)
 				out = append(out, cell...)
 				out = append(out, colorReset...)
 			} else {
 				out = append(out, cell...)
 			}
-			if !rightAligned[c] && !last {
+			if !right && !last {
 				out = appendSpaces(out, pad)
 			}
 			if !last {
@@ -194,20 +189,6 @@ func AppendSummary(b []byte, entries []track.Entry, color bool) []byte {
 	return b
 }
 
-// AppendAge appends an entry's age as people read it: "19.0s (41.0s left)"
-// for TIME_WAIT, ">=5s" for a socket older than the monitor, "-" when
-// nothing is known yet.
-func AppendAge(b []byte, e *track.Entry) []byte {
-	if e.AgeSource == track.AgeTimer {
-		age, left := SplitTimeWait(e.Age, e.Left)
-		b = AppendDuration(b, age)
-		b = append(b, " ("...)
-		b = AppendDuration(b, left)
-		return append(b, " left)"...)
-	}
-	return AppendAgeOf(b, e.Age, e.AgeSource)
-}
-
 // AppendAgeOf appends an age alone, without the time left: ">=5s" for a
 // socket older than the monitor, "-" when nothing is known yet.
 func AppendAgeOf(b []byte, age time.Duration, src track.AgeSource) []byte {
@@ -271,7 +252,8 @@ func appendPair(b []byte, hi int64, hiUnit byte, lo int64, loUnit byte) []byte {
 	return append(b, loUnit)
 }
 
-func appendTimer(b []byte, s *sock.Socket) []byte {
+// appendTimer appends the running timer and when it fires, "-" for none.
+func appendTimer(b []byte, s *track.Entry) []byte {
 	if s.Timer == sock.TimerNone {
 		return append(b, '-')
 	}

@@ -174,28 +174,18 @@ func checkTableShape(t *testing.T, out string, opt TableOptions) {
 	} else if len(lines) != len(v.Entries) {
 		t.Fatalf("got %d lines, want %d rows", len(lines), len(v.Entries))
 	}
-	ncol := len(titles)
-	if !opt.Processes {
-		ncol--
-	}
-	// Rebuild each row's cells independently of Table and check where they
-	// land in the rendered line.
+	cols := opt.columns()
+	ncol := len(cols)
+	// Rebuild each row's cells independently of Table's layout and check
+	// where they land in the rendered line.
 	cellsOf := func(r int) []string {
-		if opt.Header && r == 0 {
-			return titles[:ncol]
-		}
-		e := &v.Entries[r-boolInt(opt.Header)]
-		c := []string{
-			e.State.String(),
-			strconv.Itoa(int(e.RecvQ)),
-			strconv.Itoa(int(e.SendQ)),
-			e.Local.String(),
-			e.Peer.String(),
-			string(AppendAge(nil, e)),
-			string(appendTimer(nil, &e.Socket)),
-		}
-		if opt.Processes {
-			c = append(c, string(AppendProcess(nil, e)))
+		var c []string
+		for _, col := range cols {
+			if opt.Header && r == 0 {
+				c = append(c, col.Title)
+			} else {
+				c = append(c, string(col.Text(nil, &v.Entries[r-boolInt(opt.Header)])))
+			}
 		}
 		return c
 	}
@@ -210,7 +200,7 @@ func checkTableShape(t *testing.T, out string, opt TableOptions) {
 		for c, s := range cellsOf(r) {
 			pad := strings.Repeat(" ", widths[c]-utf8.RuneCountInString(s))
 			last := c == ncol-1
-			if rightAligned[c] {
+			if cols[c].Right {
 				want.WriteString(pad + s)
 			} else if last {
 				want.WriteString(s)
@@ -325,7 +315,7 @@ func TestTableEmpty(t *testing.T) {
 	if got := renderTable(t, v, TableOptions{}); got != "" {
 		t.Errorf("empty view without header: got %q, want nothing", got)
 	}
-	const want = "State  Recv-Q  Send-Q  Local  Peer  Age  Timer  Process\n" +
+	const want = "State  Recv-Q  Send-Q  Local  Peer  Age  Left  Timer  Process\n" +
 		"Total: 0  LISTEN 0  TIME_WAIT 0  CLOSE_WAIT 0\n"
 	if got := renderTable(t, v, TableOptions{Header: true, Processes: true, Color: true}); ansi.ReplaceAllString(got, "") != want {
 		t.Errorf("empty view with header:\nwant %q\ngot  %q", want, got)
@@ -372,21 +362,28 @@ func TestAppendDuration(t *testing.T) {
 	}
 }
 
-func TestAppendAge(t *testing.T) {
+// The age and left columns: a TIME_WAIT entry's two add up to its 60 s.
+func TestAgeAndLeftColumns(t *testing.T) {
+	age, _ := Lookup("age")
+	left, _ := Lookup("left")
 	for _, tc := range []struct {
-		e    track.Entry
-		want string
+		e         track.Entry
+		age, left string
 	}{
-		{track.Entry{Age: 4600 * time.Millisecond, AgeSource: track.AgeTimer, Left: 55400 * time.Millisecond}, "4.6s (55.4s left)"},
-		{track.Entry{Age: 3*time.Minute + 5*time.Second, AgeSource: track.AgeFirstSeen}, "3m05s"},
-		{track.Entry{Age: 0, AgeSource: track.AgeFirstSeen}, "0ms"},
-		{track.Entry{Age: 0, AgeSource: track.AgeAtLeast}, "-"},
-		{track.Entry{Age: 999 * time.Millisecond, AgeSource: track.AgeAtLeast}, "-"},
-		{track.Entry{Age: time.Second, AgeSource: track.AgeAtLeast}, ">=1.0s"},
-		{track.Entry{Age: 2*time.Hour + 3*time.Minute, AgeSource: track.AgeAtLeast}, ">=2h03m"},
+		{track.Entry{Age: 4600 * time.Millisecond, AgeSource: track.AgeTimer, Left: 55400 * time.Millisecond}, "4.6s", "55.4s"},
+		{track.Entry{Age: 4640 * time.Millisecond, AgeSource: track.AgeTimer, Left: 55360 * time.Millisecond}, "4.6s", "55.4s"},
+		{track.Entry{Age: 3*time.Minute + 5*time.Second, AgeSource: track.AgeFirstSeen}, "3m05s", "-"},
+		{track.Entry{Age: 0, AgeSource: track.AgeFirstSeen}, "0ms", "-"},
+		{track.Entry{Age: 0, AgeSource: track.AgeAtLeast}, "-", "-"},
+		{track.Entry{Age: 999 * time.Millisecond, AgeSource: track.AgeAtLeast}, "-", "-"},
+		{track.Entry{Age: time.Second, AgeSource: track.AgeAtLeast}, ">=1.0s", "-"},
+		{track.Entry{Age: 2*time.Hour + 3*time.Minute, AgeSource: track.AgeAtLeast}, ">=2h03m", "-"},
 	} {
-		if got := string(AppendAge(nil, &tc.e)); got != tc.want {
-			t.Errorf("AppendAge(%v, %v) = %q, want %q", tc.e.AgeSource, tc.e.Age, got, tc.want)
+		if got := string(age.Text(nil, &tc.e)); got != tc.age {
+			t.Errorf("age of (%v, %v) = %q, want %q", tc.e.AgeSource, tc.e.Age, got, tc.age)
+		}
+		if got := string(left.Text(nil, &tc.e)); got != tc.left {
+			t.Errorf("left of (%v, %v) = %q, want %q", tc.e.AgeSource, tc.e.Left, got, tc.left)
 		}
 	}
 }

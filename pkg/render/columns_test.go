@@ -1,0 +1,104 @@
+package render
+
+import (
+	"encoding/json"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/procs"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
+)
+
+func TestParseColumns(t *testing.T) {
+	cols, err := ParseColumns("state, Retrans,local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cols {
+		names = append(names, c.Name)
+	}
+	if want := []string{"state", "retrans", "local"}; !slices.Equal(names, want) {
+		t.Errorf("columns %v, want %v in that order", names, want)
+	}
+	for _, tc := range []struct{ list, token string }{
+		{"state,bogus", `"bogus"`},
+		{"state,state", `"state" given twice`},
+		{"state,,local", "empty"},
+		{"", "empty"},
+	} {
+		if _, err := ParseColumns(tc.list); err == nil || !strings.Contains(err.Error(), tc.token) {
+			t.Errorf("ParseColumns(%q): %v, want an error naming %s", tc.list, err, tc.token)
+		}
+	}
+	for _, names := range [][]string{ListColumns, DashboardColumns} {
+		MustColumns(names) // the defaults name real columns
+	}
+}
+
+// fullEntry has a value for every key a column writes.
+func fullEntry() track.Entry {
+	return track.Entry{
+		Socket: sock.Socket{Cookie: 0xbeef, Local: netip.MustParseAddrPort("10.0.0.1:9000"),
+			Peer: netip.MustParseAddrPort("10.0.0.2:40000"), IfIndex: 3, Expires: 41000, RecvQ: 1, SendQ: 2,
+			UID: 1000, Inode: 77, Info: -1, Family: sock.IPv4, State: sock.TimeWait, Timer: sock.TimerTimeWait, Retrans: 4},
+		Age: 19 * time.Second, AgeSource: track.AgeTimer, Left: 41 * time.Second,
+		Process: procs.Process{PID: 42, Command: "srv"},
+	}
+}
+
+// JSON writes exactly the keys the columns declare, whatever a table
+// shows, and every column has a cell for people.
+func TestEveryColumnInJSONAndText(t *testing.T) {
+	e := fullEntry()
+	var got map[string]any
+	if err := json.Unmarshal(AppendJSON(nil, &e), &got); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, AppendJSON(nil, &e))
+	}
+	var want []string
+	for _, c := range Columns {
+		want = append(want, c.Keys...)
+		if text := c.Text(nil, &e); len(text) == 0 {
+			t.Errorf("column %s has an empty cell", c.Name)
+		}
+		if c.Title == "" {
+			t.Errorf("column %s has no title", c.Name)
+		}
+	}
+	var keys []string
+	for k := range got {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Errorf("JSON keys %v, want the columns' %v", keys, want)
+	}
+	if got["retrans"] != 4.0 || got["left_ms"] != 41000.0 || got["command"] != "srv" {
+		t.Errorf("JSON values: %v", got)
+	}
+}
+
+// -o picks and orders the columns of the table.
+func TestTableChosenColumns(t *testing.T) {
+	e := fullEntry()
+	v := &track.View{Entries: []track.Entry{e}}
+	cols, err := ParseColumns("retrans,state,local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := Table(&b, v, TableOptions{Header: true, Columns: cols}); err != nil {
+		t.Fatal(err)
+	}
+	want := "Retrans  State      Local\n" +
+		"      4  TIME_WAIT  10.0.0.1:9000\n" +
+		"Total: 1  LISTEN 0  TIME_WAIT 1  CLOSE_WAIT 0\n"
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
