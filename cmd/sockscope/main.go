@@ -32,9 +32,10 @@ func main() {
 	if err := preflight(); err != nil {
 		os.Exit(exitCode(err, os.Stderr))
 	}
-	// SIGTERM and SIGINT end every command through its context, so the
-	// dashboard restores the terminal before the process exits.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT, SIGTERM, SIGHUP (the terminal went away) and SIGQUIT
+	// (Ctrl-\) end every command through its context, so the dashboard
+	// restores the terminal before the process exits.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

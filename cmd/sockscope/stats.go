@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/spf13/cobra"
-
-	"github.com/sockscope/sockscope/pkg/kstat"
 )
 
 // statCounters are shown in this order, with what they count.
@@ -58,11 +58,15 @@ every INTERVAL with per-second rates, until Ctrl-C or --for.`,
 
 func runStats(a *app, ns netns.NS, interval, dur time.Duration, asJSON bool) error {
 	ctx, stdout := a.ctx, a.stdout
-	r, err := kstat.Open(ns)
+	s, err := session.Open(ctx, session.Config{Namespaces: []netns.NS{ns}, Program: filter.Compile(nil, filter.Options{})})
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer s.Close()
+	r, err := s.Stat()
+	if err != nil {
+		return err
+	}
 	out := bufio.NewWriter(stdout)
 	prev, err := r.Counters()
 	if err != nil {

@@ -186,3 +186,31 @@ func TestIntegrationDashboardEmptyTableKeysInTmux(t *testing.T) {
 	tm.send("echo exit=$?", "Enter")
 	tm.waitFor("exit=0", func(s string) bool { return strings.Contains(s, "\nexit=0") })
 }
+
+// SIGINT, SIGQUIT (Ctrl-\) and SIGHUP end the dashboard as SIGTERM does:
+// the screen is restored, no goroutine dump is left on it, and the exit
+// status is 0.
+func TestIntegrationDashboardSignalsRestoreTheTerminal(t *testing.T) {
+	ns := nstest.New(t)
+	nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true})
+	for _, sig := range []string{"INT", "QUIT", "HUP"} {
+		t.Run(sig, func(t *testing.T) {
+			tm := newTmux(t, 100, 30)
+			tm.waitFor("the shell prompt", func(s string) bool { return strings.Contains(s, "$") })
+			tm.send(fmt.Sprintf("ip netns exec %s %s -4 :9000", ns.Name, binary), "Enter")
+			tm.waitFor("the dashboard", func(s string) bool { return strings.Contains(s, "TIME_WAIT 2") })
+			out, err := exec.Command("pkill", "-"+sig, "-f", "^"+regexp.QuoteMeta(binary)+" -4 :9000$").CombinedOutput()
+			if err != nil {
+				t.Fatalf("pkill -%s: %v %s", sig, err, out)
+			}
+			s := tm.waitFor("the shell back", func(s string) bool {
+				return !strings.Contains(s, "TIME_WAIT 2") && strings.HasSuffix(strings.TrimRight(s, "\n "), "$")
+			})
+			if strings.Contains(s, "goroutine") || strings.Contains(s, "SIGQUIT") {
+				t.Errorf("a trace was left on the terminal:\n%s", s)
+			}
+			tm.send("echo status=$?", "Enter")
+			tm.waitFor("the exit status", func(s string) bool { return strings.Contains(s, "\nstatus=0") })
+		})
+	}
+}
