@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -77,8 +79,14 @@ func run() error {
 	load := exec.Command(bin("sockload"), "-netns", ns, "-established", fmt.Sprint(*established),
 		"-timewait", fmt.Sprint(*timewait), "-closewait", fmt.Sprint(*closewait), "-fill", fill.String())
 	load.Stderr = os.Stderr
-	loadIn, _ := load.StdinPipe()
-	loadOut, _ := load.StdoutPipe()
+	loadIn, err := load.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("sockload's stdin: %w", err)
+	}
+	loadOut, err := load.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("sockload's stdout: %w", err)
+	}
 	if err := load.Start(); err != nil {
 		return err
 	}
@@ -90,7 +98,10 @@ func run() error {
 	if err != nil || !strings.HasPrefix(ready, "ready") {
 		return fmt.Errorf("sockload: %q %v", ready, err)
 	}
-	population, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-s").Output()
+	population, err := exec.Command("ip", "netns", "exec", ns, "ss", "-s").Output()
+	if err != nil {
+		return fmt.Errorf("ss -s in the population: %w", err)
+	}
 
 	var rows []row
 	inNS := func(args ...string) []string { return append([]string{"ip", "netns", "exec", ns}, args...) }
@@ -139,8 +150,14 @@ func run() error {
 		rows = append(rows, d...)
 	}
 
-	cpu, _ := os.ReadFile("/proc/cpuinfo")
+	cpu, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return fmt.Errorf("reading the CPU model: %w", err)
+	}
 	model := regexp.MustCompile(`model name\s*:\s*(.*)`).FindSubmatch(cpu)
+	if model == nil {
+		model = [][]byte{nil, []byte("unknown CPU")}
+	}
 	if *smoke {
 		fmt.Print("Smoke run on a few thousand sockets: it shows the benchmark works; its figures mean nothing.\n\n")
 	}
@@ -156,8 +173,11 @@ func run() error {
 }
 
 func kernel() string {
-	out, _ := exec.Command("uname", "-r").Output()
-	return "Linux " + strings.TrimSpace(string(out))
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "Linux (uname: " + err.Error() + ")"
+	}
+	return "Linux " + unix.ByteSliceToString(u.Release[:])
 }
 
 // row is one line of the table: a and b are the two medians (b may be 0
@@ -241,15 +261,18 @@ func median(v []float64) float64 {
 // the same namespace from outside (-N), both with a full dump.
 func exporterRow(sc string, n int) (row, error) {
 	exp := exec.Command(sc, "exporter", "-N", ns, "--listen", "127.0.0.1:0")
-	stderr, _ := exp.StderrPipe()
+	stderr, err := exp.StderrPipe()
+	if err != nil {
+		return row{}, fmt.Errorf("the exporter's stderr: %w", err)
+	}
 	if err := exp.Start(); err != nil {
 		return row{}, err
 	}
 	defer func() { exp.Process.Kill(); exp.Wait() }()
-	line, _ := bufio.NewReader(stderr).ReadString('\n')
+	line, err := bufio.NewReader(stderr).ReadString('\n')
 	m := regexp.MustCompile(`http://\S+`).FindString(line)
 	if m == "" {
-		return row{}, fmt.Errorf("exporter said %q", line)
+		return row{}, fmt.Errorf("exporter said %q (%v)", line, err)
 	}
 	scrape := func() (float64, error) {
 		start := time.Now()
@@ -296,11 +319,17 @@ func goBench() ([]row, error) {
 		if m == nil {
 			continue
 		}
-		v, _ := strconv.ParseFloat(m[2], 64)
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil {
+			return nil, fmt.Errorf("benchmark line %q: %w", l, err)
+		}
 		ns[m[1]] = append(ns[m[1]], v)
 		f := strings.Fields(m[3])
 		for i := 0; i+1 < len(f); i += 2 {
-			x, _ := strconv.ParseFloat(f[i], 64)
+			x, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("benchmark line %q: %w", l, err)
+			}
 			switch f[i+1] {
 			case "allocs/op":
 				allocs[m[1]] = append(allocs[m[1]], x)
@@ -340,7 +369,10 @@ func dashboardRows(sc string, d time.Duration) ([]row, error) {
 	}
 	var first float64
 	for {
-		out, _ := tmux("capture-pane", "-p")
+		out, err := tmux("capture-pane", "-p")
+		if err != nil {
+			return nil, fmt.Errorf("tmux capture-pane: %v: %s", err, out)
+		}
 		if bytes.Contains(out, []byte("TIME_WAIT ")) && bytes.Contains(out, []byte("filter:")) {
 			first = time.Since(start).Seconds()
 			break
@@ -389,8 +421,14 @@ func cpuTicks(pid int) (int, error) {
 		return 0, err
 	}
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	u, _ := strconv.Atoi(f[11])
-	s, _ := strconv.Atoi(f[12])
+	u, err := strconv.Atoi(f[11])
+	if err != nil {
+		return 0, fmt.Errorf("utime in /proc/%d/stat: %w", pid, err)
+	}
+	s, err := strconv.Atoi(f[12])
+	if err != nil {
+		return 0, fmt.Errorf("stime in /proc/%d/stat: %w", pid, err)
+	}
 	return u + s, nil
 }
 
@@ -403,6 +441,9 @@ func rssMB(pid int) (float64, error) {
 	if m == nil {
 		return 0, fmt.Errorf("no VmRSS for %d", pid)
 	}
-	kb, _ := strconv.Atoi(string(m[1]))
+	kb, err := strconv.Atoi(string(m[1]))
+	if err != nil {
+		return 0, fmt.Errorf("VmRSS of %d: %w", pid, err)
+	}
 	return float64(kb) / 1024, nil
 }

@@ -101,7 +101,10 @@ func run(ctx context.Context, ns string, established, timewait, closewait, port9
 	start := func(kind string, n, port int) error {
 		cmd := exec.Command("ip", "netns", "exec", ns, self, "-worker", kind, "-n", fmt.Sprint(n), "-port", fmt.Sprint(port))
 		cmd.Stderr = os.Stderr
-		out, _ := cmd.StdoutPipe()
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return fmt.Errorf("worker %s's stdout: %w", kind, err)
+		}
 		if _, err := cmd.StdinPipe(); err != nil { // closed when we exit: the worker's cue
 			return err
 		}
