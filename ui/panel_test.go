@@ -10,92 +10,25 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/twstat"
+	"github.com/sockscope/sockscope/ui/screentest"
 )
 
 // The terminal sizes every panel must fit, from the smallest supported up.
 var panelSizes = [][2]int{{80, 24}, {100, 30}, {130, 32}, {200, 60}}
 
-// frame is a set of box-drawing characters: tview draws the focused
-// panel's border with double lines, others with light ones.
-type frame struct{ tl, tr, bl, br, h, v rune }
-
-var frames = []frame{
-	{'┌', '┐', '└', '┘', '─', '│'},
-	{'╔', '╗', '╚', '╝', '═', '║'},
-}
-
-// box is where a panel's border is on the screen.
-type box struct{ top, bottom, left, right int }
-
-// findPanel finds the panel titled title: the title's line, with a top
-// corner on either side of the title and border between, and below it the
-// line with the bottom corners in the same columns, the sides in those
-// columns on every line between.
-func findPanel(lines []string, title string) (box, bool) {
-	for y, l := range lines {
-		i := strings.Index(l, title)
-		if i < 0 {
-			continue
-		}
-		top := []rune(l)
-		col, n := len([]rune(l[:i])), len([]rune(title))
-		for _, f := range frames {
-			left, right := -1, -1
-			for x := col - 1; x >= 0 && left < 0; x-- {
-				if top[x] == f.tl {
-					left = x
-				}
-			}
-			for x := col + n; x < len(top) && right < 0; x++ {
-				if top[x] == f.tr {
-					right = x
-				}
-			}
-			if left < 0 || right < 0 || !only(string(top[left+1:col])+string(top[col+n:right]), f.h) {
-				continue
-			}
-			for yy := y + 1; yy < len(lines); yy++ {
-				r := []rune(lines[yy])
-				if len(r) <= right {
-					break
-				}
-				if r[left] == f.bl && r[right] == f.br && only(string(r[left+1:right]), f.h) {
-					return box{y, yy, left, right}, true
-				}
-				if r[left] != f.v || r[right] != f.v {
-					break
-				}
-			}
-		}
-	}
-	return box{}, false
-}
-
-// only reports whether s is made of r alone.
-func only(s string, r rune) bool { return strings.Trim(s, string(r)) == "" }
-
-// inside returns the panel's lines within its border.
-func (b box) inside(lines []string) []string {
-	var out []string
-	for y := b.top + 1; y < b.bottom; y++ {
-		out = append(out, string([]rune(lines[y])[b.left+1:b.right]))
-	}
-	return out
-}
-
 // waitPanel waits until the panel titled title is on the screen with its
 // whole border, and want (if any) is inside it.
-func (h *harness) waitPanel(title string, want ...string) ([]string, box) {
+func (h *harness) waitPanel(title string, want ...string) ([]string, screentest.Box) {
 	h.t.Helper()
-	var b box
+	var b screentest.Box
 	var lines []string
 	h.waitFor(fmt.Sprintf("the panel %q with its border, showing %q", title, want), func(string) bool {
 		lines, _ = h.lines()
 		var ok bool
-		if b, ok = findPanel(lines, title); !ok {
+		if b, ok = screentest.FindPanel(lines, title); !ok {
 			return false
 		}
-		in := strings.Join(b.inside(lines), "\n")
+		in := strings.Join(b.Inside(lines), "\n")
 		for _, w := range want {
 			if !strings.Contains(in, w) {
 				return false
@@ -108,12 +41,12 @@ func (h *harness) waitPanel(title string, want ...string) ([]string, box) {
 
 // checkPanelPlace checks that the panel leaves the header and status
 // lines visible, which every supported size has room for.
-func checkPanelPlace(t *testing.T, lines []string, b box, w, hgt int) {
+func checkPanelPlace(t *testing.T, lines []string, b screentest.Box, w, hgt int) {
 	t.Helper()
 	if len(lines) != hgt {
 		t.Fatalf("%d lines on a %d-line screen", len(lines), hgt)
 	}
-	if b.left < 0 || b.right >= w || b.top < 0 || b.bottom >= hgt {
+	if b.Left < 0 || b.Right >= w || b.Top < 0 || b.Bottom >= hgt {
 		t.Errorf("panel %+v outside a %dx%d screen", b, w, hgt)
 	}
 	if !strings.Contains(lines[0], "LISTEN 1") {
@@ -177,7 +110,7 @@ func TestPanelsFitTheScreen(t *testing.T) {
 			checkPanelPlace(t, lines, b, w, hgt)
 			// Every line of the help is shown whole, none cut or wrapped,
 			// down to 80 columns.
-			in := strings.Join(b.inside(lines), "\n")
+			in := strings.Join(b.Inside(lines), "\n")
 			for _, l := range strings.Split(strings.Trim(helpText, "\n"), "\n") {
 				if l = strings.TrimSpace(colourTag.ReplaceAllString(l, "")); !strings.Contains(in, l) {
 					t.Errorf("help line %q not shown whole:\n%s", l, strings.Join(lines, "\n"))
@@ -206,7 +139,7 @@ func TestPanelsFitTheScreen(t *testing.T) {
 			lines, b := h.waitPanel(timeWaitTitle, "0 entries from entering to leaving", "tcp_max_tw_buckets")
 			checkPanelPlace(t, lines, b, w, hgt)
 			// The summary is the panel's first line.
-			if in := b.inside(lines); !strings.HasPrefix(in[0], "TIME_WAIT lifetimes, measured over") {
+			if in := b.Inside(lines); !strings.HasPrefix(in[0], "TIME_WAIT lifetimes, measured over") {
 				t.Errorf("the summary is not at the top of the panel:\n%s", strings.Join(lines, "\n"))
 			}
 			h.special(tcell.KeyEscape)
@@ -247,7 +180,7 @@ func TestPanelFollowsResize(t *testing.T) {
 	h.resize(80, 24)
 	lines, small := h.waitPanel(timeWaitTitle, "entries from entering to leaving")
 	checkPanelPlace(t, lines, small, 80, 24)
-	if small.bottom-small.top >= big.bottom-big.top || small.right-small.left >= big.right-big.left {
+	if small.Bottom-small.Top >= big.Bottom-big.Top || small.Right-small.Left >= big.Right-big.Left {
 		t.Errorf("panel %+v at 200x60 and %+v at 80x24", big, small)
 	}
 	h.resize(130, 32)
@@ -271,8 +204,8 @@ func TestDetailScrolls(t *testing.T) {
 	h.special(tcell.KeyDown)
 	h.waitFor("the pane one line down", func(string) bool {
 		lines, _ := h.lines()
-		b, ok := findPanel(lines, detailTitle)
-		return ok && strings.Contains(b.inside(lines)[0], "local      127.0.0.1:9000")
+		b, ok := screentest.FindPanel(lines, detailTitle)
+		return ok && strings.Contains(b.Inside(lines)[0], "local      127.0.0.1:9000")
 	})
 	h.special(tcell.KeyPgDn)
 	lines, after := h.waitPanel(detailTitle, last)
@@ -353,7 +286,7 @@ func TestPanelsStackAndKeepKeys(t *testing.T) {
 			editor = y
 		}
 	}
-	if editor == 0 || b.bottom >= editor || b.top < 3 {
+	if editor == 0 || b.Bottom >= editor || b.Top < 3 {
 		t.Errorf("the help panel %+v overlaps the editor on line %d or the header:\n%s", b, editor, strings.Join(lines, "\n"))
 	}
 	h.special(tcell.KeyEscape) // the editor
