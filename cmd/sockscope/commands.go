@@ -37,12 +37,81 @@ func newRoot(a *app) *cobra.Command {
 		return usagef("%s: %v", c.Name(), err)
 	})
 	root.InitDefaultVersionFlag()
+	// cobra adds 'help' and 'completion' itself when it runs; made here,
+	// they refuse bad input like every other command (exit status 2)
+	// instead of printing help and exiting 0.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			strictHelp(root, c)
+		case "completion":
+			strictCompletion(c)
+		}
+	}
 	eachCommand(root, func(c *cobra.Command) {
 		c.InitDefaultHelpFlag()
 		countFlags(c)
 		c.Flags().SortFlags = false
+		if c.Args != nil {
+			c.Args = badArgsAreUsage(c.Args)
+		}
 	})
 	return root
+}
+
+// badArgsAreUsage makes the errors of cobra's own argument checks (such
+// as "unknown command" below 'completion bash') bad input.
+func badArgsAreUsage(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		err := check(cmd, args)
+		var ue *usageError
+		if err == nil || errors.As(err, &ue) {
+			return err
+		}
+		return &usageError{msg: fmt.Sprintf("%s: %v", cmd.Name(), err), err: err}
+	}
+}
+
+// strictHelp makes 'help TOPIC' refuse a topic that is no command, where
+// cobra says "Unknown help topic" and exits 0.
+func strictHelp(root, help *cobra.Command) {
+	show := help.Run
+	help.Run = nil
+	help.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			found, rest, err := root.Find(args)
+			if err != nil || found == nil || len(rest) > 0 {
+				msg := fmt.Sprintf("help: no command %q", strings.Join(args, " "))
+				if s := root.SuggestionsFor(args[0]); found == root && len(s) > 0 {
+					msg += fmt.Sprintf(": did you mean %s?", strings.Join(s, " or "))
+				}
+				return usagef("%s", msg)
+			}
+		}
+		show(c, args)
+		return nil
+	}
+}
+
+// strictCompletion makes 'completion' without a shell, or with one cobra
+// does not know, bad input, where cobra prints help and exits 0.
+func strictCompletion(comp *cobra.Command) {
+	var shells []string
+	for _, c := range comp.Commands() {
+		if c.IsAvailableCommand() {
+			shells = append(shells, c.Name())
+		}
+	}
+	want := strings.Join(shells, ", ")
+	comp.Args = cobra.ArbitraryArgs
+	comp.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usagef("completion: want a shell: %s", want)
+		}
+		return usagef("completion: no shell %q (want %s)", args[0], want)
+	}
 }
 
 // eachCommand calls f for c and every command below it.
