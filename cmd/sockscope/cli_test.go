@@ -443,3 +443,34 @@ func TestDemoClientInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// What cobra adds itself, help and completion, takes bad input as every
+// command does: exit 2, one line naming it, never help and exit 0.
+func TestCobraCommandsBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		token string
+	}{
+		{[]string{"completion"}, "bash"},
+		{[]string{"completion", "tcsh"}, "tcsh"},
+		{[]string{"completion", "bash", "extra"}, "extra"},
+		{[]string{"completion", "zsh", "--bogus"}, "--bogus"},
+		{[]string{"help", "bogus"}, "bogus"},
+		{[]string{"help", "lsit"}, "did you mean list"},
+		{[]string{"help", "list", "bogus"}, "bogus"},
+		{[]string{"version", "extra"}, "extra"},
+	} {
+		r := sockscope(t, tc.args...)
+		if r.code != 2 || r.stdout != "" || !oneLine(r.stderr) || !strings.Contains(r.stderr, tc.token) ||
+			strings.Contains(r.stderr, "sockscope: sockscope:") {
+			t.Errorf("sockscope %q: exit %d, stdout %d bytes, stderr %q; want exit 2 and one line naming %q",
+				tc.args, r.code, len(r.stdout), r.stderr, tc.token)
+		}
+	}
+	// The good forms still work.
+	for _, args := range [][]string{{"help"}, {"help", "list"}, {"help", "demo", "server"}, {"completion", "--help"}} {
+		if r := sockscope(t, args...); r.code != 0 || r.stdout == "" || r.stderr != "" {
+			t.Errorf("sockscope %q: exit %d, stdout %d bytes, stderr %q", args, r.code, len(r.stdout), r.stderr)
+		}
+	}
+}
