@@ -211,6 +211,18 @@ func TestNamespaceGivenTwice(t *testing.T) {
 	}
 }
 
+// An empty -N (a script's unset variable) is bad input for every command
+// that takes -N, never a quiet read of sockscope's own namespace.
+func TestEmptyNamespaceName(t *testing.T) {
+	for _, args := range [][]string{{"list"}, {"watch", "--for", "1s"}, {"stats"}, {"bind", ":9000"},
+		{"demo", "client"}, {"exporter", "--listen", "127.0.0.1:0"}} {
+		r := runIn(t, 10*time.Second, nil, append(args, "-N", "")...)
+		if r.code != 2 || !oneLine(r.stderr) || !strings.Contains(r.stderr, `-N ""`) || r.stdout != "" {
+			t.Errorf("%v -N '': exit %d, stdout %q, stderr %q; want exit 2 naming the empty -N", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
 // A FIFO would block an open until a writer came: it is refused at once.
 func TestNamespaceFIFO(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "fifo")

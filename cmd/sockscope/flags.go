@@ -169,6 +169,11 @@ func resolveAll(cmd string, args []string, many bool) ([]netns.NS, error) {
 	}
 	seen := map[string]bool{}
 	for _, a := range args {
+		if a == "" {
+			// An empty variable in a script (-N "$NS") must not quietly
+			// read sockscope's own namespace instead.
+			return nil, usagef("%s: -N \"\": an empty namespace name (leave -N out for this one)", cmd)
+		}
 		if seen[a] {
 			return nil, usagef("%s: namespace %q given twice: its series would collide", cmd, a)
 		}

@@ -27,11 +27,12 @@ import (
 type Reader struct {
 	v4, v6 *os.File
 	buf    []byte
+	ns     uint32 // the namespace's inode, stamped on every socket
 }
 
 // Open opens the files of the namespace ns (the zero NS is the caller's).
 func Open(ns netns.NS) (*Reader, error) {
-	r := &Reader{}
+	r := &Reader{ns: uint32(ns.Inode)}
 	err := ns.Run(func() error {
 		var err error
 		if r.v4, err = os.Open("/proc/thread-self/net/tcp"); err != nil {
@@ -55,8 +56,10 @@ func (r *Reader) Close() error {
 	return r.v6.Close()
 }
 
-// Dump appends every TCP socket of both files to snap.Sockets.
+// Dump appends every TCP socket of both files to snap.Sockets, each
+// stamped with the namespace's inode.
 func (r *Reader) Dump(snap *sock.Snapshot) error {
+	start := len(snap.Sockets)
 	for _, f := range []struct {
 		file *os.File
 		fam  sock.Family
@@ -68,6 +71,9 @@ func (r *Reader) Dump(snap *sock.Snapshot) error {
 		if snap.Sockets, err = Parse(b, f.fam, snap.Sockets); err != nil {
 			return fmt.Errorf("parsing %s: %w", f.file.Name(), err)
 		}
+	}
+	for i := start; i < len(snap.Sockets); i++ {
+		snap.Sockets[i].Netns = r.ns
 	}
 	snap.Dumped = len(snap.Sockets)
 	return nil

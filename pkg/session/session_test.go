@@ -82,23 +82,13 @@ func TestIntegrationTwoNamespaces(t *testing.T) {
 				if !ports[want.port] || ports[want.other] {
 					t.Errorf("%v: listeners on %v, want %d and not %d", want.ns, ports, want.port, want.other)
 				}
-				unstamped := 0
+				// Every socket carries its namespace, from sock_diag and
+				// from /proc alike.
 				for _, sk := range snap.Sockets {
-					if procfs && sk.Netns == 0 {
-						unstamped++
-						continue
-					}
 					if uint64(sk.Netns) != want.ns.Inode {
 						t.Errorf("%v: socket %v %v has Netns %d, want the namespace's inode %d",
 							want.ns, sk.State, sk.Local, sk.Netns, want.ns.Inode)
 					}
-				}
-				if unstamped > 0 {
-					// KNOWN BUG, outside this package: pkg/procnet's
-					// Parse leaves sock.Socket.Netns 0 (sockdiag stamps
-					// it). Said, not failed, until procnet is fixed;
-					// any other wrong inode fails above.
-					t.Logf("KNOWN BUG: %v: %d sockets read from /proc have Netns 0, want %d", want.ns, unstamped, want.ns.Inode)
 				}
 			}
 			if procfs {

@@ -82,6 +82,14 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 			// fail the same way, and its message would hide the cause.
 			return nil, err
 		}
+		if err != nil && !opt.Netns.IsSelf() {
+			// A namespace that cannot be entered (not root) is the
+			// cause, not a missing sock_diag: /proc is read from inside
+			// it too. Say only that.
+			if nerr := opt.Netns.Run(func() error { return nil }); nerr != nil {
+				return nil, nerr
+			}
+		}
 	}
 	if opt.Procfs || err != nil {
 		why := "asked for"
