@@ -59,7 +59,7 @@ type model struct {
 	lastErr  error
 	warn     error     // the latest Frame.Warn
 	start    time.Time // the first frame's time: sockets seen then predate us
-	lingered map[track.Key]row
+	lingered *track.KeyMap[row]
 	gone     []row          // lingered, in a slice rows can point into
 	shown    *monitor.Frame // the frame rows point into (older while paused)
 	// rows are the visible rows in order: an index into frame.Entries, or
@@ -91,7 +91,7 @@ var rateCounters = []string{"OutRsts", "ListenOverflows", "TCPTimeWaitOverflow"}
 
 const sparkLen = 60
 
-func newModel() *model { return &model{lingered: map[track.Key]row{}, tw: twstat.New()} }
+func newModel() *model { return &model{lingered: track.NewKeyMap[row](), tw: twstat.New()} }
 
 // apply folds a frame in. While paused, counts and sparklines still
 // follow the kernel but the rows stay as they were.
@@ -108,14 +108,15 @@ func (m *model) apply(f *monitor.Frame) {
 	}
 	// A lingering gone row leaves after goneLinger, or at once if its
 	// socket is back (a filter that matched it again).
-	for c, r := range m.lingered {
+	m.lingered.All(func(k track.Key, r row) bool {
 		if f.Time.Sub(r.goneAt) > goneLinger {
-			delete(m.lingered, c)
+			m.lingered.Delete(k)
 		}
-	}
-	if len(m.lingered) > 0 {
+		return true
+	})
+	if m.lingered.Len() > 0 {
 		for i := range f.Entries {
-			delete(m.lingered, track.KeyOf(&f.Entries[i].Socket))
+			m.lingered.Delete(track.KeyOf(&f.Entries[i].Socket))
 		}
 	}
 	x := extraOf(f)
@@ -136,7 +137,7 @@ func (m *model) apply(f *monitor.Frame) {
 		m.tw.Add(f.Events)
 		// The tracker reports as gone only what this frame lacks.
 		for _, e := range f.Gone {
-			m.lingered[track.KeyOf(&e.Socket)] = row{Entry: e, gone: true, goneAt: f.Time}
+			m.lingered.Set(track.KeyOf(&e.Socket), row{Entry: e, gone: true, goneAt: f.Time})
 		}
 	}
 	m.counts = [16]int{}
@@ -183,12 +184,13 @@ func (m *model) rebuild() {
 			m.rows = append(m.rows, int32(i))
 		}
 	}
-	for _, r := range m.lingered {
+	m.lingered.All(func(_ track.Key, r row) bool {
 		if keep(r.State) {
 			m.gone = append(m.gone, r)
 			m.rows = append(m.rows, -int32(len(m.gone)))
 		}
-	}
+		return true
+	})
 	m.sortRows()
 }
 

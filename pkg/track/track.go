@@ -218,7 +218,7 @@ type Tracker struct {
 	lookup  Lookup
 	started time.Time
 	gen     uint64
-	recs    map[Key]*record
+	recs    *KeyMap[*record]
 	// due holds the TIME_WAIT entries whose 60 s end before the next
 	// snapshot is likely: Expiring looks at these, not at every record.
 	due   []*record
@@ -256,7 +256,7 @@ const maxUnseen = 1 << 16
 
 // New returns a Tracker. lookup may be nil: processes are then not shown.
 func New(lookup Lookup) *Tracker {
-	return &Tracker{lookup: lookup, recs: make(map[Key]*record), fresh: make(map[pair]struct{}),
+	return &Tracker{lookup: lookup, recs: NewKeyMap[*record](), fresh: make(map[pair]struct{}),
 		goneLast: make(map[Key]struct{})}
 }
 
@@ -281,7 +281,7 @@ const probeLead = 100 * time.Millisecond
 
 // Probed records what a lookup of one socket found at time at.
 func (t *Tracker) Probed(k Key, at time.Time, alive bool) {
-	r := t.recs[k]
+	r, _ := t.recs.Get(k)
 	switch {
 	case r == nil:
 	case alive:
@@ -295,7 +295,7 @@ func (t *Tracker) Probed(k Key, at time.Time, alive bool) {
 // socket's change or end, or reports a matching socket no snapshot showed.
 func (t *Tracker) Destroyed(d sock.Destroy) {
 	k := Key{Netns: d.Socket.Netns, Cookie: d.Cookie}
-	r := t.recs[k]
+	r, _ := t.recs.Get(k)
 	switch {
 	case r != nil:
 		if r.destroyedAt == none {
@@ -336,12 +336,12 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
 		k := KeyOf(s)
-		r := t.recs[k]
+		r, _ := t.recs.Get(k)
 		isNew := r == nil
 		if isNew {
 			r = &record{firstSeen: nowS, predates: first, state: s.State, since: nowS,
 				twEntered: none, destroyedAt: none, missingAt: none}
-			t.recs[k] = r
+			t.recs.Set(k, r)
 			if !first {
 				t.fresh[pairOf(s)] = struct{}{}
 			}
@@ -394,19 +394,20 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		r.last = *s
 	}
 	clear(t.goneLast)
-	for k, r := range t.recs {
+	t.recs.All(func(k Key, r *record) bool {
 		if r.seen != t.gen {
 			// Gone since the previous snapshot, which showed it last.
 			last := t.entry(r, &r.last, t.prev)
 			v.Gone = append(v.Gone, last)
 			v.Events = append(v.Events, t.gone(r, &last, now))
-			delete(t.recs, k)
+			t.recs.Delete(k)
 			t.goneLast[k] = struct{}{}
 		}
-	}
+		return true
+	})
 	for i := range t.unseen {
 		d := &t.unseen[i]
-		_, shown := t.recs[Key{Netns: d.Socket.Netns, Cookie: d.Cookie}]
+		_, shown := t.recs.Get(Key{Netns: d.Socket.Netns, Cookie: d.Cookie})
 		_, successor := t.fresh[pairOf(&d.Socket)]
 		if shown || successor {
 			continue // it lives on, as a TIME_WAIT entry
@@ -540,7 +541,7 @@ func (t *Tracker) SetLookup(l Lookup) { t.lookup = l }
 
 // History returns the transitions seen for a socket, oldest first.
 func (t *Tracker) History(k Key) []Transition {
-	r := t.recs[k]
+	r, _ := t.recs.Get(k)
 	if r == nil {
 		return nil
 	}
@@ -548,4 +549,4 @@ func (t *Tracker) History(k Key) []Transition {
 }
 
 // Len returns the number of sockets tracked.
-func (t *Tracker) Len() int { return len(t.recs) }
+func (t *Tracker) Len() int { return t.recs.Len() }
