@@ -507,11 +507,17 @@ func (d *dashboard) filterDone(k tcell.Key) {
 		d.showEditError()
 		return
 	}
+	prog := filter.Compile(e, filter.Options{})
+	if !d.mon.SetProgram(prog) {
+		// The poller is a thousand commands behind: the filter shown
+		// must be the one in force, so the editor stays open.
+		d.filterErr = "the collector is busy: the filter was not applied; press Enter again"
+		d.showEditError()
+		return
+	}
 	d.filterErr = ""
 	d.filterText = text
 	d.input.SetLabelColor(tcell.ColorYellow)
-	prog := filter.Compile(e, filter.Options{})
-	d.mon.SetProgram(prog)
 	d.stopEdit()
 	d.refreshStatus()
 }

@@ -58,7 +58,11 @@ func (x *extras) Extra(_ *monitor.Frame, t *track.Tracker) (any, error) {
 			e.TimeWait, x.twFailed = &k, false
 		case !x.twFailed:
 			x.twFailed = true
-			warn = fmt.Errorf("reading the kernel's TIME_WAIT settings: %w", err)
+			tw := fmt.Errorf("reading the kernel's TIME_WAIT settings: %w", err)
+			if warn != nil {
+				tw = fmt.Errorf("%w; %w", warn, tw) // one line: it goes in the status line
+			}
+			warn = tw
 		}
 	}
 	return e, warn

@@ -101,8 +101,7 @@ func (d *dashboard) columns() []*render.Column {
 		cols = append(cols, c)
 	}
 	if d.procs && !hasProc {
-		p, _ := render.Lookup("process")
-		cols = append(cols, p)
+		cols = append(cols, render.ProcessColumn)
 	}
 	return cols
 }
@@ -133,13 +132,17 @@ func (d *dashboard) live(row *row, now time.Time) (age, left time.Duration) {
 // cellText is a row's cell of column c, with its times as of now: ages,
 // the time left and the timer tick between polls.
 func (d *dashboard) cellText(row *row, c *render.Column, now time.Time) string {
-	e := row.Entry
-	e.Age, e.Left = d.live(row, now)
-	if d.m.shown != nil && !row.gone && e.Timer != sock.TimerNone {
-		dt := max(now.Sub(d.m.shown.Time), 0).Milliseconds()
-		e.Expires = uint32(max(int64(e.Expires)-dt, 0))
+	e := &row.Entry
+	if c.Ticks {
+		live := row.Entry
+		live.Age, live.Left = d.live(row, now)
+		if d.m.shown != nil && !row.gone && live.Timer != sock.TimerNone {
+			dt := max(now.Sub(d.m.shown.Time), 0).Milliseconds()
+			live.Expires = uint32(max(int64(live.Expires)-dt, 0))
+		}
+		e = &live
 	}
-	b := c.Text(nil, &e)
+	b := c.Text(nil, e)
 	if c.Name == "state" && row.gone {
 		b = append(b, " gone"...)
 	}

@@ -160,6 +160,7 @@ func runBind(a *app, ns netns.NS, addr netip.AddrPort, asJSON, wait bool, timeou
 	} else if err := r.WriteText(stdout); err != nil && !isBrokenPipe(err) {
 		return fmt.Errorf("writing the report: %w", err)
 	}
+	a.note(s.ClosingNotes()...)
 	if !r.Bindable {
 		return exitStatus(1)
 	}

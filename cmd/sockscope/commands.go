@@ -22,7 +22,6 @@ func newRoot(a *app) *cobra.Command {
 	root.SuggestionsMinimumDistance = 2
 	root.SilenceErrors = true // exitCode prints the one line
 	root.SilenceUsage = true
-	root.SetOut(a.stdout) // run puts a writer that keeps errors in between
 	root.SetErr(a.stderr)
 	root.CompletionOptions.HiddenDefaultCmd = false
 	root.AddCommand(newListCmd(a), newWatchCmd(a), newTimeWaitCmd(a), newBindCmd(a),

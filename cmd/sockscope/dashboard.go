@@ -37,7 +37,7 @@ Press ? in the dashboard for its keys.`),
 			return runDashboard(a, &o)
 		},
 	}
-	o.selectFlags(cmd)
+	o.selectFlags(cmd, true)
 	o.columnsFlag(cmd)
 	o.interval = time.Second
 	o.intervalFlag(cmd, "time between polls, e.g. 500ms or 2s")
@@ -72,9 +72,12 @@ func runDashboard(a *app, o *options) error {
 	if err != nil {
 		return err
 	}
-	kb := newBaseline(stat)
 	// The terminal is the dashboard's: its notes go to the status line.
 	notes := append(append([]string(nil), o.notes...), s.Notes()...)
+	kb, err := newBaseline(stat)
+	if err != nil {
+		notes = append(notes, err.Error())
+	}
 	err = ui.Run(ctx, ui.Config{
 		Source:    s.Source(),
 		Lookup:    s.Lookup(),

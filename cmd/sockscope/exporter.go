@@ -55,7 +55,7 @@ are answered; idle and slow clients are closed.`),
 			return runExporter(a, &o, listen, ports, trackOn)
 		},
 	}
-	o.selectFlags(cmd)
+	o.selectFlags(cmd, false)
 	fs := cmd.Flags()
 	fs.StringVar(&listen, "listen", "127.0.0.1:9815", "serve on `ADDR` (another address than loopback is an explicit choice)")
 	fs.StringArrayVar(&portArgs, "port-series", nil, "give local port `N[,N...]` its own series (repeatable)")

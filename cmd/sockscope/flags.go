@@ -58,11 +58,14 @@ type options struct {
 	notes      []string // flags given twice, and the like
 }
 
-// selectFlags adds the flags that select sockets.
-func (o *options) selectFlags(cmd *cobra.Command) {
+// selectFlags adds the flags that select sockets, and with owners -p,
+// which shows them (the exporter shows no owners).
+func (o *options) selectFlags(cmd *cobra.Command, owners bool) {
 	fs := cmd.Flags()
 	fs.StringArrayVarP(&o.netnsArgs, "netns", "N", nil, "read the namespace `NAME` (under /run/netns) or PATH (/proc/PID/ns/net)")
-	fs.BoolVarP(&o.processes, "processes", "p", false, "show the owning process (pid/command)")
+	if owners {
+		fs.BoolVarP(&o.processes, "processes", "p", false, "show the owning process (pid/command)")
+	}
 	fs.BoolVarP(&o.spec.IPv4, "ipv4", "4", false, "IPv4 sockets only")
 	fs.BoolVarP(&o.spec.IPv6, "ipv6", "6", false, "IPv6 sockets only")
 	fs.BoolVarP(&o.spec.Listening, "listening", "l", false, "listening sockets only")
@@ -109,17 +112,16 @@ func (o *options) chosenColumns(cmd string) ([]*render.Column, error) {
 	if err != nil {
 		return nil, usagef("%s: invalid --columns value %q: %v", cmd, o.columns, err)
 	}
-	if o.processes && !slices.ContainsFunc(cols, func(c *render.Column) bool { return c.Name == "process" }) {
-		p, _ := render.Lookup("process")
-		cols = append(cols, p)
+	if o.processes && !slices.Contains(cols, render.ProcessColumn) {
+		cols = append(cols, render.ProcessColumn)
 	}
 	return cols, nil
 }
 
 // liveFlags adds the flags of the modes that run until stopped: the
-// polling interval and --for.
-func (o *options) liveFlags(cmd *cobra.Command) {
-	o.interval = time.Second
+// polling interval (by default every, 0: once) and --for.
+func (o *options) liveFlags(cmd *cobra.Command, every time.Duration) {
+	o.interval = every
 	o.intervalFlag(cmd, "time between polls, e.g. 500ms or 2s")
 	cmd.Flags().Var(spanValue(&o.runFor), "for", "stop after `DURATION` (e.g. 90s); default: until Ctrl-C")
 }
@@ -145,8 +147,12 @@ func (o *options) prepare(cmd *cobra.Command, args []string, many bool) error {
 		return err
 	}
 	o.spec.Args = args
-	o.spec.IfIndex = ifIndexIn(o.namespaces)
+	var lookupErr error // a namespace that could not be entered for dev NAME
+	o.spec.IfIndex = ifIndexIn(o.namespaces, &lookupErr)
 	e, err := o.spec.Build()
+	if err != nil && lookupErr != nil {
+		return lookupErr // the machine's fault, not the filter's: exit 1
+	}
 	if err != nil {
 		var flagErr *filter.FlagError
 		if errors.As(err, &flagErr) {
@@ -205,8 +211,9 @@ func resolveAll(cmd string, args []string, many bool) ([]netns.NS, error) {
 // ifIndexIn finds "dev NAME" in the namespaces read, not in sockscope's
 // own: an interface index means something only in its namespace. A name
 // whose index differs between the namespaces is an error, since one
-// filter serves them all.
-func ifIndexIn(nss []netns.NS) func(string) (uint32, error) {
+// filter serves them all. A namespace that cannot be entered is kept in
+// *envErr: that is the machine's fault, not the filter's.
+func ifIndexIn(nss []netns.NS, envErr *error) func(string) (uint32, error) {
 	return func(name string) (uint32, error) {
 		var idx uint32
 		for i, ns := range nss {
@@ -218,6 +225,7 @@ func ifIndexIn(nss []netns.NS) func(string) (uint32, error) {
 				return nil // not there: 0
 			})
 			if err != nil {
+				*envErr = fmt.Errorf("looking up interface %s: %w", name, err)
 				return 0, err
 			}
 			switch {
@@ -332,8 +340,15 @@ func spanValue(d *time.Duration) durationValue {
 	return durationValue{d, time.Millisecond, 30 * 24 * time.Hour}
 }
 
-func (v durationValue) String() string { return v.d.String() }
-func (v durationValue) Type() string   { return "duration" }
+// String is the value as help shows a default: "0" for none, which help
+// leaves out.
+func (v durationValue) String() string {
+	if *v.d == 0 {
+		return "0"
+	}
+	return v.d.String()
+}
+func (v durationValue) Type() string { return "duration" }
 
 func (v durationValue) Set(s string) error {
 	d, err := time.ParseDuration(s)
@@ -391,14 +406,17 @@ func versionString() string {
 	return v
 }
 
-const filterHelp = `Filter (ss's language; terms side by side are joined with "and"):
+const filterHelp = `Filter (ss's language, read left to right; terms side by side are joined with "and"):
   :PORT                        local or peer port, e.g. :9000
   state STATE|GROUP            listen, established, time-wait, close-wait, syn-sent,
-  exclude STATE|GROUP          syn-recv, fin-wait-1, fin-wait-2, last-ack, closing,
+  exclude|excl STATE|GROUP     syn-recv, fin-wait-1, fin-wait-2, last-ack, closing,
                                closed, or TIME_WAIT etc.; groups: all, connected,
                                synchronized, bucket, big
-  sport|dport OP [:]PORT       OP: = == != < <= > >= (or eq ne lt le gt ge)
+  sport|dport OP [:]PORT       OP: = == != < <= > >= (or eq ne neq lt le leq gt ge geq);
+                               PORT: a number, a service name (:ssh) or *
   src|dst [=|!=] HOST          ADDR, ADDR/PREFIX, ADDR:PORT, [V6ADDR]:PORT, *:PORT
+  dev [=|!=] NAME|INDEX        the interface a socket is bound to
+  family inet|inet6            IPv4 or IPv6
   and && &   or || |   not !   ( )
 Examples:
   sockscope list :9000 state time-wait
@@ -406,13 +424,13 @@ Examples:
   sockscope list -p state established dst 10.0.0.0/8`
 
 // filterWords are what completion offers for a filter.
-var filterWords = []string{"state", "exclude", "sport", "dport", "src", "dst", "and", "or", "not"}
+var filterWords = []string{"state", "exclude", "sport", "dport", "src", "dst", "dev", "family", "and", "or", "not"}
 
 // stateWords are the state names and groups of the filter language, as
 // ss(8) spells them.
 func stateWords() []string {
 	return []string{"established", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait",
-		"closed", "close-wait", "last-ack", "listening", "closing",
+		"closed", "close-wait", "last-ack", "listen", "listening", "closing",
 		"all", "connected", "synchronized", "bucket", "big"}
 }
 

@@ -25,7 +25,7 @@ other sockets predate this run, so their age is not known.`),
 			return runList(a, &o)
 		},
 	}
-	o.selectFlags(cmd)
+	o.selectFlags(cmd, true)
 	o.outputFlags(cmd)
 	return cmd
 }

@@ -36,6 +36,12 @@ func main() {
 	// (Ctrl-\) end every command through its context, so the dashboard
 	// restores the terminal before the process exits.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	go func() {
+		// After the first signal the default action is back: a second
+		// Ctrl-C ends a run that is slow to wind down.
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

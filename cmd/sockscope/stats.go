@@ -50,8 +50,7 @@ every INTERVAL with per-second rates, until Ctrl-C or --for.`,
 	}
 	cmd.Flags().StringArrayVarP(&o.netnsArgs, "netns", "N", nil, "read the namespace `NAME` (under /run/netns) or PATH")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per reading")
-	o.liveFlags(cmd)
-	o.interval = 0 // once, unless -i
+	o.liveFlags(cmd, 0) // once, unless -i
 	mustComplete(cmd, "netns", completeNetns)
 	return cmd
 }

@@ -33,26 +33,28 @@ kernel settings and counters that govern TIME_WAIT.`),
 			return runTimeWait(a, &o)
 		},
 	}
-	o.selectFlags(cmd)
-	o.liveFlags(cmd)
+	o.selectFlags(cmd, true)
+	o.liveFlags(cmd, time.Second)
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the summary as one JSON object")
 	return cmd
 }
 
 // kernelBaseline remembers the counters at the start of a measurement.
 type kernelBaseline struct {
-	r       *kstat.Reader
-	base    map[string]int64
-	baseErr error // the start could not be read: the deltas are totals
+	r    *kstat.Reader
+	base map[string]int64
 }
 
-func newBaseline(r *kstat.Reader) *kernelBaseline {
+// newBaseline reads the counters at the start. When they cannot be read,
+// the baseline still serves (the changes then read as totals) and the
+// error is returned for the caller to say once.
+func newBaseline(r *kstat.Reader) (*kernelBaseline, error) {
 	b := &kernelBaseline{r: r}
 	var err error
 	if b.base, err = r.Counters(); err != nil {
-		b.baseErr = fmt.Errorf("reading the TCP counters at the start: %w", err)
+		return b, fmt.Errorf("reading the TCP counters at the start (the counts below are totals): %w", err)
 	}
-	return b
+	return b, nil
 }
 
 // context reads the TIME_WAIT settings and the counters' change since the
@@ -74,7 +76,7 @@ func (b *kernelBaseline) context() (twstat.Context, error) {
 	k.Overflow = now["TCPTimeWaitOverflow"] - b.base["TCPTimeWaitOverflow"]
 	k.Recycled = now["TWRecycled"] - b.base["TWRecycled"]
 	k.Killed = now["TWKilled"] - b.base["TWKilled"]
-	return k, b.baseErr
+	return k, nil
 }
 
 func runTimeWait(a *app, o *options) error {
@@ -92,7 +94,10 @@ func runTimeWait(a *app, o *options) error {
 	if err != nil {
 		return err
 	}
-	kb := newBaseline(stat)
+	kb, err := newBaseline(stat)
+	if err != nil {
+		a.note(err.Error())
+	}
 
 	out := bufio.NewWriter(stdout)
 	stats := twstat.New()
@@ -104,6 +109,9 @@ func runTimeWait(a *app, o *options) error {
 			if f.Err != nil {
 				fmt.Fprintf(stderr, "sockscope: %v\n", f.Err)
 				return
+			}
+			if f.Warn != nil {
+				a.note(f.Warn.Error()) // said once by the monitor
 			}
 			stats.Add(f.Events)
 			if o.json {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/monitor"
@@ -30,8 +31,8 @@ the watch. Runs until Ctrl-C or --for.`),
 			return runWatch(a, &o)
 		},
 	}
-	o.selectFlags(cmd)
-	o.liveFlags(cmd)
+	o.selectFlags(cmd, true)
+	o.liveFlags(cmd, time.Second)
 	cmd.Flags().BoolVar(&o.json, "json", false, "one JSON object per event per line")
 	return cmd
 }
@@ -71,6 +72,9 @@ func runWatch(a *app, o *options) error {
 			if f.Err != nil {
 				fmt.Fprintf(stderr, "sockscope: %v\n", f.Err)
 				return
+			}
+			if f.Warn != nil {
+				a.note(f.Warn.Error()) // said once by the monitor
 			}
 			if first {
 				first = false

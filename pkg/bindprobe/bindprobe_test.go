@@ -2,10 +2,10 @@ package bindprobe
 
 import (
 	"errors"
-	"github.com/sockscope/sockscope/pkg/netns"
 	"net/netip"
 	"testing"
 
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"golang.org/x/sys/unix"
 )

@@ -16,13 +16,13 @@ package exporter
 
 import (
 	"context"
-	"github.com/sockscope/sockscope/pkg/netns"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
@@ -72,6 +72,8 @@ var (
 		"Time the last dump of the namespace took.", []string{"netns"}, nil)
 	descSuccess = prometheus.NewDesc("sockscope_scrape_success",
 		"1 when the last dump of the namespace succeeded.", []string{"netns"}, nil)
+	descTrackOK = prometheus.NewDesc("sockscope_track_success",
+		"1 when the background tracker's last poll of the namespace succeeded (--track).", []string{"netns"}, nil)
 	descCountersOK = prometheus.NewDesc("sockscope_counters_success",
 		"1 when the namespace's TCP counters were read on the last scrape.", []string{"netns"}, nil)
 	descBuild = prometheus.NewDesc("sockscope_build_info",
@@ -128,7 +130,7 @@ func New(targets []Target, opt Options) *Exporter {
 // Describe sends every metric's description.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSockets, descAge, descLifetime, descTransitions, descCounter,
-		descDuration, descSuccess, descCountersOK, descBuild} {
+		descDuration, descSuccess, descCountersOK, descTrackOK, descBuild} {
 		ch <- d
 	}
 }
@@ -259,6 +261,7 @@ func (e *Exporter) dump(t Target) result {
 type tracked struct {
 	netns       string
 	mu          sync.Mutex
+	ok          bool // the tracker's last poll succeeded and it still runs
 	transitions map[[2]sock.State]uint64
 	buckets     map[float64]uint64
 	count       uint64
@@ -285,7 +288,15 @@ func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys
 		if i < len(destroys) {
 			d = destroys[i]
 		}
-		wg.Go(func() { m.Run(ctx, nil, d) })
+		wg.Go(func() {
+			if err := m.Run(ctx, nil, d); err != nil {
+				// A fault ended the tracker: its metrics stop growing,
+				// and sockscope_track_success says so.
+				tr.mu.Lock()
+				tr.ok = false
+				tr.mu.Unlock()
+			}
+		})
 	}
 	return wg.Wait
 }
@@ -294,6 +305,7 @@ func (t *tracked) frame(f *monitor.Frame) {
 	defer f.Release() // only its events count
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.ok = f.Err == nil
 	for i := range f.Events {
 		ev := &f.Events[i]
 		switch {
@@ -323,4 +335,9 @@ func (t *tracked) collect(ch chan<- prometheus.Metric) {
 		buckets[b] = n
 	}
 	ch <- prometheus.MustNewConstHistogram(descLifetime, t.count, t.sum, buckets, t.netns)
+	ok := 0.0
+	if t.ok {
+		ok = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descTrackOK, prometheus.GaugeValue, ok, t.netns)
 }

@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -261,6 +262,31 @@ sockscope_tcp_transitions_total{from="FIN_WAIT2",netns="n",to="TIME_WAIT"} 2
 			}
 		}
 	}
+}
+
+// The tracker's health is a metric: 1 while its polls succeed, 0 after a
+// failed one.
+func TestTrackSuccess(t *testing.T) {
+	tr := &tracked{netns: "n", transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectorFunc(tr.collect))
+	check := func(want float64) {
+		t.Helper()
+		exp := fmt.Sprintf(`
+# HELP sockscope_track_success 1 when the background tracker's last poll of the namespace succeeded (--track).
+# TYPE sockscope_track_success gauge
+sockscope_track_success{netns="n"} %v
+`, want)
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(exp), "sockscope_track_success"); err != nil {
+			t.Error(err)
+		}
+	}
+	tr.frame(&monitor.Frame{})
+	check(1)
+	tr.frame(&monitor.Frame{Err: errors.New("dump failed")})
+	check(0)
+	tr.frame(&monitor.Frame{})
+	check(1)
 }
 
 // collectorFunc adapts a collect function for a test registry.

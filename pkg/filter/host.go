@@ -329,6 +329,11 @@ var services = sync.OnceValue(func() map[string]uint16 {
 			}
 		}
 	}
+	if sc.Err() != nil {
+		// A file read half-way would answer some names and not others:
+		// the built-in list answers the same way every time.
+		return builtinServices
+	}
 	return m
 })
 

@@ -62,10 +62,11 @@ func Open(ns netns.NS) (*Reader, error) {
 
 // Close closes the files.
 func (r *Reader) Close() error {
+	var errs []error
 	for _, f := range r.files {
-		f.Close()
+		errs = append(errs, f.Close())
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (r *Reader) read(name string) ([]byte, error) {

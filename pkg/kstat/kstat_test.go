@@ -1,11 +1,11 @@
 package kstat
 
 import (
-	"github.com/sockscope/sockscope/pkg/netns"
 	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/nstest"
 )
 

@@ -8,8 +8,9 @@
 // One goroutine (Run) owns the source and the tracker. Every Set* method
 // and Do are safe from any goroutine: they post a closure to the loop and
 // return without waiting, so a front end's input handler can call them
-// (a dashboard's UI goroutine must never wait on a dump). Frames are
-// immutable once sent.
+// (a dashboard's UI goroutine must never wait on a dump). They report
+// false when the command was dropped (a thousand already waiting, or a
+// loop that has ended). Frames are immutable once sent.
 //
 // # What a frame carries
 //
@@ -318,8 +319,8 @@ func (m *Monitor) Poll() {
 func (m *Monitor) Tracked() int { return m.tracker.Len() }
 
 // SetInterval changes the polling interval (when Run made its own ticker).
-func (m *Monitor) SetInterval(d time.Duration) {
-	m.Do(func() {
+func (m *Monitor) SetInterval(d time.Duration) bool {
+	return m.Do(func() {
 		m.interval = d
 		if m.ticker != nil {
 			m.ticker.Reset(d)
@@ -328,8 +329,8 @@ func (m *Monitor) SetInterval(d time.Duration) {
 }
 
 // SetProgram changes the filter and polls at once.
-func (m *Monitor) SetProgram(prog *filter.Program) {
-	m.Do(func() {
+func (m *Monitor) SetProgram(prog *filter.Program) bool {
+	return m.Do(func() {
 		m.src.SetProgram(prog)
 		m.refiltered = true
 		m.Poll()
@@ -337,8 +338,8 @@ func (m *Monitor) SetProgram(prog *filter.Program) {
 }
 
 // SetProcesses starts or stops looking owners up.
-func (m *Monitor) SetProcesses(on bool) {
-	m.Do(func() {
+func (m *Monitor) SetProcesses(on bool) bool {
+	return m.Do(func() {
 		if on {
 			m.tracker.SetLookup(m.lookup)
 			m.Poll() // owners now, not one interval later
@@ -349,10 +350,11 @@ func (m *Monitor) SetProcesses(on bool) {
 }
 
 // NeedInfo says that who needs tcp_info (on) or no longer does: the
-// costly extension is asked for while anyone needs it. A change polls at
-// once, so the need is met without waiting an interval.
-func (m *Monitor) NeedInfo(who string, on bool) {
-	m.Do(func() {
+// costly extension is asked for while anyone needs it. A new need polls
+// at once, so it is met without waiting an interval; a need that ends
+// waits for the next poll (closing a pane costs no dump).
+func (m *Monitor) NeedInfo(who string, on bool) bool {
+	return m.Do(func() {
 		before := len(m.info) > 0
 		if on {
 			m.info[who] = true
@@ -362,9 +364,11 @@ func (m *Monitor) NeedInfo(who string, on bool) {
 		if after := len(m.info) > 0; after != before {
 			m.src.SetInfo(after)
 		}
-		m.Poll()
+		if on {
+			m.Poll()
+		}
 	})
 }
 
 // Refresh polls at once.
-func (m *Monitor) Refresh() { m.Do(m.Poll) }
+func (m *Monitor) Refresh() bool { return m.Do(m.Poll) }

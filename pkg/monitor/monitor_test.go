@@ -109,10 +109,14 @@ func TestInfoWhileAnyoneNeedsIt(t *testing.T) {
 	m.NeedInfo("detail", false) // the pane closes; the column still needs it
 	m.NeedInfo("detail", false) // twice: no change
 	m.NeedInfo("columns", false)
-	// Every NeedInfo polls once it has run: wait for those frames, so
-	// that every change has been applied.
-	for range 6 {
-		<-frames
+	// Commands run in order: once this one has, every change has.
+	done := make(chan struct{})
+	m.Do(func() { close(done) })
+	<-done
+	// The first poll, then one for each new need; none for a need that
+	// ended.
+	if n := len(frames); n != 3 {
+		t.Errorf("%d frames, want 3: the first poll and one per new need", n)
 	}
 	src.infoMu.Lock()
 	defer src.infoMu.Unlock()
@@ -127,6 +131,7 @@ func TestSettersFromAnyGoroutine(t *testing.T) {
 	src := &infoSource{steps: steps{table: [][]sock.Socket{{}}}}
 	m := New(src, Options{}, func(f *Frame) {})
 	tick, stop := run(t, m, nil)
+	ticked := make(chan struct{})
 	var wg sync.WaitGroup
 	prog := filter.Compile(nil, filter.Options{})
 	for i := range 4 {
@@ -141,11 +146,13 @@ func TestSettersFromAnyGoroutine(t *testing.T) {
 		})
 	}
 	go func() {
+		defer close(ticked)
 		for range 10 {
 			tick <- time.Time{}
 		}
 	}()
 	wg.Wait()
+	<-ticked // the loop took every tick: nothing is left waiting on it
 	stop()
 	// The loop has ended: commands are dropped, never waited for.
 	done := make(chan struct{})

@@ -14,7 +14,10 @@
 // Resolve refuses, as bad input, an argument that names nothing, names a
 // file that is not a network namespace, or names something whose open
 // would block (a FIFO): it never opens anything but a regular file, and
-// opens that without waiting.
+// opens that without waiting. A namespace this user may not open, or a
+// machine out of descriptors, is the environment's failure, not bad
+// input. An argument naming the caller's own namespace resolves to it
+// (IsSelf), so reading it needs no privilege.
 //
 // # Threads
 //
@@ -88,6 +91,8 @@ func Resolve(arg string) (NS, error) {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return bad(errors.New("no such namespace"))
+	case err != nil && environmental(err):
+		return NS{}, fmt.Errorf("network namespace %s: %w", path, err)
 	case err != nil:
 		return bad(err)
 	case !fi.Mode().IsRegular():
@@ -108,22 +113,38 @@ func Resolve(arg string) (NS, error) {
 		}
 		return bad(err)
 	}
+	if self, err := Self(); err == nil && self.Inode == ino {
+		// The caller's own, by a path (/proc/self/ns/net, or a name for
+		// it): read directly, without entering it, which would need
+		// privileges for no purpose.
+		return NS{Arg: arg, Inode: ino}, nil
+	}
 	return NS{Arg: arg, Path: path, Inode: ino}, nil
 }
 
 // Self returns the caller's own namespace, with its inode.
+//
+// It reads the calling thread's namespace, not /proc/self's: /proc/self
+// shows the main thread, and a goroutine locked to the main thread by Run
+// may have left it in another namespace (Go parks that thread rather than
+// ending it). Threads the scheduler runs goroutines on are never moved.
 func Self() (NS, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
 		return NS{}, fmt.Errorf("reading this process's network namespace: %w", err)
 	}
 	return NS{Inode: st.Ino}, nil
 }
 
 // environmental reports errors that are the machine's, not the
-// argument's: the exit status is 1 for these, not 2.
+// argument's: the exit status is 1 for these, not 2. A namespace this
+// user may not open (another user's /proc/PID/ns/net) is one: the name is
+// right, the privilege is missing.
 func environmental(err error) bool {
-	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM)
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM) ||
+		errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
 }
 
 // netInode checks that fd is a network namespace and returns its inode.
@@ -142,7 +163,8 @@ func netInode(fd int) (uint64, error) {
 	return st.Ino, nil
 }
 
-// IsSelf reports whether n is the caller's namespace (given as "").
+// IsSelf reports whether n is the caller's own namespace, read without
+// entering it.
 func (n NS) IsSelf() bool { return n.Path == "" }
 
 // String is the argument as given, or "self".

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,7 +31,12 @@ func TestSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !n.IsSelf() || n.Arg != "" || n.Inode != inodeOf(t, "/proc/self/ns/net") {
+	// The calling thread's, not /proc/self's: the main thread may have
+	// been left in another namespace by an earlier test's Run.
+	runtime.LockOSThread()
+	here := inodeOf(t, "/proc/thread-self/ns/net")
+	runtime.UnlockOSThread()
+	if !n.IsSelf() || n.Arg != "" || n.Inode != here {
 		t.Errorf("Resolve(\"\") = %+v, want the caller's namespace with its inode", n)
 	}
 }

@@ -23,6 +23,13 @@ type Column struct {
 	// so that long IPv6 addresses and commands do not push the other
 	// columns off an 80-column screen. The list table is never cut.
 	Max int
+	// Wide marks a column whose cells may hold any text (a process names
+	// itself): the table counts their width in runes, not bytes.
+	Wide bool
+	// Ticks marks a column whose text changes with time between polls
+	// (ages, time left, timers): the dashboard redraws it as the clock
+	// moves.
+	Ticks bool
 	// Text appends the cell as people read it.
 	Text func(b []byte, e *track.Entry) []byte
 	// Keys are the JSON keys the column writes; JSON appends them, each as
@@ -59,7 +66,7 @@ var Columns = []*Column{
 			b = append(b, '"')
 			return appendKeyUint(b, "peer_port", uint64(e.Peer.Port()))
 		}},
-	{Name: "age", Title: "Age", Right: true,
+	{Name: "age", Title: "Age", Right: true, Ticks: true,
 		Text: func(b []byte, e *track.Entry) []byte {
 			age := e.Age
 			if e.AgeSource == track.AgeTimer {
@@ -74,7 +81,7 @@ var Columns = []*Column{
 			b = strconv.AppendBool(b, e.AgeSource != track.AgeAtLeast)
 			return appendKeyString(b, "age_source", e.AgeSource.String())
 		}},
-	{Name: "left", Title: "Left", Right: true,
+	{Name: "left", Title: "Left", Right: true, Ticks: true,
 		Text: func(b []byte, e *track.Entry) []byte {
 			if e.AgeSource != track.AgeTimer {
 				return append(b, '-')
@@ -89,7 +96,7 @@ var Columns = []*Column{
 			}
 			return appendKeyInt(b, "left_ms", int64(e.Left/time.Millisecond))
 		}},
-	{Name: "timer", Title: "Timer",
+	{Name: "timer", Title: "Timer", Ticks: true,
 		Text: func(b []byte, e *track.Entry) []byte { return appendTimer(b, e) },
 		Keys: []string{"expires_ms", "timer"},
 		JSON: func(b []byte, e *track.Entry) []byte {
@@ -141,7 +148,7 @@ var Columns = []*Column{
 			b = strconv.AppendUint(b, e.Cookie, 16)
 			return append(b, '"')
 		}},
-	{Name: "process", Title: "Process", Max: 24,
+	{Name: "process", Title: "Process", Max: 24, Wide: true,
 		Text: AppendProcess,
 		Keys: []string{"pid", "command"},
 		JSON: func(b []byte, e *track.Entry) []byte {
@@ -153,6 +160,9 @@ var Columns = []*Column{
 			return appendJSONString(b, e.Process.Command)
 		}},
 }
+
+// ProcessColumn is the column -p adds.
+var ProcessColumn = MustColumns([]string{"process"})[0]
 
 // The default columns of the list table and of the dashboard, without the
 // process column, which -p (and the dashboard's p key) adds at the end.

@@ -83,6 +83,40 @@ func TestEveryColumnInJSONAndText(t *testing.T) {
 	}
 }
 
+// AppendJSON turns the first column's leading comma into the opening
+// brace: that column must write for every entry, or the object breaks.
+func TestFirstColumnAlwaysWrites(t *testing.T) {
+	var e track.Entry // nothing set: the columns that may skip, skip
+	if b := Columns[0].JSON(nil, &e); len(b) == 0 || b[0] != ',' {
+		t.Fatalf("the first column (%s) wrote %q for an empty entry", Columns[0].Name, b)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(AppendJSON(nil, &e), &v); err != nil {
+		t.Errorf("an empty entry's JSON: %v: %s", err, AppendJSON(nil, &e))
+	}
+}
+
+// A process name with runes wider than a byte lines up, wherever -o puts
+// its column.
+func TestTableWideProcessColumn(t *testing.T) {
+	a, b := fullEntry(), fullEntry()
+	a.Process.Command = "sérvér" // 6 runes, 8 bytes
+	b.Process.Command = "srv"
+	cols, err := ParseColumns("process,state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := Table(&out, &track.View{Entries: []track.Entry{a, b}}, TableOptions{Columns: cols}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	col := func(l string) int { return len([]rune(l[:strings.Index(l, "TIME_WAIT")])) }
+	if len(lines) != 2 || col(lines[0]) != col(lines[1]) {
+		t.Errorf("State does not line up after a wide process name:\n%s", out.String())
+	}
+}
+
 // -o picks and orders the columns of the table.
 func TestTableChosenColumns(t *testing.T) {
 	e := fullEntry()

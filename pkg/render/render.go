@@ -5,6 +5,7 @@ package render
 
 import (
 	"io"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -66,20 +67,28 @@ func Table(w io.Writer, v *track.View, opt TableOptions) error {
 	cells := make([]byte, 0, 96*len(v.Entries))
 	ends := make([]int, 0, ncol*(len(v.Entries)+1))
 	widths := make([]int, ncol)
-	// Every cell but a process name is ASCII, so its width is its length;
-	// the last column is never padded, so its width is not needed.
+	// A cell's width is its length but in a Wide column (a process name),
+	// whose runes are counted; the last column is never padded, so its
+	// width is not needed.
+	width := func(col int, cell []byte) int {
+		if cols[col].Wide {
+			return utf8.RuneCount(cell)
+		}
+		return len(cell)
+	}
 	add := func(col int) {
 		start := 0
 		if len(ends) > 0 {
 			start = ends[len(ends)-1]
 		}
 		if col < ncol-1 {
-			if n := len(cells) - start; n > widths[col] {
+			if n := width(col, cells[start:]); n > widths[col] {
 				widths[col] = n
 			}
 		}
 		ends = append(ends, len(cells))
 	}
+	stateCol := slices.IndexFunc(cols, func(c *Column) bool { return c.Name == "state" })
 	if opt.Header {
 		for c, col := range cols {
 			cells = append(cells, col.Title...)
@@ -109,13 +118,13 @@ func Table(w io.Writer, v *track.View, opt TableOptions) error {
 			last := c == ncol-1
 			pad := 0
 			if !last {
-				pad = widths[c] - len(cell)
+				pad = widths[c] - width(c, cell)
 			}
 			right := cols[c].Right
 			if right {
 				out = appendSpaces(out, pad)
 			}
-			if cols[c].Name == "state" && colored != "" {
+			if c == stateCol && colored != "" {
 				out = append(out, colored...)
 				out = append(out, cell...)
 				out = append(out, colorReset...)

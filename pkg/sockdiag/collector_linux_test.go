@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -320,7 +321,10 @@ func TestIntegrationNetnsIsolation(t *testing.T) {
 		}
 	}
 	var self unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+	runtime.LockOSThread() // this thread's: /proc/self is the main thread's
+	err = unix.Stat("/proc/thread-self/ns/net", &self)
+	runtime.UnlockOSThread()
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range b.Sockets {

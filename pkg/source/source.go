@@ -125,13 +125,14 @@ func (k *Kernel) SetInfo(on bool) {
 
 // Close releases the kernel socket and files.
 func (k *Kernel) Close() error {
+	var kerr error
 	if k.k != nil {
-		k.k.Close()
+		kerr = k.k.Close()
 	}
 	if k.p != nil {
-		return k.p.Close()
+		return errors.Join(k.p.Close(), kerr)
 	}
-	return k.c.Close()
+	return errors.Join(k.c.Close(), kerr)
 }
 
 // Stat returns the reader of the namespace's TCP settings and counters,
