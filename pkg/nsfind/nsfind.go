@@ -1,0 +1,322 @@
+// Package nsfind finds every network namespace on the host, whatever
+// holds it alive: a process in it (/proc/PID/ns/net), a name under
+// /run/netns, an nsfs bind mount anywhere (/proc/self/mountinfo: Docker's
+// /run/docker/netns/*, /var/run/netns/*, others), or only a descriptor a
+// process holds open on an nsfs file (/proc/PID/fd/N). Tools that look at
+// processes alone miss the last three kinds; a namespace whose sockets
+// linger in TIME_WAIT after its last process exited is one of them.
+//
+// Namespaces are told apart by inode, the number the kernel shows as
+// net:[INODE]. Each one found comes with a path that opens it, chosen in
+// the order a person recognises: its ip netns name, a mount path, a
+// process's /proc/PID/ns/net, a descriptor's /proc/PID/fd/N.
+//
+// Scan reads only /proc and /run/netns; it opens nothing but directories
+// and changes nothing. A namespace it finds may be gone by the time it is
+// read (a container exits): callers skip it then.
+package nsfind
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Namespace is one network namespace and what holds it.
+type Namespace struct {
+	// Inode identifies it (net:[Inode]).
+	Inode uint64
+	// Path opens it: the first of Names (under Dir), Mounts, the first
+	// process's /proc/PID/ns/net, or the first descriptor.
+	Path string
+	// Names are its names under Dir (ip netns), sorted.
+	Names []string
+	// Mounts are nsfs bind mounts of it elsewhere, sorted.
+	Mounts []string
+	// PIDs are the processes in it, sorted.
+	PIDs []int
+	// FDs are /proc/PID/fd/N descriptors held open on it by processes
+	// not in it, sorted.
+	FDs []string
+	// Self is set for the namespace this process is in.
+	Self bool
+}
+
+// Options say where to look; the zero value is this host's.
+type Options struct {
+	Proc  string // /proc
+	NetNS string // /run/netns
+	// Descriptors also walks every process's open descriptors: thorough
+	// (a namespace held only by a descriptor is found) but the dearest
+	// part of a scan.
+	Descriptors bool
+}
+
+// Scan finds every network namespace. Processes that exit or that this
+// user may not inspect while it reads are skipped; an error means /proc
+// itself could not be read.
+func Scan(opt Options) ([]Namespace, error) {
+	if opt.Proc == "" {
+		opt.Proc = "/proc"
+	}
+	if opt.NetNS == "" {
+		opt.NetNS = "/run/netns"
+	}
+	s := &scan{byIno: map[uint64]*Namespace{}, netnsDir: opt.NetNS}
+	self, err := netLink(filepath.Join(opt.Proc, "thread-self", "ns", "net"))
+	if err != nil {
+		return nil, fmt.Errorf("reading this process's network namespace: %w", err)
+	}
+	s.get(self).Self = true
+	if err := s.names(opt.NetNS); err != nil {
+		return nil, err
+	}
+	if err := s.mounts(filepath.Join(opt.Proc, "self", "mountinfo")); err != nil {
+		return nil, err
+	}
+	if err := s.processes(opt.Proc, opt.Descriptors); err != nil {
+		return nil, err
+	}
+	out := make([]Namespace, 0, len(s.byIno))
+	for _, n := range s.byIno {
+		slices.Sort(n.Names)
+		slices.Sort(n.Mounts)
+		slices.Sort(n.PIDs)
+		slices.Sort(n.FDs)
+		switch {
+		case len(n.Names) > 0:
+			n.Path = filepath.Join(opt.NetNS, n.Names[0])
+		case len(n.Mounts) > 0:
+			n.Path = n.Mounts[0]
+		case len(n.PIDs) > 0:
+			n.Path = filepath.Join(opt.Proc, strconv.Itoa(n.PIDs[0]), "ns", "net")
+		case len(n.FDs) > 0:
+			n.Path = n.FDs[0]
+		}
+		out = append(out, *n)
+	}
+	slices.SortFunc(out, func(a, b Namespace) int {
+		switch {
+		case a.Self != b.Self: // the host's own first
+			if a.Self {
+				return -1
+			}
+			return 1
+		case a.Inode < b.Inode:
+			return -1
+		case a.Inode > b.Inode:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+type scan struct {
+	byIno    map[uint64]*Namespace
+	netnsDir string
+}
+
+func (s *scan) get(ino uint64) *Namespace {
+	n := s.byIno[ino]
+	if n == nil {
+		n = &Namespace{Inode: ino}
+		s.byIno[ino] = n
+	}
+	return n
+}
+
+// names reads the ip netns names: each a bind mount of an nsfs file.
+func (s *scan) names(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // no names on this host
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		ino, ok := nsfsInode(filepath.Join(dir, e.Name()))
+		if ok {
+			n := s.get(ino)
+			n.Names = append(n.Names, e.Name())
+		}
+	}
+	return nil
+}
+
+// nsfsInode stats path and returns its inode when it is a network
+// namespace: an nsfs file, whose file system magic says so. A file left
+// in /run/netns after its mount went is an empty regular file of tmpfs.
+func nsfsInode(path string) (uint64, bool) {
+	var fs unix.Statfs_t
+	if unix.Statfs(path, &fs) != nil || fs.Type != unix.NSFS_MAGIC {
+		return 0, false
+	}
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0, false
+	}
+	// The name may hold another kind of namespace: only net counts.
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(fd)
+	if t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
+		return 0, false
+	}
+	return st.Ino, true
+}
+
+// mounts reads the nsfs mounts of network namespaces from mountinfo:
+// their root field is net:[INODE], so no file needs opening.
+func (s *scan) mounts(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		ino, mnt, ok := parseMountinfoLine(sc.Text())
+		if !ok {
+			continue
+		}
+		n := s.get(ino)
+		if !slices.Contains(n.Mounts, mnt) {
+			n.Mounts = append(n.Mounts, mnt)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	// A name under the netns directory is a mount too: it is said as a
+	// name only.
+	for _, n := range s.byIno {
+		n.Mounts = slices.DeleteFunc(n.Mounts, func(m string) bool {
+			return slices.Contains(n.Names, filepath.Base(m)) && filepath.Dir(m) == s.netnsDir
+		})
+	}
+	return nil
+}
+
+// parseMountinfoLine returns the namespace and mount point of an nsfs
+// mount of a network namespace (proc(5): "ID PARENT MAJ:MIN ROOT POINT
+// OPTIONS [TAGS...] - FSTYPE SOURCE SUPEROPTS").
+func parseMountinfoLine(line string) (uint64, string, bool) {
+	pre, post, ok := strings.Cut(line, " - ")
+	if !ok {
+		return 0, "", false
+	}
+	if f := strings.Fields(post); len(f) == 0 || f[0] != "nsfs" {
+		return 0, "", false
+	}
+	f := strings.Fields(pre)
+	if len(f) < 5 {
+		return 0, "", false
+	}
+	ino, ok := parseNetLink(f[3])
+	if !ok {
+		return 0, "", false
+	}
+	return ino, unescapeMount(f[4]), true
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 is a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// parseNetLink reads "net:[4026531833]".
+func parseNetLink(s string) (uint64, bool) {
+	v, ok := strings.CutPrefix(s, "net:[")
+	if !ok {
+		return 0, false
+	}
+	v, ok = strings.CutSuffix(v, "]")
+	if !ok {
+		return 0, false
+	}
+	ino, err := strconv.ParseUint(v, 10, 64)
+	return ino, err == nil
+}
+
+// netLink reads a /proc ns or fd link that names a network namespace.
+func netLink(path string) (uint64, error) {
+	target, err := os.Readlink(path)
+	if err != nil {
+		return 0, err
+	}
+	ino, ok := parseNetLink(target)
+	if !ok {
+		return 0, fmt.Errorf("%s is %q, not a network namespace", path, target)
+	}
+	return ino, nil
+}
+
+// processes reads every process's namespace and, with descriptors, the
+// namespaces it holds open.
+func (s *scan) processes(proc string, descriptors bool) error {
+	entries, err := os.ReadDir(proc)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", proc, err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		dir := filepath.Join(proc, e.Name())
+		in, err := netLink(filepath.Join(dir, "ns", "net"))
+		if err != nil {
+			continue // exited, a kernel thread, or not ours to see
+		}
+		n := s.get(in)
+		n.PIDs = append(n.PIDs, pid)
+		if descriptors {
+			s.descriptors(dir, in)
+		}
+	}
+	return nil
+}
+
+// descriptors records the network namespaces a process holds open, other
+// than its own.
+func (s *scan) descriptors(dir string, own uint64) {
+	fds, err := os.ReadDir(filepath.Join(dir, "fd"))
+	if err != nil {
+		return // exited, or not ours to see
+	}
+	for _, fd := range fds {
+		path := filepath.Join(dir, "fd", fd.Name())
+		ino, err := netLink(path)
+		if err != nil || ino == own {
+			continue
+		}
+		n := s.get(ino)
+		n.FDs = append(n.FDs, path)
+	}
+}
