@@ -96,6 +96,22 @@ func Identify(n *Namespace, opt IdentifyOptions) Identity {
 	return id
 }
 
+// Owner says who the namespace belongs to, in a few words: "pod
+// shop/cart-7f9c", "docker 0123456789ab", a systemd unit, or "-".
+func (id *Identity) Owner() string {
+	switch {
+	case id.PodName != "":
+		return "pod " + id.PodNamespace + "/" + id.PodName
+	case id.PodUID != "":
+		return "pod " + id.PodUID
+	case id.Container != "":
+		return id.Runtime + " " + short(id.Container)
+	case id.Unit != "":
+		return id.Unit
+	}
+	return "-"
+}
+
 // short is a container id as people quote it: its first 12 characters.
 func short(id string) string {
 	if len(id) > 12 {

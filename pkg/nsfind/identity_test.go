@@ -5,7 +5,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
+
+	"github.com/sockscope/sockscope/pkg/nstest"
 )
 
 const cid = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -51,38 +52,13 @@ func TestPodFromLogs(t *testing.T) {
 	}
 }
 
-// cgroupDir makes a cgroup directory below root for the test and removes
-// it and its parents up to root at the end (after the processes put in it
-// have been killed: register their end after this).
-func cgroupDir(t *testing.T, root, rel string) string {
-	t.Helper()
-	dir := filepath.Join(root, rel)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("making cgroup %s: %v", dir, err)
-		}
-		t.Skipf("making cgroup %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		// Innermost first; a cgroup can be removed once its processes
-		// have exited, which the kernel notes a moment later.
-		for d := dir; d != root && d != "." && d != "/"; d = filepath.Dir(d) {
-			deadline := time.Now().Add(5 * time.Second)
-			for os.Remove(d) != nil && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-	})
-	return dir
-}
-
 // A namespace whose process sits in cgroups named as Docker and as a
 // containerd container of a Kubernetes pod is identified as those, with
 // the pod's name from a log directory the test makes.
 func TestIntegrationIdentify(t *testing.T) {
 	// Everything the test makes sits in one directory of its own, removed
 	// last.
-	unified := cgroupDir(t, "/sys/fs/cgroup/unified", "sockscope-test-"+strconv.Itoa(os.Getpid()))
+	unified := nstest.Cgroup(t, "/sys/fs/cgroup/unified", "sockscope-test-"+strconv.Itoa(os.Getpid()))
 	uid := "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"
 	logs := t.TempDir()
 	if err := os.Mkdir(filepath.Join(logs, "shop_cart-7f9c_"+uid), 0o755); err != nil {
@@ -97,12 +73,9 @@ func TestIntegrationIdentify(t *testing.T) {
 		{"kubepods.slice/kubepods-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/cri-containerd-" + cid + ".scope",
 			"containerd", cid, uid, "shop/cart-7f9c"},
 	} {
-		dir := cgroupDir(t, unified, tc.cgroup)
+		dir := nstest.Cgroup(t, unified, tc.cgroup)
 		cmd, ino := unshared(t)
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
-			t.Fatalf("moving pid %d into %s: %v", cmd.Process.Pid, dir, err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) // before the cgroup's removal
+		nstest.Join(t, dir, cmd.Process.Pid)
 		found, err := Scan(Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/nstest"
@@ -36,35 +35,11 @@ func TestParseMountinfoLine(t *testing.T) {
 	}
 }
 
-// unshared starts a process in a network namespace of its own and
-// returns it and its namespace's inode; the test kills it at the end.
+// unshared is nstest.Unshared with the namespace's inode.
 func unshared(t *testing.T) (*exec.Cmd, uint64) {
 	t.Helper()
-	cmd := exec.Command("unshare", "--net", "sleep", "600")
-	if err := cmd.Start(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("unshare: %v", err)
-		}
-		t.Skipf("unshare: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	// unshare moves itself into the new namespace, then execs sleep: wait
-	// until the process shows a namespace other than ours.
-	self, err := netLink("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ino, err := netLink(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
-		if err == nil && ino != self {
-			return cmd, ino
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d never left this namespace: %v", cmd.Process.Pid, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	cmd, ns := nstest.Unshared(t)
+	return cmd, ns.Inode
 }
 
 // stop kills a process and waits for it, so that only what else holds
