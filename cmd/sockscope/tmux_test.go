@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,9 @@ type tmux struct {
 	socket string
 }
 
+// tmuxServers numbers the tmux servers the tests start.
+var tmuxServers atomic.Int64
+
 func newTmux(t *testing.T, w, h int) *tmux {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
@@ -27,7 +31,10 @@ func newTmux(t *testing.T, w, h int) *tmux {
 		}
 		t.Skip("tmux is not installed")
 	}
-	tm := &tmux{t: t, socket: fmt.Sprintf("sockscope-test-%d", os.Getpid())}
+	// A server of its own for every terminal: one test's kill-server is
+	// still shutting its server down when the next test starts, and a
+	// new session on that socket fails with "server exited unexpectedly".
+	tm := &tmux{t: t, socket: fmt.Sprintf("sockscope-test-%d-%d", os.Getpid(), tmuxServers.Add(1))}
 	tm.run("new-session", "-d", "-s", "main", "-x", fmt.Sprint(w), "-y", fmt.Sprint(h),
 		"env", "PS1=$ ", "TERM=xterm-256color", "bash", "--norc", "--noprofile")
 	t.Cleanup(func() { exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
