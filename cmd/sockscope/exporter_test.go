@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -155,3 +156,55 @@ scrape_configs:
 }
 
 var netipLoopback9000 = netip.MustParseAddrPort("127.0.0.1:9000")
+
+// The exporter's output follows Prometheus's own conventions: promtool
+// finds nothing to say about it, with the tracker's metrics and the
+// kernel's counters among them.
+func TestIntegrationExporterPassesPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool is not installed (Debian's prometheus package has it)")
+		}
+		t.Skip("promtool is not installed")
+	}
+	ns := nstest.New(t)
+	nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true})
+	exp := exec.Command(binary, "exporter", "-N", ns.Name, "--track", "--port-series", "9000", "--listen", "127.0.0.1:0")
+	stderr, err := exp.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exp.Process.Kill(); exp.Wait() })
+	sc := bufio.NewScanner(stderr)
+	if !sc.Scan() || !strings.Contains(sc.Text(), "serving http://") {
+		t.Fatalf("exporter said %q", sc.Text())
+	}
+	url := strings.Fields(sc.Text())[3]
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sockscope_tcp_out_rsts_total{", "sockscope_track_success{", "sockscope_tcp_sockets{"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("no %s in the scrape", want)
+		}
+	}
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(string(body))
+	if out, err := check.CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}

@@ -7,24 +7,11 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/spf13/cobra"
 )
-
-// statCounters are shown in this order, with what they count.
-var statCounters = []struct{ name, what string }{
-	{"ActiveOpens", "connections opened from here (SYN sent)"},
-	{"PassiveOpens", "connections accepted by listeners"},
-	{"AttemptFails", "connection attempts that failed"},
-	{"EstabResets", "established connections reset"},
-	{"OutRsts", "RST segments sent"},
-	{"TCPAbortOnClose", "resets because a socket closed with unread data"},
-	{"TCPAbortOnData", "resets because data came after close"},
-	{"TCPTimeWaitOverflow", "TIME_WAIT entries not made: tcp_max_tw_buckets reached"},
-	{"ListenOverflows", "connections refused: accept queue full"},
-	{"ListenDrops", "SYNs dropped at listeners"},
-}
 
 func newStatsCmd(a *app) *cobra.Command {
 	var o options
@@ -116,17 +103,17 @@ func writeStats(w *bufio.Writer, cur, prev map[string]int64, dt time.Duration, a
 			Time     time.Time          `json:"time"`
 			Counters map[string]counter `json:"counters"`
 		}{Time: time.Now(), Counters: map[string]counter{}}
-		for _, c := range statCounters {
-			v, ok := cur[c.name]
+		for _, c := range kstat.TCPCounters {
+			v, ok := cur[c.Name]
 			if !ok {
 				continue
 			}
 			ct := counter{Value: v}
 			if prev != nil {
-				rate := float64(v-prev[c.name]) / dt.Seconds()
+				rate := float64(v-prev[c.Name]) / dt.Seconds()
 				ct.Rate = &rate
 			}
-			obj.Counters[c.name] = ct
+			obj.Counters[c.Name] = ct
 		}
 		b, err := json.Marshal(obj)
 		if err != nil {
@@ -143,16 +130,16 @@ func writeStats(w *bufio.Writer, cur, prev map[string]int64, dt time.Duration, a
 		fmt.Fprintf(w, " %10s", "Per s")
 	}
 	fmt.Fprintf(w, "  %s\n", "Counts")
-	for _, c := range statCounters {
-		v, ok := cur[c.name]
+	for _, c := range kstat.TCPCounters {
+		v, ok := cur[c.Name]
 		if !ok {
 			continue // an older kernel without it
 		}
-		fmt.Fprintf(w, "%-20s %12d", c.name, v)
+		fmt.Fprintf(w, "%-20s %12d", c.Name, v)
 		if prev != nil {
-			fmt.Fprintf(w, " %10.1f", float64(v-prev[c.name])/dt.Seconds())
+			fmt.Fprintf(w, " %10.1f", float64(v-prev[c.Name])/dt.Seconds())
 		}
-		fmt.Fprintf(w, "  %s\n", c.what)
+		fmt.Fprintf(w, "  %s\n", c.Help)
 	}
 	if prev != nil {
 		w.WriteString("\n")

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/render"
@@ -65,9 +66,6 @@ var (
 		"Lifetimes of the TIME_WAIT entries seen from entering to leaving.", []string{"netns"}, nil)
 	descTransitions = prometheus.NewDesc("sockscope_tcp_transitions_total",
 		"State changes seen, by old and new state.", []string{"netns", "from", "to"}, nil)
-	descCounter = prometheus.NewDesc("sockscope_tcp_counter_total",
-		"The kernel's TCP counters (/proc/net/snmp Tcp, /proc/net/netstat TcpExt) that sockscope stats shows.",
-		[]string{"netns", "name"}, nil)
 	descDuration = prometheus.NewDesc("sockscope_scrape_duration_seconds",
 		"Time the last dump of the namespace took.", []string{"netns"}, nil)
 	descSuccess = prometheus.NewDesc("sockscope_scrape_success",
@@ -80,10 +78,17 @@ var (
 		"sockscope's version.", []string{"version"}, nil)
 )
 
-// counterNames are exported from the kernel's counters.
-var counterNames = []string{"ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "OutRsts",
-	"TCPAbortOnClose", "TCPAbortOnData", "TCPTimeWaitOverflow", "ListenOverflows", "ListenDrops",
-	"TWRecycled", "TWKilled"}
+// descCounters are the kernel's TCP counters, a metric each
+// (sockscope_tcp_<metric>_total): a sum over a "name" label of one metric
+// would add unlike things, and Prometheus's own conventions say so.
+var descCounters = func() []*prometheus.Desc {
+	ds := make([]*prometheus.Desc, len(kstat.TCPCounters))
+	for i, c := range kstat.TCPCounters {
+		ds[i] = prometheus.NewDesc("sockscope_tcp_"+c.Metric+"_total",
+			"The kernel's "+c.Name+" counter: "+c.Help+".", []string{"netns"}, nil)
+	}
+	return ds
+}()
 
 // Exporter is a prometheus.Collector.
 type Exporter struct {
@@ -129,8 +134,11 @@ func New(targets []Target, opt Options) *Exporter {
 
 // Describe sends every metric's description.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSockets, descAge, descLifetime, descTransitions, descCounter,
+	for _, d := range []*prometheus.Desc{descSockets, descAge, descLifetime, descTransitions,
 		descDuration, descSuccess, descCountersOK, descTrackOK, descBuild} {
+		ch <- d
+	}
+	for _, d := range descCounters {
 		ch <- d
 	}
 }
@@ -157,9 +165,9 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descCountersOK, prometheus.GaugeValue, ok, t.Netns.Label())
 		}
-		for _, name := range counterNames {
-			if v, found := r.counters[name]; found {
-				ch <- prometheus.MustNewConstMetric(descCounter, prometheus.CounterValue, float64(v), t.Netns.Label(), name)
+		for i, c := range kstat.TCPCounters {
+			if v, found := r.counters[c.Name]; found {
+				ch <- prometheus.MustNewConstMetric(descCounters[i], prometheus.CounterValue, float64(v), t.Netns.Label())
 			}
 		}
 	}

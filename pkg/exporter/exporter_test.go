@@ -86,16 +86,19 @@ sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="60"} 2
 sockscope_tcp_timewait_age_seconds_bucket{netns="web",le="+Inf"} 2
 sockscope_tcp_timewait_age_seconds_sum{netns="web"} 35
 sockscope_tcp_timewait_age_seconds_count{netns="web"} 2
-# HELP sockscope_tcp_counter_total The kernel's TCP counters (/proc/net/snmp Tcp, /proc/net/netstat TcpExt) that sockscope stats shows.
-# TYPE sockscope_tcp_counter_total counter
-sockscope_tcp_counter_total{name="OutRsts",netns="web"} 7
-sockscope_tcp_counter_total{name="TCPTimeWaitOverflow",netns="web"} 0
+# HELP sockscope_tcp_out_rsts_total The kernel's OutRsts counter: RST segments sent.
+# TYPE sockscope_tcp_out_rsts_total counter
+sockscope_tcp_out_rsts_total{netns="web"} 7
+# HELP sockscope_tcp_timewait_overflow_total The kernel's TCPTimeWaitOverflow counter: TIME_WAIT entries not made: tcp_max_tw_buckets reached.
+# TYPE sockscope_tcp_timewait_overflow_total counter
+sockscope_tcp_timewait_overflow_total{netns="web"} 0
 # HELP sockscope_scrape_success 1 when the last dump of the namespace succeeded.
 # TYPE sockscope_scrape_success gauge
 sockscope_scrape_success{netns="web"} 1
 `
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want),
-		"sockscope_tcp_timewait_age_seconds", "sockscope_tcp_counter_total", "sockscope_scrape_success"); err != nil {
+		"sockscope_tcp_timewait_age_seconds", "sockscope_tcp_out_rsts_total", "sockscope_tcp_timewait_overflow_total",
+		"sockscope_scrape_success"); err != nil {
 		t.Error(err)
 	}
 
@@ -199,7 +202,7 @@ sockscope_scrape_success{netns="good"} 1
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "sockscope_counters_success", "sockscope_scrape_success"); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(e, "sockscope_tcp_counter_total"); n != 1 {
+	if n := testutil.CollectAndCount(e, "sockscope_tcp_out_rsts_total"); n != 1 {
 		t.Errorf("%d counter series, want the good namespace's one", n)
 	}
 }
