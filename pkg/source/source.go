@@ -154,11 +154,7 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 	// The namespace's total comes from sockstat: an unfiltered dump would
 	// cost as much as the filter saves.
 	if k.opt.Totals {
-		if r, err := k.Stat(); err == nil {
-			if c, err := r.Sockets(); err == nil {
-				snap.Total = c.Total()
-			}
-		}
+		snap.Total = k.Total()
 	}
 	prog := k.prog.Load()
 	if len(prog.Families) == 0 || prog.States == 0 {
@@ -173,32 +169,57 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 		if size == 0 {
 			// A first dump: the namespace's socket count (two small
 			// /proc reads) beats a dozen doublings of a 10 MB slice.
-			if r, err := k.Stat(); err == nil {
-				if c, err := r.Sockets(); err == nil {
-					size = c.Total()
-				}
-			}
+			size = max(k.Total(), 0)
 		}
 		snap.Sockets = make([]sock.Socket, 0, size+size/8+64)
 	}
+	if err := k.AppendTo(snap); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// Total is the namespace's TCP socket count, matching the filter or not
+// (/proc/net/sockstat); -1 when it cannot be read.
+func (k *Kernel) Total() int {
+	r, err := k.Stat()
+	if err != nil {
+		return -1
+	}
+	c, err := r.Sockets()
+	if err != nil {
+		return -1
+	}
+	return c.Total()
+}
+
+// AppendTo dumps the sockets the filter selects and appends them (and
+// their tcp_info) to snap, leaving what snap held before untouched: a
+// reader of many namespaces gathers them all into one snapshot.
+func (k *Kernel) AppendTo(snap *sock.Snapshot) error {
+	prog := k.prog.Load()
+	if len(prog.Families) == 0 || prog.States == 0 {
+		return nil // the filter can match nothing: no need to ask
+	}
+	start := len(snap.Sockets)
 	if k.p != nil {
 		if err := k.p.Dump(snap); err != nil {
-			return nil, fmt.Errorf("reading the socket table: %w", err)
+			return fmt.Errorf("reading the socket table: %w", err)
 		}
 	} else if err := k.c.Dump(&k.req, snap); err != nil {
-		return nil, fmt.Errorf("reading the socket table: %w", err)
+		return fmt.Errorf("reading the socket table: %w", err)
 	}
-	k.last = len(snap.Sockets)
+	k.last = len(snap.Sockets) - start
 	if prog.Residual || k.p != nil { // /proc has no kernel-side filter
-		keep := snap.Sockets[:0]
-		for i := range snap.Sockets {
+		keep := snap.Sockets[:start]
+		for i := start; i < len(snap.Sockets); i++ {
 			if prog.Match(&snap.Sockets[i]) {
 				keep = append(keep, snap.Sockets[i])
 			}
 		}
 		snap.Sockets = keep
 	}
-	return snap, nil
+	return nil
 }
 
 // Alive asks the kernel whether one socket still exists, without a dump.

@@ -1,0 +1,514 @@
+// Package fleet reads many network namespaces as one: the namespaces given
+// with -N, or every namespace on the host (--all-netns), found again at
+// each rescan as containers come and go.
+//
+// A Fleet keeps one kernel source per live namespace between polls (one
+// netlink socket, and the namespace's /proc files when totals or counters
+// are read), opens one for each namespace that appears and closes the
+// source of each that goes away, so that sockscope never keeps a dead
+// container's namespace alive. Its Snapshot gathers every namespace's
+// sockets into one snapshot, each socket stamped with its namespace's
+// inode, so the tracker and every front end work on many namespaces as on
+// one; Names tells the front ends who each namespace belongs to.
+//
+// A namespace that vanishes between discovery and its dump (a container
+// exits) is skipped without a word; one that cannot be entered (EPERM: not
+// root, or without CAP_SYS_ADMIN) is counted and said once; the others are
+// read all the same.
+//
+// A Fleet is NOT safe for concurrent use, except Names, which any
+// goroutine may call.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/sockscope/sockscope/pkg/nsfind"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/source"
+	"golang.org/x/sys/unix"
+)
+
+// Config says which namespaces a Fleet reads, and how.
+type Config struct {
+	// Fixed are the namespaces to read (-N). Without All, exactly these;
+	// an error in one of them is an error of the Fleet.
+	Fixed []netns.NS
+	// All reads every namespace on the host, found again at each rescan.
+	All bool
+	// Program is the filter every source starts with.
+	Program *filter.Program
+	// Procfs reads /proc/net/tcp instead of sock_diag.
+	Procfs bool
+	// Totals fills each snapshot's Total with the sum of the namespaces'.
+	Totals bool
+	// Destroys joins every namespace's destroy announcements (live modes).
+	Destroys bool
+	// Rescan is how often All looks for namespaces again; 0: at every
+	// Snapshot. The descriptor walk, the dearest part of a scan, runs at
+	// most every DescriptorsEvery (0: every rescan).
+	Rescan, DescriptorsEvery time.Duration
+	// Scan and Identify say where to look (tests point them at their own
+	// trees); zero values are this host's.
+	Scan     nsfind.Options
+	Identify nsfind.IdentifyOptions
+}
+
+// Member is one namespace of the Fleet.
+type Member struct {
+	NS     netns.NS
+	Found  nsfind.Namespace // what holds it (All only)
+	ID     nsfind.Identity  // who it belongs to (All only)
+	Source *source.Kernel
+	// Since is when the Fleet first read it.
+	Since time.Time
+	stop  context.CancelFunc // its destroy announcements
+}
+
+// Name is what the front ends show of a namespace.
+type Name struct {
+	Inode                     uint64
+	Label                     string // "host", an ip netns name, a container, a pod...
+	Runtime, Container        string // a container's runtime and full id
+	Pod, PodNamespace, PodUID string // a Kubernetes pod
+	PID                       int    // its first process; 0 for none
+	Command                   string
+	Since                     time.Time // when the Fleet first read it
+	Host                      bool      // sockscope's own namespace
+	Fixed                     bool      // given with -N
+	Gone                      bool      // no longer found (Departed only)
+}
+
+// Fleet is a set of namespaces read as one.
+type Fleet struct {
+	cfg     Config
+	ctx     context.Context
+	cancel  context.CancelFunc
+	prog    *filter.Program
+	info    bool
+	members []*Member
+	byInode map[uint64]*Member
+	names   atomic.Pointer[map[uint32]*Name]
+
+	lastScan, lastDescriptors time.Time
+	found                     map[uint64]nsfind.Namespace // the last descriptor walk's namespaces held only by a descriptor
+
+	destroys chan sock.Destroy
+	wg       sync.WaitGroup
+
+	notes   []string
+	said    map[string]bool
+	denied  int // namespaces that could not be entered
+	gone    int // namespaces that went away between discovery and their dump
+	spare   []sock.Socket
+	lastLen int
+	now     func() time.Time
+}
+
+// Open opens a source in every namespace cfg names, and with cfg.All finds
+// them first. The destroy announcements (cfg.Destroys) are delivered until
+// ctx ends or Close.
+func Open(ctx context.Context, cfg Config) (*Fleet, error) {
+	f := &Fleet{cfg: cfg, prog: cfg.Program, byInode: map[uint64]*Member{}, said: map[string]bool{}, now: time.Now}
+	f.ctx, f.cancel = context.WithCancel(ctx)
+	if cfg.Destroys {
+		f.destroys = make(chan sock.Destroy, 4096)
+	}
+	if cfg.All {
+		// A source per namespace: a host with a thousand containers needs
+		// a thousand descriptors and more. The hard limit is the
+		// administrator's word; the soft one is only a default.
+		if err := raiseNoFile(); err != nil {
+			f.note(fmt.Sprintf("cannot raise the descriptor limit (%v): a host with many namespaces may not be read whole", err))
+		}
+		if err := f.rescan(true); err != nil {
+			f.Close()
+			return nil, err
+		}
+	} else {
+		nss := cfg.Fixed
+		if len(nss) == 0 {
+			nss = []netns.NS{{}}
+		}
+		for _, ns := range nss {
+			if err := f.add(ns, nil); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
+	}
+	f.publish(nil)
+	return f, nil
+}
+
+func (f *Fleet) note(n string) {
+	if !f.said[n] {
+		f.said[n] = true
+		f.notes = append(f.notes, n)
+	}
+}
+
+// Notes are what a person should know, each said once, and are taken:
+// the next call returns only the newer ones.
+func (f *Fleet) Notes() []string {
+	n := f.notes
+	f.notes = nil
+	return n
+}
+
+// Members are the namespaces read now, the host's first.
+func (f *Fleet) Members() []*Member { return f.members }
+
+// Names maps each namespace's inode (sock.Socket.Netns) to its name. It is
+// replaced, never changed, at each rescan: safe from any goroutine.
+func (f *Fleet) Names() map[uint32]*Name {
+	if p := f.names.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Name returns the name of the namespace with this inode, if read.
+func (f *Fleet) Name(inode uint32) (*Name, bool) {
+	n, ok := f.Names()[inode]
+	return n, ok
+}
+
+func (f *Fleet) publish(departed []*Member) {
+	m := make(map[uint32]*Name, len(f.members)+len(departed))
+	for _, mb := range departed {
+		n := nameOf(mb)
+		n.Gone = true
+		m[uint32(mb.NS.Inode)] = n
+	}
+	for _, mb := range f.members {
+		m[uint32(mb.NS.Inode)] = nameOf(mb)
+	}
+	f.names.Store(&m)
+}
+
+func nameOf(mb *Member) *Name {
+	n := &Name{Inode: mb.NS.Inode, Label: mb.ID.Label, Runtime: mb.ID.Runtime, Container: mb.ID.Container,
+		Pod: mb.ID.PodName, PodNamespace: mb.ID.PodNamespace, PodUID: mb.ID.PodUID,
+		PID: mb.ID.PID, Command: mb.ID.Command, Since: mb.Since, Host: mb.Found.Self}
+	if n.Label == "" { // -N: the namespace as the command line named it
+		n.Fixed = true
+		n.Label = mb.NS.Label()
+		if mb.NS.IsSelf() {
+			n.Host = true
+			if n.Label == "" {
+				n.Label = "host"
+			}
+		}
+	}
+	return n
+}
+
+// add opens a source in ns; found is what discovery saw of it (All).
+func (f *Fleet) add(ns netns.NS, found *nsfind.Namespace) error {
+	src, err := source.Open(f.prog, source.Options{Netns: ns, Totals: f.cfg.Totals, Procfs: f.cfg.Procfs, Info: f.info})
+	if err != nil {
+		return err
+	}
+	if src.Notice != "" {
+		f.note(src.Notice)
+	}
+	mb := &Member{NS: ns, Source: src, Since: f.now()}
+	if found != nil {
+		mb.Found = *found
+		mb.ID = nsfind.Identify(found, f.cfg.Identify)
+	}
+	if f.destroys != nil {
+		ctx, stop := context.WithCancel(f.ctx)
+		mb.stop = stop
+		d, err := src.Destroys(ctx)
+		if err != nil {
+			if src.Notice == "" { // the /proc notice says so already
+				f.note(fmt.Sprintf("no destroy events (%v); times come from polling alone", err))
+			}
+		} else {
+			f.wg.Go(func() { forward(ctx, d, f.destroys) })
+		}
+	}
+	f.members = append(f.members, mb)
+	f.byInode[ns.Inode] = mb
+	return nil
+}
+
+func forward(ctx context.Context, in <-chan sock.Destroy, out chan<- sock.Destroy) {
+	for d := range in {
+		select {
+		case out <- d:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// drop closes a member's source and stops its announcements.
+func (f *Fleet) drop(mb *Member) error {
+	if mb.stop != nil {
+		mb.stop()
+	}
+	delete(f.byInode, mb.NS.Inode)
+	if err := mb.Source.Close(); err != nil {
+		return fmt.Errorf("closing the source of %s: %w", mb.NS, err)
+	}
+	return nil
+}
+
+// Rescan finds the namespaces again (All only): it opens a source in each
+// new one and closes the sources of those no longer there.
+func (f *Fleet) Rescan() error {
+	if !f.cfg.All {
+		return nil
+	}
+	return f.rescan(false)
+}
+
+func (f *Fleet) rescan(first bool) error {
+	now := f.now()
+	opt := f.cfg.Scan
+	opt.Descriptors = first || f.cfg.DescriptorsEvery == 0 || now.Sub(f.lastDescriptors) >= f.cfg.DescriptorsEvery
+	found, err := nsfind.Scan(opt)
+	if err != nil {
+		return fmt.Errorf("finding the network namespaces: %w", err)
+	}
+	f.lastScan = now
+	if opt.Descriptors {
+		f.lastDescriptors = now
+		// Remember the namespaces only a descriptor holds: the cheaper
+		// scans in between do not see them, and they have not gone.
+		f.found = map[uint64]nsfind.Namespace{}
+		for _, n := range found {
+			if len(n.Names) == 0 && len(n.Mounts) == 0 && len(n.PIDs) == 0 && !n.Self {
+				f.found[n.Inode] = n
+			}
+		}
+	} else {
+		for ino, n := range f.found {
+			if !slices.ContainsFunc(found, func(m nsfind.Namespace) bool { return m.Inode == ino }) {
+				found = append(found, n)
+			}
+		}
+	}
+	live := make(map[uint64]bool, len(found))
+	for i := range found {
+		n := &found[i]
+		live[n.Inode] = true
+		if mb, ok := f.byInode[n.Inode]; ok {
+			f.refresh(mb, n)
+			continue
+		}
+		if err := f.join(n); err != nil {
+			return err
+		}
+	}
+	var departed []*Member
+	keep := f.members[:0]
+	var errs []error
+	for _, mb := range f.members {
+		if live[mb.NS.Inode] {
+			keep = append(keep, mb)
+			continue
+		}
+		departed = append(departed, mb)
+		if err := f.drop(mb); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	clear(f.members[len(keep):])
+	f.members = keep
+	f.publish(departed)
+	return errors.Join(errs...)
+}
+
+// refresh keeps a member's identity current: the process it was named
+// after may have exited, and a name or mount may have been added.
+func (f *Fleet) refresh(mb *Member, n *nsfind.Namespace) {
+	same := slices.Equal(mb.Found.Names, n.Names) && slices.Equal(mb.Found.Mounts, n.Mounts) &&
+		(mb.ID.PID == 0 || slices.Contains(n.PIDs, mb.ID.PID)) && (mb.ID.PID != 0 || len(n.PIDs) == 0)
+	mb.Found = *n
+	if !same {
+		mb.ID = nsfind.Identify(n, f.cfg.Identify)
+	}
+}
+
+// join opens a source in a namespace discovery found. One that went away
+// meanwhile is skipped; one that cannot be entered is counted and said.
+func (f *Fleet) join(n *nsfind.Namespace) error {
+	ns := netns.NS{Arg: n.Path, Path: n.Path, Inode: n.Inode}
+	if n.Self {
+		ns = netns.NS{Inode: n.Inode}
+	}
+	err := f.add(ns, n)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
+		f.denied++
+		if f.denied == 1 { // said once, however many there are
+			f.note(fmt.Sprintf("cannot enter some network namespaces (%v); the others are read (entering one needs CAP_SYS_ADMIN)", err))
+		}
+		return nil
+	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE):
+		f.note(fmt.Sprintf("out of descriptors (%v): some namespaces are not read; raise the hard limit (ulimit -Hn)", err))
+		return nil
+	case vanished(n):
+		f.gone++
+		return nil
+	}
+	return fmt.Errorf("namespace %s: %w", n.Path, err)
+}
+
+// vanished reports whether the namespace discovery found is gone: its
+// path opens nothing, or another namespace.
+func vanished(n *nsfind.Namespace) bool {
+	if n.Self {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(n.Path, &st); err != nil {
+		return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.EINVAL)
+	}
+	return st.Ino != n.Inode
+}
+
+// Gone is how many namespaces went away between discovery and their first
+// dump since the Fleet opened.
+func (f *Fleet) Gone() int { return f.gone }
+
+// Denied is how many namespaces could not be entered.
+func (f *Fleet) Denied() int { return f.denied }
+
+// Snapshot rescans when due (All), then dumps every namespace into one
+// snapshot, the sockets of each stamped with its inode.
+func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
+	if f.cfg.All && f.now().Sub(f.lastScan) >= f.cfg.Rescan {
+		if err := f.rescan(false); err != nil {
+			return nil, err
+		}
+	}
+	snap := &sock.Snapshot{Time: f.now(), Total: -1}
+	if cap(f.spare) > 0 {
+		snap.Sockets, f.spare = f.spare[:0], nil
+	} else {
+		snap.Sockets = make([]sock.Socket, 0, f.lastLen+f.lastLen/8+64)
+	}
+	var failed []*Member
+	for _, mb := range f.members {
+		if err := mb.Source.AppendTo(snap); err != nil {
+			if !f.cfg.All || mb.Found.Self {
+				return nil, fmt.Errorf("namespace %s: %w", nameOf(mb).Label, err)
+			}
+			// One container's namespace must not take the host's view
+			// down: it is left out until a rescan finds it again.
+			f.note(fmt.Sprintf("namespace %s: %v; left out", nameOf(mb).Label, err))
+			failed = append(failed, mb)
+			continue
+		}
+		if f.cfg.Totals {
+			if t := mb.Source.Total(); t >= 0 {
+				snap.Total = max(snap.Total, 0) + t
+			}
+		}
+	}
+	f.lastLen = len(snap.Sockets)
+	if len(failed) > 0 {
+		f.members = slices.DeleteFunc(f.members, func(mb *Member) bool { return slices.Contains(failed, mb) })
+		var errs []error
+		for _, mb := range failed {
+			errs = append(errs, f.drop(mb))
+		}
+		f.publish(failed)
+		if err := errors.Join(errs...); err != nil {
+			f.note(err.Error())
+		}
+	}
+	return snap, nil
+}
+
+// Recycle hands back a snapshot nobody holds any more.
+func (f *Fleet) Recycle(snap *sock.Snapshot) {
+	if cap(snap.Sockets) >= f.lastLen {
+		f.spare = snap.Sockets
+	}
+	snap.Sockets = nil
+}
+
+// SetProgram changes the filter of every namespace, and of those to come.
+func (f *Fleet) SetProgram(p *filter.Program) {
+	f.prog = p
+	for _, mb := range f.members {
+		mb.Source.SetProgram(p)
+	}
+}
+
+// SetInfo asks every namespace for tcp_info, or stops asking.
+func (f *Fleet) SetInfo(on bool) {
+	f.info = on
+	for _, mb := range f.members {
+		mb.Source.SetInfo(on)
+	}
+}
+
+// Alive asks the socket's own namespace whether it still exists.
+func (f *Fleet) Alive(s *sock.Socket) (bool, error) {
+	for _, mb := range f.members {
+		if uint32(mb.NS.Inode) == s.Netns {
+			return mb.Source.Alive(s)
+		}
+	}
+	return false, nil // its namespace is gone, and the socket with it
+}
+
+// Destroys is every namespace's destroy announcements on one channel; nil
+// without Config.Destroys. It closes after Close.
+func (f *Fleet) Destroys() <-chan sock.Destroy {
+	if f.destroys == nil {
+		return nil
+	}
+	return f.destroys
+}
+
+// Close stops the announcements and closes every source.
+func (f *Fleet) Close() error {
+	f.cancel()
+	var errs []error
+	for _, mb := range f.members {
+		if err := f.drop(mb); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	f.members = nil
+	f.wg.Wait()
+	if f.destroys != nil {
+		close(f.destroys)
+		f.destroys = nil
+	}
+	return errors.Join(errs...)
+}
+
+// raiseNoFile raises the soft descriptor limit to the hard one.
+func raiseNoFile() error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Cur >= lim.Max {
+		return nil
+	}
+	lim.Cur = lim.Max
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("setrlimit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package fleet
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/sockscope/sockscope/pkg/nstest"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"golang.org/x/sys/unix"
+)
+
+// listeners opens n listening sockets on loopback inside ns, from port
+// base on, closed when the test ends.
+func listeners(t *testing.T, do func(func() error) error, base, n int) {
+	t.Helper()
+	err := do(func() error {
+		for i := range n {
+			fd, err := nstest.Listen(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(base+i)), false)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { unix.Close(fd) })
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("listening: %v", err)
+	}
+}
+
+// inProcess runs f inside the namespace a process holds.
+func inProcess(ns netns.NS) func(func() error) error {
+	return func(f func() error) error { return ns.Run(f) }
+}
+
+// openFDs counts this process's sockets and open files: what a source
+// holds. (A started process's pidfd is neither.)
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && !strings.HasPrefix(l, "anon_inode:") {
+			n++
+		}
+	}
+	return n
+}
+
+func countBy(snap *sock.Snapshot) map[uint32]int {
+	m := map[uint32]int{}
+	for i := range snap.Sockets {
+		m[snap.Sockets[i].Netns]++
+	}
+	return m
+}
+
+// Every namespace on the host, read as one: each socket carries its
+// namespace's inode, each namespace its name, and one that goes away is
+// dropped at the next poll, its source closed, without an error.
+func TestIntegrationFleetFollowsNamespaces(t *testing.T) {
+	named := nstest.New(t)
+	listeners(t, named.Do, 7100, 3)
+	cmd, held := nstest.Unshared(t)
+	listeners(t, inProcess(held), 7200, 5)
+
+	prog := filter.Compile(mustParse(t, "state listen"), filter.Options{})
+	before := openFDs(t)
+	f, err := Open(context.Background(), Config{All: true, Program: prog, Destroys: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := countBy(snap)
+	namedIno, heldIno := uint32(named.NS(t).Inode), uint32(held.Inode)
+	if counts[namedIno] != 3 || counts[heldIno] != 5 {
+		t.Errorf("listeners by namespace %v; want 3 in %s (net:[%d]) and 5 in pid %d's (net:[%d])",
+			counts, named.Name, namedIno, cmd.Process.Pid, heldIno)
+	}
+	if n, ok := f.Name(namedIno); !ok || n.Label != named.Name || n.Gone {
+		t.Errorf("name of %s: %+v, %v", named.Name, n, ok)
+	}
+	if n, ok := f.Name(heldIno); !ok || n.PID != cmd.Process.Pid || n.Command != "sleep" {
+		t.Errorf("name of pid %d's namespace: %+v, %v; want its pid and command", cmd.Process.Pid, n, ok)
+	}
+	self, err := netns.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := f.Name(uint32(self.Inode)); !ok || !n.Host || n.Label != "host" {
+		t.Errorf("name of the host's namespace: %+v, %v", n, ok)
+	}
+	opened := openFDs(t)
+
+	// The process exits: nothing holds its namespace but sockscope's own
+	// sockets, which must let go of it.
+	cmd.Process.Kill()
+	cmd.Wait()
+	snap, err = f.Snapshot()
+	if err != nil {
+		t.Fatalf("a poll after a namespace went away: %v", err)
+	}
+	if c := countBy(snap)[heldIno]; c != 0 {
+		t.Errorf("%d sockets of the namespace that went away", c)
+	}
+	if n, ok := f.Name(heldIno); !ok || !n.Gone {
+		t.Errorf("the namespace that went away is not marked gone: %+v, %v", n, ok)
+	}
+	if now := openFDs(t); now >= opened {
+		t.Errorf("descriptors: %d before, %d with the fleet, %d after a namespace went away; want fewer", before, opened, now)
+	}
+	if c := countBy(snap)[namedIno]; c != 3 {
+		t.Errorf("%d listeners in %s after another namespace went away; want 3", c, named.Name)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("descriptors: %d before the fleet, %d after Close", before, after)
+	}
+}
+
+// -N given twice: exactly those namespaces, each named as given.
+func TestIntegrationFleetFixed(t *testing.T) {
+	a, b := nstest.New(t), nstest.New(t)
+	listeners(t, a.Do, 7300, 2)
+	listeners(t, b.Do, 7300, 4) // the same ports: another namespace
+	prog := filter.Compile(mustParse(t, ""), filter.Options{})
+	f, err := Open(context.Background(), Config{Fixed: []netns.NS{a.NS(t), b.NS(t)}, Program: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := countBy(snap)
+	ai, bi := uint32(a.NS(t).Inode), uint32(b.NS(t).Inode)
+	if len(counts) != 2 || counts[ai] != 2 || counts[bi] != 4 {
+		t.Errorf("sockets by namespace %v; want 2 in net:[%d] and 4 in net:[%d] only", counts, ai, bi)
+	}
+	if n, _ := f.Name(bi); n == nil || n.Label != b.Name || !n.Fixed {
+		t.Errorf("name of %s: %+v", b.Name, n)
+	}
+}
+
+func mustParse(t *testing.T, s string) filter.Expr {
+	t.Helper()
+	e, err := filter.Parse(strings.Fields(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
