@@ -12,6 +12,7 @@ import (
 	"github.com/rivo/tview"
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
@@ -32,6 +33,9 @@ type Config struct {
 	Fixed    filter.Spec
 	Interval time.Duration
 	Netns    string
+	// Names names the namespaces when many are read (--all-netns, -N
+	// given twice): the table gets a netns column.
+	Names nsfind.Names
 	// Destroys, when not nil, carries the kernel's destroy events.
 	Destroys <-chan sock.Destroy
 	// TimeWait reads the kernel's TIME_WAIT settings and counters for the

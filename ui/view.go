@@ -103,6 +103,10 @@ func (d *dashboard) columns() []*render.Column {
 	if d.procs && !hasProc {
 		cols = append(cols, render.ProcessColumn)
 	}
+	if d.cfg.Names != nil {
+		// Many namespaces: which one a socket lives in comes first.
+		cols = render.WithNames(cols, d.cfg.Names, d.cfg.Columns == nil)
+	}
 	return cols
 }
 

@@ -28,7 +28,7 @@ func newDashboardCmd(a *app) *cobra.Command {
 Press ? in the dashboard for its keys.`),
 		Args: cobra.ArbitraryArgs, // the filter, or a mistyped command
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.prepare(cmd, args, false); err != nil {
+			if err := o.prepare(cmd, args, true); err != nil {
 				if s := suggest(cmd.Root(), args, err); s != nil {
 					return s
 				}
@@ -79,14 +79,15 @@ func runDashboard(a *app, o *options) error {
 		notes = append(notes, err.Error())
 	}
 	err = ui.Run(ctx, ui.Config{
-		Source:    s.Source(),
+		Source:    s.Reader(),
 		Lookup:    s.Lookup(),
 		Processes: o.processes,
 		Columns:   o.cols,
 		Filter:    text,
 		Fixed:     fixed,
 		Interval:  o.interval,
-		Netns:     o.namespaces[0].Label(),
+		Netns:     netnsLabel(o),
+		Names:     s.Names(),
 		Destroys:  s.Destroys(),
 		Notice:    strings.Join(notes, "; "),
 		TimeWait:  kb.context,
@@ -94,4 +95,20 @@ func runDashboard(a *app, o *options) error {
 	})
 	a.note(s.ClosingNotes()...)
 	return err
+}
+
+// netnsLabel is what the status line says is read: "" for sockscope's
+// own namespace alone.
+func netnsLabel(o *options) string {
+	switch {
+	case o.allNetns:
+		return "all"
+	case len(o.namespaces) > 1:
+		labels := make([]string, len(o.namespaces))
+		for i, ns := range o.namespaces {
+			labels[i] = ns.String()
+		}
+		return strings.Join(labels, ",")
+	}
+	return o.namespaces[0].Label()
 }

@@ -41,6 +41,8 @@ func (a *app) note(notes ...string) {
 type options struct {
 	spec      filter.Spec
 	netnsArgs []string
+	allNetns  bool
+	podLogs   string
 	processes bool
 	procfs    bool
 	noHeader  bool
@@ -62,7 +64,9 @@ type options struct {
 // which shows them (the exporter shows no owners).
 func (o *options) selectFlags(cmd *cobra.Command, owners bool) {
 	fs := cmd.Flags()
-	fs.StringArrayVarP(&o.netnsArgs, "netns", "N", nil, "read the namespace `NAME` (under /run/netns) or PATH (/proc/PID/ns/net)")
+	fs.StringArrayVarP(&o.netnsArgs, "netns", "N", nil, "read the namespace `NAME` (under /run/netns) or PATH (/proc/PID/ns/net); repeatable")
+	fs.BoolVar(&o.allNetns, "all-netns", false, "read every network namespace on the host (containers, pods, ip netns), found again as they come and go")
+	fs.StringVar(&o.podLogs, "pod-logs", "/var/log/pods", "the kubelet's pod log `DIR`, which names pods (with --all-netns)")
 	if owners {
 		fs.BoolVarP(&o.processes, "processes", "p", false, "show the owning process (pid/command)")
 	}
@@ -139,6 +143,9 @@ func (o *options) prepare(cmd *cobra.Command, args []string, many bool) error {
 	default:
 		return usagef("%s: invalid --color value %q (want auto, always or never)", name, o.color)
 	}
+	if o.allNetns && len(o.netnsArgs) > 0 {
+		return usagef("%s: --all-netns and -N %q: give one (--all-netns reads every namespace)", name, o.netnsArgs[0])
+	}
 	var err error
 	if o.namespaces, err = resolveAll(name, o.netnsArgs, many); err != nil {
 		return err
@@ -149,6 +156,11 @@ func (o *options) prepare(cmd *cobra.Command, args []string, many bool) error {
 	o.spec.Args = args
 	var lookupErr error // a namespace that could not be entered for dev NAME
 	o.spec.IfIndex = ifIndexIn(o.namespaces, &lookupErr)
+	if o.allNetns {
+		o.spec.IfIndex = func(name string) (uint32, error) {
+			return 0, fmt.Errorf("dev %s with --all-netns: an interface name means another interface in each namespace; give dev an index", name)
+		}
+	}
 	e, err := o.spec.Build()
 	if err != nil && lookupErr != nil {
 		return lookupErr // the machine's fault, not the filter's: exit 1
@@ -243,7 +255,8 @@ func ifIndexIn(nss []netns.NS, envErr *error) func(string) (uint32, error) {
 
 // sessionConfig is what the flags ask the session to open.
 func (o *options) sessionConfig() session.Config {
-	return session.Config{Namespaces: o.namespaces, Program: o.prog, Procfs: o.procfs, Processes: o.processes}
+	return session.Config{Namespaces: o.namespaces, Program: o.prog, Procfs: o.procfs, Processes: o.processes,
+		Merge: len(o.namespaces) > 1, All: o.allNetns, PodLogs: o.podLogs}
 }
 
 // editable returns the filter as text the dashboard's editor starts with,

@@ -19,7 +19,7 @@ func newListCmd(a *app) *cobra.Command {
 'ss -tan' or 'netstat -tan'. TIME_WAIT ages are exact (the kernel's timer);
 other sockets predate this run, so their age is not known.`),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.prepare(cmd, args, false); err != nil {
+			if err := o.prepare(cmd, args, true); err != nil {
 				return err
 			}
 			return runList(a, &o)
@@ -44,16 +44,16 @@ func runList(a *app, o *options) error {
 	}
 	defer s.Close()
 	a.note(s.Notes()...)
-	snap, err := s.Source().Snapshot()
+	snap, err := s.Reader().Snapshot()
 	if err != nil {
 		return err
 	}
 	view := track.Once(snap, s.Lookup())
 	if o.json {
-		err = render.JSON(a.stdout, view)
+		err = render.JSON(a.stdout, view, s.Names())
 	} else {
 		err = render.Table(a.stdout, view, render.TableOptions{
-			Header: !o.noHeader, Columns: o.cols, Processes: o.processes, Color: o.useColor(a.stdout),
+			Header: !o.noHeader, Columns: o.cols, Processes: o.processes, Color: o.useColor(a.stdout), Names: s.Names(),
 		})
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/sockscope/sockscope/pkg/twstat"
@@ -27,7 +28,7 @@ leaving it. Prints a line as each one ends, then on Ctrl-C or after --for a
 summary: min / median / p99 / max, a histogram, per local port, and the
 kernel settings and counters that govern TIME_WAIT.`),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.prepare(cmd, args, false); err != nil {
+			if err := o.prepare(cmd, args, true); err != nil {
 				return err
 			}
 			return runTimeWait(a, &o)
@@ -100,10 +101,14 @@ func runTimeWait(a *app, o *options) error {
 	}
 
 	out := bufio.NewWriter(stdout)
+	var netnsCol *render.Column // many namespaces: each line says whose
+	if names := s.Names(); names != nil {
+		netnsCol = render.NetnsColumn(names)
+	}
 	stats := twstat.New()
 	start := time.Now()
 	var line []byte
-	mon := monitor.New(s.Source(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
+	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
 			if f.Err != nil {
@@ -119,7 +124,7 @@ func runTimeWait(a *app, o *options) error {
 			}
 			for i := range f.Events {
 				if e := &f.Events[i]; e.Kind == track.EventGone && e.TimeWait != nil {
-					line = appendTimeWaitEnd(line[:0], e)
+					line = appendTimeWaitEnd(line[:0], e, netnsCol)
 					out.Write(line)
 				}
 			}
@@ -160,9 +165,13 @@ func runTimeWait(a *app, o *options) error {
 }
 
 // appendTimeWaitEnd is the live report's line for one entry that left.
-func appendTimeWaitEnd(b []byte, e *track.Event) []byte {
+func appendTimeWaitEnd(b []byte, e *track.Event, netns *render.Column) []byte {
 	b = e.At.AppendFormat(b, "15:04:05.000")
 	b = append(b, ' ')
+	if netns != nil {
+		b = netns.Text(b, &e.Entry)
+		b = append(b, ' ')
+	}
 	b = e.Entry.Local.AppendTo(b)
 	b = append(b, ' ')
 	b = e.Entry.Peer.AppendTo(b)

@@ -25,7 +25,7 @@ come from the kernel where it tells them (the TIME_WAIT timer, destroy
 events); '~' marks a time measured by polling, '>=' one that began before
 the watch. Runs until Ctrl-C or --for.`),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.prepare(cmd, args, false); err != nil {
+			if err := o.prepare(cmd, args, true); err != nil {
 				return err
 			}
 			return runWatch(a, &o)
@@ -63,10 +63,14 @@ func runWatch(a *app, o *options) error {
 	defer s.Close()
 
 	out := bufio.NewWriter(stdout)
+	var netnsCol *render.Column // many namespaces: each event says whose
+	if names := s.Names(); names != nil {
+		netnsCol = render.NetnsColumn(names)
+	}
 	var werr error
 	var line []byte
 	first := true
-	mon := monitor.New(s.Source(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
+	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
 			if f.Err != nil {
@@ -85,9 +89,9 @@ func runWatch(a *app, o *options) error {
 			for i := range f.Events {
 				line = line[:0]
 				if o.json {
-					line = render.AppendEventJSON(line, &f.Events[i])
+					line = render.AppendEventJSONIn(line, &f.Events[i], netnsCol)
 				} else {
-					line = render.AppendEvent(line, &f.Events[i], o.processes)
+					line = render.AppendEventIn(line, &f.Events[i], o.processes, netnsCol)
 				}
 				line = append(line, '\n')
 				out.Write(line)

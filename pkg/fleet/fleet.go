@@ -74,20 +74,6 @@ type Member struct {
 	stop  context.CancelFunc // its destroy announcements
 }
 
-// Name is what the front ends show of a namespace.
-type Name struct {
-	Inode                     uint64
-	Label                     string // "host", an ip netns name, a container, a pod...
-	Runtime, Container        string // a container's runtime and full id
-	Pod, PodNamespace, PodUID string // a Kubernetes pod
-	PID                       int    // its first process; 0 for none
-	Command                   string
-	Since                     time.Time // when the Fleet first read it
-	Host                      bool      // sockscope's own namespace
-	Fixed                     bool      // given with -N
-	Gone                      bool      // no longer found (Departed only)
-}
-
 // Fleet is a set of namespaces read as one.
 type Fleet struct {
 	cfg     Config
@@ -97,7 +83,7 @@ type Fleet struct {
 	info    bool
 	members []*Member
 	byInode map[uint64]*Member
-	names   atomic.Pointer[map[uint32]*Name]
+	names   atomic.Pointer[map[uint32]*nsfind.Name]
 
 	lastScan, lastDescriptors time.Time
 	found                     map[uint64]nsfind.Namespace // the last descriptor walk's namespaces held only by a descriptor
@@ -170,7 +156,7 @@ func (f *Fleet) Members() []*Member { return f.members }
 
 // Names maps each namespace's inode (sock.Socket.Netns) to its name. It is
 // replaced, never changed, at each rescan: safe from any goroutine.
-func (f *Fleet) Names() map[uint32]*Name {
+func (f *Fleet) Names() map[uint32]*nsfind.Name {
 	if p := f.names.Load(); p != nil {
 		return *p
 	}
@@ -178,13 +164,13 @@ func (f *Fleet) Names() map[uint32]*Name {
 }
 
 // Name returns the name of the namespace with this inode, if read.
-func (f *Fleet) Name(inode uint32) (*Name, bool) {
+func (f *Fleet) Name(inode uint32) (*nsfind.Name, bool) {
 	n, ok := f.Names()[inode]
 	return n, ok
 }
 
 func (f *Fleet) publish(departed []*Member) {
-	m := make(map[uint32]*Name, len(f.members)+len(departed))
+	m := make(map[uint32]*nsfind.Name, len(f.members)+len(departed))
 	for _, mb := range departed {
 		n := nameOf(mb)
 		n.Gone = true
@@ -196,8 +182,8 @@ func (f *Fleet) publish(departed []*Member) {
 	f.names.Store(&m)
 }
 
-func nameOf(mb *Member) *Name {
-	n := &Name{Inode: mb.NS.Inode, Label: mb.ID.Label, Runtime: mb.ID.Runtime, Container: mb.ID.Container,
+func nameOf(mb *Member) *nsfind.Name {
+	n := &nsfind.Name{Inode: mb.NS.Inode, Label: mb.ID.Label, Runtime: mb.ID.Runtime, Container: mb.ID.Container,
 		Pod: mb.ID.PodName, PodNamespace: mb.ID.PodNamespace, PodUID: mb.ID.PodUID,
 		PID: mb.ID.PID, Command: mb.ID.Command, Since: mb.Since, Host: mb.Found.Self}
 	if n.Label == "" { // -N: the namespace as the command line named it

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Identity is what a person recognises a namespace by. It is read from
@@ -32,6 +33,25 @@ type Identity struct {
 	PID     int
 	Command string
 }
+
+// Name is a namespace as the front ends show it: who it belongs to, and
+// whether it is still there.
+type Name struct {
+	Inode                     uint64
+	Label                     string // "host", an ip netns name, a container, a pod...
+	Runtime, Container        string // a container's runtime and full id
+	Pod, PodNamespace, PodUID string // a Kubernetes pod
+	PID                       int    // its first process; 0 for none
+	Command                   string
+	Since                     time.Time // when sockscope first read it
+	Host                      bool      // sockscope's own namespace
+	Fixed                     bool      // named on the command line (-N)
+	Gone                      bool      // no longer found
+}
+
+// Names looks up the name of the namespace with an inode (as
+// sock.Socket.Netns carries it).
+type Names func(inode uint32) (*Name, bool)
 
 // IdentifyOptions say where to look; the zero value is this host's.
 type IdentifyOptions struct {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/track"
 )
 
@@ -148,6 +149,7 @@ var Columns = []*Column{
 			b = strconv.AppendUint(b, e.Cookie, 16)
 			return append(b, '"')
 		}},
+	netnsColumn(nil),
 	{Name: "process", Title: "Process", Max: 24, Wide: true,
 		Text: AppendProcess,
 		Keys: []string{"pid", "command"},
@@ -159,6 +161,80 @@ var Columns = []*Column{
 			b = append(b, `,"command":`...)
 			return appendJSONString(b, e.Process.Command)
 		}},
+}
+
+// netnsColumn is the namespace a socket lives in. Without names (one
+// namespace read) the cell is its inode and JSON says only that; with
+// them, its name, and JSON who it belongs to.
+func netnsColumn(names nsfind.Names) *Column {
+	lookup := func(e *track.Entry) *nsfind.Name {
+		if names == nil {
+			return nil
+		}
+		n, _ := names(e.Netns)
+		return n
+	}
+	return &Column{Name: "netns", Title: "Netns", Max: 20, Wide: true,
+		Text: func(b []byte, e *track.Entry) []byte {
+			if n := lookup(e); n != nil {
+				return AppendPrintable(b, n.Label)
+			}
+			if e.Netns == 0 {
+				return append(b, '-')
+			}
+			return strconv.AppendUint(b, uint64(e.Netns), 10)
+		},
+		Keys: []string{"netns"},
+		JSON: func(b []byte, e *track.Entry) []byte {
+			n := lookup(e)
+			if n == nil && e.Netns == 0 {
+				return b
+			}
+			b = append(b, `,"netns":{"inode":`...)
+			b = strconv.AppendUint(b, uint64(e.Netns), 10)
+			if n != nil {
+				b = appendKeyJSON(b, "name", n.Label)
+				b = appendKeyJSON(b, "container", n.Container)
+				b = appendKeyJSON(b, "pod", n.Pod)
+				b = appendKeyJSON(b, "pod_namespace", n.PodNamespace)
+			}
+			return append(b, '}')
+		}}
+}
+
+// NetnsColumn is the netns column naming namespaces by names: what a
+// command that reads many namespaces shows.
+func NetnsColumn(names nsfind.Names) *Column { return netnsColumn(names) }
+
+// WithNames returns cols with the netns column named by names, and with
+// that column first when cols lacks it and add is set.
+func WithNames(cols []*Column, names nsfind.Names, add bool) []*Column {
+	named := NetnsColumn(names)
+	out := make([]*Column, 0, len(cols)+1)
+	found := false
+	for _, c := range cols {
+		if c.Name == "netns" {
+			c, found = named, true
+		}
+		out = append(out, c)
+	}
+	if !found && add {
+		out = append([]*Column{named}, out...)
+	}
+	return out
+}
+
+// appendKeyJSON appends ,"key":"v" with v escaped (names come from the
+// host: ip netns names and mount paths may hold any bytes); nothing when v
+// is empty.
+func appendKeyJSON(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, `,"`...)
+	b = append(b, key...)
+	b = append(b, `":`...)
+	return appendJSONString(b, v)
 }
 
 // ProcessColumn is the column -p adds.

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/netip"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
@@ -45,7 +47,7 @@ func fullEntry() track.Entry {
 	return track.Entry{
 		Socket: sock.Socket{Cookie: 0xbeef, Local: netip.MustParseAddrPort("10.0.0.1:9000"),
 			Peer: netip.MustParseAddrPort("10.0.0.2:40000"), IfIndex: 3, Expires: 41000, RecvQ: 1, SendQ: 2,
-			UID: 1000, Inode: 77, Info: -1, Family: sock.IPv4, State: sock.TimeWait, Timer: sock.TimerTimeWait, Retrans: 4},
+			UID: 1000, Inode: 77, Netns: 4026531840, Info: -1, Family: sock.IPv4, State: sock.TimeWait, Timer: sock.TimerTimeWait, Retrans: 4},
 		Age: 19 * time.Second, AgeSource: track.AgeTimer, Left: 41 * time.Second,
 		Process: procs.Process{PID: 42, Command: "srv"},
 	}
@@ -134,5 +136,48 @@ func TestTableChosenColumns(t *testing.T) {
 		"Total: 1  LISTEN 0  TIME_WAIT 1  CLOSE_WAIT 0\n"
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// With names, the netns column shows who a namespace belongs to, and
+// JSON carries its identity; a name from the host is escaped.
+func TestNetnsColumnNamed(t *testing.T) {
+	e := fullEntry()
+	names := func(ino uint32) (*nsfind.Name, bool) {
+		if ino != e.Netns {
+			return nil, false
+		}
+		return &nsfind.Name{Label: "shop/cart-7d9\"x", Container: "0123abcd", Pod: "cart-7d9", PodNamespace: "shop"}, true
+	}
+	cols := WithNames(MustColumns([]string{"state", "local"}), names, true)
+	if len(cols) != 3 || cols[0].Name != "netns" {
+		t.Fatalf("WithNames added %v", cols)
+	}
+	if got := string(cols[0].Text(nil, &e)); got != `shop/cart-7d9"x` {
+		t.Errorf("cell %q", got)
+	}
+	var buf bytes.Buffer
+	if err := JSON(&buf, &track.View{Entries: []track.Entry{e}}, names); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Netns struct {
+			Inode        uint32 `json:"inode"`
+			Name         string `json:"name"`
+			Container    string `json:"container"`
+			Pod          string `json:"pod"`
+			PodNamespace string `json:"pod_namespace"`
+		} `json:"netns"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, buf.Bytes())
+	}
+	n := got.Netns
+	if n.Inode != e.Netns || n.Name != `shop/cart-7d9"x` || n.Container != "0123abcd" || n.Pod != "cart-7d9" || n.PodNamespace != "shop" {
+		t.Errorf("netns object %+v", n)
+	}
+	// Unnamed (one namespace read): the inode alone.
+	if got := string(AppendJSON(nil, &e)); !strings.Contains(got, `"netns":{"inode":4026531840}`) {
+		t.Errorf("unnamed JSON %s", got)
 	}
 }

@@ -15,8 +15,19 @@ import (
 // A duration measured by polls rather than the kernel reads "~1.2s"; one
 // that started before the monitor reads ">=1.2s".
 func AppendEvent(b []byte, e *track.Event, processes bool) []byte {
+	return AppendEventIn(b, e, processes, nil)
+}
+
+// AppendEventIn is AppendEvent with the socket's namespace after the time,
+// as netns (a NetnsColumn) names it: what watch prints when it reads many
+// namespaces. A nil netns leaves it out.
+func AppendEventIn(b []byte, e *track.Event, processes bool, netns *Column) []byte {
 	b = e.At.AppendFormat(b, "15:04:05.000")
 	b = append(b, ' ')
+	if netns != nil {
+		b = netns.Text(b, &e.Entry)
+		b = append(b, ' ')
+	}
 	b = e.Entry.Local.AppendTo(b)
 	b = append(b, ' ')
 	b = e.Entry.Peer.AppendTo(b)
@@ -82,7 +93,11 @@ func appendMeasured(b []byte, d time.Duration, exact, atLeast bool) []byte {
 
 // AppendEventJSON appends one event as a JSON object with the fields of the
 // text line.
-func AppendEventJSON(b []byte, e *track.Event) []byte {
+func AppendEventJSON(b []byte, e *track.Event) []byte { return AppendEventJSONIn(b, e, nil) }
+
+// AppendEventJSONIn is AppendEventJSON with the socket's namespace as
+// netns (a NetnsColumn) writes it; a nil netns leaves it out.
+func AppendEventJSONIn(b []byte, e *track.Event, netns *Column) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.At.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","event":"`...)
@@ -136,6 +151,9 @@ func AppendEventJSON(b []byte, e *track.Event) []byte {
 		b = strconv.AppendInt(b, int64(e.Entry.Process.PID), 10)
 		b = append(b, `,"command":`...)
 		b = appendJSONString(b, e.Entry.Process.Command)
+	}
+	if netns != nil {
+		b = netns.JSON(b, &e.Entry)
 	}
 	return append(b, '}')
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"unicode/utf8"
 
+	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 )
@@ -17,10 +18,16 @@ import (
 //	command when the owner is known.
 //
 // age_exact is false for a socket older than the monitor ("at least").
-func JSON(w io.Writer, v *track.View) error {
+// netns is the socket's namespace: {"inode":N}, and with names (many
+// namespaces read) its name, container, pod and pod_namespace where known.
+func JSON(w io.Writer, v *track.View, names nsfind.Names) error {
+	cols := Columns
+	if names != nil {
+		cols = WithNames(Columns, names, false)
+	}
 	b := make([]byte, 0, 320*len(v.Entries))
 	for i := range v.Entries {
-		b = AppendJSON(b, &v.Entries[i])
+		b = appendJSON(b, &v.Entries[i], cols)
 		b = append(b, '\n')
 	}
 	_, err := w.Write(b)
@@ -42,11 +49,13 @@ func FamilyName(f sock.Family) string {
 // (Columns). Every string it writes is generated here (states, addresses,
 // hex) except the command, which any process can set to any bytes and so
 // is escaped.
-func AppendJSON(b []byte, e *track.Entry) []byte {
+func AppendJSON(b []byte, e *track.Entry) []byte { return appendJSON(b, e, Columns) }
+
+func appendJSON(b []byte, e *track.Entry, cols []*Column) []byte {
 	// Each column writes its keys as ,"key":value; the first column (state)
 	// always writes, and its comma becomes the opening brace.
 	n := len(b)
-	for _, c := range Columns {
+	for _, c := range cols {
 		b = c.JSON(b, e)
 	}
 	b[n] = '{'

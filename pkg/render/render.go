@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 )
@@ -22,18 +23,25 @@ type TableOptions struct {
 	Columns   []*Column
 	Processes bool
 	Color     bool // ANSI colours for LISTEN, TIME_WAIT and CLOSE_WAIT
+	// Names names the namespaces when many are read: the netns column
+	// shows them, first unless Columns places it.
+	Names nsfind.Names
 }
 
 // columns are the columns a table with these options shows.
 func (o *TableOptions) columns() []*Column {
-	if o.Columns != nil {
-		return o.Columns
+	cols := o.Columns
+	if cols == nil {
+		names := ListColumns
+		if o.Processes {
+			names = append(names[:len(names):len(names)], "process")
+		}
+		cols = MustColumns(names)
 	}
-	names := ListColumns
-	if o.Processes {
-		names = append(names[:len(names):len(names)], "process")
+	if o.Names != nil {
+		cols = WithNames(cols, o.Names, o.Columns == nil)
 	}
-	return MustColumns(names)
+	return cols
 }
 
 // ANSI colours of the three states people come to look at. The dashboard

@@ -423,7 +423,7 @@ func parseJSONLines(t *testing.T, out string) []map[string]any {
 func TestJSON(t *testing.T) {
 	v := sampleView()
 	var buf bytes.Buffer
-	if err := JSON(&buf, v); err != nil {
+	if err := JSON(&buf, v, nil); err != nil {
 		t.Fatal(err)
 	}
 	objs := parseJSONLines(t, buf.String())
@@ -642,7 +642,7 @@ func BenchmarkJSON(b *testing.B) {
 	v := bigView(100_000)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := JSON(io.Discard, v); err != nil {
+		if err := JSON(io.Discard, v, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
