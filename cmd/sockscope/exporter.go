@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sockscope/sockscope/pkg/exporter"
+	"github.com/sockscope/sockscope/pkg/fleet"
+	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/sockscope/sockscope/pkg/sock"
@@ -38,6 +40,9 @@ are answered; idle and slow clients are closed.`),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.prepare(cmd, args, true); err != nil {
 				return err
+			}
+			if trackOn && o.allNetns {
+				return usagef("exporter: --track with --all-netns: the tracker follows the namespaces given with -N")
 			}
 			var ports []uint16
 			for _, v := range portArgs {
@@ -71,21 +76,34 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 	a.note(o.notes...)
 	// Scrapes read one session; the tracker's monitors own another, so
 	// that a scrape never shares a source with a monitor.
-	scrape, err := session.Open(ctx, o.sessionConfig())
+	cfg := o.sessionConfig()
+	cfg.Merge = false // a namespace's series are its own
+	scrape, err := session.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer scrape.Close()
 	a.note(scrape.Notes()...)
+	opt := exporter.Options{Ports: ports, Version: versionString()}
 	var targets []exporter.Target
 	for _, t := range scrape.Targets {
 		stat, err := t.Source.Stat()
 		if err != nil {
 			return err
 		}
-		targets = append(targets, exporter.Target{Netns: t.NS, Source: t.Source, Counters: stat.Counters})
+		targets = append(targets, exporter.Target{Netns: t.NS, Source: t.Source, Counters: stat.Counters, MaxTimeWait: maxTimeWait(stat)})
 	}
-	exp := exporter.New(targets, exporter.Options{Ports: ports, Version: versionString()})
+	if f := scrape.Fleet; f != nil {
+		opt.Identity = true
+		opt.Discover = func() ([]exporter.Target, error) {
+			err := f.Rescan()
+			// What the search met (a namespace that cannot be entered)
+			// goes to the log once.
+			a.note(scrape.LaterNotes()...)
+			return fleetTargets(f), err
+		}
+	}
+	exp := exporter.New(targets, opt)
 	if trackOn {
 		cfg := o.sessionConfig()
 		cfg.Destroys = true
@@ -118,6 +136,43 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 	}
 	fmt.Fprintf(a.stderr, "sockscope: exporter serving http://%s/metrics\n", ln.Addr())
 	return exporter.Serve(ctx, ln, exporter.Handler(reg), exporter.DefaultLimits)
+}
+
+// maxTimeWait reads the namespace's tcp_max_tw_buckets.
+func maxTimeWait(r *kstat.Reader) func() (int, error) {
+	return func() (int, error) {
+		s, err := r.TimeWait()
+		return s.MaxBuckets, err
+	}
+}
+
+// fleetTargets are the namespaces a fleet reads now, as the exporter's
+// targets, labelled with who they belong to. Two namespaces with the same
+// name (two mounts of one path in turn, say) get their inodes added: equal
+// labels would make the scrape fail.
+func fleetTargets(f *fleet.Fleet) []exporter.Target {
+	members := f.Members()
+	out := make([]exporter.Target, 0, len(members))
+	seen := make(map[string]bool, len(members))
+	for _, mb := range members {
+		n, ok := f.Name(uint32(mb.NS.Inode))
+		if !ok {
+			continue // found by a rescan after the names were published: next scrape
+		}
+		label := n.Label
+		if seen[label] {
+			label = fmt.Sprintf("%s net:[%d]", label, n.Inode)
+		}
+		seen[label] = true
+		t := exporter.Target{Netns: mb.NS, Source: mb.Source, Labels: []string{label, n.Container, n.Pod, n.PodNamespace}}
+		if stat, err := mb.Source.Stat(); err == nil {
+			// Without its /proc files the sockets are still worth having:
+			// the counters' absence is the only loss.
+			t.Counters, t.MaxTimeWait = stat.Counters, maxTimeWait(stat)
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // checkListen accepts HOST:PORT with an IP address (or localhost, or

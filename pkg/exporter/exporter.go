@@ -16,6 +16,7 @@ package exporter
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -37,15 +38,37 @@ type Snapshotter interface {
 
 // Target is one network namespace to export.
 type Target struct {
-	Netns    netns.NS // its Label is the netns label: "" for the exporter's own
+	Netns netns.NS // its Label is the netns label: "" for the exporter's own
+	// Labels are the values of IdentityLabels, with Options.Identity;
+	// Netns's label is used without.
+	Labels   []string
 	Source   Snapshotter
 	Counters func() (map[string]int64, error) // the kernel's TCP counters; nil: none
+	// MaxTimeWait reads tcp_max_tw_buckets; nil: not exported.
+	MaxTimeWait func() (int, error)
+}
+
+// labels are the values of the target's namespace labels.
+func (t *Target) labels() []string {
+	if t.Labels != nil {
+		return t.Labels
+	}
+	return []string{t.Netns.Label()}
 }
 
 // Options configures an Exporter.
 type Options struct {
 	Ports   []uint16 // ports that get their own local_port series
 	Version string   // for sockscope_build_info
+	// Discover, when set, returns the targets of each scrape (--all-netns:
+	// the namespaces there now), instead of the fixed ones. A namespace
+	// that is no longer returned has no series from then on. An error says
+	// the search failed (sockscope_netns_discovery_success); the targets
+	// returned with it, what the search still has, are exported.
+	Discover func() ([]Target, error)
+	// Identity labels every series with IdentityLabels (Target.Labels)
+	// instead of netns alone.
+	Identity bool
 }
 
 // Buckets of the TIME_WAIT histograms, in seconds: ages spread over the 60 s;
@@ -56,45 +79,63 @@ var (
 	lifetimeBuckets = []float64{1, 10, 30, 59, 60, 60.5, 61, 61.5, 62, 63, 65, 70}
 )
 
-var (
-	descSockets = prometheus.NewDesc("sockscope_tcp_sockets",
-		"TCP sockets by state and family; local_port is set for the ports named with --port and empty for the rest, so a sum over it is the total.",
-		[]string{"netns", "state", "family", "local_port"}, nil)
-	descAge = prometheus.NewDesc("sockscope_tcp_timewait_age_seconds",
-		"Ages of the live TIME_WAIT entries (exact: 60 s minus the kernel's timer).", []string{"netns"}, nil)
-	descLifetime = prometheus.NewDesc("sockscope_tcp_timewait_lifetime_seconds",
-		"Lifetimes of the TIME_WAIT entries seen from entering to leaving.", []string{"netns"}, nil)
-	descTransitions = prometheus.NewDesc("sockscope_tcp_transitions_total",
-		"State changes seen, by old and new state.", []string{"netns", "from", "to"}, nil)
-	descDuration = prometheus.NewDesc("sockscope_scrape_duration_seconds",
-		"Time the last dump of the namespace took.", []string{"netns"}, nil)
-	descSuccess = prometheus.NewDesc("sockscope_scrape_success",
-		"1 when the last dump of the namespace succeeded.", []string{"netns"}, nil)
-	descTrackOK = prometheus.NewDesc("sockscope_track_success",
-		"1 when the background tracker's last poll of the namespace succeeded (--track).", []string{"netns"}, nil)
-	descCountersOK = prometheus.NewDesc("sockscope_counters_success",
-		"1 when the namespace's TCP counters were read on the last scrape.", []string{"netns"}, nil)
-	descBuild = prometheus.NewDesc("sockscope_build_info",
-		"sockscope's version.", []string{"version"}, nil)
-)
+// IdentityLabels are the labels that say whose namespace a series is, with
+// --all-netns: the namespace's name, and the container and pod it belongs
+// to where known. Without it, netns alone (the -N name, "" for the
+// exporter's own).
+var IdentityLabels = []string{"netns", "container_id", "pod", "pod_namespace"}
 
-// descCounters are the kernel's TCP counters, a metric each
-// (sockscope_tcp_<metric>_total): a sum over a "name" label of one metric
-// would add unlike things, and Prometheus's own conventions say so.
-var descCounters = func() []*prometheus.Desc {
-	ds := make([]*prometheus.Desc, len(kstat.TCPCounters))
-	for i, c := range kstat.TCPCounters {
-		ds[i] = prometheus.NewDesc("sockscope_tcp_"+c.Metric+"_total",
-			"The kernel's "+c.Name+" counter: "+c.Help+".", []string{"netns"}, nil)
+// descs are the metrics' descriptions; their labels start with the
+// namespace's (netns, or IdentityLabels).
+type descs struct {
+	sockets, age, lifetime, transitions, duration, success, trackOK, countersOK, maxTW, discovery, build *prometheus.Desc
+	counters                                                                                             []*prometheus.Desc
+}
+
+func newDescs(id []string) *descs {
+	with := func(extra ...string) []string { return append(slices.Clip(id), extra...) }
+	d := &descs{
+		sockets: prometheus.NewDesc("sockscope_tcp_sockets",
+			"TCP sockets by state and family; local_port is set for the ports named with --port and empty for the rest, so a sum over it is the total.",
+			with("state", "family", "local_port"), nil),
+		age: prometheus.NewDesc("sockscope_tcp_timewait_age_seconds",
+			"Ages of the live TIME_WAIT entries (exact: 60 s minus the kernel's timer).", id, nil),
+		lifetime: prometheus.NewDesc("sockscope_tcp_timewait_lifetime_seconds",
+			"Lifetimes of the TIME_WAIT entries seen from entering to leaving.", id, nil),
+		transitions: prometheus.NewDesc("sockscope_tcp_transitions_total",
+			"State changes seen, by old and new state.", with("from", "to"), nil),
+		duration: prometheus.NewDesc("sockscope_scrape_duration_seconds",
+			"Time the last dump of the namespace took.", id, nil),
+		success: prometheus.NewDesc("sockscope_scrape_success",
+			"1 when the last dump of the namespace succeeded.", id, nil),
+		trackOK: prometheus.NewDesc("sockscope_track_success",
+			"1 when the background tracker's last poll of the namespace succeeded (--track).", id, nil),
+		countersOK: prometheus.NewDesc("sockscope_counters_success",
+			"1 when the namespace's TCP counters were read on the last scrape.", id, nil),
+		maxTW: prometheus.NewDesc("sockscope_tcp_max_tw_buckets",
+			"The namespace's net.ipv4.tcp_max_tw_buckets: TIME_WAIT entries past it are not made (sockscope_tcp_timewait_overflow_total counts them).", id, nil),
+		discovery: prometheus.NewDesc("sockscope_netns_discovery_success",
+			"1 when the last search for the host's network namespaces succeeded (--all-netns).", nil, nil),
+		build: prometheus.NewDesc("sockscope_build_info",
+			"sockscope's version.", []string{"version"}, nil),
 	}
-	return ds
-}()
+	// The kernel's TCP counters, a metric each (sockscope_tcp_<metric>_total):
+	// a sum over a "name" label of one metric would add unlike things, and
+	// Prometheus's own conventions say so.
+	for _, c := range kstat.TCPCounters {
+		d.counters = append(d.counters, prometheus.NewDesc("sockscope_tcp_"+c.Metric+"_total",
+			"The kernel's "+c.Name+" counter: "+c.Help+".", id, nil))
+	}
+	return d
+}
 
 // Exporter is a prometheus.Collector.
 type Exporter struct {
-	targets []Target
-	ports   map[uint16]bool
-	version string
+	targets  []Target
+	discover func() ([]Target, error)
+	d        *descs
+	ports    map[uint16]bool
+	version  string
 
 	mu       sync.Mutex
 	inflight *call
@@ -102,8 +143,10 @@ type Exporter struct {
 }
 
 type call struct {
-	done chan struct{}
-	res  []result
+	done    chan struct{}
+	targets []Target
+	res     []result
+	found   error // why discovery failed, if it did
 }
 
 type seriesKey struct {
@@ -119,13 +162,18 @@ type result struct {
 	cntErr   error // the counters could not be read
 	took     time.Duration
 	err      error
+	maxTW    int // tcp_max_tw_buckets; -1: not read
 }
 
 var _ prometheus.Collector = (*Exporter)(nil)
 
 // New returns an Exporter of the targets.
 func New(targets []Target, opt Options) *Exporter {
-	e := &Exporter{targets: targets, ports: map[uint16]bool{}, version: opt.Version}
+	id := []string{"netns"}
+	if opt.Identity {
+		id = IdentityLabels
+	}
+	e := &Exporter{targets: targets, discover: opt.Discover, d: newDescs(id), ports: map[uint16]bool{}, version: opt.Version}
 	for _, p := range opt.Ports {
 		e.ports[p] = true
 	}
@@ -134,67 +182,80 @@ func New(targets []Target, opt Options) *Exporter {
 
 // Describe sends every metric's description.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSockets, descAge, descLifetime, descTransitions,
-		descDuration, descSuccess, descCountersOK, descTrackOK, descBuild} {
+	d := e.d
+	for _, d := range []*prometheus.Desc{d.sockets, d.age, d.lifetime, d.transitions,
+		d.duration, d.success, d.countersOK, d.trackOK, d.maxTW, d.build} {
 		ch <- d
 	}
-	for _, d := range descCounters {
+	if e.discover != nil {
+		ch <- d.discovery
+	}
+	for _, d := range d.counters {
 		ch <- d
 	}
 }
 
 // Collect runs (or joins) one scrape and sends its metrics.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
-	res := e.scrape()
-	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, e.version)
-	for i, t := range e.targets {
-		r := &res[i]
-		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, r.took.Seconds(), t.Netns.Label())
-		ok := 1.0
-		if r.err != nil {
-			ok = 0
-		}
-		ch <- prometheus.MustNewConstMetric(descSuccess, prometheus.GaugeValue, ok, t.Netns.Label())
+	c := e.scrape()
+	d := e.d
+	ch <- prometheus.MustNewConstMetric(d.build, prometheus.GaugeValue, 1, e.version)
+	if e.discover != nil {
+		ch <- prometheus.MustNewConstMetric(d.discovery, prometheus.GaugeValue, boolValue(c.found == nil))
+	}
+	for i := range c.targets {
+		t, r := &c.targets[i], &c.res[i]
+		id := t.labels()
+		ch <- prometheus.MustNewConstMetric(d.duration, prometheus.GaugeValue, r.took.Seconds(), id...)
+		ch <- prometheus.MustNewConstMetric(d.success, prometheus.GaugeValue, boolValue(r.err == nil), id...)
 		if r.err == nil {
-			e.collectSockets(ch, t.Netns.Label(), r)
+			e.collectSockets(ch, id, r)
 		}
 		if t.Counters != nil {
-			ok := 1.0
-			if r.cntErr != nil {
-				ok = 0
-			}
-			ch <- prometheus.MustNewConstMetric(descCountersOK, prometheus.GaugeValue, ok, t.Netns.Label())
+			ch <- prometheus.MustNewConstMetric(d.countersOK, prometheus.GaugeValue, boolValue(r.cntErr == nil), id...)
 		}
 		for i, c := range kstat.TCPCounters {
 			if v, found := r.counters[c.Name]; found {
-				ch <- prometheus.MustNewConstMetric(descCounters[i], prometheus.CounterValue, float64(v), t.Netns.Label())
+				ch <- prometheus.MustNewConstMetric(d.counters[i], prometheus.CounterValue, float64(v), id...)
 			}
+		}
+		if r.maxTW >= 0 {
+			ch <- prometheus.MustNewConstMetric(d.maxTW, prometheus.GaugeValue, float64(r.maxTW), id...)
 		}
 	}
 	e.mu.Lock()
 	tracked := e.tracked
 	e.mu.Unlock()
 	for _, tr := range tracked {
-		tr.collect(ch)
+		tr.collect(ch, d)
 	}
 }
 
-func (e *Exporter) collectSockets(ch chan<- prometheus.Metric, netns string, r *result) {
+func boolValue(ok bool) float64 {
+	if ok {
+		return 1
+	}
+	return 0
+}
+
+func (e *Exporter) collectSockets(ch chan<- prometheus.Metric, id []string, r *result) {
 	// Every state of every family is always present, zeros included, so
 	// that a state coming back to zero shows as 0 rather than vanishing.
+	labels := append(slices.Clip(id), "", "", "")
+	n := len(id)
 	for _, fam := range []sock.Family{sock.IPv4, sock.IPv6} {
 		for _, st := range sock.States {
 			k := seriesKey{st, fam, 0}
-			ch <- prometheus.MustNewConstMetric(descSockets, prometheus.GaugeValue, float64(r.counts[k]),
-				netns, st.String(), render.FamilyName(fam), "")
+			labels[n], labels[n+1], labels[n+2] = st.String(), render.FamilyName(fam), ""
+			ch <- prometheus.MustNewConstMetric(e.d.sockets, prometheus.GaugeValue, float64(r.counts[k]), labels...)
 			for p := range e.ports {
 				k.port = p
-				ch <- prometheus.MustNewConstMetric(descSockets, prometheus.GaugeValue, float64(r.counts[k]),
-					netns, st.String(), render.FamilyName(fam), strconv.Itoa(int(p)))
+				labels[n+2] = strconv.Itoa(int(p))
+				ch <- prometheus.MustNewConstMetric(e.d.sockets, prometheus.GaugeValue, float64(r.counts[k]), labels...)
 			}
 		}
 	}
-	ch <- constHistogram(descAge, ageBuckets, r.ages, netns)
+	ch <- constHistogram(e.d.age, ageBuckets, r.ages, id...)
 }
 
 func constHistogram(d *prometheus.Desc, bounds []float64, vals []float64, labels ...string) prometheus.Metric {
@@ -216,32 +277,40 @@ func constHistogram(d *prometheus.Desc, bounds []float64, vals []float64, labels
 
 // scrape dumps every target, or waits for the dump in flight and shares
 // it: concurrent scrapes cost one dump.
-func (e *Exporter) scrape() []result {
+func (e *Exporter) scrape() *call {
 	e.mu.Lock()
 	if c := e.inflight; c != nil {
 		e.mu.Unlock()
 		<-c.done
-		return c.res
+		return c
 	}
-	c := &call{done: make(chan struct{})}
+	c := &call{done: make(chan struct{}), targets: e.targets}
 	e.inflight = c
 	e.mu.Unlock()
 
-	c.res = make([]result, len(e.targets))
-	for i, t := range e.targets {
+	if e.discover != nil {
+		c.targets, c.found = e.discover()
+	}
+	c.res = make([]result, len(c.targets))
+	for i, t := range c.targets {
 		c.res[i] = e.dump(t)
 	}
 	e.mu.Lock()
 	e.inflight = nil
 	e.mu.Unlock()
 	close(c.done)
-	return c.res
+	return c
 }
 
 func (e *Exporter) dump(t Target) result {
 	start := time.Now()
 	snap, err := t.Source.Snapshot()
-	r := result{took: time.Since(start), err: err}
+	r := result{took: time.Since(start), err: err, maxTW: -1}
+	if t.MaxTimeWait != nil {
+		if n, err := t.MaxTimeWait(); err == nil {
+			r.maxTW = n
+		}
+	}
 	if t.Counters != nil {
 		// Counters that cannot be read are left out and said by
 		// sockscope_counters_success; the sockets are still worth having.
@@ -267,7 +336,7 @@ func (e *Exporter) dump(t Target) result {
 
 // tracked is the background tracker of one target.
 type tracked struct {
-	netns       string
+	id          []string // the namespace's label values
 	mu          sync.Mutex
 	ok          bool // the tracker's last poll succeeded and it still runs
 	transitions map[[2]sock.State]uint64
@@ -284,7 +353,7 @@ type tracked struct {
 func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys []<-chan sock.Destroy, interval time.Duration) (wait func()) {
 	var wg sync.WaitGroup
 	for i, src := range sources {
-		tr := &tracked{netns: e.targets[i].Netns.Label(), transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
+		tr := &tracked{id: e.targets[i].labels(), transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
 		for _, b := range lifetimeBuckets {
 			tr.buckets[b] = 0
 		}
@@ -332,20 +401,16 @@ func (t *tracked) frame(f *monitor.Frame) {
 	}
 }
 
-func (t *tracked) collect(ch chan<- prometheus.Metric) {
+func (t *tracked) collect(ch chan<- prometheus.Metric, d *descs) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, n := range t.transitions {
-		ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(n), t.netns, k[0].String(), k[1].String())
+		ch <- prometheus.MustNewConstMetric(d.transitions, prometheus.CounterValue, float64(n), append(slices.Clip(t.id), k[0].String(), k[1].String())...)
 	}
 	buckets := make(map[float64]uint64, len(t.buckets))
 	for b, n := range t.buckets {
 		buckets[b] = n
 	}
-	ch <- prometheus.MustNewConstHistogram(descLifetime, t.count, t.sum, buckets, t.netns)
-	ok := 0.0
-	if t.ok {
-		ok = 1
-	}
-	ch <- prometheus.MustNewConstMetric(descTrackOK, prometheus.GaugeValue, ok, t.netns)
+	ch <- prometheus.MustNewConstHistogram(d.lifetime, t.count, t.sum, buckets, t.id...)
+	ch <- prometheus.MustNewConstMetric(d.trackOK, prometheus.GaugeValue, boolValue(t.ok), t.id...)
 }

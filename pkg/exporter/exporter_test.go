@@ -108,7 +108,7 @@ sockscope_scrape_success{netns="web"} 1
 		e.Collect(ch)
 		close(ch)
 		for m := range ch {
-			if m.Desc() != descSockets {
+			if m.Desc() != e.d.sockets {
 				continue
 			}
 			var got map[string]string = map[string]string{}
@@ -225,7 +225,7 @@ sockscope_scrape_success{netns="b"} 1
 }
 
 func TestTrackedTransitionsAndLifetimes(t *testing.T) {
-	tr := &tracked{netns: "n", transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
+	tr := &tracked{id: []string{"n"}, transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
 	for _, b := range lifetimeBuckets {
 		tr.buckets[b] = 0
 	}
@@ -237,7 +237,7 @@ func TestTrackedTransitionsAndLifetimes(t *testing.T) {
 		{Kind: track.EventGone, From: sock.Established}, // not a TIME_WAIT end
 	}})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectorFunc(tr.collect))
+	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) { tr.collect(ch, newDescs([]string{"netns"})) }))
 	want := `
 # HELP sockscope_tcp_transitions_total State changes seen, by old and new state.
 # TYPE sockscope_tcp_transitions_total counter
@@ -270,9 +270,9 @@ sockscope_tcp_transitions_total{from="FIN_WAIT2",netns="n",to="TIME_WAIT"} 2
 // The tracker's health is a metric: 1 while its polls succeed, 0 after a
 // failed one.
 func TestTrackSuccess(t *testing.T) {
-	tr := &tracked{netns: "n", transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
+	tr := &tracked{id: []string{"n"}, transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectorFunc(tr.collect))
+	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) { tr.collect(ch, newDescs([]string{"netns"})) }))
 	check := func(want float64) {
 		t.Helper()
 		exp := fmt.Sprintf(`
@@ -297,3 +297,60 @@ type collectorFunc func(chan<- prometheus.Metric)
 
 func (f collectorFunc) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(f, ch) }
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
+
+// With discovery, each scrape exports the namespaces there now, labelled
+// with who they belong to; one that went away has no series any more, and
+// a failed search keeps the last namespaces and says so.
+func TestDiscoveredNamespaces(t *testing.T) {
+	shop := Target{Labels: []string{"shop/cart", "0123abcd", "cart", "shop"}, Source: &scripted{socks: table()},
+		MaxTimeWait: func() (int, error) { return 4096, nil }}
+	host := Target{Labels: []string{"host", "", "", ""}, Source: &scripted{socks: table()[:1]}}
+	var (
+		now     = []Target{host, shop}
+		failing error
+	)
+	e := New(nil, Options{Identity: true, Discover: func() ([]Target, error) { return now, failing }})
+	want := func(extra string) string {
+		return `
+# HELP sockscope_netns_discovery_success 1 when the last search for the host's network namespaces succeeded (--all-netns).
+# TYPE sockscope_netns_discovery_success gauge
+` + extra + `
+# HELP sockscope_scrape_success 1 when the last dump of the namespace succeeded.
+# TYPE sockscope_scrape_success gauge
+sockscope_scrape_success{container_id="",netns="host",pod="",pod_namespace=""} 1
+`
+	}
+	shopLine := `sockscope_scrape_success{container_id="0123abcd",netns="shop/cart",pod="cart",pod_namespace="shop"} 1`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want("sockscope_netns_discovery_success 1")+shopLine+"\n"),
+		"sockscope_scrape_success", "sockscope_netns_discovery_success"); err != nil {
+		t.Error(err)
+	}
+	if err := testutil.CollectAndCompare(e, strings.NewReader(`
+# HELP sockscope_tcp_max_tw_buckets The namespace's net.ipv4.tcp_max_tw_buckets: TIME_WAIT entries past it are not made (sockscope_tcp_timewait_overflow_total counts them).
+# TYPE sockscope_tcp_max_tw_buckets gauge
+sockscope_tcp_max_tw_buckets{container_id="0123abcd",netns="shop/cart",pod="cart",pod_namespace="shop"} 4096
+`), "sockscope_tcp_max_tw_buckets"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(e, "sockscope_tcp_sockets"); n != 2*22 {
+		t.Errorf("%d socket series for two namespaces, want 44", n)
+	}
+
+	// The pod goes away: its series with it.
+	now = []Target{host}
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want("sockscope_netns_discovery_success 1")),
+		"sockscope_scrape_success", "sockscope_netns_discovery_success"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(e, "sockscope_tcp_sockets"); n != 22 {
+		t.Errorf("%d socket series after a namespace went away, want 22", n)
+	}
+
+	// The search fails: what it still has is exported, and the failure
+	// said.
+	failing = errors.New("no /proc")
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want("sockscope_netns_discovery_success 0")),
+		"sockscope_scrape_success", "sockscope_netns_discovery_success"); err != nil {
+		t.Error(err)
+	}
+}
