@@ -198,10 +198,14 @@ func TestRepeatedFlags(t *testing.T) {
 }
 
 func TestNamespaceGivenTwice(t *testing.T) {
-	a, b := nstest.New(t), nstest.New(t)
-	r := sockscope(t, "list", "-N", a.Name, "-N", b.Name)
-	if r.code != 2 || !oneLine(r.stderr) || !strings.Contains(r.stderr, a.Name) || !strings.Contains(r.stderr, b.Name) {
-		t.Errorf("list -N A -N B: exit %d, stderr %q; want exit 2 naming both", r.code, r.stderr)
+	a := nstest.New(t)
+	r := sockscope(t, "list", "-N", a.Name, "-N", a.Path())
+	if r.code != 2 || !oneLine(r.stderr) || !strings.Contains(r.stderr, a.Name) || !strings.Contains(r.stderr, "same") {
+		t.Errorf("list -N NAME -N PATH: exit %d, stderr %q; want exit 2 naming both as the same", r.code, r.stderr)
+	}
+	r = sockscope(t, "list", "--all-netns", "-N", a.Name)
+	if r.code != 2 || !oneLine(r.stderr) || !strings.Contains(r.stderr, "--all-netns") {
+		t.Errorf("list --all-netns -N NAME: exit %d, stderr %q; want exit 2", r.code, r.stderr)
 	}
 	// The exporter reads many, but not one twice. A deadline, in case it
 	// serves instead of refusing.

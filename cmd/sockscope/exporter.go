@@ -25,6 +25,7 @@ func newExporterCmd(a *app) *cobra.Command {
 		listen   string
 		portArgs []string
 		trackOn  bool
+		rules    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "exporter [--listen ADDR] [--port-series N ...] [-N NETNS ...] [FILTER]",
@@ -38,6 +39,13 @@ namespace gets its netns label. --track adds state transitions and
 TIME_WAIT lifetimes, from a tracker that polls every -i. Only GET and HEAD
 are answered; idle and slow clients are closed.`),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if rules {
+				_, err := a.stdout.Write(exporter.Rules)
+				if err != nil && !isBrokenPipe(err) {
+					return fmt.Errorf("writing the rules: %w", err)
+				}
+				return nil
+			}
 			if err := o.prepare(cmd, args, true); err != nil {
 				return err
 			}
@@ -64,6 +72,7 @@ are answered; idle and slow clients are closed.`),
 	fs := cmd.Flags()
 	fs.StringVar(&listen, "listen", "127.0.0.1:9815", "serve on `ADDR` (another address than loopback is an explicit choice)")
 	fs.StringArrayVar(&portArgs, "port-series", nil, "give local port `N[,N...]` its own series (repeatable)")
+	fs.BoolVar(&rules, "print-rules", false, "print the alert rules for Prometheus (CLOSE_WAIT growing, TIME_WAIT near its limit) and exit")
 	fs.BoolVar(&trackOn, "track", false, "also export transitions and TIME_WAIT lifetimes (a background tracker)")
 	o.interval = time.Second
 	o.intervalFlag(cmd, "the tracker's polling interval")

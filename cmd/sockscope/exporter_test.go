@@ -55,9 +55,10 @@ func promQuery(promURL, q string) ([]string, error) {
 	return vals, nil
 }
 
-// A real Prometheus scrapes the exporter, which reads a private namespace
-// holding the tutorial's experiment, and answers the queries people write.
-func TestIntegrationPrometheusScrapesExporter(t *testing.T) {
+// needPrometheus returns the prometheus binary's path, or skips (fails
+// under CI).
+func needPrometheus(t *testing.T) string {
+	t.Helper()
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -65,33 +66,27 @@ func TestIntegrationPrometheusScrapesExporter(t *testing.T) {
 		}
 		t.Skip("prometheus is not installed")
 	}
-	ns := nstest.New(t)
-	seed := nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true})
-	// A client that closes while the server keeps its end: CLOSE_WAIT.
-	err = ns.Do(func() error {
-		c, err := nstest.Dial(netipLoopback9000)
-		if err != nil {
-			return err
-		}
-		s, _, err := unix.Accept4(seed.Listeners[0], unix.SOCK_CLOEXEC)
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { unix.Close(s) })
-		return unix.Close(c)
-	})
+	return promBin
+}
+
+// startExporter runs sockscope with args (an exporter on port 0) until the
+// test ends, and returns the HOST:PORT it serves on.
+func startExporter(t *testing.T, args ...string) string {
+	t.Helper()
+	exp := exec.Command(binary, args...)
+	stderr, err := exp.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	exp := exec.Command(binary, "exporter", "-N", ns.Name, "--port-series", "9000", "--listen", "127.0.0.1:0")
-	stderr, _ := exp.StderrPipe()
 	if err := exp.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { exp.Process.Kill(); exp.Wait() })
 	sc := bufio.NewScanner(stderr)
-	if !sc.Scan() || !strings.Contains(sc.Text(), "serving http://") {
+	for sc.Scan() && !strings.Contains(sc.Text(), "serving http://") {
+		t.Logf("exporter: %s", sc.Text()) // notes before it serves
+	}
+	if !strings.Contains(sc.Text(), "serving http://") {
 		t.Fatalf("exporter said %q", sc.Text())
 	}
 	target := strings.TrimSuffix(strings.TrimPrefix(strings.Fields(sc.Text())[3], "http://"), "/metrics")
@@ -100,17 +95,25 @@ func TestIntegrationPrometheusScrapesExporter(t *testing.T) {
 			t.Logf("exporter: %s", sc.Text())
 		}
 	}()
+	return target
+}
 
+// startPrometheus runs a Prometheus that scrapes target every second
+// until the test ends, and returns its URL.
+func startPrometheus(t *testing.T, promBin, target string) string {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
 scrape_configs:
   - job_name: sockscope
     static_configs:
       - targets: ["%s"]
-`, target)), 0o644)
+`, target)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	prom := exec.Command(promBin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
@@ -126,8 +129,33 @@ scrape_configs:
 			t.Logf("prometheus log:\n%s", promLog.String())
 		}
 	})
+	return "http://" + promAddr
+}
 
-	promURL := "http://" + promAddr
+// A real Prometheus scrapes the exporter, which reads a private namespace
+// holding the tutorial's experiment, and answers the queries people write.
+func TestIntegrationPrometheusScrapesExporter(t *testing.T) {
+	promBin := needPrometheus(t)
+	ns := nstest.New(t)
+	seed := nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true})
+	// A client that closes while the server keeps its end: CLOSE_WAIT.
+	err := ns.Do(func() error {
+		c, err := nstest.Dial(netipLoopback9000)
+		if err != nil {
+			return err
+		}
+		s, _, err := unix.Accept4(seed.Listeners[0], unix.SOCK_CLOEXEC)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(s) })
+		return unix.Close(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := startExporter(t, "exporter", "-N", ns.Name, "--port-series", "9000", "--listen", "127.0.0.1:0")
+	promURL := startPrometheus(t, promBin, target)
 	want := map[string]string{
 		`sockscope_tcp_sockets{state="TIME_WAIT",local_port="9000"}`:  "2",
 		`sockscope_tcp_sockets{state="LISTEN",local_port="9000"}`:     "1",

@@ -66,8 +66,13 @@ func Cgroup(t testing.TB, root, rel string) string {
 	}
 	t.Cleanup(func() {
 		// Innermost first. A cgroup goes once its processes have exited,
-		// which the kernel notes a moment after they are reaped.
+		// which the kernel notes a moment after they are reaped. A parent
+		// that still holds another test cgroup is left to that one's
+		// cleanup.
 		for d := dir; d != root && d != "." && d != "/"; d = filepath.Dir(d) {
+			if d != dir && hasSubdirs(d) {
+				break
+			}
 			deadline := time.Now().Add(5 * time.Second)
 			for {
 				err := os.Remove(d)
@@ -83,6 +88,20 @@ func Cgroup(t testing.TB, root, rel string) string {
 		}
 	})
 	return dir
+}
+
+// hasSubdirs reports whether the cgroup dir has child cgroups.
+func hasSubdirs(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			return true
+		}
+	}
+	return false
 }
 
 // Join moves pid into the cgroup directory dir.
