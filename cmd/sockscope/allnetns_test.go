@@ -197,7 +197,8 @@ func (w *world) remove(x *worldNS) {
 }
 
 type allRow struct {
-	State string `json:"state"`
+	State     string `json:"state"`
+	LocalPort int    `json:"local_port"`
 	Netns struct {
 		Inode        uint64 `json:"inode"`
 		Name         string `json:"name"`

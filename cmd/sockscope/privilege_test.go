@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"golang.org/x/sys/unix"
 )
@@ -127,5 +130,79 @@ func TestIntegrationClosedPipe(t *testing.T) {
 	}
 	if strings.Count(out.String(), "\n") != 1 || stderr.Len() != 0 {
 		t.Errorf("stdout %q, stderr %q", out.String(), stderr.String())
+	}
+}
+
+// --all-netns as a DaemonSet runs it: root in the host's PID namespace
+// with exactly CAP_SYS_ADMIN (to enter namespaces) and CAP_SYS_PTRACE (to
+// read other processes' namespace links and descriptors). With both it
+// reads every namespace; without CAP_SYS_PTRACE the namespaces only a
+// process holds are not found; without CAP_SYS_ADMIN none can be entered,
+// which is said once, and the host's own sockets are still read.
+func TestIntegrationAllNetnsCapabilities(t *testing.T) {
+	setpriv := needRootAndSetpriv(t)
+	named := nstest.New(t)
+	listeners(t, named.NS(t), 2) // ports 9000 and 9001
+	_, held := nstest.Unshared(t)
+	if out, err := exec.Command("nsenter", "--net="+held.Path, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("bringing lo up: %v: %s", err, out)
+	}
+	listeners(t, held, 3) // 9000 to 9002
+	self, err := netns.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostFD, err := nstest.Listen(netip.MustParseAddrPort("127.0.0.1:0"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(hostFD)
+	sa, err := unix.Getsockname(hostFD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := sa.(*unix.SockaddrInet4).Port
+
+	run := func(caps string) (map[uint64]int, string) {
+		t.Helper()
+		cmd := exec.Command(setpriv, "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"+caps,
+			binary, "list", "--all-netns", "--json", "state", "listening",
+			"(", "(", "sport", ">=", ":9000", "and", "sport", "<=", ":9002", ")", "or", "sport", "=", fmt.Sprintf(":%d", hostPort), ")")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("list --all-netns with caps %q: %v: %s", caps, err, errb.String())
+		}
+		counts := map[uint64]int{}
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var row allRow
+			if l == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(l), &row); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			if row.Netns.Inode == self.Inode && row.LocalPort != hostPort {
+				continue // the host's own listeners, not this test's
+			}
+			counts[row.Netns.Inode]++
+		}
+		return counts, errb.String()
+	}
+	namedIno, heldIno := named.NS(t).Inode, held.Inode
+
+	counts, stderr := run(",+sys_admin,+sys_ptrace")
+	if counts[namedIno] != 2 || counts[heldIno] != 3 || counts[self.Inode] != 1 || stderr != "" {
+		t.Errorf("with CAP_SYS_ADMIN and CAP_SYS_PTRACE: %v, stderr %q; want 2 in %s, 3 in pid-held net:[%d], 1 in the host's",
+			counts, stderr, named.Name, heldIno)
+	}
+	counts, _ = run(",+sys_admin")
+	if counts[namedIno] != 2 || counts[heldIno] != 0 {
+		t.Errorf("without CAP_SYS_PTRACE: %v; want the named namespace's 2 and not the process-held one", counts)
+	}
+	counts, stderr = run(",+sys_ptrace")
+	if counts[self.Inode] != 1 || counts[namedIno] != 0 || strings.Count(stderr, "\n") != 1 ||
+		!strings.Contains(stderr, "cannot enter some network namespaces") || !strings.Contains(stderr, "CAP_SYS_ADMIN") {
+		t.Errorf("without CAP_SYS_ADMIN: %v, stderr %q; want the host's socket and one note", counts, stderr)
 	}
 }
