@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -164,4 +165,77 @@ func mustParse(t *testing.T, s string) filter.Expr {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// threads is how many OS threads this process has.
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads: line in /proc/self/status")
+	return 0
+}
+
+// A thousand namespaces: the fleet raises the soft descriptor limit (set
+// here just above what the test itself holds, as a shell's default 1024
+// would be), reads every one of them, and keeps the thread count flat
+// (entering a namespace takes a thread that then exits).
+func TestIntegrationFleetThousandNamespaces(t *testing.T) {
+	const n = 1000
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Max < 3*n {
+		t.Fatalf("the hard descriptor limit %d is below what %d namespaces need", lim.Max, n)
+	}
+	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &lim) })
+	want := map[uint32]bool{}
+	for range n {
+		ns := nstest.New(t)
+		want[uint32(ns.NS(t).Inode)] = true
+	}
+	low := unix.Rlimit{Cur: uint64(openFDs(t) + 64), Max: lim.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	before := threads(t)
+	prog := filter.Compile(mustParse(t, ""), filter.Options{})
+	f, err := Open(context.Background(), Config{All: true, Program: prog, Destroys: true, Totals: true})
+	if err != nil {
+		t.Fatalf("opening a fleet of %d namespaces with the soft limit at %d: %v", n, low.Cur, err)
+	}
+	defer f.Close()
+	if notes := f.Notes(); len(notes) > 0 {
+		t.Errorf("notes: %q", notes)
+	}
+	for range 3 {
+		if _, err := f.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := 0
+	for _, mb := range f.Members() {
+		if want[uint32(mb.NS.Inode)] {
+			read++
+		}
+	}
+	if read != n {
+		t.Errorf("the fleet reads %d of the %d namespaces", read, n)
+	}
+	if after := threads(t); after > before+16 {
+		t.Errorf("threads: %d before the fleet, %d with %d namespaces read", before, after, n)
+	}
+	t.Logf("%d namespaces: %d descriptors open, %d threads", n, openFDs(t), threads(t))
 }
