@@ -37,6 +37,7 @@ var (
 	closewait   = flag.Int("closewait", 2000, "CLOSE_WAIT sockets in the population")
 	dashFor     = flag.Duration("dashboard", 60*time.Second, "how long to run the dashboard for its CPU figure (0: skip)")
 	smoke       = flag.Bool("smoke", false, "a CI-sized run: a few thousand sockets, one run of everything (its figures mean nothing)")
+	fleet       = flag.Bool("fleet", false, "measure many namespaces instead (-namespaces, -per-namespace): the exporter, list and the dashboard with --all-netns")
 )
 
 // fill and benchCount are what -smoke shortens besides the flags above:
@@ -53,6 +54,7 @@ func main() {
 	if *smoke {
 		*runs, *established, *timewait, *closewait, *dashFor = 1, 2000, 300, 100, 3*time.Second
 		fill, benchCount = 5*time.Second, "1"
+		*fleetNS, *fleetSockets = 3, 200
 	}
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "sockbench: %v\n", err)
@@ -73,6 +75,14 @@ func run() error {
 		if out, err := exec.Command("go", "build", "-o", bin(p), "./cmd/"+p).CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s: %v: %s", p, err, out)
 		}
+	}
+
+	if *fleet {
+		rows, population, err := fleetRun(bin("sockscope"), bin("sockload"))
+		if err != nil {
+			return err
+		}
+		return printTable(rows, population)
 	}
 
 	logf("building the population (about a minute for TIME_WAIT to fill)...")
@@ -143,13 +153,18 @@ func run() error {
 
 	if *dashFor > 0 {
 		logf("running the dashboard for %v", *dashFor)
-		d, err := dashboardRows(sc, *dashFor)
+		d, err := dashboardRows(inNS(sc), "dashboard", *dashFor, 20)
 		if err != nil {
 			return err
 		}
 		rows = append(rows, d...)
 	}
 
+	return printTable(rows, fmt.Sprintf("Population (`ss -s` in the namespace):\n\n```\n%s```", population))
+}
+
+// printTable prints the machine, the population and the rows.
+func printTable(rows []row, population string) error {
 	cpu, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
 		return fmt.Errorf("reading the CPU model: %w", err)
@@ -163,7 +178,7 @@ func run() error {
 	}
 	fmt.Printf("Machine: %s, %d cores, %s, Go %s. Medians of %d runs, the two commands alternating.\n\n",
 		strings.TrimSpace(string(model[1])), runtime.NumCPU(), kernel(), runtime.Version(), *runs)
-	fmt.Printf("Population (`ss -s` in the namespace):\n\n```\n%s```\n\n", population)
+	fmt.Printf("%s\n\n", population)
 	fmt.Println("| what | sockscope | other | ratio | target | met |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
@@ -355,16 +370,17 @@ func goBench() ([]row, error) {
 	}, nil
 }
 
-// dashboardRows runs the dashboard on the whole population in tmux, 1 s
-// interval: time to the first frame, CPU over the run, resident memory.
-func dashboardRows(sc string, d time.Duration) ([]row, error) {
+// dashboardRows runs the dashboard (args) on the whole population in
+// tmux, 1 s interval: CPU over the run (at most cpuTarget % of a core),
+// resident memory, time to the first frame.
+func dashboardRows(args []string, what string, d time.Duration, cpuTarget float64) ([]row, error) {
 	sock := "sockbench"
 	tmux := func(args ...string) ([]byte, error) {
 		return exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
 	}
 	defer tmux("kill-server")
 	start := time.Now()
-	if out, err := tmux("new-session", "-d", "-x", "160", "-y", "50", "ip", "netns", "exec", ns, sc); err != nil {
+	if out, err := tmux(append([]string{"new-session", "-d", "-x", "160", "-y", "50"}, args...)...); err != nil {
 		return nil, fmt.Errorf("tmux: %v: %s", err, out)
 	}
 	var first float64
@@ -382,7 +398,7 @@ func dashboardRows(sc string, d time.Duration) ([]row, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	pid, err := pidOf(sc)
+	pid, err := pidOf(args)
 	if err != nil {
 		return nil, err
 	}
@@ -401,14 +417,19 @@ func dashboardRows(sc string, d time.Duration) ([]row, error) {
 	}
 	cpu := float64(t1-t0) / 100 / d.Seconds() * 100 // USER_HZ = 100
 	return []row{
-		{what: fmt.Sprintf("dashboard CPU, 1 s interval, over %v (%% of one core)", d), a: cpu, alone: true, target: 20, unit: "%"},
-		{what: "dashboard resident memory", a: rss, alone: true, target: 150, unit: "MB"},
-		{what: "dashboard, first frame after start (tmux, incl. ip netns exec)", a: first, alone: true, target: 0.5, unit: "s"},
+		{what: fmt.Sprintf("%s CPU, 1 s interval, over %v (%% of one core)", what, d), a: cpu, alone: true, target: cpuTarget, unit: "%"},
+		{what: what + " resident memory", a: rss, alone: true, target: 150, unit: "MB"},
+		{what: what + ", first frame after start (tmux, incl. ip netns exec)", a: first, alone: true, target: 0.5, unit: "s"},
 	}, nil
 }
 
-func pidOf(path string) (int, error) {
-	out, err := exec.Command("pgrep", "-f", "^"+regexp.QuoteMeta(path)+"$").Output()
+// pidOf finds the process whose command line is args (the dashboard,
+// after ip netns exec has executed it).
+func pidOf(args []string) (int, error) {
+	if args[0] == "ip" {
+		args = args[4:] // ip netns exec NS ...
+	}
+	out, err := exec.Command("pgrep", "-f", "^"+regexp.QuoteMeta(strings.Join(args, " "))+"$").Output()
 	if err != nil {
 		return 0, fmt.Errorf("finding the dashboard's pid: %v", err)
 	}

@@ -199,7 +199,7 @@ func (w *world) remove(x *worldNS) {
 type allRow struct {
 	State     string `json:"state"`
 	LocalPort int    `json:"local_port"`
-	Netns struct {
+	Netns     struct {
 		Inode        uint64 `json:"inode"`
 		Name         string `json:"name"`
 		Container    string `json:"container"`
