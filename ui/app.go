@@ -36,6 +36,10 @@ type Config struct {
 	// Names names the namespaces when many are read (--all-netns, -N
 	// given twice): the table gets a netns column.
 	Names nsfind.Names
+	// Namespaces lists the namespaces read now, with no matching socket
+	// too; when set, the dashboard opens on the namespace view, one row
+	// per namespace, and Enter shows one namespace's sockets.
+	Namespaces func() []*nsfind.Name
 	// Destroys, when not nil, carries the kernel's destroy events.
 	Destroys <-chan sock.Destroy
 	// TimeWait reads the kernel's TIME_WAIT settings and counters for the
@@ -74,6 +78,12 @@ type dashboard struct {
 	detail *tview.TextView
 	help   *tview.TextView
 	twPane *tview.TextView
+	// The namespace view (Config.Namespaces): its table, its model, and
+	// whether it is the one shown; nsSelected is its selected namespace.
+	nsTable    *tview.Table
+	ns         *nsModel
+	nsMode     bool
+	nsSelected uint32
 
 	m          *model
 	mon        *monitor.Monitor
@@ -117,6 +127,8 @@ func newDashboard(cfg Config) *dashboard {
 		cfg:        cfg,
 		app:        tview.NewApplication(),
 		m:          newModel(),
+		ns:         newNSModel(),
+		nsMode:     cfg.Namespaces != nil,
 		box:        newMailbox(),
 		procs:      cfg.Processes && cfg.Lookup != nil,
 		interval:   cfg.Interval,
@@ -141,14 +153,19 @@ func (d *dashboard) build() {
 			d.selected = track.KeyOf(&d.m.entry(d.m.rows[r-1]).Socket)
 		}
 	})
+	d.nsTable = tview.NewTable().SetSelectable(false, false).SetFixed(1, 0).SetContent(&nsContent{v: d.ns})
+	d.nsTable.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
+	d.nsTable.SetSelectionChangedFunc(func(r, _ int) {
+		if r >= 1 && r-1 < len(d.ns.order) {
+			d.nsSelected = d.ns.order[r-1].inode
+		}
+	})
 	d.status = tview.NewTextView().SetDynamicColors(true).SetWrap(false)
 	d.input = tview.NewInputField().SetLabel("filter: ").SetFieldBackgroundColor(tcell.ColorDarkBlue)
 	d.input.SetDoneFunc(d.filterDone)
 	d.bottom = tview.NewFlex().SetDirection(tview.FlexRow).AddItem(d.status, 1, 0, false)
-	d.main = tview.NewFlex().SetDirection(tview.FlexRow).
-		AddItem(d.header, 3, 0, false).
-		AddItem(d.table, 0, 1, true).
-		AddItem(d.bottom, 1, 0, false)
+	d.main = tview.NewFlex().SetDirection(tview.FlexRow)
+	d.layout()
 	d.detail = tview.NewTextView().SetDynamicColors(true).SetScrollable(true)
 	d.detail.SetBorder(true).SetTitle(" socket (Esc closes) ")
 	d.help = tview.NewTextView().SetDynamicColors(true).SetText(helpText)
@@ -215,6 +232,9 @@ var helpWidth, helpHeight = func() (w, h int) {
 }()
 
 const helpText = `
+  [yellow]Enter[-]    (namespaces) that namespace's sockets; [yellow]Esc[-] back to all
+  [yellow]l t c e n[-] (namespaces) sort by LISTEN, TIME_WAIT, CLOSE_WAIT,
+           ESTABLISHED or name; again: reverse
   [yellow]/[-]        edit the filter (the language of the command line)
   [yellow]l t c e[-]  toggle LISTEN, TIME_WAIT, CLOSE_WAIT, ESTABLISHED
   [yellow]a[-]        all states again
@@ -315,6 +335,10 @@ func (d *dashboard) applyFrame() {
 		return
 	}
 	d.m.apply(f)
+	if d.cfg.Namespaces != nil && d.m.frame != nil && (f.Err == nil || f.Entries != nil) {
+		d.ns.apply(d.m.frame.Entries, d.cfg.Namespaces(), f.Time)
+		d.nsReselect()
+	}
 	d.reselect()
 	d.refreshHeader()
 	d.refreshStatus()
@@ -369,8 +393,13 @@ func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 	if d.editing {
 		return ev // the input field has the keys
 	}
+	if d.nsMode && d.front() == "main" && d.nsKey(ev) {
+		return nil
+	}
 	if ev.Key() == tcell.KeyEscape || ev.Key() == tcell.KeyCtrlC {
 		switch {
+		case ev.Key() == tcell.KeyEscape && d.front() == "main" && d.cfg.Namespaces != nil && !d.nsMode:
+			d.showNamespaces()
 		case d.detailOpen():
 			d.closeDetail()
 		case d.helpOpen():
@@ -538,3 +567,92 @@ func (d *dashboard) showEditError() {
 // do runs f on the monitor's goroutine without waiting: a key never waits
 // on a dump. A thousand commands behind, the key is dropped, not the UI.
 func (d *dashboard) do(f func()) { d.mon.Do(f) }
+
+// layout puts the view shown (the namespaces or the sockets) between the
+// header and the status line.
+func (d *dashboard) layout() {
+	var view tview.Primitive = d.table
+	if d.nsMode {
+		view = d.nsTable
+	}
+	d.main.Clear().
+		AddItem(d.header, 3, 0, false).
+		AddItem(view, 0, 1, true).
+		AddItem(d.bottom, 1, 0, false)
+}
+
+// nsKey handles the namespace view's own keys; it reports whether it took
+// the key.
+func (d *dashboard) nsKey(ev *tcell.EventKey) bool {
+	if ev.Key() == tcell.KeyEnter {
+		d.openNamespace()
+		return true
+	}
+	if ev.Key() != tcell.KeyRune {
+		return false
+	}
+	by := map[rune]int{'l': 0, 't': 1, 'c': 2, 'e': 3, 'n': -1}
+	switch r := ev.Rune(); r {
+	case 'l', 't', 'c', 'e', 'n':
+		d.ns.sortOn(by[r])
+	case 's': // the next sort key
+		d.ns.sortBy, d.ns.reverse = (d.ns.sortBy+2)%(len(nsStates)+1)-1, false
+		d.ns.sort()
+	case 'S':
+		d.ns.reverse = !d.ns.reverse
+		d.ns.sort()
+	default:
+		return false
+	}
+	d.nsReselect()
+	d.refreshStatus()
+	return true
+}
+
+// openNamespace shows the selected namespace's sockets: the socket table
+// of one namespace. Esc comes back.
+func (d *dashboard) openNamespace() {
+	i := d.ns.index(d.nsSelected)
+	if i < 0 {
+		return
+	}
+	d.m.setNetns(d.nsSelected)
+	d.cols = d.columns()
+	d.nsMode = false
+	d.layout()
+	d.app.SetFocus(d.pages)
+	d.reselect()
+	d.refreshHeader()
+	d.refreshStatus()
+}
+
+// showNamespaces goes back to the namespace view, every namespace counted.
+func (d *dashboard) showNamespaces() {
+	d.m.setNetns(0)
+	d.cols = d.columns()
+	d.nsMode = true
+	d.layout()
+	d.app.SetFocus(d.pages)
+	d.nsReselect()
+	d.refreshHeader()
+	d.refreshStatus()
+}
+
+// nsReselect keeps the namespace view's selection on the same namespace;
+// like reselect, a table without rows is not selectable (tview's
+// movement keys would search for a row for ever).
+func (d *dashboard) nsReselect() {
+	if len(d.ns.order) == 0 {
+		d.nsTable.SetSelectable(false, false)
+		d.nsTable.ScrollToBeginning()
+		return
+	}
+	d.nsTable.SetSelectable(true, false)
+	i := d.ns.index(d.nsSelected)
+	if i < 0 {
+		r, _ := d.nsTable.GetSelection()
+		i = min(max(r-1, 0), len(d.ns.order)-1)
+	}
+	d.nsTable.Select(i+1, 0)
+	d.nsSelected = d.ns.order[i].inode
+}

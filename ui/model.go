@@ -68,6 +68,8 @@ type model struct {
 	rows     []int32
 	keys     []rowKey       // reused by sortRows
 	toggles  sock.StateMask // states kept by l/t/c/e; 0 keeps all
+	netns    uint32         // the one namespace shown (its inode); 0: all
+	nMatched int            // sockets the filter matches in the frame, in netns
 	sortBy   sortKey
 	reverse  bool
 	paused   bool
@@ -140,10 +142,7 @@ func (m *model) apply(f *monitor.Frame) {
 			m.lingered.Set(track.KeyOf(&e.Socket), row{Entry: e, gone: true, goneAt: f.Time})
 		}
 	}
-	m.counts = [16]int{}
-	for i := range f.Entries {
-		m.counts[f.Entries[i].State&15]++
-	}
+	m.count(f)
 	for i, st := range highlighted {
 		m.spark[i] = append(m.spark[i], m.counts[st])
 		if len(m.spark[i]) > sparkLen {
@@ -156,6 +155,32 @@ func (m *model) apply(f *monitor.Frame) {
 		m.rebuild()
 	}
 	m.release(prev)
+}
+
+// count counts the frame's sockets by state, in the namespace shown.
+func (m *model) count(f *monitor.Frame) {
+	m.counts = [16]int{}
+	m.nMatched = 0
+	for i := range f.Entries {
+		if m.netns == 0 || f.Entries[i].Netns == m.netns {
+			m.counts[f.Entries[i].State&15]++
+			m.nMatched++
+		}
+	}
+}
+
+// setNetns shows one namespace's sockets (its inode), or all (0). The
+// counts follow at once; the sparklines start again.
+func (m *model) setNetns(ino uint32) {
+	if m.netns == ino {
+		return
+	}
+	m.netns = ino
+	m.spark = [3][]int{}
+	if m.frame != nil {
+		m.count(m.frame)
+	}
+	m.rebuild()
 }
 
 // release hands a frame's memory back to the monitor once no row points
@@ -178,14 +203,16 @@ func (m *model) rebuild() {
 	if m.shown == nil {
 		return
 	}
-	keep := func(s sock.State) bool { return m.toggles == 0 || m.toggles.Has(s) }
+	keep := func(e *track.Entry) bool {
+		return (m.toggles == 0 || m.toggles.Has(e.State)) && (m.netns == 0 || e.Netns == m.netns)
+	}
 	for i := range m.shown.Entries {
-		if keep(m.shown.Entries[i].State) {
+		if keep(&m.shown.Entries[i]) {
 			m.rows = append(m.rows, int32(i))
 		}
 	}
 	m.lingered.All(func(_ track.Key, r row) bool {
-		if keep(r.State) {
+		if keep(&r.Entry) {
 			m.gone = append(m.gone, r)
 			m.rows = append(m.rows, -int32(len(m.gone)))
 		}
@@ -304,12 +331,7 @@ func (m *model) index(k track.Key) int {
 }
 
 // matched is the number of sockets the filter matches in the frame.
-func (m *model) matched() int {
-	if m.frame == nil {
-		return 0
-	}
-	return len(m.frame.Entries)
-}
+func (m *model) matched() int { return m.nMatched }
 
 // isNew reports whether a row appeared in the last moments, after the
 // dashboard started.

@@ -103,8 +103,9 @@ func (d *dashboard) columns() []*render.Column {
 	if d.procs && !hasProc {
 		cols = append(cols, render.ProcessColumn)
 	}
-	if d.cfg.Names != nil {
-		// Many namespaces: which one a socket lives in comes first.
+	if d.cfg.Names != nil && d.m.netns == 0 {
+		// Many namespaces: which one a socket lives in comes first
+		// (unless one namespace is opened: its name is on the status line).
 		cols = render.WithNames(cols, d.cfg.Names, d.cfg.Columns == nil)
 	}
 	return cols
@@ -214,12 +215,24 @@ func (d *dashboard) refreshStatus() {
 	if f == "" {
 		f = "all"
 	}
-	fmt.Fprintf(&b, "[::b]filter:[::-] %s │ every %v │ shown %d / matched %d", tview.Escape(f), d.interval,
-		len(d.m.rows), d.m.matched())
+	if i := d.ns.index(d.m.netns); d.m.netns != 0 && i >= 0 {
+		fmt.Fprintf(&b, "[::b]netns %s[::-] (Esc: all) │ ", tview.Escape(d.ns.order[i].name.Label))
+	}
+	fmt.Fprintf(&b, "[::b]filter:[::-] %s │ every %v", tview.Escape(f), d.interval)
+	if d.nsMode {
+		listed, added, gone := d.ns.counts()
+		fmt.Fprintf(&b, " │ %d namespaces", listed)
+		if added > 0 || gone > 0 {
+			fmt.Fprintf(&b, " ([green]+%d[-] new, [red]-%d[-] gone)", added, gone)
+		}
+		fmt.Fprintf(&b, " │ sort %s │ Enter: its sockets", d.ns.sortName())
+	} else {
+		fmt.Fprintf(&b, " │ shown %d / matched %d", len(d.m.rows), d.m.matched())
+	}
 	if d.m.frame != nil && d.m.frame.Total >= 0 {
 		fmt.Fprintf(&b, " / total %d", d.m.frame.Total)
 	}
-	if d.m.toggles != 0 {
+	if !d.nsMode && d.m.toggles != 0 {
 		b.WriteString(" │ only")
 		for _, st := range sock.States {
 			if d.m.toggles.Has(st) {
@@ -227,11 +240,13 @@ func (d *dashboard) refreshStatus() {
 			}
 		}
 	}
-	fmt.Fprintf(&b, " │ sort %s", sortNames[d.m.sortBy])
-	if d.m.reverse {
-		b.WriteString(" ↑")
+	if !d.nsMode {
+		fmt.Fprintf(&b, " │ sort %s", sortNames[d.m.sortBy])
+		if d.m.reverse {
+			b.WriteString(" ↑")
+		}
 	}
-	if d.cfg.Netns != "" {
+	if d.cfg.Netns != "" && d.m.netns == 0 {
 		fmt.Fprintf(&b, " │ netns %s", tview.Escape(d.cfg.Netns))
 	}
 	if r := d.m.rates; r != nil {

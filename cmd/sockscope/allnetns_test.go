@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -368,21 +369,45 @@ func TestIntegrationAllNetnsWorld(t *testing.T) {
 			pod = x
 		}
 	}
-	tm := newTmux(t, 80, 24)
+	// Namespaces from other tests may come and go meanwhile: the checks
+	// look at this test's two.
+	tm := newTmux(t, 100, 30)
 	tm.waitFor("the shell prompt", func(s string) bool { return strings.Contains(s, "$") })
 	tm.send(fmt.Sprintf("%s --all-netns --pod-logs %s 'sport = :%d or sport = :%d'", binary, w.logs, docker.port, pod.port), "Enter")
-	tm.waitFor("both namespaces' listeners, named", func(s string) bool {
-		return strings.Contains(s, "Netns") && strings.Contains(s, docker.label) && strings.Contains(s, pod.label) &&
-			strings.Contains(s, "LISTEN 2")
+	tm.waitFor("the namespace view", func(s string) bool { return strings.Contains(s, "Netns") && strings.Contains(s, "namespaces") })
+	tm.send("l") // most listeners first: these two
+	listed := func(s string, x *worldNS, count string) bool {
+		for _, l := range strings.Split(s, "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == x.label && f[1] == count {
+				return true
+			}
+		}
+		return false
+	}
+	tm.waitFor("both namespaces with a listener each, first", func(s string) bool {
+		return strings.Contains(s, "sort LISTEN") && listed(s, docker, "1") && listed(s, pod, "1")
 	})
+	// The first row (the container, by name among equals) opens its
+	// sockets; Esc comes back.
+	tm.send("Home", "Enter")
+	tm.waitFor("the container's sockets", func(s string) bool {
+		return strings.Contains(s, "netns "+docker.label) && strings.Contains(s, fmt.Sprintf("127.0.0.1:%d", docker.port)) &&
+			!strings.Contains(s, fmt.Sprintf("127.0.0.1:%d", pod.port))
+	})
+	tm.send("Escape")
+	tm.waitFor("the namespace view again", func(s string) bool { return listed(s, docker, "1") && listed(s, pod, "1") })
 
 	// The Docker container exits.
 	w.remove(docker)
 	w.checkList(t, docker)
 	w.checkPrometheus(t, promURL, docker)
-	pane := tm.waitFor("the container's row gone", func(s string) bool {
-		return !strings.Contains(s, docker.label) && strings.Contains(s, pod.label) && strings.Contains(s, "LISTEN 1")
+	// The selection follows the container's row to the end, where the
+	// namespaces that went away are listed.
+	pane := tm.waitFor("the container marked gone", func(s string) bool {
+		return strings.Contains(s, "- "+docker.label+" (gone)") && regexp.MustCompile(`-\d+ gone`).MatchString(s)
 	})
+	tm.send("Home")
+	tm.waitFor("the pod still first", func(s string) bool { return listed(s, pod, "1") && !listed(s, docker, "1") })
 	if strings.Contains(strings.ToLower(pane), "error") {
 		t.Errorf("the dashboard shows an error after a namespace went away:\n%s", pane)
 	}

@@ -79,19 +79,20 @@ func runDashboard(a *app, o *options) error {
 		notes = append(notes, err.Error())
 	}
 	err = ui.Run(ctx, ui.Config{
-		Source:    s.Reader(),
-		Lookup:    s.Lookup(),
-		Processes: o.processes,
-		Columns:   o.cols,
-		Filter:    text,
-		Fixed:     fixed,
-		Interval:  o.interval,
-		Netns:     netnsLabel(o),
-		Names:     s.Names(),
-		Destroys:  s.Destroys(),
-		Notice:    strings.Join(notes, "; "),
-		TimeWait:  kb.context,
-		Counters:  stat.Counters,
+		Source:     s.Reader(),
+		Lookup:     s.Lookup(),
+		Processes:  o.processes,
+		Columns:    o.cols,
+		Filter:     text,
+		Fixed:      fixed,
+		Interval:   o.interval,
+		Netns:      netnsLabel(o),
+		Names:      s.Names(),
+		Namespaces: s.Namespaces(),
+		Destroys:   s.Destroys(),
+		Notice:     strings.Join(notes, "; "),
+		TimeWait:   kb.context,
+		Counters:   stat.Counters,
 	})
 	a.note(s.ClosingNotes()...)
 	return err

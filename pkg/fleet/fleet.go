@@ -163,6 +163,17 @@ func (f *Fleet) Names() map[uint32]*nsfind.Name {
 	return nil
 }
 
+// List is every namespace read now, and those that went away at the last
+// rescan (Gone); safe from any goroutine, like Names.
+func (f *Fleet) List() []*nsfind.Name {
+	names := f.Names()
+	out := make([]*nsfind.Name, 0, len(names))
+	for _, n := range names {
+		out = append(out, n)
+	}
+	return out
+}
+
 // Name returns the name of the namespace with this inode, if read.
 func (f *Fleet) Name(inode uint32) (*nsfind.Name, bool) {
 	n, ok := f.Names()[inode]

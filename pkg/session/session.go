@@ -204,6 +204,15 @@ func (s *Session) Names() nsfind.Names {
 	return s.Fleet.Name
 }
 
+// Namespaces lists the namespaces a Fleet reads now (nil for one
+// namespace): what the dashboard's namespace view shows.
+func (s *Session) Namespaces() func() []*nsfind.Name {
+	if s.Fleet == nil {
+		return nil
+	}
+	return s.Fleet.List
+}
+
 // Destroys is the announcements of what the command reads; nil when none.
 func (s *Session) Destroys() <-chan sock.Destroy {
 	if s.Fleet != nil {
