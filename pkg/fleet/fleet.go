@@ -57,6 +57,10 @@ type Config struct {
 	// Snapshot. The descriptor walk, the dearest part of a scan, runs at
 	// most every DescriptorsEvery (0: every rescan).
 	Rescan, DescriptorsEvery time.Duration
+	// Workers dumps that many namespaces at once (a one-shot listing,
+	// whose wall time counts); 0 or 1: one after the other, into one
+	// snapshot, which costs no second copy of the table.
+	Workers int
 	// Scan and Identify say where to look (tests point them at their own
 	// trees); zero values are this host's.
 	Scan     nsfind.Options
@@ -71,6 +75,7 @@ type Member struct {
 	Source *source.Kernel
 	// Since is when the Fleet first read it.
 	Since time.Time
+	last  int                // sockets in its last dump: the room the next one needs
 	stop  context.CancelFunc // its destroy announcements
 }
 
@@ -398,11 +403,12 @@ func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
 	if cap(f.spare) > 0 {
 		snap.Sockets, f.spare = f.spare[:0], nil
 	} else {
-		snap.Sockets = make([]sock.Socket, 0, f.lastLen+f.lastLen/8+64)
+		snap.Sockets = make([]sock.Socket, 0, f.lastLen+f.lastLen/8)
 	}
+	errs := f.dump(snap)
 	var failed []*Member
-	for _, mb := range f.members {
-		if err := mb.Source.AppendTo(snap); err != nil {
+	for i, mb := range f.members {
+		if err := errs[i]; err != nil {
 			if !f.cfg.All || mb.Found.Self {
 				return nil, fmt.Errorf("namespace %s: %w", nameOf(mb).Label, err)
 			}
@@ -431,6 +437,76 @@ func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
 		}
 	}
 	return snap, nil
+}
+
+// dump appends every member's sockets to snap, in the members' order, and
+// returns each member's error.
+func (f *Fleet) dump(snap *sock.Snapshot) []error {
+	errs := make([]error, len(f.members))
+	workers := min(f.cfg.Workers, len(f.members))
+	if workers <= 1 {
+		for i, mb := range f.members {
+			// Room before each namespace, doubling: append's own growth
+			// of a large slice (a quarter at a time) would copy it a
+			// dozen times, each copy fresh memory.
+			reserve(snap, max(mb.last, 256))
+			n := len(snap.Sockets)
+			errs[i] = mb.Source.AppendTo(snap)
+			mb.last = len(snap.Sockets) - n
+		}
+		return errs
+	}
+	// Each namespace into a snapshot of its own, several at once (the
+	// kernel's walk of its socket tables is most of a dump's time), then
+	// one copy in order into snap.
+	parts := make([]sock.Snapshot, len(f.members))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(f.members) {
+					return
+				}
+				parts[i].Sockets = make([]sock.Socket, 0, max(f.members[i].last, 1024))
+				errs[i] = f.members[i].Source.AppendTo(&parts[i])
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for i := range parts {
+		total += len(parts[i].Sockets)
+	}
+	reserve(snap, total)
+	for i := range parts {
+		p := &parts[i]
+		base := int32(len(snap.Infos))
+		start := len(snap.Sockets)
+		snap.Sockets = append(snap.Sockets, p.Sockets...)
+		if len(p.Infos) > 0 {
+			for j := start; j < len(snap.Sockets); j++ {
+				if snap.Sockets[j].Info >= 0 {
+					snap.Sockets[j].Info += base
+				}
+			}
+			snap.Infos = append(snap.Infos, p.Infos...)
+		}
+		snap.Dumped += p.Dumped
+		f.members[i].last = len(p.Sockets)
+	}
+	return errs
+}
+
+// reserve makes room for n more sockets in snap, at least doubling.
+func reserve(snap *sock.Snapshot, n int) {
+	if cap(snap.Sockets)-len(snap.Sockets) >= n {
+		return
+	}
+	grown := make([]sock.Socket, len(snap.Sockets), max(2*cap(snap.Sockets), len(snap.Sockets)+n))
+	copy(grown, snap.Sockets)
+	snap.Sockets = grown
 }
 
 // Recycle hands back a snapshot nobody holds any more.

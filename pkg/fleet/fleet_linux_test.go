@@ -139,22 +139,33 @@ func TestIntegrationFleetFixed(t *testing.T) {
 	listeners(t, a.Do, 7300, 2)
 	listeners(t, b.Do, 7300, 4) // the same ports: another namespace
 	prog := filter.Compile(mustParse(t, ""), filter.Options{})
-	f, err := Open(context.Background(), Config{Fixed: []netns.NS{a.NS(t), b.NS(t)}, Program: prog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := countBy(snap)
-	ai, bi := uint32(a.NS(t).Inode), uint32(b.NS(t).Inode)
-	if len(counts) != 2 || counts[ai] != 2 || counts[bi] != 4 {
-		t.Errorf("sockets by namespace %v; want 2 in net:[%d] and 4 in net:[%d] only", counts, ai, bi)
-	}
-	if n, _ := f.Name(bi); n == nil || n.Label != b.Name || !n.Fixed {
-		t.Errorf("name of %s: %+v", b.Name, n)
+	// One after the other, and side by side (a one-shot listing): the
+	// same sockets, in the namespaces' order.
+	for _, workers := range []int{0, 2} {
+		f, err := Open(context.Background(), Config{Fixed: []netns.NS{a.NS(t), b.NS(t)}, Program: prog, Workers: workers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for range 2 { // the second dump knows each namespace's size
+			snap, err := f.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts := countBy(snap)
+			ai, bi := uint32(a.NS(t).Inode), uint32(b.NS(t).Inode)
+			if len(counts) != 2 || counts[ai] != 2 || counts[bi] != 4 {
+				t.Errorf("workers %d: sockets by namespace %v; want 2 in net:[%d] and 4 in net:[%d] only", workers, counts, ai, bi)
+			}
+			for i, s := range snap.Sockets {
+				if want := map[bool]uint32{true: ai, false: bi}[i < 2]; s.Netns != want {
+					t.Errorf("workers %d: socket %d is in net:[%d], want net:[%d] (the namespaces in order)", workers, i, s.Netns, want)
+				}
+			}
+			if n, _ := f.Name(bi); n == nil || n.Label != b.Name || !n.Fixed {
+				t.Errorf("name of %s: %+v", b.Name, n)
+			}
+		}
 	}
 }
 

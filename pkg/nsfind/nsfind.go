@@ -121,6 +121,7 @@ func Scan(opt Options) ([]Namespace, error) {
 }
 
 type scan struct {
+	path     []byte // reused to build descriptor paths
 	byIno    map[uint64]*Namespace
 	netnsDir string
 }
@@ -264,15 +265,35 @@ func parseNetLink(s string) (uint64, bool) {
 	return ino, err == nil
 }
 
+// errNotNet is a link that names something else than a network
+// namespace: most descriptors (files, sockets, pipes).
+var errNotNet = errors.New("not a network namespace")
+
 // netLink reads a /proc ns or fd link that names a network namespace.
 func netLink(path string) (uint64, error) {
-	target, err := os.Readlink(path)
+	var buf [64]byte
+	return netLinkBuf(path, buf[:])
+}
+
+// netLinkBuf is netLink reading into buf: a host's descriptor walk reads
+// tens of thousands of links, and a link that is no namespace costs
+// neither a string nor an error.
+func netLinkBuf(path string, buf []byte) (uint64, error) {
+	n, err := unix.Readlink(path, buf)
 	if err != nil {
 		return 0, err
 	}
-	ino, ok := parseNetLink(target)
-	if !ok {
-		return 0, fmt.Errorf("%s is %q, not a network namespace", path, target)
+	const prefix = "net:["
+	b := buf[:n]
+	if n == len(buf) || len(b) < len(prefix)+2 || string(b[:len(prefix)]) != prefix || b[n-1] != ']' {
+		return 0, errNotNet
+	}
+	var ino uint64
+	for _, c := range b[len(prefix) : n-1] {
+		if c < '0' || c > '9' || ino > (1<<63)/10 {
+			return 0, errNotNet
+		}
+		ino = ino*10 + uint64(c-'0')
 	}
 	return ino, nil
 }
@@ -306,17 +327,31 @@ func (s *scan) processes(proc string, descriptors bool) error {
 // descriptors records the network namespaces a process holds open, other
 // than its own.
 func (s *scan) descriptors(dir string, own uint64) {
-	fds, err := os.ReadDir(filepath.Join(dir, "fd"))
+	f, err := os.Open(filepath.Join(dir, "fd"))
 	if err != nil {
 		return // exited, or not ours to see
 	}
-	for _, fd := range fds {
-		path := filepath.Join(dir, "fd", fd.Name())
-		ino, err := netLink(path)
-		if err != nil || ino == own {
-			continue
+	defer f.Close()
+	// Names in batches, not a DirEntry each: a process may hold tens of
+	// thousands of descriptors, and nearly none is a namespace.
+	var link [64]byte
+	path := append(s.path[:0], dir...)
+	path = append(path, "/fd/"...)
+	base := len(path)
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, name := range names {
+			path = append(path[:base], name...)
+			ino, err := netLinkBuf(string(path), link[:])
+			if err != nil || ino == own {
+				continue
+			}
+			n := s.get(ino)
+			n.FDs = append(n.FDs, string(path))
 		}
-		n := s.get(ino)
-		n.FDs = append(n.FDs, path)
+		if err != nil || len(names) == 0 {
+			break
+		}
 	}
+	s.path = path
 }

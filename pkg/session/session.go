@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
@@ -61,6 +62,9 @@ type Config struct {
 	// All reads every namespace on the host, found again as containers
 	// come and go (implies Merge).
 	All bool
+	// Parallel dumps several namespaces of a Fleet at once: a one-shot
+	// listing's wall time, for a second copy of its table.
+	Parallel bool
 	// PodLogs is the kubelet's log directory, which names pods
 	// (/var/log/pods when empty).
 	PodLogs string
@@ -128,7 +132,7 @@ func (s *Session) open(ctx context.Context, cfg Config) error {
 
 func (s *Session) openReaders(ctx context.Context, cfg Config) error {
 	if cfg.Merge || cfg.All {
-		f, err := fleet.Open(ctx, fleet.Config{
+		fc := fleet.Config{
 			Fixed: cfg.Namespaces, All: cfg.All, Program: cfg.Program, Procfs: cfg.Procfs,
 			Totals: cfg.Totals, Destroys: cfg.Destroys,
 			// A rescan of 200 namespaces and 2,000 processes costs about
@@ -136,7 +140,11 @@ func (s *Session) openReaders(ctx context.Context, cfg Config) error {
 			// only by a descriptor, costs ten times that.
 			Rescan: time.Second, DescriptorsEvery: 10 * time.Second,
 			Identify: nsfind.IdentifyOptions{PodLogs: cfg.PodLogs},
-		})
+		}
+		if cfg.Parallel {
+			fc.Workers = runtime.GOMAXPROCS(0)
+		}
+		f, err := fleet.Open(ctx, fc)
 		if err != nil {
 			return err
 		}
