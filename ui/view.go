@@ -219,6 +219,10 @@ func (d *dashboard) refreshStatus() {
 		fmt.Fprintf(&b, "[::b]netns %s[::-] (Esc: all) │ ", tview.Escape(d.ns.order[i].name.Label))
 	}
 	fmt.Fprintf(&b, "[::b]filter:[::-] %s │ every %v", tview.Escape(f), d.interval)
+	if fr := d.m.frame; fr != nil && fr.Every > d.interval {
+		// Dumps are slow (many namespaces): the monitor spaces them.
+		fmt.Fprintf(&b, " [yellow](%v: a poll takes %v)[-]", fr.Every, fr.Took.Round(10*time.Millisecond))
+	}
 	if d.nsMode {
 		listed, added, gone := d.ns.counts()
 		fmt.Fprintf(&b, " │ %d namespaces", listed)

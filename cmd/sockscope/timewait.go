@@ -108,6 +108,7 @@ func runTimeWait(a *app, o *options) error {
 	stats := twstat.New()
 	start := time.Now()
 	var line []byte
+	slow := false
 	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
@@ -118,6 +119,7 @@ func runTimeWait(a *app, o *options) error {
 			if f.Warn != nil {
 				a.note(f.Warn.Error()) // said once by the monitor
 			}
+			slow = slowNote(a, f, o.interval, slow)
 			stats.Add(f.Events)
 			if o.json {
 				return

@@ -37,6 +37,17 @@ the watch. Runs until Ctrl-C or --for.`),
 	return cmd
 }
 
+// slowNote says once, on stderr, that polls are spaced out because dumps
+// are slow; it returns whether it has said so.
+func slowNote(a *app, f *monitor.Frame, asked time.Duration, said bool) bool {
+	if said || f.Every <= asked {
+		return said
+	}
+	a.note(fmt.Sprintf("a poll takes %v: polling every %v instead of every %v, so that polls take at most a quarter of the time",
+		f.Took.Round(10*time.Millisecond), f.Every, asked))
+	return true
+}
+
 // openLive opens the session of a live mode: its source, the destroy
 // announcements and the owners, with the notes said once on stderr.
 func openLive(ctx context.Context, a *app, o *options, prog *filter.Program) (*session.Session, error) {
@@ -69,7 +80,7 @@ func runWatch(a *app, o *options) error {
 	}
 	var werr error
 	var line []byte
-	first := true
+	first, slow := true, false
 	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
@@ -80,6 +91,7 @@ func runWatch(a *app, o *options) error {
 			if f.Warn != nil {
 				a.note(f.Warn.Error()) // said once by the monitor
 			}
+			slow = slowNote(a, f, o.interval, slow)
 			if first {
 				first = false
 				if isTerminal(os.Stderr) {

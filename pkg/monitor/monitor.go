@@ -62,6 +62,11 @@ type Frame struct {
 	Refiltered bool
 	// Extra is what Options.Extras returned for this frame.
 	Extra any
+	// Every is the polling interval in force: the one asked for, or a
+	// longer one when dumps are slow (maxDuty); 0 when the caller ticks.
+	Every time.Duration
+	// Took is how long this frame's dump took.
+	Took time.Duration
 
 	spares *spares // where Release returns Entries; nil once released
 }
@@ -144,6 +149,7 @@ type Monitor struct {
 	tracker    *track.Tracker
 	lookup     track.Lookup
 	interval   time.Duration
+	every      time.Duration // the interval in force: interval, or longer when dumps are slow (pace)
 	refiltered bool
 	now        func() time.Time
 	cmds       chan func()
@@ -210,11 +216,12 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 		}
 	}()
 	if tick == nil {
+		m.every = m.interval
 		m.ticker = time.NewTicker(m.interval)
 		defer m.ticker.Stop()
 		tick = m.ticker.C
 	}
-	m.Poll()
+	m.pace(m.Poll())
 	var probe <-chan time.Time
 	prober, _ := m.src.(Prober)
 	if prober != nil {
@@ -256,7 +263,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 					m.destroysEnded()
 				}
 			}
-			m.Poll()
+			m.pace(m.Poll())
 		}
 	}
 }
@@ -288,18 +295,22 @@ func (m *Monitor) destroysEnded() {
 
 // Poll takes a snapshot now and sends its frame. Call it on the monitor's
 // goroutine (in Do) or before Run.
-func (m *Monitor) Poll() {
+//
+// It returns how long the dump took.
+func (m *Monitor) Poll() time.Duration {
+	start := time.Now()
 	snap, err := m.src.Snapshot()
+	took := time.Since(start)
 	if err != nil {
-		m.send(&Frame{Time: m.now(), Err: err, Total: -1})
-		return
+		m.send(&Frame{Time: m.now(), Err: err, Total: -1, Every: m.every, Took: took})
+		return took
 	}
 	if e := m.spares.take(); e != nil {
 		m.tracker.Reuse(e)
 	}
 	v := m.tracker.Update(snap)
 	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
-		Total: snap.Total, Refiltered: m.refiltered, spares: &m.spares}
+		Total: snap.Total, Refiltered: m.refiltered, spares: &m.spares, Every: m.every, Took: took}
 	if r, ok := m.src.(Recycler); ok {
 		r.Recycle(snap) // entries are copies; nothing points into the snapshot
 	}
@@ -312,6 +323,33 @@ func (m *Monitor) Poll() {
 		}
 	}
 	m.send(f)
+	return took
+}
+
+// maxDuty bounds the share of the time dumps take: a dump slower than a
+// quarter of the interval spaces the polls to four dump lengths. Every
+// dump of a namespace walks the kernel's socket tables, which namespaces
+// share unless net.ipv4.tcp_child_ehash_entries gave them their own: on a
+// host of a hundred namespaces a poll of them all can take longer than the
+// interval, and polling back to back would take a core from the host it
+// watches.
+const maxDuty = 4
+
+// pace stretches the interval in force when the last dump was slow, and
+// gives back the interval asked for when dumps are quick again.
+func (m *Monitor) pace(took time.Duration) {
+	if m.ticker == nil {
+		return // the caller ticks
+	}
+	next := m.interval
+	if need := took * maxDuty; need > next {
+		const step = 100 * time.Millisecond
+		next = (need + step - 1).Truncate(step) // up: at most a quarter
+	}
+	if next != m.every {
+		m.every = next
+		m.ticker.Reset(next)
+	}
 }
 
 // Tracked returns how many sockets the tracker holds. Call it on the
@@ -323,6 +361,7 @@ func (m *Monitor) SetInterval(d time.Duration) bool {
 	return m.Do(func() {
 		m.interval = d
 		if m.ticker != nil {
+			m.every = d
 			m.ticker.Reset(d)
 		}
 	})
@@ -371,4 +410,4 @@ func (m *Monitor) NeedInfo(who string, on bool) bool {
 }
 
 // Refresh polls at once.
-func (m *Monitor) Refresh() bool { return m.Do(m.Poll) }
+func (m *Monitor) Refresh() bool { return m.Do(func() { m.Poll() }) }

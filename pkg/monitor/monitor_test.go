@@ -219,3 +219,39 @@ func TestExtras(t *testing.T) {
 		}
 	}
 }
+
+// slowSource is a Source whose every dump takes at least delay.
+type slowSource struct{ delay time.Duration }
+
+func (s slowSource) Snapshot() (*sock.Snapshot, error) {
+	time.Sleep(s.delay)
+	return &sock.Snapshot{Time: time.Now(), Total: -1}, nil
+}
+func (slowSource) SetProgram(*filter.Program) {}
+func (slowSource) SetInfo(bool)               {}
+
+// Dumps slower than a quarter of the interval space the polls out to four
+// dump lengths, and the frames say the interval in force and the dump's
+// length.
+func TestSlowDumpsSpaceThePolls(t *testing.T) {
+	const delay = 30 * time.Millisecond
+	frames := make(chan *Frame, 16)
+	m := New(slowSource{delay}, Options{Interval: 10 * time.Millisecond}, func(f *Frame) {
+		select {
+		case frames <- f:
+		default:
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil, nil) }()
+	defer func() { cancel(); <-done }()
+	first := <-frames
+	if first.Took < delay {
+		t.Errorf("the first frame's dump took %v, less than the %v it slept", first.Took, delay)
+	}
+	second := <-frames // polled after the first was paced
+	if second.Every < 4*first.Took {
+		t.Errorf("a %v dump with a 10ms interval: polls every %v, want at least four dumps' length", first.Took, second.Every)
+	}
+}
