@@ -25,6 +25,7 @@ import (
 var (
 	fleetNS      = flag.Int("namespaces", 100, "-fleet: namespaces, each with its own population")
 	fleetSockets = flag.Int("per-namespace", 1000, "-fleet: sockets in each namespace (about)")
+	childEhash   = flag.Int("child-ehash", 0, "-fleet: set net.ipv4.tcp_child_ehash_entries to N while the namespaces are made, so that each gets socket tables of its own (restored after; 0: the host's setting)")
 )
 
 // fleetRun builds the namespaces and compares, side by side:
@@ -35,6 +36,17 @@ var (
 //   - the dashboard over every namespace, in CPU.
 func fleetRun(sc, load string) ([]row, string, error) {
 	n, per := *fleetNS, *fleetSockets
+	if *childEhash > 0 {
+		const knob = "/proc/sys/net/ipv4/tcp_child_ehash_entries"
+		old, err := os.ReadFile(knob)
+		if err != nil {
+			return nil, "", fmt.Errorf("-child-ehash: %w", err)
+		}
+		if err := os.WriteFile(knob, []byte(strconv.Itoa(*childEhash)), 0o644); err != nil {
+			return nil, "", fmt.Errorf("-child-ehash: %w", err)
+		}
+		defer os.WriteFile(knob, old, 0o644)
+	}
 	logf("building %d namespaces of about %d sockets each (about a minute for TIME_WAIT to fill)...", n, per)
 	var (
 		mu    sync.Mutex
@@ -106,7 +118,12 @@ func fleetRun(sc, load string) ([]row, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("counting the population: %w", err)
 	}
-	population := fmt.Sprintf("%d namespaces, %d TCP sockets in all (`sockscope list --all-netns -H | wc -l`)", n, bytes.Count(total, []byte("\n")))
+	tables := "the host's socket tables, which the namespaces share"
+	if *childEhash > 0 {
+		tables = fmt.Sprintf("socket tables of their own (net.ipv4.tcp_child_ehash_entries=%d)", *childEhash)
+	}
+	population := fmt.Sprintf("%d namespaces with %s, %d TCP sockets in all (`sockscope list --all-netns -H | wc -l`)",
+		n, tables, bytes.Count(total, []byte("\n")))
 
 	var rows []row
 	logf("measuring the exporter's --all-netns scrape against per-process /proc reads")
@@ -246,7 +263,7 @@ func fleetExporterRow(sc string, pids []int) (row, error) {
 	if err := scrape(); err != nil { // the first opens every namespace's files
 		return row{}, err
 	}
-	scrapes := 4 * *runs
+	scrapes := *runs
 	t0, err := cpuTicks(exp.Process.Pid)
 	if err != nil {
 		return row{}, err
