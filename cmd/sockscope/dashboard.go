@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"time"
 
@@ -67,6 +68,7 @@ func runDashboard(a *app, o *options) error {
 		// dashboard stays near its live data (measured: 240 MB down to
 		// 120 MB at 110k sockets, for about 3% more CPU).
 		debug.SetMemoryLimit(memoryLimit)
+		go followLiveHeap(ctx, memoryLimit)
 	}
 	stat, err := s.Stat()
 	if err != nil {
@@ -112,4 +114,30 @@ func netnsLabel(o *options) string {
 		return strings.Join(labels, ",")
 	}
 	return o.namespaces[0].Label()
+}
+
+// followLiveHeap keeps the soft memory limit above the live heap: a host
+// of many namespaces holds more than one namespace's 100k sockets, and a
+// limit under the live data makes the collector run without pause (the
+// dashboard then spent 60% of its CPU in the garbage collector, measured
+// with perf on 100 namespaces). The limit is the larger of base and half
+// again the live heap, so collections stay spaced and memory near the
+// data.
+func followLiveHeap(ctx context.Context, base int64) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return // the runtime no longer offers it: keep the base
+		}
+		live := int64(sample[0].Value.Uint64())
+		debug.SetMemoryLimit(max(base, live+live/2))
+	}
 }

@@ -137,8 +137,9 @@ func (s *Session) openReaders(ctx context.Context, cfg Config) error {
 			Totals: cfg.Totals, Destroys: cfg.Destroys,
 			// A rescan of 200 namespaces and 2,000 processes costs about
 			// 14 ms; the descriptor walk, which finds the namespaces held
-			// only by a descriptor, costs ten times that.
-			Rescan: time.Second, DescriptorsEvery: 10 * time.Second,
+			// only by a descriptor, costs ten times that (on a host whose
+			// processes hold 100k sockets, a tenth of a busy dashboard).
+			Rescan: time.Second, DescriptorsEvery: 30 * time.Second,
 			Identify: nsfind.IdentifyOptions{PodLogs: cfg.PodLogs},
 		}
 		if cfg.Parallel {

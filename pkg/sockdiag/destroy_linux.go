@@ -36,6 +36,11 @@ type Subscription struct {
 	ns   uint32 // the namespace's inode, stamped on every socket
 }
 
+// announceBufSize holds one announcement: the kernel sends each in a
+// datagram of its own, a few hundred bytes. A host of a thousand
+// namespaces holds a thousand subscriptions, so each is kept small.
+const announceBufSize = 8 << 10
+
 // Subscribe joins the IPv4 and IPv6 TCP destroy groups of namespace ns
 // (the zero NS is the caller's own).
 func Subscribe(ns netns.NS) (*Subscription, error) {
@@ -67,7 +72,7 @@ func Subscribe(ns netns.NS) (*Subscription, error) {
 		f.Close()
 		return nil, fmt.Errorf("destroy-event socket: %w", err)
 	}
-	return &Subscription{file: f, conn: conn, buf: make([]byte, recvBufSize), ns: uint32(ns.Inode)}, nil
+	return &Subscription{file: f, conn: conn, buf: make([]byte, announceBufSize), ns: uint32(ns.Inode)}, nil
 }
 
 // Close leaves the groups; a Receive in progress returns.
