@@ -362,19 +362,28 @@ func (d *dashboard) front() string {
 // never ends (the UI goroutine spins and no key, not even q, gets through).
 // Unselectable, the same keys only scroll, which an empty table ignores.
 func (d *dashboard) reselect() {
-	if len(d.m.rows) == 0 {
-		d.table.SetSelectable(false, false)
-		d.table.ScrollToBeginning()
-		return
+	if i := keepSelection(d.table, len(d.m.rows), d.m.index(d.selected)); i >= 0 {
+		d.selected = track.KeyOf(&d.m.entry(d.m.rows[i]).Socket)
 	}
-	d.table.SetSelectable(true, false)
-	i := d.m.index(d.selected)
+}
+
+// keepSelection selects, in a table of n rows under its header, row i
+// (where the selected item is now; -1 when it left: the row the
+// selection was on, or the last). It returns the row selected, -1 for an
+// empty table, which is made unselectable.
+func keepSelection(t *tview.Table, n, i int) int {
+	if n == 0 {
+		t.SetSelectable(false, false)
+		t.ScrollToBeginning()
+		return -1
+	}
+	t.SetSelectable(true, false)
 	if i < 0 {
-		r, _ := d.table.GetSelection()
-		i = min(max(r-1, 0), len(d.m.rows)-1)
+		r, _ := t.GetSelection()
+		i = min(max(r-1, 0), n-1)
 	}
-	d.table.Select(i+1, 0)
-	d.selected = track.KeyOf(&d.m.entry(d.m.rows[i]).Socket)
+	t.Select(i+1, 0)
+	return i
 }
 
 func (d *dashboard) detailOpen() bool {
@@ -642,17 +651,7 @@ func (d *dashboard) showNamespaces() {
 // like reselect, a table without rows is not selectable (tview's
 // movement keys would search for a row for ever).
 func (d *dashboard) nsReselect() {
-	if len(d.ns.order) == 0 {
-		d.nsTable.SetSelectable(false, false)
-		d.nsTable.ScrollToBeginning()
-		return
+	if i := keepSelection(d.nsTable, len(d.ns.order), d.ns.index(d.nsSelected)); i >= 0 {
+		d.nsSelected = d.ns.order[i].inode
 	}
-	d.nsTable.SetSelectable(true, false)
-	i := d.ns.index(d.nsSelected)
-	if i < 0 {
-		r, _ := d.nsTable.GetSelection()
-		i = min(max(r-1, 0), len(d.ns.order)-1)
-	}
-	d.nsTable.Select(i+1, 0)
-	d.nsSelected = d.ns.order[i].inode
 }

@@ -2,13 +2,11 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,24 +30,12 @@ func freePort(t *testing.T) int {
 
 // promQuery returns the values of an instant query's series.
 func promQuery(promURL, q string) ([]string, error) {
-	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
+	samples, err := promVector(promURL, q)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string `json:"status"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return nil, err
-	}
 	var vals []string
-	for _, s := range r.Data.Result {
+	for _, s := range samples {
 		vals = append(vals, fmt.Sprint(s.Value[1]))
 	}
 	return vals, nil
