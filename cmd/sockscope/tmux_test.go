@@ -18,6 +18,9 @@ import (
 type tmux struct {
 	t      *testing.T
 	socket string
+	// patience is how long waitFor waits (10 s unless a test sets it):
+	// not a timing under test, only how long to wait before giving up.
+	patience time.Duration
 }
 
 // tmuxServers numbers the tmux servers the tests start.
@@ -56,7 +59,11 @@ func (tm *tmux) capture() string { return tm.run("capture-pane", "-p", "-t", "ma
 
 func (tm *tmux) waitFor(what string, cond func(string) bool) string {
 	tm.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	patience := tm.patience
+	if patience == 0 {
+		patience = 10 * time.Second
+	}
+	deadline := time.Now().Add(patience)
 	for {
 		s := tm.capture()
 		if cond(s) {
