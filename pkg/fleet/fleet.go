@@ -77,6 +77,7 @@ type Member struct {
 	Since time.Time
 	last  int                // sockets in its last dump: the room the next one needs
 	stop  context.CancelFunc // its destroy announcements
+	done  chan struct{}      // closed once they have stopped (their socket closed)
 }
 
 // Fleet is a set of namespaces read as one.
@@ -238,7 +239,11 @@ func (f *Fleet) add(ns netns.NS, found *nsfind.Namespace) error {
 				f.note(fmt.Sprintf("no destroy events (%v); times come from polling alone", err))
 			}
 		} else {
-			f.wg.Go(func() { forward(ctx, d, f.destroys) })
+			mb.done = make(chan struct{})
+			f.wg.Go(func() {
+				defer close(mb.done)
+				forward(ctx, d, f.destroys)
+			})
 		}
 	}
 	f.members = append(f.members, mb)
@@ -255,13 +260,19 @@ func forward(ctx context.Context, in <-chan sock.Destroy, out chan<- sock.Destro
 	}
 }
 
-// drop closes a member's source and stops its announcements.
+// drop closes a member's source and stops its announcements, and waits
+// until their socket is closed too: a namespace that went away must not be
+// kept alive by sockscope a moment longer.
 func (f *Fleet) drop(mb *Member) error {
 	if mb.stop != nil {
 		mb.stop()
 	}
 	delete(f.byInode, mb.NS.Inode)
-	if err := mb.Source.Close(); err != nil {
+	err := mb.Source.Close()
+	if mb.done != nil {
+		<-mb.done
+	}
+	if err != nil {
 		return fmt.Errorf("closing the source of %s: %w", mb.NS, err)
 	}
 	return nil

@@ -16,15 +16,17 @@ import (
 )
 
 // listeners opens n listening sockets on loopback inside ns, from port
-// base on, closed when the test ends.
-func listeners(t *testing.T, do func(func() error) error, base, n int) {
+// base on, closed when the test ends; it returns their descriptors.
+func listeners(t *testing.T, do func(func() error) error, base, n int) map[int]bool {
 	t.Helper()
+	fds := map[int]bool{}
 	err := do(func() error {
 		for i := range n {
 			fd, err := nstest.Listen(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(base+i)), false)
 			if err != nil {
 				return err
 			}
+			fds[fd] = true
 			t.Cleanup(func() { unix.Close(fd) })
 		}
 		return nil
@@ -32,6 +34,39 @@ func listeners(t *testing.T, do func(func() error) error, base, n int) {
 	if err != nil {
 		t.Fatalf("listening: %v", err)
 	}
+	return fds
+}
+
+// socketsIn counts this process's sockets that live in the namespace with
+// inode ino (SIOCGSKNS names a socket's namespace), leaving out skip.
+// Other tests' namespaces, which a fleet of every namespace also reads,
+// do not count.
+func socketsIn(t *testing.T, ino uint64, skip map[int]bool) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || skip[fd] {
+			continue
+		}
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || !strings.HasPrefix(l, "socket:") {
+			continue
+		}
+		nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+		if err != nil {
+			continue // closed meanwhile, or not a network socket
+		}
+		var st unix.Stat_t
+		if unix.Fstat(nsfd, &st) == nil && st.Ino == ino {
+			n++
+		}
+		unix.Close(nsfd)
+	}
+	return n
 }
 
 // inProcess runs f inside the namespace a process holds.
@@ -71,7 +106,7 @@ func TestIntegrationFleetFollowsNamespaces(t *testing.T) {
 	named := nstest.New(t)
 	listeners(t, named.Do, 7100, 3)
 	cmd, held := nstest.Unshared(t)
-	listeners(t, inProcess(held), 7200, 5)
+	own := listeners(t, inProcess(held), 7200, 5)
 
 	prog := filter.Compile(mustParse(t, "state listen"), filter.Options{})
 	before := openFDs(t)
@@ -103,7 +138,9 @@ func TestIntegrationFleetFollowsNamespaces(t *testing.T) {
 	if n, ok := f.Name(uint32(self.Inode)); !ok || !n.Host || n.Label != "host" {
 		t.Errorf("name of the host's namespace: %+v, %v", n, ok)
 	}
-	opened := openFDs(t)
+	if n := socketsIn(t, held.Inode, own); n == 0 {
+		t.Errorf("the fleet has no socket in pid %d's namespace", cmd.Process.Pid)
+	}
 
 	// The process exits: nothing holds its namespace but sockscope's own
 	// sockets, which must let go of it.
@@ -119,8 +156,8 @@ func TestIntegrationFleetFollowsNamespaces(t *testing.T) {
 	if n, ok := f.Name(heldIno); !ok || !n.Gone {
 		t.Errorf("the namespace that went away is not marked gone: %+v, %v", n, ok)
 	}
-	if now := openFDs(t); now >= opened {
-		t.Errorf("descriptors: %d before, %d with the fleet, %d after a namespace went away; want fewer", before, opened, now)
+	if n := socketsIn(t, held.Inode, own); n != 0 {
+		t.Errorf("the fleet keeps %d sockets in the namespace that went away: it stays alive", n)
 	}
 	if c := countBy(snap)[namedIno]; c != 3 {
 		t.Errorf("%d listeners in %s after another namespace went away; want 3", c, named.Name)

@@ -80,6 +80,16 @@ func (s *Subscription) Close() error {
 	return s.file.Close()
 }
 
+// Interrupt makes a Receive in progress return at once (as on its
+// timeout), from any goroutine: a subscription that is no longer wanted
+// is closed now, not a timeout later.
+func (s *Subscription) Interrupt() error {
+	if err := s.file.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		return fmt.Errorf("interrupting the destroy events: %w", err)
+	}
+	return nil
+}
+
 // Receive waits up to timeout for announcements and calls fn for each freed
 // socket, with the time its message was read. It returns nil on a timeout;
 // with a timeout of zero or less it reads what is queued without waiting.

@@ -246,9 +246,17 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan sock.Destroy, error) {
 		return nil, err
 	}
 	out := make(chan sock.Destroy, 4096)
+	// The end of ctx wakes a Receive that waits: the subscription closes
+	// then, not up to one wait later.
+	wake := context.AfterFunc(ctx, func() {
+		if err := sub.Interrupt(); err != nil {
+			return // closed already: no Receive is waiting
+		}
+	})
 	go func() {
 		defer close(out)
 		defer sub.Close()
+		defer wake()
 		defer func() {
 			// Destroy events only sharpen timings: a fault here must not
 			// take down a dashboard with its terminal in raw mode. The
