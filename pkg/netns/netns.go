@@ -243,12 +243,32 @@ func (n NS) Run(f func() error) error {
 	defer h.Close()
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with us
-		if err := vnetns.Set(h); err != nil {
-			errc <- fmt.Errorf("entering network namespace %s: %w", n.Path, err)
-			return
-		}
-		errc <- f()
+		errc <- runLocked(h, n.Path, f)
 	}()
 	return <-errc
+}
+
+// runLocked calls f on this goroutine's thread moved into h, then moves
+// the thread back. Only a thread back in its own namespace returns to
+// the pool; one that cannot go back stays locked, and dies with the
+// goroutine. A thread must not merely be left to die: the runtime may have
+// put the goroutine on the main thread, which never dies (the runtime
+// parks it for good), and it would stay in the other namespace, keeping
+// it alive and showing sockscope's pid in it.
+func runLocked(h vnetns.NsHandle, path string, f func() error) error {
+	runtime.LockOSThread()
+	orig, err := vnetns.Get()
+	if err != nil {
+		return fmt.Errorf("reading this thread's network namespace: %w", err)
+	}
+	defer orig.Close()
+	if err := vnetns.Set(h); err != nil {
+		return fmt.Errorf("entering network namespace %s: %w", path, err)
+	}
+	ferr := f()
+	if err := vnetns.Set(orig); err != nil {
+		return errors.Join(ferr, fmt.Errorf("leaving network namespace %s: %w", path, err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }

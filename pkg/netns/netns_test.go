@@ -31,8 +31,8 @@ func TestSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The calling thread's, not /proc/self's: the main thread may have
-	// been left in another namespace by an earlier test's Run.
+	// The calling thread's, not /proc/self's: the namespace is a thread's
+	// (Run moves its thread back, TestIntegrationRunLeavesNoThreadBehind).
 	runtime.LockOSThread()
 	here := inodeOf(t, "/proc/thread-self/ns/net")
 	runtime.UnlockOSThread()
@@ -254,5 +254,35 @@ func TestIntegrationResolveOutOfDescriptors(t *testing.T) {
 	var ne *netns.Error
 	if err == nil || errors.As(err, &ne) || !errors.Is(err, unix.EMFILE) || !strings.Contains(err.Error(), ns.Path()) {
 		t.Errorf("Resolve with no descriptor left: %v, want EMFILE naming %s, not a *netns.Error", err, ns.Path())
+	}
+}
+
+// Run leaves no thread of this process in the namespace it entered: the
+// thread goes back before it is unlocked. (A thread left to die there
+// could be the main thread, which the Go runtime never ends: the process
+// would then show in the namespace and keep it alive.)
+func TestIntegrationRunLeavesNoThreadBehind(t *testing.T) {
+	ns := nstest.New(t)
+	n := ns.NS(t)
+	for range 200 {
+		if err := n.Run(func() error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Do(func() error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join("/proc/self/task", task.Name(), "ns", "net"), &st) != nil {
+			continue // exited meanwhile
+		}
+		if st.Ino == n.Inode {
+			t.Errorf("thread %s of this process is still in %s", task.Name(), ns.Name)
+		}
 	}
 }

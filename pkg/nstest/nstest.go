@@ -90,14 +90,28 @@ func (n *NS) Path() string { return "/run/netns/" + n.Name }
 func (n *NS) Do(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: it dies with the goroutine rather
-		// than going back to the pool inside a foreign namespace.
+		// The thread goes back to its own namespace before it is
+		// unlocked; one that cannot stays locked and dies with the
+		// goroutine. (Left to die in the namespace, the main thread, which
+		// the runtime never ends, would stay in it and keep it alive.)
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("reading this thread's namespace: %w", err)
+			return
+		}
+		defer orig.Close()
 		if err := netns.Set(n.h); err != nil {
 			errc <- fmt.Errorf("entering %s: %w", n.Name, err)
 			return
 		}
-		errc <- f()
+		ferr := f()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("leaving %s: %w", n.Name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }
