@@ -58,6 +58,10 @@ type Options struct {
 	// (a namespace held only by a descriptor is found) but the dearest
 	// part of a scan.
 	Descriptors bool
+	// HostPID is a process in the host's mount namespace (0: pid 1):
+	// when it is not this process's, its nsfs mounts are read too, and
+	// opened through /proc/HostPID/root.
+	HostPID int
 }
 
 // Scan finds every network namespace. Processes that exit or that this
@@ -79,7 +83,10 @@ func Scan(opt Options) ([]Namespace, error) {
 	if err := s.names(opt.NetNS); err != nil {
 		return nil, err
 	}
-	if err := s.mounts(filepath.Join(opt.Proc, "self", "mountinfo")); err != nil {
+	if err := s.mounts(filepath.Join(opt.Proc, "self", "mountinfo"), ""); err != nil {
+		return nil, err
+	}
+	if err := s.hostMounts(opt); err != nil {
 		return nil, err
 	}
 	if err := s.processes(opt.Proc, opt.Descriptors); err != nil {
@@ -179,8 +186,11 @@ func nsfsInode(path string) (uint64, bool) {
 }
 
 // mounts reads the nsfs mounts of network namespaces from mountinfo:
-// their root field is net:[INODE], so no file needs opening.
-func (s *scan) mounts(path string) error {
+// their root field is net:[INODE], so no file needs opening. root is put
+// before each mount point: "" for this process's own mounts, /proc/PID/root
+// for those of another mount namespace (the host's, seen from a
+// container), where that path opens them.
+func (s *scan) mounts(path, root string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
@@ -192,6 +202,7 @@ func (s *scan) mounts(path string) error {
 		if !ok {
 			continue
 		}
+		mnt = root + mnt
 		n := s.get(ino)
 		if !slices.Contains(n.Mounts, mnt) {
 			n.Mounts = append(n.Mounts, mnt)
@@ -204,10 +215,36 @@ func (s *scan) mounts(path string) error {
 	// name only.
 	for _, n := range s.byIno {
 		n.Mounts = slices.DeleteFunc(n.Mounts, func(m string) bool {
-			return slices.Contains(n.Names, filepath.Base(m)) && filepath.Dir(m) == s.netnsDir
+			dir := filepath.Dir(m)
+			return slices.Contains(n.Names, filepath.Base(m)) && (dir == s.netnsDir || dir == root+s.netnsDir)
 		})
 	}
 	return nil
+}
+
+// hostMounts reads the nsfs mounts of the host's mount namespace too, when
+// it is not this process's: sockscope in a container with the host's PID
+// namespace (a DaemonSet) sees the host's /run/docker/netns and the like
+// only through pid 1. Where pid 1 cannot be inspected (no CAP_SYS_PTRACE,
+// or no host PID namespace), its mounts are not read, and nothing else
+// is lost.
+func (s *scan) hostMounts(opt Options) error {
+	pid := opt.HostPID
+	if pid == 0 {
+		pid = 1
+	}
+	dir := filepath.Join(opt.Proc, strconv.Itoa(pid))
+	var own, host, root unix.Stat_t
+	if unix.Stat(filepath.Join(opt.Proc, "self", "ns", "mnt"), &own) != nil ||
+		unix.Stat(filepath.Join(dir, "ns", "mnt"), &host) != nil || own.Ino == host.Ino ||
+		unix.Stat(filepath.Join(dir, "root"), &root) != nil {
+		return nil // the same mounts, or none this process may open
+	}
+	err := s.mounts(filepath.Join(dir, "mountinfo"), filepath.Join(dir, "root"))
+	if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	return err
 }
 
 // parseMountinfoLine returns the namespace and mount point of an nsfs

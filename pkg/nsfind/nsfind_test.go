@@ -2,6 +2,7 @@ package nsfind
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,4 +197,62 @@ func BenchmarkScan(b *testing.B) {
 			b.ReportMetric(float64(n), "namespaces")
 		})
 	}
+}
+
+// A namespace held only by a mount in another mount namespace, the host's
+// as a container sees it: found through that namespace's process
+// (HostPID), and opened through /proc/PID/root.
+func TestIntegrationScanHostMounts(t *testing.T) {
+	// A process in a mount namespace of its own, in which a namespace is
+	// bind-mounted: this test's mount namespace does not see that mount.
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "held")
+	if err := os.WriteFile(mnt, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	held, ino := unshared(t)
+	host := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+		fmt.Sprintf("mount --bind /proc/%d/ns/net %s && echo ready && exec sleep 600", held.Process.Pid, mnt))
+	out, err := host.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Process.Kill(); host.Wait() })
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("the other mount namespace: %q, %v", buf, err)
+	}
+	stop(t, held) // only the mount holds it now
+
+	own, err := Scan(Options{HostPID: os.Getpid()}) // the same mount namespace: nothing more
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range own {
+		if n.Inode == ino {
+			t.Fatalf("net:[%d] found without reading the other mount namespace: %+v", ino, n)
+		}
+	}
+	found, err := Scan(Options{HostPID: host.Process.Pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("/proc/%d/root%s", host.Process.Pid, mnt)
+	for _, n := range found {
+		if n.Inode != ino {
+			continue
+		}
+		if n.Path != want || !slices.Contains(n.Mounts, want) {
+			t.Errorf("net:[%d]: %+v; want it held by the mount %s", ino, n, want)
+		}
+		got, err := netns.Resolve(n.Path)
+		if err != nil || got.Inode != ino {
+			t.Errorf("%s opens %+v, %v; want net:[%d]", n.Path, got, err, ino)
+		}
+		return
+	}
+	t.Errorf("net:[%d], mounted at %s in pid %d's mount namespace, not found", ino, mnt, host.Process.Pid)
 }
