@@ -65,5 +65,10 @@ func runList(a *app, o *options) error {
 		return fmt.Errorf("writing the table: %w", err)
 	}
 	a.note(s.ClosingNotes()...)
+	if s.Fleet != nil && s.Fleet.Gone() > 0 {
+		// Said by list alone: the live modes skip such a namespace
+		// without a word, as it comes and goes while they watch.
+		a.note(fmt.Sprintf("%d namespaces went away before they could be read", s.Fleet.Gone()))
+	}
 	return nil
 }

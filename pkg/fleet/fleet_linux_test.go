@@ -4,12 +4,15 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"golang.org/x/sys/unix"
@@ -286,4 +289,29 @@ func TestIntegrationFleetThousandNamespaces(t *testing.T) {
 		t.Errorf("threads: %d before the fleet, %d with %d namespaces read", before, after, n)
 	}
 	t.Logf("%d namespaces: %d descriptors open, %d threads", n, openFDs(t), threads(t))
+}
+
+// A namespace that went away between discovery and its first dump (its
+// path opens nothing, or another namespace) is skipped and counted,
+// without a note; the fleet goes on.
+func TestVanishedBeforeTheDump(t *testing.T) {
+	prog := filter.Compile(mustParse(t, "state listen"), filter.Options{})
+	f := &Fleet{cfg: Config{All: true}, prog: prog, byInode: map[uint64]*Member{}, said: map[string]bool{}, now: time.Now}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	defer f.Close()
+	self, err := netns.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []nsfind.Namespace{
+		{Inode: 1, Path: filepath.Join(t.TempDir(), "gone")}, // nothing there any more
+		{Inode: self.Inode + 1, Path: "/proc/self/ns/net"},   // now another namespace
+	} {
+		if err := f.join(&n); err != nil {
+			t.Errorf("join(%+v): %v", n, err)
+		}
+	}
+	if f.Gone() != 2 || len(f.Members()) != 0 || len(f.Notes()) != 0 {
+		t.Errorf("gone %d, members %d, notes %q; want 2 gone, none read, no note", f.Gone(), len(f.Members()), f.Notes())
+	}
 }

@@ -266,9 +266,6 @@ func (s *Session) LaterNotes() []string {
 // processes could not be inspected.
 func (s *Session) ClosingNotes() []string {
 	notes := s.LaterNotes()
-	if s.Fleet != nil && s.Fleet.Gone() > 0 {
-		notes = append(notes, fmt.Sprintf("%d namespaces went away before they could be read", s.Fleet.Gone()))
-	}
 	if s.procs == nil {
 		return notes
 	}
