@@ -621,28 +621,27 @@ func (d *dashboard) nsKey(ev *tcell.EventKey) bool {
 // openNamespace shows the selected namespace's sockets: the socket table
 // of one namespace. Esc comes back.
 func (d *dashboard) openNamespace() {
-	i := d.ns.index(d.nsSelected)
-	if i < 0 {
-		return
+	if d.ns.index(d.nsSelected) >= 0 {
+		d.view(d.nsSelected)
 	}
-	d.m.setNetns(d.nsSelected)
-	d.cols = d.columns()
-	d.nsMode = false
-	d.layout()
-	d.app.SetFocus(d.pages)
-	d.reselect()
-	d.refreshHeader()
-	d.refreshStatus()
 }
 
 // showNamespaces goes back to the namespace view, every namespace counted.
-func (d *dashboard) showNamespaces() {
-	d.m.setNetns(0)
+func (d *dashboard) showNamespaces() { d.view(0) }
+
+// view shows one namespace's socket table (its inode), or the namespace
+// view (0), with the counts, columns and selection that go with it.
+func (d *dashboard) view(ino uint32) {
+	d.m.setNetns(ino)
 	d.cols = d.columns()
-	d.nsMode = true
+	d.nsMode = ino == 0
 	d.layout()
 	d.app.SetFocus(d.pages)
-	d.nsReselect()
+	if d.nsMode {
+		d.nsReselect()
+	} else {
+		d.reselect()
+	}
 	d.refreshHeader()
 	d.refreshStatus()
 }
