@@ -160,6 +160,17 @@ func TestOnePrefix(t *testing.T) {
 	}
 }
 
+// The root command's own messages (the dashboard's flags, checked before
+// it needs a terminal) name it once too.
+func TestOnePrefixForTheRootCommand(t *testing.T) {
+	for _, args := range [][]string{{"-N", ""}, {"--all-netns", "-N", "x"}} {
+		r := sockscope(t, args...)
+		if r.code != 2 || !oneLine(r.stderr) || !strings.HasPrefix(r.stderr, "sockscope: ") || strings.Contains(r.stderr, "sockscope: sockscope:") {
+			t.Errorf("sockscope %q: exit %d, stderr %q; want one line with one prefix", args, r.code, r.stderr)
+		}
+	}
+}
+
 func TestHelpShowsSwitches(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

@@ -106,9 +106,11 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.As(err, &status) {
 		return int(status) // the command already said why
 	}
-	// One line, whatever the error wraps.
+	// One line, whatever the error wraps, with one prefix: a message of
+	// the root command (the dashboard) names its command "sockscope"
+	// already.
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-	fmt.Fprintf(stderr, "sockscope: %s\n", msg)
+	fmt.Fprintf(stderr, "sockscope: %s\n", strings.TrimPrefix(msg, "sockscope: "))
 	var ue *usageError
 	var ne *netns.Error
 	if errors.As(err, &ue) || errors.As(err, &ne) {
