@@ -367,6 +367,7 @@ func nsViewRows(pane string) []string {
 // each one's identity and counts exactly; a namespace that goes away
 // mid-run disappears from all three without an error.
 func TestIntegrationAllNetnsWorld(t *testing.T) {
+	nstest.HostLock(t) // it reads every namespace on the host
 	promBin := needPrometheus(t)
 	w := newWorld(t, 20)
 	w.checkList(t)

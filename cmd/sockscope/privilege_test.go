@@ -140,6 +140,7 @@ func TestIntegrationClosedPipe(t *testing.T) {
 // process holds are not found; without CAP_SYS_ADMIN none can be entered,
 // which is said once, and the host's own sockets are still read.
 func TestIntegrationAllNetnsCapabilities(t *testing.T) {
+	nstest.HostLock(t) // it reads every namespace on the host
 	setpriv := needRootAndSetpriv(t)
 	named := nstest.New(t)
 	listeners(t, named.NS(t), 2) // ports 9000 and 9001

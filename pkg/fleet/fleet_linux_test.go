@@ -106,6 +106,7 @@ func countBy(snap *sock.Snapshot) map[uint32]int {
 // namespace's inode, each namespace its name, and one that goes away is
 // dropped at the next poll, its source closed, without an error.
 func TestIntegrationFleetFollowsNamespaces(t *testing.T) {
+	nstest.HostLock(t) // it reads every namespace on the host
 	named := nstest.New(t)
 	listeners(t, named.Do, 7100, 3)
 	cmd, held := nstest.Unshared(t)
@@ -243,6 +244,7 @@ func threads(t *testing.T) int {
 // would be), reads every one of them, and keeps the thread count flat
 // (entering a namespace takes a thread that then exits).
 func TestIntegrationFleetThousandNamespaces(t *testing.T) {
+	nstest.HostLock(t) // a thousand namespaces come and go
 	const n = 1000
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {

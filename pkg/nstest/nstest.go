@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	sns "github.com/sockscope/sockscope/pkg/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NS is a named network namespace that lives until the test ends.
@@ -134,3 +136,22 @@ func Resolve(t testing.TB, arg string) sns.NS {
 
 // NS returns the namespace as the value the rest of sockscope takes.
 func (n *NS) NS(t testing.TB) sns.NS { return Resolve(t, n.Name) }
+
+// HostLock keeps the tests that read every namespace on the host, or make
+// a great many, from running at the same time in different packages (go
+// test runs packages side by side): a test reading every namespace while
+// another makes and deletes a thousand would see them come and go. It
+// takes an exclusive lock on a file shared by all test binaries, and
+// releases it when the test ends.
+func HostLock(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "sockscope-tests-host.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("the host lock: %v", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("taking the host lock: %v", err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+}
