@@ -138,7 +138,7 @@ func fleetRun(sc, load string) ([]row, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	rows = append(rows, row{what: "`sockscope list --all-netns -H` vs `ip -all netns exec ss -tanH`", a: a, b: b, unit: "s", target: 0.5})
+	rows = append(rows, row{what: "`sockscope list --all-netns -H` vs `ip -all netns exec ss -tanH`", a: a.wall, b: b.wall, unit: "s", target: 0.5})
 
 	if *dashFor > 0 {
 		logf("running the dashboard over every namespace for %v", *dashFor)

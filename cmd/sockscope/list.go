@@ -6,6 +6,7 @@ import (
 
 	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/session"
+	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/spf13/cobra"
 )
@@ -30,39 +31,52 @@ other sockets predate this run, so their age is not known.`),
 	return cmd
 }
 
+// rows is where a listing writes its rows: a table or JSON lines.
+type rows interface {
+	Write([]track.Entry) error
+	Err() error
+	Close() error
+}
+
 func runList(a *app, o *options) error {
-	// A one-shot listing lives for a fraction of a second: collecting its
-	// garbage would cost more than keeping it. The limit still collects if
-	// a huge table needs it.
+	// A one-shot listing streams the table a kernel batch at a time into
+	// the same few pages: it makes no garbage worth collecting. The limit
+	// still collects if something does.
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(512 << 20)
 	defer debug.SetGCPercent(100)
 	a.note(o.notes...)
-	cfg := o.sessionConfig()
-	cfg.Parallel = true // many namespaces: dumped side by side
-	s, err := session.Open(a.ctx, cfg)
+	s, err := session.Open(a.ctx, o.sessionConfig())
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	a.note(s.Notes()...)
-	snap, err := s.Reader().Snapshot()
-	if err != nil {
-		return err
-	}
-	view := track.Once(snap, s.Lookup())
+	var out rows
 	if o.json {
-		err = render.JSON(a.stdout, view, s.Names())
+		out = render.NewJSONWriter(a.stdout, s.Names())
 	} else {
-		err = render.Table(a.stdout, view, render.TableOptions{
+		out = render.NewTableWriter(a.stdout, render.TableOptions{
 			Header: !o.noHeader, Columns: o.cols, Processes: o.processes, Color: o.useColor(a.stdout), Names: s.Names(),
 		})
 	}
-	if err != nil {
-		if isBrokenPipe(err) {
+	var view track.View
+	lookup := s.Lookup()
+	err = s.Reader().Stream(func(b *sock.Snapshot) error {
+		track.OnceInto(&view, b, lookup)
+		return out.Write(view.Entries)
+	})
+	if err == nil {
+		err = out.Close()
+	}
+	if werr := out.Err(); werr != nil {
+		if isBrokenPipe(werr) {
 			return nil // | head: the reader has what it wanted
 		}
-		return fmt.Errorf("writing the table: %w", err)
+		return fmt.Errorf("writing the table: %w", werr)
+	}
+	if err != nil {
+		return err
 	}
 	a.note(s.ClosingNotes()...)
 	if s.Fleet != nil && s.Fleet.Gone() > 0 {

@@ -417,37 +417,75 @@ func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
 		snap.Sockets = make([]sock.Socket, 0, f.lastLen+f.lastLen/8)
 	}
 	errs := f.dump(snap)
-	var failed []*Member
-	for i, mb := range f.members {
-		if err := errs[i]; err != nil {
-			if !f.cfg.All || mb.Found.Self {
-				return nil, fmt.Errorf("namespace %s: %w", nameOf(mb).Label, err)
-			}
-			// One container's namespace must not take the host's view
-			// down: it is left out until a rescan finds it again.
-			f.note(fmt.Sprintf("namespace %s: %v; left out", nameOf(mb).Label, err))
-			failed = append(failed, mb)
-			continue
-		}
-		if f.cfg.Totals {
+	if err := f.settle(errs); err != nil {
+		return nil, err
+	}
+	if f.cfg.Totals {
+		for _, mb := range f.members {
 			if t := mb.Source.Total(); t >= 0 {
 				snap.Total = max(snap.Total, 0) + t
 			}
 		}
 	}
 	f.lastLen = len(snap.Sockets)
-	if len(failed) > 0 {
-		f.members = slices.DeleteFunc(f.members, func(mb *Member) bool { return slices.Contains(failed, mb) })
-		var errs []error
-		for _, mb := range failed {
-			errs = append(errs, f.drop(mb))
-		}
-		f.publish(failed)
-		if err := errors.Join(errs...); err != nil {
-			f.note(err.Error())
+	return snap, nil
+}
+
+// Stream rescans when due (All), then streams every namespace's sockets,
+// one namespace after the other, a kernel batch at a time (see
+// source.Kernel.Stream): a one-shot listing of a thousand namespaces holds
+// one batch, not the host's table. A namespace that fails is handled as
+// Snapshot does; the rows it gave before it failed have been handed on.
+func (f *Fleet) Stream(fn func(*sock.Snapshot) error) error {
+	if f.cfg.All && f.now().Sub(f.lastScan) >= f.cfg.Rescan {
+		if err := f.rescan(false); err != nil {
+			return err
 		}
 	}
-	return snap, nil
+	errs := make([]error, len(f.members))
+	for i, mb := range f.members {
+		var stop error
+		errs[i] = mb.Source.Stream(func(b *sock.Snapshot) error {
+			stop = fn(b)
+			return stop
+		})
+		if stop != nil {
+			return stop // the caller's own: not this namespace's fault
+		}
+	}
+	return f.settle(errs)
+}
+
+// settle handles the members' dump errors (errs[i] is member i's): the
+// host's, or any when namespaces were picked (not All), is the whole
+// read's; another namespace's is noted and the namespace left out until a
+// rescan finds it again.
+func (f *Fleet) settle(errs []error) error {
+	var failed []*Member
+	for i, mb := range f.members {
+		if err := errs[i]; err != nil {
+			if !f.cfg.All || mb.Found.Self {
+				return fmt.Errorf("namespace %s: %w", nameOf(mb).Label, err)
+			}
+			// One container's namespace must not take the host's view
+			// down.
+			f.note(fmt.Sprintf("namespace %s: %v; left out", nameOf(mb).Label, err))
+			failed = append(failed, mb)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	f.members = slices.DeleteFunc(f.members, func(mb *Member) bool { return slices.Contains(failed, mb) })
+	var derrs []error
+	for _, mb := range failed {
+		derrs = append(derrs, f.drop(mb))
+	}
+	f.publish(failed)
+	if err := errors.Join(derrs...); err != nil {
+		f.note(err.Error())
+	}
+	return nil
 }
 
 // dump appends every member's sockets to snap, in the members' order, and

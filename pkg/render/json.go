@@ -21,17 +21,61 @@ import (
 // netns is the socket's namespace: {"inode":N}, and with names (many
 // namespaces read) its name, container, pod and pod_namespace where known.
 func JSON(w io.Writer, v *track.View, names nsfind.Names) error {
-	cols := Columns
+	j := NewJSONWriter(w, names)
+	j.Write(v.Entries)
+	return j.Close()
+}
+
+// A JSONWriter writes JSON lines (see JSON) a batch of entries at a time,
+// in memory that does not grow with their number.
+type JSONWriter struct {
+	w    io.Writer
+	cols []*Column
+	b    []byte
+	err  error
+}
+
+// NewJSONWriter returns a JSONWriter that writes to w; names as for JSON.
+func NewJSONWriter(w io.Writer, names nsfind.Names) *JSONWriter {
+	j := &JSONWriter{w: w, cols: Columns}
 	if names != nil {
-		cols = WithNames(Columns, names, false)
+		j.cols = WithNames(Columns, names, false)
 	}
-	b := make([]byte, 0, 320*len(v.Entries))
-	for i := range v.Entries {
-		b = appendJSON(b, &v.Entries[i], cols)
-		b = append(b, '\n')
+	return j
+}
+
+// Write adds the entries' lines. After a write error it writes nothing
+// more and returns that error.
+func (j *JSONWriter) Write(entries []track.Entry) error {
+	for i := range entries {
+		if j.err != nil {
+			break
+		}
+		j.b = appendJSON(j.b, &entries[i], j.cols)
+		j.b = append(j.b, '\n')
+		if len(j.b) >= flushAt {
+			j.flush()
+		}
 	}
-	_, err := w.Write(b)
-	return err
+	return j.err
+}
+
+// Err is the first error writing to w.
+func (j *JSONWriter) Err() error { return j.err }
+
+// Close writes what is left.
+func (j *JSONWriter) Close() error {
+	if len(j.b) > 0 {
+		j.flush()
+	}
+	return j.err
+}
+
+func (j *JSONWriter) flush() {
+	if j.err == nil {
+		_, j.err = j.w.Write(j.b)
+	}
+	j.b = j.b[:0]
 }
 
 // FamilyName is the JSON name of an address family.

@@ -68,92 +68,201 @@ func StateColor(s sock.State) string {
 
 // Table writes the entries as aligned columns, then a summary line.
 func Table(w io.Writer, v *track.View, opt TableOptions) error {
-	cols := opt.columns()
-	ncol := len(cols)
-	// Render every cell once into one buffer, remembering where each ends,
-	// then pad while copying: two passes, one allocation per growth.
-	cells := make([]byte, 0, 96*len(v.Entries))
-	ends := make([]int, 0, ncol*(len(v.Entries)+1))
-	widths := make([]int, ncol)
-	// A cell's width is its length but in a Wide column (a process name),
-	// whose runes are counted; the last column is never padded, so its
-	// width is not needed.
-	width := func(col int, cell []byte) int {
-		if cols[col].Wide {
-			return utf8.RuneCount(cell)
-		}
-		return len(cell)
-	}
-	add := func(col int) {
-		start := 0
-		if len(ends) > 0 {
-			start = ends[len(ends)-1]
-		}
-		if col < ncol-1 {
-			if n := width(col, cells[start:]); n > widths[col] {
-				widths[col] = n
-			}
-		}
-		ends = append(ends, len(cells))
-	}
-	stateCol := slices.IndexFunc(cols, func(c *Column) bool { return c.Name == "state" })
-	if opt.Header {
-		for c, col := range cols {
-			cells = append(cells, col.Title...)
-			add(c)
-		}
-	}
-	for i := range v.Entries {
-		e := &v.Entries[i]
-		for c, col := range cols {
-			cells = col.Text(cells, e)
-			add(c)
-		}
-	}
+	t := newTableWriter(w, opt, -1)
+	t.Write(v.Entries)
+	return t.Close()
+}
 
-	out := make([]byte, 0, len(cells)+len(ends)*4+256)
-	start := 0
-	rows := len(ends) / ncol
-	for r := range rows {
-		colored := ""
-		if opt.Color && !(opt.Header && r == 0) {
-			colored = StateColor(v.Entries[r-boolInt(opt.Header)].State)
-		}
-		for c := range ncol {
-			end := ends[r*ncol+c]
-			cell := cells[start:end]
-			start = end
-			last := c == ncol-1
-			pad := 0
-			if !last {
-				pad = widths[c] - width(c, cell)
-			}
-			right := cols[c].Right
-			if right {
-				out = appendSpaces(out, pad)
-			}
-			if c == stateCol && colored != "" {
-				out = append(out, colored...)
-				out = append(out, cell...)
-				out = append(out, colorReset...)
-			} else {
-				out = append(out, cell...)
-			}
-			if !right && !last {
-				out = appendSpaces(out, pad)
-			}
-			if !last {
-				out = append(out, "  "...)
-			}
-		}
-		out = append(out, '\n')
+// AlignRows is how many rows a TableWriter holds to size its columns. A
+// table no longer than that is aligned as a whole, as Table aligns it;
+// past it, rows are written as they come at the widths of the first ones,
+// and a column widens from the row that needs it on (an IPv6 address
+// after a thousand IPv4 ones). 1024 rows are about 100 KB: a listing's
+// memory stays the same for 10k sockets or a million.
+const AlignRows = 1024
+
+// flushAt is how much formatted text a TableWriter gathers per write.
+const flushAt = 64 << 10
+
+// A TableWriter writes a table a batch of entries at a time, in memory
+// that does not grow with the table (see AlignRows), and the summary line
+// at Close.
+type TableWriter struct {
+	w        io.Writer
+	opt      TableOptions
+	cols     []*Column
+	stateCol int
+	hold     int  // rows held to size the columns; -1: all of them
+	released bool // the held rows are out: each row goes as it comes
+	widths   []int
+	// cells holds the rendered cells of the held rows, or of the row
+	// being written once released; ends[i] is where cell i ends.
+	cells  []byte
+	ends   []int32
+	states []sock.State // the held rows' states (0 for the header)
+	out    []byte
+	counts [16]int
+	total  int
+	err    error
+}
+
+// NewTableWriter returns a TableWriter that writes to w.
+func NewTableWriter(w io.Writer, opt TableOptions) *TableWriter {
+	return newTableWriter(w, opt, AlignRows)
+}
+
+func newTableWriter(w io.Writer, opt TableOptions, hold int) *TableWriter {
+	t := &TableWriter{w: w, opt: opt, cols: opt.columns(), hold: hold}
+	t.stateCol = slices.IndexFunc(t.cols, func(c *Column) bool { return c.Name == "state" })
+	t.widths = make([]int, len(t.cols))
+	if hold > 0 {
+		// Sized once: growing them by doubling would touch twice the
+		// memory, and fresh pages are what a listing pays for.
+		t.cells = make([]byte, 0, (hold+1)*len(t.cols)*12)
+		t.ends = make([]int32, 0, (hold+1)*len(t.cols))
+		t.out = make([]byte, 0, flushAt+4096)
 	}
 	if opt.Header {
-		out = AppendSummary(out, v.Entries, opt.Color)
-		out = append(out, '\n')
+		for c, col := range t.cols {
+			t.cells = append(t.cells, col.Title...)
+			t.add(c)
+		}
+		t.states = append(t.states, 0)
 	}
-	_, err := w.Write(out)
-	return err
+	return t
+}
+
+// Write adds the entries' rows. After a write error it writes nothing
+// more and returns that error (Err has it too).
+func (t *TableWriter) Write(entries []track.Entry) error {
+	for i := range entries {
+		if t.err != nil {
+			return t.err
+		}
+		e := &entries[i]
+		if int(e.State) < len(t.counts) {
+			t.counts[e.State]++
+		}
+		t.total++
+		for c, col := range t.cols {
+			t.cells = col.Text(t.cells, e)
+			t.add(c)
+		}
+		if t.released {
+			t.out = t.appendRow(t.out, 0, t.ends, e.State)
+			t.cells, t.ends = t.cells[:0], t.ends[:0]
+			t.flush(flushAt)
+			continue
+		}
+		t.states = append(t.states, e.State)
+		if t.hold >= 0 && len(t.states) >= t.hold {
+			t.release()
+		}
+	}
+	return t.err
+}
+
+// Err is the first error writing to w.
+func (t *TableWriter) Err() error { return t.err }
+
+// Close writes the rows still held and the summary line.
+func (t *TableWriter) Close() error {
+	if !t.released {
+		t.release()
+	}
+	if t.opt.Header {
+		t.out = appendCounts(t.out, &t.counts, t.total, t.opt.Color)
+		t.out = append(t.out, '\n')
+	}
+	t.flush(0)
+	return t.err
+}
+
+// width is a cell's width: its length but in a Wide column (a process
+// name), whose runes are counted.
+func (t *TableWriter) width(col int, cell []byte) int {
+	if t.cols[col].Wide {
+		return utf8.RuneCount(cell)
+	}
+	return len(cell)
+}
+
+// add ends the cell of column col just appended to t.cells, widening the
+// column if needed; the last column is never padded, so its width is not.
+func (t *TableWriter) add(col int) {
+	start := 0
+	if len(t.ends) > 0 {
+		start = int(t.ends[len(t.ends)-1])
+	}
+	if col < len(t.cols)-1 {
+		if n := t.width(col, t.cells[start:]); n > t.widths[col] {
+			t.widths[col] = n
+		}
+	}
+	t.ends = append(t.ends, int32(len(t.cells)))
+}
+
+// release writes the held rows at the widths they need, and from then on
+// rows go out as they come.
+func (t *TableWriter) release() {
+	ncol := len(t.cols)
+	start := 0
+	for r, st := range t.states {
+		ends := t.ends[r*ncol : (r+1)*ncol]
+		t.out = t.appendRow(t.out, start, ends, st)
+		start = int(ends[ncol-1])
+		t.flush(flushAt)
+	}
+	t.cells, t.ends, t.states = t.cells[:0], t.ends[:0], nil
+	t.released = true
+}
+
+// appendRow appends one row whose cells end at ends (in t.cells, the first
+// starting at start), padded to the columns' widths. A state's colour
+// marks the state cell (st 0: the header, never coloured).
+func (t *TableWriter) appendRow(out []byte, start int, ends []int32, st sock.State) []byte {
+	colored := ""
+	if t.opt.Color {
+		colored = StateColor(st)
+	}
+	ncol := len(t.cols)
+	for c, end := range ends {
+		cell := t.cells[start:end]
+		start = int(end)
+		last := c == ncol-1
+		pad := 0
+		if !last {
+			pad = t.widths[c] - t.width(c, cell)
+		}
+		right := t.cols[c].Right
+		if right {
+			out = appendSpaces(out, pad)
+		}
+		if c == t.stateCol && colored != "" {
+			out = append(out, colored...)
+			out = append(out, cell...)
+			out = append(out, colorReset...)
+		} else {
+			out = append(out, cell...)
+		}
+		if !right && !last {
+			out = appendSpaces(out, pad)
+		}
+		if !last {
+			out = append(out, "  "...)
+		}
+	}
+	return append(out, '\n')
+}
+
+// flush writes what is gathered once it reaches at bytes (0: whatever
+// there is).
+func (t *TableWriter) flush(at int) {
+	if len(t.out) < max(at, 1) || t.err != nil {
+		return
+	}
+	_, t.err = t.w.Write(t.out)
+	t.out = t.out[:0]
 }
 
 func boolInt(b bool) int {
@@ -179,8 +288,13 @@ func AppendSummary(b []byte, entries []track.Entry, color bool) []byte {
 			counts[st]++
 		}
 	}
+	return appendCounts(b, &counts, len(entries), color)
+}
+
+// appendCounts is AppendSummary of counts by state and their total.
+func appendCounts(b []byte, counts *[16]int, total int, color bool) []byte {
 	b = append(b, "Total: "...)
-	b = strconv.AppendInt(b, int64(len(entries)), 10)
+	b = strconv.AppendInt(b, int64(total), 10)
 	first := []sock.State{sock.Listen, sock.TimeWait, sock.CloseWait}
 	for _, st := range first {
 		b = append(b, "  "...)

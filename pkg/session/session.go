@@ -74,6 +74,10 @@ type Config struct {
 // or a Fleet of many.
 type Reader interface {
 	Snapshot() (*sock.Snapshot, error)
+	// Stream hands the sockets on a kernel batch at a time, for a
+	// one-shot listing whose memory must not grow with the table; fn
+	// must not keep a batch.
+	Stream(fn func(*sock.Snapshot) error) error
 	SetProgram(*filter.Program)
 	SetInfo(bool)
 	Recycle(*sock.Snapshot)

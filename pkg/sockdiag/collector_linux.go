@@ -94,26 +94,64 @@ func errnoErr(e int32) error { return unix.Errno(e) }
 
 // Dump asks the kernel for the sockets r selects and appends them to
 // snap.Sockets (and their tcp_info to snap.Infos when r asks for ExtInfo).
-// Sockets seen twice in one dump are dropped by cookie.
+// Sockets seen twice in one dump are dropped by cookie. Of a dump of both
+// families, IPv4 comes first, as ss and netstat list them.
 func (c *Collector) Dump(r *Request, snap *sock.Snapshot) error {
+	return c.dump(r, snap, nil)
+}
+
+// Stream is Dump a kernel batch at a time, in memory that does not grow
+// with the table: batch receives one batch's sockets (about 300), fn is
+// called with it, and batch is emptied for the next one (batch.Dumped
+// keeps counting). The families come as the kernel's walk meets them,
+// IPv4 and IPv6 mixed: holding IPv6 back until the end, as Dump does,
+// would hold what Stream exists not to hold. An error from fn ends the
+// dump and is returned as it is.
+func (c *Collector) Stream(r *Request, batch *sock.Snapshot, fn func(*sock.Snapshot) error) error {
+	batch.Sockets, batch.Infos = batch.Sockets[:0], batch.Infos[:0]
+	err := c.dump(r, batch, func() error {
+		err := fn(batch)
+		batch.Sockets, batch.Infos = batch.Sockets[:0], batch.Infos[:0]
+		if err != nil {
+			return &stopped{err}
+		}
+		return nil
+	})
+	if s, ok := errors.AsType[*stopped](err); ok {
+		return s.err
+	}
+	return err
+}
+
+// stopped carries the error of Stream's callback through the dump, so that
+// it is neither wrapped as the kernel's nor retried.
+type stopped struct{ err error }
+
+func (s *stopped) Error() string { return s.err.Error() }
+
+// dump runs Dump (flush nil) or Stream (flush hands each batch on).
+func (c *Collector) dump(r *Request, snap *sock.Snapshot, flush func() error) error {
 	fams := r.Families
 	if fams == nil {
 		fams = []sock.Family{sock.IPv4, sock.IPv6}
 	}
 	if !c.oneWalk || len(fams) != 2 || fams[0] == fams[1] {
-		return c.dumpEach(fams, r, snap)
+		return c.dumpEach(fams, r, snap, flush)
 	}
 	dumped := snap.Dumped
-	err := c.dumpFamily(bothFamilies, r, snap)
+	err := c.dumpFamily(bothFamilies, r, snap, flush)
 	if err == nil {
 		return nil
+	}
+	if _, ok := errors.AsType[*stopped](err); ok {
+		return err
 	}
 	if snap.Dumped != dumped || !refused(err) {
 		return &OpError{Op: "dumping", Family: bothFamilies, Err: err}
 	}
 	// The kernel refused the request kind, or this request (a bytecode
 	// it rejects gets EINVAL too): one family at a time tells which.
-	if err := c.dumpEach(fams, r, snap); err != nil {
+	if err := c.dumpEach(fams, r, snap, flush); err != nil {
 		return err
 	}
 	c.oneWalk = false // the kernel does not serve the first request
@@ -121,16 +159,19 @@ func (c *Collector) Dump(r *Request, snap *sock.Snapshot) error {
 }
 
 // dumpEach dumps the families one request each.
-func (c *Collector) dumpEach(fams []sock.Family, r *Request, snap *sock.Snapshot) error {
+func (c *Collector) dumpEach(fams []sock.Family, r *Request, snap *sock.Snapshot, flush func() error) error {
 	for _, f := range fams {
-		if err := c.dumpFamily(f, r, snap); err != nil {
+		if err := c.dumpFamily(f, r, snap, flush); err != nil {
+			if _, ok := errors.AsType[*stopped](err); ok {
+				return err
+			}
 			return &OpError{Op: "dumping", Family: f, Err: err}
 		}
 	}
 	return nil
 }
 
-func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot) error {
+func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot, flush func() error) error {
 	c.seq++
 	var err error
 	c.req, err = appendRequest(c.req[:0], c.seq, fam, r)
@@ -143,7 +184,7 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 	}
 	emit := func(s *sock.Socket, info []byte) { c.add(snap, s, info) }
 	c.v6 = c.v6[:0]
-	if fam == bothFamilies {
+	if fam == bothFamilies && flush == nil {
 		emit = func(s *sock.Socket, info []byte) {
 			if c.add(snap, s, info) && s.Family == sock.IPv6 {
 				// Move it aside; its tcp_info index stays valid.
@@ -169,6 +210,14 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot)
 				c.drain(fd)
 			}
 			return err
+		}
+		if flush != nil && len(snap.Sockets) > 0 {
+			if err := flush(); err != nil {
+				if res != batchDone {
+					c.drain(fd)
+				}
+				return err
+			}
 		}
 		if res == batchDone {
 			snap.Sockets = append(snap.Sockets, c.v6...)

@@ -49,6 +49,7 @@ type Kernel struct {
 	now   func() time.Time
 	last  int // sockets in the last dump, to size the next one's slice
 	spare []sock.Socket
+	batch sock.Snapshot // Stream's, reused
 	// destroysErr is why the announcements stopped, when a fault did it.
 	destroysErr atomic.Pointer[error]
 }
@@ -211,13 +212,57 @@ func (k *Kernel) AppendTo(snap *sock.Snapshot) error {
 	}
 	k.last = len(snap.Sockets) - start
 	if prog.Residual || k.p != nil { // /proc has no kernel-side filter
-		keep := snap.Sockets[:start]
-		for i := start; i < len(snap.Sockets); i++ {
-			if prog.Match(&snap.Sockets[i]) {
-				keep = append(keep, snap.Sockets[i])
-			}
+		residual(prog, snap, start)
+	}
+	return nil
+}
+
+// residual drops the sockets from index start on that the part of prog the
+// kernel could not run rejects.
+func residual(prog *filter.Program, snap *sock.Snapshot, start int) {
+	keep := snap.Sockets[:start]
+	for i := start; i < len(snap.Sockets); i++ {
+		if prog.Match(&snap.Sockets[i]) {
+			keep = append(keep, snap.Sockets[i])
 		}
-		snap.Sockets = keep
+	}
+	snap.Sockets = keep
+}
+
+// Stream dumps the sockets the filter selects a kernel batch at a time and
+// calls fn with each batch, filtered (see sockdiag.Collector.Stream): a
+// one-shot listing's memory then stays that of one batch whatever the
+// table's size. Each batch's Time is the dump's start. fn must not keep
+// the batch; its error ends the dump and is returned as it is. Reading
+// /proc (no sock_diag), the whole table is one batch.
+func (k *Kernel) Stream(fn func(*sock.Snapshot) error) error {
+	prog := k.prog.Load()
+	if len(prog.Families) == 0 || prog.States == 0 {
+		return nil
+	}
+	if k.p != nil {
+		snap, err := k.Snapshot()
+		if err != nil {
+			return err
+		}
+		return fn(snap)
+	}
+	batch := &k.batch
+	*batch = sock.Snapshot{Time: k.now(), Total: -1, Sockets: batch.Sockets, Infos: batch.Infos}
+	each := fn
+	if prog.Residual {
+		each = func(b *sock.Snapshot) error {
+			if residual(prog, b, 0); len(b.Sockets) == 0 {
+				return nil
+			}
+			return fn(b)
+		}
+	}
+	if err := k.c.Stream(&k.req, batch, each); err != nil {
+		if _, ok := errors.AsType[*sockdiag.OpError](err); ok {
+			return fmt.Errorf("reading the socket table: %w", err)
+		}
+		return err
 	}
 	return nil
 }

@@ -521,8 +521,22 @@ func age(s *sock.Socket, predates bool, firstSeen, started, now time.Time) (time
 // listing knows. TIME_WAIT ages are exact; every other socket predates it.
 // It keeps no record per socket, so it costs a fraction of Update.
 func Once(snap *sock.Snapshot, lookup Lookup) *View {
+	v := &View{}
+	OnceInto(v, snap, lookup)
+	return v
+}
+
+// OnceInto is Once into v, reusing the memory of its entries: a listing
+// streamed a batch at a time views every batch in the same few pages.
+func OnceInto(v *View, snap *sock.Snapshot, lookup Lookup) {
 	now := snap.Time
-	v := &View{Time: now, Snapshot: snap, Entries: make([]Entry, len(snap.Sockets))}
+	entries := v.Entries
+	if cap(entries) < len(snap.Sockets) {
+		// Batches differ in size: room for larger ones, so that the
+		// slice is not made again for each.
+		entries = make([]Entry, len(snap.Sockets), max(len(snap.Sockets), 2*cap(entries), 256))
+	}
+	*v = View{Time: now, Snapshot: snap, Entries: entries[:len(snap.Sockets)]}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
@@ -532,7 +546,6 @@ func Once(snap *sock.Snapshot, lookup Lookup) *View {
 			e.Process, _ = lookup(s.Inode)
 		}
 	}
-	return v
 }
 
 // SetLookup changes how owners are found; nil stops looking them up (owners
