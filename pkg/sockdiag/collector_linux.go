@@ -3,6 +3,7 @@ package sockdiag
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -30,8 +31,9 @@ type Collector struct {
 	req  []byte
 	buf  []byte
 	// Cookies of the previous and the current batch: a duplicate can only
-	// repeat the tail of the previous batch (see add).
-	prev, cur map[uint64]struct{}
+	// repeat the tail of the previous batch (see into).
+	prev, cur *cookieSet
+	head      bool // still in the head of a batch, where duplicates are
 	scratch   sock.Socket
 	pfd       [1]unix.PollFd
 	// recvFn and timeout are recvDontWait and recvTimeout; tests replace
@@ -59,8 +61,8 @@ func Open(ns netns.NS) (*Collector, error) {
 		sock:    s,
 		ns:      uint32(ns.Inode),
 		buf:     make([]byte, recvBufSize),
-		prev:    make(map[uint64]struct{}, 512),
-		cur:     make(map[uint64]struct{}, 512),
+		prev:    new(cookieSet),
+		cur:     new(cookieSet),
 		recvFn:  recvDontWait,
 		timeout: recvTimeout,
 		oneWalk: true,
@@ -182,29 +184,37 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot,
 	if err := sendto(fd, c.req); err != nil {
 		return fmt.Errorf("sending request: %w", err)
 	}
-	emit := func(s *sock.Socket, info []byte) { c.add(snap, s, info) }
+	slot, emit, open := c.into(snap)
 	c.v6 = c.v6[:0]
 	if fam == bothFamilies && flush == nil {
-		emit = func(s *sock.Socket, info []byte) {
-			if c.add(snap, s, info) && s.Family == sock.IPv6 {
-				// Move it aside; its tcp_info index stays valid.
-				n := len(snap.Sockets) - 1
-				c.v6 = append(c.v6, snap.Sockets[n])
-				snap.Sockets = snap.Sockets[:n]
+		keep := emit
+		emit = func(s *sock.Socket, info []byte) bool {
+			if !keep(s, info) {
+				return false
 			}
+			if s.Family == sock.IPv6 {
+				// Move it aside; its tcp_info index stays valid.
+				n := len(snap.Sockets)
+				c.v6 = append(c.v6, snap.Sockets[n-1])
+				snap.Sockets = snap.Sockets[:n-1]
+			}
+			return true
 		}
 	}
-	clear(c.prev)
-	clear(c.cur)
+	c.prev.reset()
+	c.cur.reset()
 	for {
 		n, err := c.recv(fd)
 		if err != nil {
 			c.drain(fd)
 			return err
 		}
-		c.prev, c.cur = c.cur, c.prev
-		clear(c.cur)
-		res, err := parseBatchInto(c.buf[:n], c.seq, &c.scratch, emit)
+		c.nextBatch()
+		res, err := parseBatchInto(c.buf[:n], c.seq, slot, r.Ext != 0, emit)
+		if *open {
+			snap.Sockets = snap.Sockets[:len(snap.Sockets)-1] // decoding it failed
+			*open = false
+		}
 		if err != nil {
 			if res != batchDone {
 				c.drain(fd)
@@ -243,8 +253,9 @@ func (c *Collector) Alive(s *sock.Socket) (bool, error) {
 		return false, fmt.Errorf("sending lookup: %w", err)
 	}
 	found, answered := false, false
-	emit := func(got *sock.Socket, _ []byte) {
+	emit := func(got *sock.Socket, _ []byte) bool {
 		found, answered = found || got.Cookie == s.Cookie, true
+		return true
 	}
 	var err error
 	// Skip whatever a failed dump left queued: only a reply with this
@@ -255,7 +266,7 @@ func (c *Collector) Alive(s *sock.Socket) (bool, error) {
 			return false, err
 		}
 		var res batchResult
-		res, err = parseBatchInto(c.buf[:n], c.seq, &c.scratch, emit)
+		res, err = parseBatchInto(c.buf[:n], c.seq, func() *sock.Socket { return &c.scratch }, false, emit)
 		answered = answered || res == batchDone
 	}
 	switch {
@@ -267,30 +278,60 @@ func (c *Collector) Alive(s *sock.Socket) (bool, error) {
 	return found, nil
 }
 
-// add appends one parsed socket to snap unless this dump already holds its
-// cookie, and reports whether it did. The kernel resumes a dump from a
-// (hash bucket, index) cursor, so when sockets are added to the bucket it
-// stopped in, the next batch starts again with the tail of the previous
-// one: duplicates are confined to two consecutive batches, and two small
-// sets (kept in cache) catch them where a set of every cookie of a
-// 100k-socket dump would not.
-func (c *Collector) add(snap *sock.Snapshot, s *sock.Socket, info []byte) bool {
-	if _, dup := c.prev[s.Cookie]; dup {
-		return false
+// nextBatch readies the duplicate check for the next kernel batch.
+func (c *Collector) nextBatch() {
+	c.prev, c.cur = c.cur, c.prev
+	c.cur.reset()
+	c.head = true
+}
+
+// into returns where a dump into snap decodes each socket and what it
+// does with it. slot is the next element of snap.Sockets itself, so a
+// socket is decoded where it stays: decoding into a scratch value and
+// copying it out read its fresh narrow stores back in wide loads, a stall
+// the CPU pays per socket (perf annotate: most of the collector's time).
+// emit keeps the socket, or gives its slot back when this dump already
+// holds its cookie, and reports whether it kept it; *open says a slot was
+// taken and not yet settled by emit (its decoding failed).
+//
+// Duplicates: the kernel resumes a dump from a (hash bucket, index)
+// cursor, so when sockets are added at the head of the bucket it stopped
+// in, the next batch starts again with the tail of the previous one. They
+// are the head of a batch, repeating the previous batch: the set of the
+// previous batch's cookies catches them, and is asked only until the first
+// socket it does not hold (a batch is one walk under the buckets' locks,
+// and holds no socket twice).
+func (c *Collector) into(snap *sock.Snapshot) (slot func() *sock.Socket, emit func(s *sock.Socket, info []byte) bool, open *bool) {
+	open = new(bool)
+	slot = func() *sock.Socket {
+		n := len(snap.Sockets)
+		if n == cap(snap.Sockets) {
+			snap.Sockets = slices.Grow(snap.Sockets, 1)
+		}
+		snap.Sockets = snap.Sockets[:n+1]
+		*open = true
+		return &snap.Sockets[n]
 	}
-	if _, dup := c.cur[s.Cookie]; dup {
-		return false
+	emit = func(s *sock.Socket, info []byte) bool {
+		*open = false
+		if c.head {
+			if c.prev.has(s.Cookie) {
+				snap.Sockets = snap.Sockets[:len(snap.Sockets)-1]
+				return false
+			}
+			c.head = false
+		}
+		c.cur.add(s.Cookie)
+		snap.Dumped++
+		s.Netns = c.ns
+		if info != nil {
+			s.Info = int32(len(snap.Infos))
+			snap.Infos = append(snap.Infos, sock.TCPInfo{})
+			parseTCPInfo(info, &snap.Infos[s.Info])
+		}
+		return true
 	}
-	c.cur[s.Cookie] = struct{}{}
-	snap.Dumped++
-	s.Netns = c.ns
-	if info != nil {
-		s.Info = int32(len(snap.Infos))
-		snap.Infos = append(snap.Infos, sock.TCPInfo{})
-		parseTCPInfo(info, &snap.Infos[s.Info])
-	}
-	snap.Sockets = append(snap.Sockets, *s)
-	return true
+	return slot, emit, open
 }
 
 // sendto sends a request to the kernel (a netlink socket with no

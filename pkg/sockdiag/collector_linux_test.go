@@ -2,9 +2,11 @@ package sockdiag
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -341,17 +343,16 @@ func TestDuplicatesDroppedByCookie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Collector{prev: map[uint64]struct{}{}, cur: map[uint64]struct{}{}}
+	c := &Collector{prev: new(cookieSet), cur: new(cookieSet)}
 	var snap sock.Snapshot
-	emit := func(s *sock.Socket, info []byte) { c.add(&snap, s, info) }
-	if _, err := parseBatch(raw, 5, emit); err != nil {
+	slot, emit, _ := c.into(&snap)
+	if _, err := parseBatchInto(raw, 5, slot, true, emit); err != nil {
 		t.Fatal(err)
 	}
 	once := len(snap.Sockets)
 	// The next batch starts over with the previous one's tail.
-	c.prev, c.cur = c.cur, c.prev
-	clear(c.cur)
-	if _, err := parseBatch(raw, 5, emit); err != nil {
+	c.nextBatch()
+	if _, err := parseBatchInto(raw, 5, slot, true, emit); err != nil {
 		t.Fatal(err)
 	}
 	if once == 0 || len(snap.Sockets) != once || snap.Dumped != once {
@@ -481,5 +482,32 @@ func TestIntegrationAlive(t *testing.T) {
 	seed.HalfClosed = -1
 	if alive, err := c.Alive(&cw); err != nil || alive {
 		t.Errorf("closed socket: alive %v, %v", alive, err)
+	}
+}
+
+// A socket is decoded into whatever its slot held before (the snapshot's
+// recycled memory): every field must be written, none left from the last
+// socket there.
+func TestDecodeOverwritesEveryField(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "seed-inet.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clean []sock.Socket
+	if _, err := parseBatch(raw, 5, func(s *sock.Socket, _ []byte) { clean = append(clean, *s) }); err != nil {
+		t.Fatal(err)
+	}
+	junk := sock.Socket{Cookie: ^uint64(0), Local: netip.MustParseAddrPort("[2001:db8::1]:1"),
+		Peer: netip.MustParseAddrPort("[2001:db8::2]:2"), IfIndex: 9, Expires: 9, RecvQ: 9, SendQ: 9,
+		UID: 9, Inode: 9, Info: 9, Netns: 9, Family: 99, State: 99, Timer: 99, Retrans: 99}
+	var slot sock.Socket
+	var dirty []sock.Socket
+	_, err = parseBatchInto(raw, 5, func() *sock.Socket { slot = junk; return &slot }, true,
+		func(s *sock.Socket, _ []byte) bool { dirty = append(dirty, *s); return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(clean) == 0 || !slices.Equal(clean, dirty) {
+		t.Errorf("decoded into junk:\n%+v\ninto zero values:\n%+v", dirty, clean)
 	}
 }
