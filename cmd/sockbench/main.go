@@ -92,6 +92,13 @@ func run() error {
 		}
 	}
 
+	if *million {
+		rows, population, err := millionRun(bin("sockscope"), bin("sockload"))
+		if err != nil {
+			return err
+		}
+		return printTable(rows, population)
+	}
 	if *fleet {
 		rows, population, err := fleetRun(bin("sockscope"), bin("sockload"))
 		if err != nil {
@@ -368,30 +375,11 @@ func median(v []float64) float64 {
 // exporterRow compares a scrape of /metrics with `sockscope list` reading
 // the same namespace from outside (-N), both with a full dump.
 func exporterRow(sc string, n int) (row, error) {
-	exp := exec.Command(sc, "exporter", "-N", ns, "--listen", "127.0.0.1:0")
-	stderr, err := exp.StderrPipe()
+	scrape, _, stop, err := startExporter(sc, ns)
 	if err != nil {
-		return row{}, fmt.Errorf("the exporter's stderr: %w", err)
-	}
-	if err := exp.Start(); err != nil {
 		return row{}, err
 	}
-	defer func() { exp.Process.Kill(); exp.Wait() }()
-	line, err := bufio.NewReader(stderr).ReadString('\n')
-	m := regexp.MustCompile(`http://\S+`).FindString(line)
-	if m == "" {
-		return row{}, fmt.Errorf("exporter said %q (%v)", line, err)
-	}
-	scrape := func() (float64, error) {
-		start := time.Now()
-		resp, err := http.Get(m)
-		if err != nil {
-			return 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return time.Since(start).Seconds(), nil
-	}
+	defer stop()
 	var ta, tb []float64
 	for range n {
 		a, err := scrape()
@@ -405,6 +393,40 @@ func exporterRow(sc string, n int) (row, error) {
 		ta, tb = append(ta, a), append(tb, b.wall)
 	}
 	return row{what: "exporter scrape vs `sockscope list -H -N` (same namespace)", a: median(ta), b: median(tb), unit: "s", target: 1.2}, nil
+}
+
+// startExporter starts the exporter on namespace name and returns a scrape
+// of it (its wall time), its pid, and how to stop it.
+func startExporter(sc, name string) (scrape func() (float64, error), pid int, stop func(), err error) {
+	exp := exec.Command(sc, "exporter", "-N", name, "--listen", "127.0.0.1:0")
+	stderr, err := exp.StderrPipe()
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("the exporter's stderr: %w", err)
+	}
+	if err := exp.Start(); err != nil {
+		return nil, 0, nil, err
+	}
+	stop = func() { exp.Process.Kill(); exp.Wait() }
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	m := regexp.MustCompile(`http://\S+`).FindString(line)
+	if m == "" {
+		stop()
+		return nil, 0, nil, fmt.Errorf("exporter said %q (%v)", line, err)
+	}
+	scrape = func() (float64, error) {
+		start := time.Now()
+		resp, err := http.Get(m)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("scrape: %s", resp.Status)
+		}
+		return time.Since(start).Seconds(), nil
+	}
+	return scrape, exp.Process.Pid, stop, nil
 }
 
 var benchLine = regexp.MustCompile(`^Benchmark(\w+)-\d+\s+\d+\s+(\d+) ns/op(.*)$`)
@@ -472,6 +494,33 @@ func goBench() ([]row, error) {
 // tmux, 1 s interval: CPU over the run (at most cpuTarget % of a core),
 // resident memory, time to the first frame.
 func dashboardRows(args []string, what string, d time.Duration, cpuTarget float64) ([]row, error) {
+	st, err := runDashboard(args, d, 0, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return []row{
+		{what: fmt.Sprintf("%s CPU, 1 s interval, over %v (%% of one core)", what, d), a: st.cpu, alone: true, target: cpuTarget, unit: "%"},
+		{what: what + " resident memory", a: st.rss, alone: true, target: 150, unit: "MB"},
+		{what: what + ", first frame after start (tmux, incl. ip netns exec)", a: st.first, alone: true, target: 0.5, unit: "s"},
+	}, nil
+}
+
+// dashStats is what runDashboard measured.
+type dashStats struct {
+	cpu, rss, first float64 // % of a core, MB, s
+	// keys: the slowest answer to a key (s), of those pressed while a
+	// dump ran; duringDump of pressed were.
+	keys                float64
+	duringDump, pressed int
+}
+
+// runDashboard starts the dashboard (args) in tmux at 160x50, waits for
+// its first frame (at most wait), measures its CPU over d and its memory,
+// then presses '?' (the help pane) keys times at scattered moments and
+// times each until the pane shows, noting which presses met a dump (the
+// dashboard spent system time meanwhile: a dump is the kernel's work).
+func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) (dashStats, error) {
+	var st dashStats
 	sock := "sockbench"
 	tmux := func(args ...string) ([]byte, error) {
 		return exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
@@ -479,46 +528,79 @@ func dashboardRows(args []string, what string, d time.Duration, cpuTarget float6
 	defer tmux("kill-server")
 	start := time.Now()
 	if out, err := tmux(append([]string{"new-session", "-d", "-x", "160", "-y", "50"}, args...)...); err != nil {
-		return nil, fmt.Errorf("tmux: %v: %s", err, out)
+		return st, fmt.Errorf("tmux: %v: %s", err, out)
 	}
-	var first float64
-	for {
-		out, err := tmux("capture-pane", "-p")
-		if err != nil {
-			return nil, fmt.Errorf("tmux capture-pane: %v: %s", err, out)
+	// until polls the pane until it shows (or no longer shows) want.
+	until := func(want string, shown bool, limit time.Duration) error {
+		t0 := time.Now()
+		for {
+			out, err := tmux("capture-pane", "-p")
+			if err != nil {
+				return fmt.Errorf("tmux capture-pane: %v: %s", err, out)
+			}
+			if bytes.Contains(out, []byte(want)) == shown && bytes.Contains(out, []byte("filter:")) {
+				return nil
+			}
+			if time.Since(t0) > limit {
+				return fmt.Errorf("the dashboard did not show %q in %v:\n%s", want, limit, out)
+			}
+			time.Sleep(2 * time.Millisecond)
 		}
-		if bytes.Contains(out, []byte("TIME_WAIT ")) && bytes.Contains(out, []byte("filter:")) {
-			first = time.Since(start).Seconds()
-			break
-		}
-		if time.Since(start) > 10*time.Second {
-			return nil, fmt.Errorf("the dashboard showed nothing in 10 s:\n%s", out)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	if err := until("TIME_WAIT ", true, wait); err != nil {
+		return st, err
+	}
+	st.first = time.Since(start).Seconds()
 	pid, err := pidOf(args)
 	if err != nil {
-		return nil, err
+		return st, err
 	}
 	t0, err := cpuTicks(pid)
 	if err != nil {
-		return nil, err
+		return st, err
 	}
 	time.Sleep(d)
 	t1, err := cpuTicks(pid)
 	if err != nil {
-		return nil, err
+		return st, err
 	}
-	rss, err := rssMB(pid)
-	if err != nil {
-		return nil, err
+	if st.rss, err = rssMB(pid); err != nil {
+		return st, err
 	}
-	cpu := float64(t1-t0) / 100 / d.Seconds() * 100 // USER_HZ = 100
-	return []row{
-		{what: fmt.Sprintf("%s CPU, 1 s interval, over %v (%% of one core)", what, d), a: cpu, alone: true, target: cpuTarget, unit: "%"},
-		{what: what + " resident memory", a: rss, alone: true, target: 150, unit: "MB"},
-		{what: what + ", first frame after start (tmux, incl. ip netns exec)", a: first, alone: true, target: 0.5, unit: "s"},
-	}, nil
+	st.cpu = float64(t1-t0) / 100 / d.Seconds() * 100 // USER_HZ = 100
+	const help = "keys (Esc closes)"
+	for i := range keys {
+		// Scattered over the poll cycle, the same way each run.
+		time.Sleep(time.Duration(300+(i*7919)%1700) * time.Millisecond)
+		sys0, err := sysTicks(pid)
+		if err != nil {
+			return st, err
+		}
+		pressed := time.Now()
+		if out, err := tmux("send-keys", "?"); err != nil {
+			return st, fmt.Errorf("tmux send-keys: %v: %s", err, out)
+		}
+		if err := until(help, true, 10*time.Second); err != nil {
+			return st, err
+		}
+		took := time.Since(pressed).Seconds()
+		sys1, err := sysTicks(pid)
+		if err != nil {
+			return st, err
+		}
+		st.pressed++
+		if sys1 > sys0 {
+			st.duringDump++
+			st.keys = max(st.keys, took)
+		}
+		if out, err := tmux("send-keys", "Escape"); err != nil {
+			return st, fmt.Errorf("tmux send-keys: %v: %s", err, out)
+		}
+		if err := until(help, false, 10*time.Second); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // runDumpLoop dumps the namespace's whole table into a reused snapshot
@@ -582,21 +664,31 @@ func pidOf(args []string) (int, error) {
 	return strconv.Atoi(strings.Fields(string(out))[0])
 }
 
+// sysTicks is a process's system time, in ticks.
+func sysTicks(pid int) (int, error) {
+	_, sys, err := procTimes(pid)
+	return sys, err
+}
+
+// cpuTicks is a process's user and system time, in ticks.
 func cpuTicks(pid int) (int, error) {
+	user, sys, err := procTimes(pid)
+	return user + sys, err
+}
+
+func procTimes(pid int) (user, sys int, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	u, err := strconv.Atoi(f[11])
-	if err != nil {
-		return 0, fmt.Errorf("utime in /proc/%d/stat: %w", pid, err)
+	if user, err = strconv.Atoi(f[11]); err != nil {
+		return 0, 0, fmt.Errorf("utime in /proc/%d/stat: %w", pid, err)
 	}
-	s, err := strconv.Atoi(f[12])
-	if err != nil {
-		return 0, fmt.Errorf("stime in /proc/%d/stat: %w", pid, err)
+	if sys, err = strconv.Atoi(f[12]); err != nil {
+		return 0, 0, fmt.Errorf("stime in /proc/%d/stat: %w", pid, err)
 	}
-	return u + s, nil
+	return user, sys, nil
 }
 
 func rssMB(pid int) (float64, error) {

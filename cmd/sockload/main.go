@@ -82,6 +82,9 @@ func run(ctx context.Context, ns string, established, timewait, closewait, port9
 		// listeners (9000, 19000-20100), which clients must not take.
 		{"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=30000 65000"},
 		{"ip", "netns", "exec", ns, "sysctl", "-qw", "net.core.somaxconn=4096"},
+		// Room for the TIME_WAIT entries asked for: past the limit the
+		// kernel destroys them at once (and counts TCPTimeWaitOverflow).
+		{"ip", "netns", "exec", ns, "sysctl", "-qw", fmt.Sprintf("net.ipv4.tcp_max_tw_buckets=%d", max(2*timewait, 262144))},
 	} {
 		if err := sh(c[0], c[1:]...); err != nil {
 			return err

@@ -30,10 +30,11 @@ import (
 	"github.com/sockscope/sockscope/pkg/track"
 )
 
-// Snapshotter is what a scrape reads: the kernel source in the command, a
-// scripted one in tests.
-type Snapshotter interface {
-	Snapshot() (*sock.Snapshot, error)
+// Streamer is what a scrape reads: the kernel source in the command, a
+// scripted one in tests. A scrape counts each batch as it comes and keeps
+// none, so its memory does not grow with the socket table.
+type Streamer interface {
+	Stream(fn func(*sock.Snapshot) error) error
 }
 
 // Target is one network namespace to export.
@@ -42,7 +43,7 @@ type Target struct {
 	// Labels are the values of IdentityLabels, with Options.Identity;
 	// Netns's label is used without.
 	Labels   []string
-	Source   Snapshotter
+	Source   Streamer
 	Counters func() (map[string]int64, error) // the kernel's TCP counters; nil: none
 	// MaxTimeWait reads tcp_max_tw_buckets; nil: not exported.
 	MaxTimeWait func() (int, error)
@@ -75,7 +76,7 @@ type Options struct {
 // lifetimes cluster just past 60 s (the kernel's timer wheel), early ends
 // below.
 var (
-	ageBuckets      = []float64{1, 5, 10, 20, 30, 40, 50, 55, 59, 60}
+	ageBuckets      = [...]float64{1, 5, 10, 20, 30, 40, 50, 55, 59, 60}
 	lifetimeBuckets = []float64{1, 10, 30, 59, 60, 60.5, 61, 61.5, 62, 63, 65, 70}
 )
 
@@ -157,7 +158,7 @@ type seriesKey struct {
 
 type result struct {
 	counts   map[seriesKey]int
-	ages     []float64
+	ages     hist // TIME_WAIT ages, in seconds
 	counters map[string]int64
 	cntErr   error // the counters could not be read
 	took     time.Duration
@@ -255,24 +256,33 @@ func (e *Exporter) collectSockets(ch chan<- prometheus.Metric, id []string, r *r
 			}
 		}
 	}
-	ch <- constHistogram(e.d.age, ageBuckets, r.ages, id...)
+	ch <- r.ages.metric(e.d.age, id...)
 }
 
-func constHistogram(d *prometheus.Desc, bounds []float64, vals []float64, labels ...string) prometheus.Metric {
-	buckets := make(map[float64]uint64, len(bounds))
-	for _, b := range bounds {
-		buckets[b] = 0 // every bucket is exposed, empty ones too
-	}
-	sum := 0.0
-	for _, v := range vals {
-		sum += v
-		for _, b := range bounds {
-			if v <= b {
-				buckets[b]++
-			}
+// hist is a histogram over ageBuckets, counted as values come: a scrape
+// keeps counts, not the ages of every TIME_WAIT entry.
+type hist struct {
+	n   uint64
+	sum float64
+	le  [len(ageBuckets)]uint64 // le[i]: values <= ageBuckets[i]
+}
+
+func (h *hist) observe(v float64) {
+	h.n++
+	h.sum += v
+	for i, b := range ageBuckets {
+		if v <= b {
+			h.le[i]++
 		}
 	}
-	return prometheus.MustNewConstHistogram(d, uint64(len(vals)), sum, buckets, labels...)
+}
+
+func (h *hist) metric(d *prometheus.Desc, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(ageBuckets))
+	for i, b := range ageBuckets {
+		buckets[b] = h.le[i] // every bucket is exposed, empty ones too
+	}
+	return prometheus.MustNewConstHistogram(d, h.n, h.sum, buckets, labels...)
 }
 
 // scrape dumps every target, or waits for the dump in flight and shares
@@ -304,8 +314,22 @@ func (e *Exporter) scrape() *call {
 
 func (e *Exporter) dump(t Target) result {
 	start := time.Now()
-	snap, err := t.Source.Snapshot()
-	r := result{took: time.Since(start), err: err, maxTW: -1}
+	r := result{counts: make(map[seriesKey]int, 64), maxTW: -1}
+	r.err = t.Source.Stream(func(b *sock.Snapshot) error {
+		for i := range b.Sockets {
+			s := &b.Sockets[i]
+			r.counts[seriesKey{s.State, s.Family, 0}]++
+			if p := s.Local.Port(); e.ports[p] {
+				r.counts[seriesKey{s.State, s.Family, p}]++
+				r.counts[seriesKey{s.State, s.Family, 0}]--
+			}
+			if age, _, ok := s.TimeWaitAge(); ok {
+				r.ages.observe(age.Seconds())
+			}
+		}
+		return nil
+	})
+	r.took = time.Since(start)
 	if t.MaxTimeWait != nil {
 		if n, err := t.MaxTimeWait(); err == nil {
 			r.maxTW = n
@@ -315,21 +339,6 @@ func (e *Exporter) dump(t Target) result {
 		// Counters that cannot be read are left out and said by
 		// sockscope_counters_success; the sockets are still worth having.
 		r.counters, r.cntErr = t.Counters()
-	}
-	if err != nil {
-		return r
-	}
-	r.counts = make(map[seriesKey]int, 64)
-	for i := range snap.Sockets {
-		s := &snap.Sockets[i]
-		r.counts[seriesKey{s.State, s.Family, 0}]++
-		if p := s.Local.Port(); e.ports[p] {
-			r.counts[seriesKey{s.State, s.Family, p}]++
-			r.counts[seriesKey{s.State, s.Family, 0}]--
-		}
-		if age, _, ok := s.TimeWaitAge(); ok {
-			r.ages = append(r.ages, age.Seconds())
-		}
 	}
 	return r
 }

@@ -41,6 +41,21 @@ func (s *scripted) Snapshot() (*sock.Snapshot, error) {
 	return &sock.Snapshot{Time: time.Now(), Sockets: s.socks}, nil
 }
 
+// Stream hands the scripted sockets on in batches of two, as a kernel
+// source hands on its batches.
+func (s *scripted) Stream(fn func(*sock.Snapshot) error) error {
+	snap, err := s.Snapshot()
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(snap.Sockets); i += 2 {
+		if err := fn(&sock.Snapshot{Time: snap.Time, Sockets: snap.Sockets[i:min(i+2, len(snap.Sockets))]}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *scripted) SetProgram(*filter.Program) {}
 func (s *scripted) SetInfo(bool)               {}
 
