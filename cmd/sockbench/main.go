@@ -239,6 +239,11 @@ func freshPage() (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("mapping 256 MB: %w", err)
 		}
+		// Pages of 4 KiB, as a program's heap mostly gets them: a huge
+		// page would make one fault of 512.
+		if err := unix.Madvise(b, unix.MADV_NOHUGEPAGE); err != nil {
+			return 0, fmt.Errorf("madvise: %w", err)
+		}
 		start := time.Now()
 		for i := 0; i < size; i += page {
 			b[i] = 1
@@ -531,14 +536,14 @@ func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) 
 		return st, fmt.Errorf("tmux: %v: %s", err, out)
 	}
 	// until polls the pane until it shows (or no longer shows) want.
-	until := func(want string, shown bool, limit time.Duration) error {
+	until := func(want *regexp.Regexp, shown bool, limit time.Duration) error {
 		t0 := time.Now()
 		for {
 			out, err := tmux("capture-pane", "-p")
 			if err != nil {
 				return fmt.Errorf("tmux capture-pane: %v: %s", err, out)
 			}
-			if bytes.Contains(out, []byte(want)) == shown && bytes.Contains(out, []byte("filter:")) {
+			if want.Match(out) == shown && bytes.Contains(out, []byte("filter:")) {
 				return nil
 			}
 			if time.Since(t0) > limit {
@@ -547,7 +552,9 @@ func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) 
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	if err := until("TIME_WAIT ", true, wait); err != nil {
+	// The first frame with sockets in it, not the frame drawn before the
+	// first dump has ended.
+	if err := until(regexp.MustCompile(`matched [1-9]`), true, wait); err != nil {
 		return st, err
 	}
 	st.first = time.Since(start).Seconds()
@@ -568,7 +575,7 @@ func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) 
 		return st, err
 	}
 	st.cpu = float64(t1-t0) / 100 / d.Seconds() * 100 // USER_HZ = 100
-	const help = "keys (Esc closes)"
+	help := regexp.MustCompile(regexp.QuoteMeta("keys (Esc closes)"))
 	for i := range keys {
 		// Scattered over the poll cycle, the same way each run.
 		time.Sleep(time.Duration(300+(i*7919)%1700) * time.Millisecond)
