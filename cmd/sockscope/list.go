@@ -46,7 +46,9 @@ func runList(a *app, o *options) error {
 	debug.SetMemoryLimit(512 << 20)
 	defer debug.SetGCPercent(100)
 	a.note(o.notes...)
-	s, err := session.Open(a.ctx, o.sessionConfig())
+	cfg := o.sessionConfig()
+	cfg.Parallel = true // many namespaces: dumped ahead, side by side
+	s, err := session.Open(a.ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -442,6 +442,9 @@ func (f *Fleet) Stream(fn func(*sock.Snapshot) error) error {
 			return err
 		}
 	}
+	if workers := min(f.cfg.Workers, len(f.members)); workers > 1 {
+		return f.streamAhead(fn, workers)
+	}
 	errs := make([]error, len(f.members))
 	for i, mb := range f.members {
 		var stop error
@@ -452,6 +455,72 @@ func (f *Fleet) Stream(fn func(*sock.Snapshot) error) error {
 		if stop != nil {
 			return stop // the caller's own: not this namespace's fault
 		}
+	}
+	return f.settle(errs)
+}
+
+// ahead is one namespace dumped ahead of the caller.
+type ahead struct {
+	snap sock.Snapshot
+	err  error
+}
+
+// streamAhead is Stream with workers namespaces dumped at once (the
+// kernel's walk of its tables is most of a dump's time), each whole into
+// a snapshot of its own, then handed on in the members' order, one
+// namespace per call. At most workers+1 snapshots exist, reused from
+// namespace to namespace: memory grows with the largest namespaces, not
+// with the host's table.
+func (f *Fleet) streamAhead(fn func(*sock.Snapshot) error, workers int) error {
+	n := len(f.members)
+	ready := make([]chan *ahead, n)
+	for i := range ready {
+		ready[i] = make(chan *ahead, 1)
+	}
+	free := make(chan *ahead, workers+1)
+	for range workers + 1 {
+		free <- new(ahead)
+	}
+	done := make(chan struct{})
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				// A snapshot first, then a namespace: the namespace the
+				// caller waits for always has a snapshot to fill.
+				var a *ahead
+				select {
+				case a = <-free:
+				case <-done:
+					return
+				}
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				mb := f.members[i]
+				a.snap = sock.Snapshot{Time: f.now(), Total: -1, Sockets: a.snap.Sockets[:0], Infos: a.snap.Infos[:0]}
+				reserve(&a.snap, mb.last)
+				a.err = mb.Source.AppendTo(&a.snap)
+				mb.last = len(a.snap.Sockets)
+				ready[i] <- a
+			}
+		})
+	}
+	errs := make([]error, n)
+	var stop error
+	for i := 0; i < n && stop == nil; i++ {
+		a := <-ready[i]
+		if errs[i] = a.err; a.err == nil && len(a.snap.Sockets) > 0 {
+			stop = fn(&a.snap)
+		}
+		free <- a
+	}
+	close(done)
+	wg.Wait()
+	if stop != nil {
+		return stop // the caller's own: not a namespace's fault
 	}
 	return f.settle(errs)
 }

@@ -2,9 +2,11 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -205,6 +207,23 @@ func TestIntegrationFleetFixed(t *testing.T) {
 			}
 			if n, _ := f.Name(bi); n == nil || n.Label != b.Name || !n.Fixed {
 				t.Errorf("name of %s: %+v", b.Name, n)
+			}
+			// Streamed: the same sockets, in the namespaces' order,
+			// and a stop asked for by the caller comes back as it is.
+			var streamed []uint32
+			err = f.Stream(func(b *sock.Snapshot) error {
+				for _, s := range b.Sockets {
+					streamed = append(streamed, s.Netns)
+				}
+				return nil
+			})
+			if want := []uint32{ai, ai, bi, bi, bi, bi}; err != nil || !slices.Equal(streamed, want) {
+				t.Errorf("workers %d: streamed the namespaces %v (%v), want %v", workers, streamed, err, want)
+			}
+			enough := errors.New("enough")
+			calls := 0
+			if err := f.Stream(func(*sock.Snapshot) error { calls++; return enough }); err != enough || calls != 1 {
+				t.Errorf("workers %d: a stop: %v after %d calls, want it as it is after 1", workers, err, calls)
 			}
 		}
 	}

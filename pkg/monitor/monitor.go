@@ -296,7 +296,9 @@ func (m *Monitor) destroysEnded() {
 // Poll takes a snapshot now and sends its frame. Call it on the monitor's
 // goroutine (in Do) or before Run.
 //
-// It returns how long the dump took.
+// It returns how long the poll took, the dump and the tracker's work on
+// it: what pacing spaces (at a million sockets the tracker's part is as
+// large as the kernel's).
 func (m *Monitor) Poll() time.Duration {
 	start := time.Now()
 	snap, err := m.src.Snapshot()
@@ -323,11 +325,12 @@ func (m *Monitor) Poll() time.Duration {
 		}
 	}
 	m.send(f)
-	return took
+	return time.Since(start)
 }
 
-// maxDuty bounds the share of the time dumps take: a dump slower than a
-// quarter of the interval spaces the polls to four dump lengths. Every
+// maxDuty bounds the share of the time polls take: a poll (the dump and
+// the tracker's work) slower than a quarter of the interval spaces the
+// polls to four poll lengths. Every
 // dump of a namespace walks the kernel's socket tables, which namespaces
 // share unless net.ipv4.tcp_child_ehash_entries gave them their own: on a
 // host of a hundred namespaces a poll of them all can take longer than the
@@ -335,8 +338,8 @@ func (m *Monitor) Poll() time.Duration {
 // watches.
 const maxDuty = 4
 
-// pace stretches the interval in force when the last dump was slow, and
-// gives back the interval asked for when dumps are quick again.
+// pace stretches the interval in force when the last poll was slow, and
+// gives back the interval asked for when polls are quick again.
 func (m *Monitor) pace(took time.Duration) {
 	if m.ticker == nil {
 		return // the caller ticks
