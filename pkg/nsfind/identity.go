@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -147,13 +148,22 @@ type Cgroup struct {
 	Unit               string // a systemd unit (service or scope), when no container
 }
 
-var (
+// containerPattern is a runtime's form of a container's cgroup directory.
+type containerPattern struct {
+	runtime string
+	re      *regexp.Regexp
+}
+
+// cgroupPatterns are compiled on first use, not when the program starts:
+// most runs of sockscope never ask whose a namespace is, and compiling
+// them took half a millisecond of every start (GODEBUG=inittrace=1).
+var cgroupPatterns = sync.OnceValue(func() (p struct {
+	containers []containerPattern
+	pod, unit  *regexp.Regexp
+}) {
 	// A container's own cgroup directory, in the forms the runtimes use
 	// under systemd (docker-<id>.scope) and under cgroupfs (/docker/<id>).
-	containerPatterns = []struct {
-		runtime string
-		re      *regexp.Regexp
-	}{
+	p.containers = []containerPattern{
 		{"docker", regexp.MustCompile(`(?:^|/)docker-([0-9a-f]{12,64})\.scope$`)},
 		{"docker", regexp.MustCompile(`(?:^|/)docker/([0-9a-f]{12,64})$`)},
 		{"containerd", regexp.MustCompile(`(?:^|/)cri-containerd-([0-9a-f]{12,64})\.scope$`)},
@@ -165,9 +175,10 @@ var (
 	// kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice
 	// (systemd, the UID's dashes written as underscores) or
 	// /kubepods/burstable/pod<uid> (cgroupfs).
-	podPattern  = regexp.MustCompile(`kubepods[^/]*/(?:[^/]*/)*?[^/]*pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?(?:/|$)`)
-	unitPattern = regexp.MustCompile(`([^/]+\.(?:service|scope))$`)
-)
+	p.pod = regexp.MustCompile(`kubepods[^/]*/(?:[^/]*/)*?[^/]*pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?(?:/|$)`)
+	p.unit = regexp.MustCompile(`([^/]+\.(?:service|scope))$`)
+	return p
+})
 
 // ParseCgroup reads a /proc/PID/cgroup file (cgroup v1 and v2 lines alike:
 // "ID:CONTROLLERS:PATH") and says which container, pod or unit the path
@@ -189,7 +200,7 @@ func ParseCgroup(content string) Cgroup {
 	var c Cgroup
 	for _, p := range paths {
 		if c.Container == "" {
-			for _, cp := range containerPatterns {
+			for _, cp := range cgroupPatterns().containers {
 				if m := cp.re.FindStringSubmatch(p); m != nil {
 					c.Runtime, c.Container = cp.runtime, m[1]
 					break
@@ -197,12 +208,12 @@ func ParseCgroup(content string) Cgroup {
 			}
 		}
 		if c.PodUID == "" {
-			if m := podPattern.FindStringSubmatch(p); m != nil {
+			if m := cgroupPatterns().pod.FindStringSubmatch(p); m != nil {
 				c.PodUID = strings.ReplaceAll(m[1], "_", "-")
 			}
 		}
 		if c.Unit == "" {
-			if m := unitPattern.FindStringSubmatch(p); m != nil {
+			if m := cgroupPatterns().unit.FindStringSubmatch(p); m != nil {
 				c.Unit = m[1]
 			}
 		}
