@@ -1,9 +1,7 @@
 package ui
 
 import (
-	"cmp"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -66,7 +64,8 @@ type model struct {
 	// -(k+1) for gone[k]. Indices rather than copies: a 100k-socket table
 	// is sorted by moving 4-byte refs, not 200-byte entries.
 	rows     []int32
-	keys     []rowKey       // reused by sortRows
+	keys     []rowKey // reused by sortRows
+	sorter   keySorter
 	toggles  sock.StateMask // states kept by l/t/c/e; 0 keeps all
 	netns    uint32         // the one namespace shown (its inode); 0: all
 	nMatched int            // sockets the filter matches in the frame, in netns
@@ -251,12 +250,7 @@ func (m *model) sortRows() {
 		}
 		keys = append(keys, rowKey{k1, e.Cookie, ref})
 	}
-	slices.SortFunc(keys, func(a, b rowKey) int {
-		if c := cmp.Compare(a.k1, b.k1); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.k2, b.k2)
-	})
+	keys = m.sorter.sort(keys)
 	for i := range keys {
 		m.rows[i] = keys[i].ref
 	}

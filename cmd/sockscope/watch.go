@@ -37,7 +37,7 @@ the watch. Runs until Ctrl-C or --for.`),
 	return cmd
 }
 
-// slowNote says once, on stderr, that polls are spaced out because dumps
+// slowNote says once, on stderr, that polls are spaced out because they
 // are slow; it returns whether it has said so.
 func slowNote(a *app, f *monitor.Frame, asked time.Duration, said bool) bool {
 	if said || f.Every <= asked {

@@ -65,7 +65,8 @@ type Frame struct {
 	// Every is the polling interval in force: the one asked for, or a
 	// longer one when dumps are slow (maxDuty); 0 when the caller ticks.
 	Every time.Duration
-	// Took is how long this frame's dump took.
+	// Took is how long this frame's poll took: the dump and the
+	// tracker's work on it, what pacing spaces.
 	Took time.Duration
 
 	spares *spares // where Release returns Entries; nil once released
@@ -312,7 +313,7 @@ func (m *Monitor) Poll() time.Duration {
 	}
 	v := m.tracker.Update(snap)
 	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
-		Total: snap.Total, Refiltered: m.refiltered, spares: &m.spares, Every: m.every, Took: took}
+		Total: snap.Total, Refiltered: m.refiltered, spares: &m.spares, Every: m.every, Took: time.Since(start)}
 	if r, ok := m.src.(Recycler); ok {
 		r.Recycle(snap) // entries are copies; nothing points into the snapshot
 	}
@@ -325,7 +326,7 @@ func (m *Monitor) Poll() time.Duration {
 		}
 	}
 	m.send(f)
-	return time.Since(start)
+	return f.Took
 }
 
 // maxDuty bounds the share of the time polls take: a poll (the dump and

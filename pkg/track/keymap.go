@@ -45,10 +45,22 @@ func (km *KeyMap[V]) Get(k Key) (V, bool) {
 // Set sets the value of k.
 func (km *KeyMap[V]) Set(k Key, v V) {
 	in := km.inner(k.Netns, true)
-	if _, ok := in[k.Cookie]; !ok {
-		km.n++
+	n := len(in)
+	in[k.Cookie] = v // one hash and probe, where a lookup first made two
+	km.n += len(in) - n
+}
+
+// Reserve makes room for n keys of namespace ns, so that filling an empty
+// map with a million sockets does not rehash it twenty times over.
+func (km *KeyMap[V]) Reserve(ns uint32, n int) {
+	if in := km.m[ns]; len(in) > 0 || n <= 64 {
+		return
 	}
-	in[k.Cookie] = v
+	in := make(map[uint64]V, n)
+	km.m[ns] = in
+	if km.lastNS == ns {
+		km.last = in
+	}
 }
 
 // Delete removes k.

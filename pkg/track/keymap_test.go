@@ -41,3 +41,24 @@ func TestKeyMap(t *testing.T) {
 		t.Errorf("Get after re-adding: %d, %v", v, ok)
 	}
 }
+
+// Reserve only sizes: keys set before it are kept, counts stay right.
+func TestKeyMapReserve(t *testing.T) {
+	km := NewKeyMap[int]()
+	km.Set(Key{Netns: 1, Cookie: 1}, 1)
+	km.Reserve(1, 1000) // not empty: left as it is
+	km.Reserve(2, 1000)
+	for c := range uint64(500) {
+		km.Set(Key{Netns: 2, Cookie: c}, int(c))
+		km.Set(Key{Netns: 2, Cookie: c}, int(c)+1) // again: no new key
+	}
+	if v, ok := km.Get(Key{Netns: 1, Cookie: 1}); !ok || v != 1 {
+		t.Errorf("namespace 1's key after Reserve: %v %v", v, ok)
+	}
+	if v, ok := km.Get(Key{Netns: 2, Cookie: 499}); !ok || v != 500 {
+		t.Errorf("namespace 2's key 499: %v %v", v, ok)
+	}
+	if km.Len() != 501 {
+		t.Errorf("Len %d, want 501", km.Len())
+	}
+}

@@ -317,6 +317,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	first := t.gen == 0
 	if first {
 		t.started = now
+		t.reserve(snap)
 	}
 	t.gen++
 	clear(t.fresh)
@@ -418,6 +419,18 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	t.unseen = t.unseen[:0]
 	slices.SortStableFunc(v.Events, func(a, b Event) int { return a.At.Compare(b.At) })
 	return v
+}
+
+// reserve sizes the record maps for a first snapshot, namespace by
+// namespace.
+func (t *Tracker) reserve(snap *sock.Snapshot) {
+	per := map[uint32]int{}
+	for i := range snap.Sockets {
+		per[snap.Sockets[i].Netns]++
+	}
+	for ns, n := range per {
+		t.recs.Reserve(ns, n)
+	}
 }
 
 // Reuse gives Update the memory of a View's Entries that nothing reads
