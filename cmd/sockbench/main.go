@@ -310,6 +310,9 @@ func (r row) markdown() string {
 		case "":
 			return fmt.Sprintf("%.2f", v)
 		}
+		if v >= 100 {
+			return fmt.Sprintf("%.0f %s", v, r.unit) // 1060 MB, not 1.06e+03
+		}
 		return fmt.Sprintf("%.3g %s", v, r.unit)
 	}
 	other, ratio, target, met := "", "", "", ""
