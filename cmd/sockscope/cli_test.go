@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/nstest"
-	"golang.org/x/sys/unix"
 )
 
 // The command line itself, through the built binary: version, completion,
@@ -376,14 +375,7 @@ func TestNoOutputLostSilently(t *testing.T) {
 	ns := nstest.New(t)
 	// A listener, so that every listing has a row to lose: a listing of
 	// nothing (-H, --json) writes nothing, and loses nothing.
-	var lfd int
-	if err := ns.Do(func() (err error) {
-		lfd, err = nstest.Listen(netip.MustParseAddrPort("127.0.0.1:9000"), false)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(lfd)
+	ns.Listen(t, netip.MustParseAddrPort("127.0.0.1:9000"))
 	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 	if err != nil {
 		t.Skipf("no /dev/full: %v", err)

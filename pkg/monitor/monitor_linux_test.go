@@ -22,14 +22,7 @@ func TestIntegrationTrackerBoundedUnderChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	var lfd int
-	if err := ns.Do(func() (err error) {
-		lfd, err = nstest.Listen(netip.MustParseAddrPort("127.0.0.1:9000"), false)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(lfd)
+	lfd := ns.Listen(t, netip.MustParseAddrPort("127.0.0.1:9000"))
 
 	var mu sync.Mutex
 	var mon *Monitor

@@ -9,6 +9,7 @@ package nstest
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,6 +117,21 @@ func (n *NS) Do(f func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// Listen opens a TCP listener on ap inside the namespace, closed when the
+// test ends, and returns its descriptor.
+func (n *NS) Listen(t testing.TB, ap netip.AddrPort) int {
+	t.Helper()
+	var fd int
+	if err := n.Do(func() (err error) {
+		fd, err = Listen(ap, false)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
 }
 
 // Command returns cmd prepared to run inside the namespace.
