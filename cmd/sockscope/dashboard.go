@@ -73,14 +73,18 @@ func runDashboard(a *app, o *options) error {
 		// dashboard stays near its live data (measured: 240 MB down to
 		// 120 MB at 110k sockets, for about 3% more CPU).
 		debug.SetMemoryLimit(firstLimit(stat))
+		restore := -1
 		if os.Getenv("GOGC") == "" {
-			// The limit alone paces the collector: growing from nothing
-			// to the first poll of a million sockets, the default pacing
-			// collected at 8, 16, 32... MB, a fifth of the time to the
-			// first frame (perf record).
+			// Until the first poll is in, the limit alone paces the
+			// collector: growing from nothing to the first poll of a
+			// million sockets, the default pacing collected at 8, 16,
+			// 32... MB, a fifth of the time to the first frame (perf
+			// record). Then the default again, so that a small table
+			// keeps a small heap.
 			debug.SetGCPercent(-1)
+			restore = 100
 		}
-		go followLiveHeap(ctx, memoryLimit)
+		go followLiveHeap(ctx, memoryLimit, restore)
 	}
 	// The terminal is the dashboard's: its notes go to the status line.
 	notes := append(append([]string(nil), o.notes...), s.Notes()...)
@@ -147,7 +151,11 @@ func firstLimit(stat *kstat.Reader) int64 {
 // with perf on 100 namespaces). The limit is the larger of base and half
 // again the live heap, so collections stay spaced and memory near the
 // data.
-func followLiveHeap(ctx context.Context, base int64) {
+//
+// At its first tick (2 s: the first poll of a million sockets is in by
+// then) it sets the collector's percentage to gcPercent, unless that is
+// negative.
+func followLiveHeap(ctx context.Context, base int64, gcPercent int) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
@@ -156,6 +164,10 @@ func followLiveHeap(ctx context.Context, base int64) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if gcPercent >= 0 {
+			debug.SetGCPercent(gcPercent)
+			gcPercent = -1
 		}
 		metrics.Read(sample)
 		if sample[0].Value.Kind() != metrics.KindUint64 {
