@@ -150,7 +150,7 @@ func (d *dashboard) build() {
 	d.table.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
 	d.table.SetSelectionChangedFunc(func(r, _ int) {
 		if r >= 1 && r-1 < len(d.m.rows) {
-			d.selected = track.KeyOf(&d.m.entry(d.m.rows[r-1]).Socket)
+			d.selected = track.KeyOf(d.m.entry(d.m.rows[r-1]).Socket)
 		}
 	})
 	d.nsTable = tview.NewTable().SetSelectable(false, false).SetFixed(1, 0).SetContent(&nsContent{v: d.ns})
@@ -363,7 +363,7 @@ func (d *dashboard) front() string {
 // Unselectable, the same keys only scroll, which an empty table ignores.
 func (d *dashboard) reselect() {
 	if i := keepSelection(d.table, len(d.m.rows), d.m.index(d.selected)); i >= 0 {
-		d.selected = track.KeyOf(&d.m.entry(d.m.rows[i]).Socket)
+		d.selected = track.KeyOf(d.m.entry(d.m.rows[i]).Socket)
 	}
 }
 

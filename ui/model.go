@@ -117,7 +117,7 @@ func (m *model) apply(f *monitor.Frame) {
 	})
 	if m.lingered.Len() > 0 {
 		for i := range f.Entries {
-			m.lingered.Delete(track.KeyOf(&f.Entries[i].Socket))
+			m.lingered.Delete(track.KeyOf(f.Entries[i].Socket))
 		}
 	}
 	x := extraOf(f)
@@ -138,7 +138,7 @@ func (m *model) apply(f *monitor.Frame) {
 		m.tw.Add(f.Events)
 		// The tracker reports as gone only what this frame lacks.
 		for _, e := range f.Gone {
-			m.lingered.Set(track.KeyOf(&e.Socket), row{Entry: e, gone: true, goneAt: f.Time})
+			m.lingered.Set(track.KeyOf(e.Socket), row{Entry: e, gone: true, goneAt: f.Time})
 		}
 	}
 	m.count(f)
@@ -317,7 +317,7 @@ func (m *model) togglePause(now time.Time) {
 // index returns the row of a socket, -1 when it is not shown.
 func (m *model) index(k track.Key) int {
 	for i, ref := range m.rows {
-		if track.KeyOf(&m.entry(ref).Socket) == k {
+		if track.KeyOf(m.entry(ref).Socket) == k {
 			return i
 		}
 	}

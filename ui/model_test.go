@@ -7,6 +7,7 @@ import (
 
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
 )
 
 // visible lists the rows as the table would show them.
@@ -49,11 +50,11 @@ func TestFramesAreReusedButNotWhilePaused(t *testing.T) {
 	if got := visible(m); len(got) != 2+8 { // the new table and the gone rows
 		t.Errorf("after resuming: %q", got)
 	}
-	buffers := map[*sock.Socket]bool{}
+	buffers := map[*track.Entry]bool{}
 	for range 6 {
 		c.Add(time.Second)
 		mon.Poll()
-		buffers[&m.frame.Entries[0].Socket] = true
+		buffers[&m.frame.Entries[0]] = true
 		if got := m.at(0); got.Cookie != 9 && got.Cookie != 10 {
 			t.Errorf("first row %+v, want socket 9 or 10", got.Socket)
 		}

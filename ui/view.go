@@ -329,7 +329,7 @@ func (d *dashboard) refreshDetail() {
 	line("cookie", fmt.Sprintf("%#x", r.Cookie))
 	// The row's tcp_info index is into the frame the row came from (older
 	// than the latest while paused).
-	if f := d.m.shown; f != nil && !r.gone && extraOf(f).Detail == track.KeyOf(&r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
+	if f := d.m.shown; f != nil && !r.gone && extraOf(f).Detail == track.KeyOf(r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
 		ti := f.Infos[r.Info]
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
 		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
@@ -341,7 +341,7 @@ func (d *dashboard) refreshDetail() {
 	}
 	b.WriteString("\n [yellow]history[-]\n")
 	var hist []track.Transition
-	if x := extraOf(d.m.frame); x.Detail == track.KeyOf(&r.Socket) {
+	if x := extraOf(d.m.frame); x.Detail == track.KeyOf(r.Socket) {
 		hist = x.History
 	}
 	firstState := r.State

@@ -44,7 +44,7 @@ type Report struct {
 func Explain(addr netip.AddrPort, res bindprobe.Result, entries []track.Entry) *Report {
 	r := &Report{Addr: addr, Result: res, Bindable: res.Bindable()}
 	for _, e := range entries {
-		if e.Local.Port() != addr.Port() || !overlaps(addr.Addr(), &e.Socket) {
+		if e.Local.Port() != addr.Port() || !overlaps(addr.Addr(), e.Socket) {
 			continue
 		}
 		h := Holder{Entry: e, Kind: "connection"}

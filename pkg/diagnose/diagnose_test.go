@@ -20,7 +20,7 @@ func entry(st sock.State, local string, left time.Duration) track.Entry {
 	if netip.MustParseAddrPort(local).Addr().Is6() {
 		fam = sock.IPv6
 	}
-	return track.Entry{Socket: sock.Socket{State: st, Family: fam, Local: netip.MustParseAddrPort(local)}, Left: left}
+	return track.Entry{Socket: &sock.Socket{State: st, Family: fam, Local: netip.MustParseAddrPort(local)}, Left: left}
 }
 
 func TestOverlaps(t *testing.T) {
@@ -44,7 +44,7 @@ func TestOverlaps(t *testing.T) {
 		{"::1", "[2001:db8::1]:9000", false},
 	} {
 		e := entry(sock.Listen, tc.local, 0)
-		if got := overlaps(netip.MustParseAddr(tc.bind), &e.Socket); got != tc.want {
+		if got := overlaps(netip.MustParseAddr(tc.bind), e.Socket); got != tc.want {
 			t.Errorf("bind %s vs socket on %s: overlaps %v, want %v", tc.bind, tc.local, got, tc.want)
 		}
 	}

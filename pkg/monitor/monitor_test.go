@@ -255,3 +255,85 @@ func TestSlowDumpsSpaceThePolls(t *testing.T) {
 		t.Errorf("a %v dump with a 10ms interval: polls every %v, want at least four dumps' length", first.Took, second.Every)
 	}
 }
+
+// recycling is a source that reuses the snapshots handed back, and fills
+// each dump with sockets whose cookies name the poll.
+type recycling struct {
+	poll  uint64
+	spare []*sock.Snapshot
+	made  int
+}
+
+func (s *recycling) Snapshot() (*sock.Snapshot, error) {
+	s.poll++
+	var snap *sock.Snapshot
+	if n := len(s.spare); n > 0 {
+		snap, s.spare = s.spare[n-1], s.spare[:n-1]
+	} else {
+		snap = &sock.Snapshot{Sockets: make([]sock.Socket, 0, 4)}
+		s.made++
+	}
+	snap.Time = time.Unix(int64(s.poll), 0)
+	snap.Sockets = snap.Sockets[:0]
+	for i := range uint64(3) {
+		// Sockets 1 and 2 stay; socket 3 is new every poll, so every
+		// poll has a gone socket from the one before.
+		cookie := i + 1
+		if i == 2 {
+			cookie = 100 + s.poll
+		}
+		snap.Sockets = append(snap.Sockets, sock.Socket{Cookie: cookie, State: sock.Established, Info: -1,
+			RecvQ: uint32(s.poll)})
+	}
+	return snap, nil
+}
+
+func (s *recycling) Recycle(snap *sock.Snapshot) { s.spare = append(s.spare, snap) }
+func (s *recycling) SetProgram(*filter.Program)  {}
+func (s *recycling) SetInfo(bool)                {}
+
+// Entries point into their snapshot, so a snapshot goes back to the
+// source only once its frame is released and the tracker has a later one;
+// a front end that releases a frame at once (watch) must not get the
+// tracker's snapshot overwritten, and two buffers then take turns.
+func TestSnapshotsRecycledOnlyWhenNothingPointsIn(t *testing.T) {
+	for _, releaseAtOnce := range []bool{false, true} {
+		src := &recycling{}
+		var held *Frame
+		m := New(src, Options{}, func(f *Frame) {
+			for i := range f.Entries {
+				if got := f.Entries[i].RecvQ; got != uint32(src.poll) {
+					t.Fatalf("frame of poll %d shows a socket of poll %d", src.poll, got)
+				}
+			}
+			for _, g := range f.Gone {
+				if g.Cookie != 100+src.poll-1 || g.RecvQ != uint32(src.poll-1) {
+					t.Fatalf("poll %d: gone %d from poll %d, want %d from poll %d",
+						src.poll, g.Cookie, g.RecvQ, 100+src.poll-1, src.poll-1)
+				}
+			}
+			if src.poll > 1 && len(f.Gone) != 1 {
+				t.Fatalf("poll %d: %d gone, want 1", src.poll, len(f.Gone))
+			}
+			if releaseAtOnce {
+				f.Release()
+				return
+			}
+			if held != nil {
+				// Still readable until released: the next dump did not
+				// write over it.
+				if got := held.Entries[0].RecvQ; got != uint32(src.poll-1) {
+					t.Fatalf("the frame of poll %d now shows poll %d", src.poll-1, got)
+				}
+				held.Release()
+			}
+			held = f
+		})
+		for range 10 {
+			m.Poll()
+		}
+		if want := 3; src.made > want {
+			t.Errorf("release at once %v: 10 polls made %d snapshots, want at most %d", releaseAtOnce, src.made, want)
+		}
+	}
+}

@@ -45,7 +45,7 @@ func TestParseColumns(t *testing.T) {
 // fullEntry has a value for every key a column writes.
 func fullEntry() track.Entry {
 	return track.Entry{
-		Socket: sock.Socket{Cookie: 0xbeef, Local: netip.MustParseAddrPort("10.0.0.1:9000"),
+		Socket: &sock.Socket{Cookie: 0xbeef, Local: netip.MustParseAddrPort("10.0.0.1:9000"),
 			Peer: netip.MustParseAddrPort("10.0.0.2:40000"), IfIndex: 3, Expires: 41000, RecvQ: 1, SendQ: 2,
 			UID: 1000, Inode: 77, Netns: 4026531840, Info: -1, Family: sock.IPv4, State: sock.TimeWait, Timer: sock.TimerTimeWait, Retrans: 4},
 		Age: 19 * time.Second, AgeSource: track.AgeTimer, Left: 41 * time.Second,
@@ -88,7 +88,7 @@ func TestEveryColumnInJSONAndText(t *testing.T) {
 // AppendJSON turns the first column's leading comma into the opening
 // brace: that column must write for every entry, or the object breaks.
 func TestFirstColumnAlwaysWrites(t *testing.T) {
-	var e track.Entry // nothing set: the columns that may skip, skip
+	e := track.Entry{Socket: &sock.Socket{}} // nothing set: the columns that may skip, skip
 	if b := Columns[0].JSON(nil, &e); len(b) == 0 || b[0] != ',' {
 		t.Fatalf("the first column (%s) wrote %q for an empty entry", Columns[0].Name, b)
 	}

@@ -34,44 +34,44 @@ func sampleView() *track.View {
 		Time: now,
 		Entries: []track.Entry{
 			{
-				Socket: sock.Socket{Cookie: 0x1a, Local: ap("0.0.0.0:9000"), Peer: ap("0.0.0.0:0"),
+				Socket: &sock.Socket{Cookie: 0x1a, Local: ap("0.0.0.0:9000"), Peer: ap("0.0.0.0:0"),
 					RecvQ: 0, SendQ: 4096, UID: 1000, Inode: 31337, Info: -1,
 					Family: sock.IPv4, State: sock.Listen},
 				Age: 0, AgeSource: track.AgeAtLeast, // "-": nothing known yet
 				Process: procs.Process{PID: 4242, Command: "server"},
 			},
 			{
-				Socket: sock.Socket{Cookie: 0x1b, Local: ap("[::]:9000"), Peer: ap("[::]:0"),
+				Socket: &sock.Socket{Cookie: 0x1b, Local: ap("[::]:9000"), Peer: ap("[::]:0"),
 					RecvQ: 0, SendQ: 128, UID: 1000, Inode: 31338, Info: -1,
 					Family: sock.IPv6, State: sock.Listen},
 				Age: 2*time.Hour + 3*time.Minute, AgeSource: track.AgeAtLeast,
 			},
 			{
-				Socket: sock.Socket{Cookie: 0xdeadbeefcafe, Local: ap("10.0.0.1:9000"), Peer: ap("10.0.0.2:51234"),
+				Socket: &sock.Socket{Cookie: 0xdeadbeefcafe, Local: ap("10.0.0.1:9000"), Peer: ap("10.0.0.2:51234"),
 					Expires: 55400, Info: -1,
 					Family: sock.IPv4, State: sock.TimeWait, Timer: sock.TimerTimeWait},
 				Age: 4600 * time.Millisecond, AgeSource: track.AgeTimer, Left: 55400 * time.Millisecond,
 			},
 			{
-				Socket: sock.Socket{Cookie: 0xffffffffffffffff, Local: ap("[2001:db8::1]:9000"), Peer: ap("[2001:db8::2]:40000"),
+				Socket: &sock.Socket{Cookie: 0xffffffffffffffff, Local: ap("[2001:db8::1]:9000"), Peer: ap("[2001:db8::2]:40000"),
 					Expires: 1250, Info: -1,
 					Family: sock.IPv6, State: sock.TimeWait, Timer: sock.TimerTimeWait},
 				Age: 58750 * time.Millisecond, AgeSource: track.AgeTimer, Left: 1250 * time.Millisecond,
 			},
 			{
-				Socket: sock.Socket{Cookie: 0x2c, Local: ap("192.168.1.10:9000"), Peer: ap("192.168.1.77:43210"),
+				Socket: &sock.Socket{Cookie: 0x2c, Local: ap("192.168.1.10:9000"), Peer: ap("192.168.1.77:43210"),
 					Expires: 7_200_000, RecvQ: 17, SendQ: 123456, UID: 33, Inode: 44001, Info: -1,
 					Family: sock.IPv4, State: sock.Established, Timer: sock.TimerKeepalive},
 				Age: 3*time.Minute + 5*time.Second, AgeSource: track.AgeFirstSeen,
 			},
 			{
-				Socket: sock.Socket{Cookie: 0x2d, Local: ap("127.0.0.1:9000"), Peer: ap("127.0.0.1:60001"),
+				Socket: &sock.Socket{Cookie: 0x2d, Local: ap("127.0.0.1:9000"), Peer: ap("127.0.0.1:60001"),
 					RecvQ: 1, UID: 33, Inode: 44002, Info: -1,
 					Family: sock.IPv4, State: sock.CloseWait},
 				Age: 2*time.Hour + 3*time.Minute, AgeSource: track.AgeAtLeast,
 			},
 			{
-				Socket: sock.Socket{Cookie: 0x2e, Local: ap("[::1]:9000"), Peer: ap("[::1]:60002"),
+				Socket: &sock.Socket{Cookie: 0x2e, Local: ap("[::1]:9000"), Peer: ap("[::1]:60002"),
 					Expires: 42000, UID: 33, Inode: 44003, Retrans: 2, Info: -1,
 					Family: sock.IPv6, State: sock.FinWait2, Timer: sock.TimerKeepalive},
 				Age: 850 * time.Millisecond, AgeSource: track.AgeFirstSeen,
@@ -282,7 +282,7 @@ func TestSummary(t *testing.T) {
 	mk := func(states ...sock.State) []track.Entry {
 		es := make([]track.Entry, len(states))
 		for i, s := range states {
-			es[i].State = s
+			es[i].Socket = &sock.Socket{State: s}
 		}
 		return es
 	}
@@ -379,6 +379,7 @@ func TestAgeAndLeftColumns(t *testing.T) {
 		{track.Entry{Age: time.Second, AgeSource: track.AgeAtLeast}, ">=1.0s", "-"},
 		{track.Entry{Age: 2*time.Hour + 3*time.Minute, AgeSource: track.AgeAtLeast}, ">=2h03m", "-"},
 	} {
+		tc.e.Socket = &sock.Socket{}
 		if got := string(age.Text(nil, &tc.e)); got != tc.age {
 			t.Errorf("age of (%v, %v) = %q, want %q", tc.e.AgeSource, tc.e.Age, got, tc.age)
 		}
@@ -556,7 +557,7 @@ func TestJSONCommandEscaping(t *testing.T) {
 		{"trunc\xe4\xb8", "trunc\uFFFD\uFFFD"},
 		{"all\"\\\n\x01é\xfe", "all\"\\\n\x01é\uFFFD"},
 	} {
-		e := track.Entry{Process: procs.Process{PID: 7, Command: tc.cmd}}
+		e := track.Entry{Socket: &sock.Socket{}, Process: procs.Process{PID: 7, Command: tc.cmd}}
 		e.Local = netip.MustParseAddrPort("1.2.3.4:5")
 		e.Peer = netip.MustParseAddrPort("6.7.8.9:10")
 		line := AppendJSON(nil, &e)
@@ -585,10 +586,11 @@ func TestJSONCommandEscaping(t *testing.T) {
 
 // bigView is n synthetic entries with a realistic mix of states.
 func bigView(n int) *track.View {
-	v := &track.View{Entries: make([]track.Entry, n)}
+	v := &track.View{Snapshot: &sock.Snapshot{Sockets: make([]sock.Socket, n)}, Entries: make([]track.Entry, n)}
 	states := []sock.State{sock.Established, sock.TimeWait, sock.Listen, sock.CloseWait, sock.FinWait2}
 	for i := range v.Entries {
 		e := &v.Entries[i]
+		e.Socket = &v.Snapshot.Sockets[i]
 		e.Cookie = uint64(i)*0x9e3779b97f4a7c15 + 1
 		e.State = states[i%len(states)]
 		e.Info = -1

@@ -58,8 +58,13 @@ type Transition struct {
 }
 
 // Entry is a socket with what the tracker knows of it.
+//
+// The socket is not copied: a View's Entries point into its Snapshot, which
+// must stay unchanged while they are read; an Event's and a Gone entry's
+// socket is a copy of its own. At 100k sockets a copy in every entry was
+// 11 MB more per frame, written on every poll.
 type Entry struct {
-	sock.Socket
+	*sock.Socket
 	Age       time.Duration
 	AgeSource AgeSource
 	Left      time.Duration // TIME_WAIT: time until the kernel frees it
@@ -74,8 +79,8 @@ func (e *Entry) HasProcess() bool { return e.Process.PID != 0 }
 type View struct {
 	Time     time.Time
 	Snapshot *sock.Snapshot
-	Entries  []Entry // in snapshot order
-	Gone     []Entry // tracked sockets this snapshot no longer shows
+	Entries  []Entry // in snapshot order, pointing into Snapshot
+	Gone     []Entry // tracked sockets this snapshot no longer shows (copies)
 	Events   []Event // what changed since the previous snapshot, in time order
 }
 
@@ -164,9 +169,8 @@ func KeyOf(s *sock.Socket) Key { return Key{Netns: s.Netns, Cookie: s.Cookie} }
 type Lookup func(inode uint32) (procs.Process, bool)
 
 // A host may have 100k of these, so a record is kept small: times are
-// stamps, and of the last entry only the socket is kept (the rest follows
-// from the record and the previous snapshot's time). That halves the
-// tracker's memory and the garbage collector's work on it.
+// stamps, and the socket as last seen is not copied but found in the
+// latest snapshot, at index at.
 type record struct {
 	firstSeen   stamp
 	since       stamp  // when it entered state
@@ -177,11 +181,11 @@ type record struct {
 	seen        uint64 // generation of the last snapshot that showed it
 	proc        procs.Process
 	inode       uint32 // the inode proc was found for
+	at          int32  // index of its socket in the latest snapshot
 	state       sock.State
 	predates    bool
 	sinceExact  bool
 	history     []Transition
-	last        sock.Socket // as the last snapshot showed it
 }
 
 // stamp is a time as an offset from the tracker's start, on the monotonic
@@ -219,6 +223,15 @@ type Tracker struct {
 	started time.Time
 	gen     uint64
 	recs    *KeyMap[*record]
+	// snap is the latest snapshot, and order its sockets' records, index
+	// for index (nil for a repeated cookie). The kernel walks its tables
+	// in the same order every dump, so most sockets are found by stepping
+	// through order rather than by a hash lookup (at 110k sockets, the
+	// lookups were half the tracker's time), and the sockets gone are
+	// those of order not seen again.
+	snap       *sock.Snapshot
+	order      []*record
+	spareOrder []*record
 	// due holds the TIME_WAIT entries whose 60 s end before the next
 	// snapshot is likely: Expiring looks at these, not at every record.
 	due   []*record
@@ -267,7 +280,7 @@ func (t *Tracker) Expiring(now time.Time, dst []sock.Socket) []sock.Socket {
 	due := t.stamp(now) - stamp(sock.TimeWaitLen-probeLead)
 	for _, r := range t.due {
 		if r.state == sock.TimeWait && r.missingAt == none && r.seen == t.gen && r.twEntered <= due {
-			dst = append(dst, r.last)
+			dst = append(dst, t.snap.Sockets[r.at])
 		}
 	}
 	// Oldest first: their end is due soonest.
@@ -312,6 +325,9 @@ func (t *Tracker) Destroyed(d sock.Destroy) {
 }
 
 // Update folds a snapshot in and returns the view of it.
+//
+// The tracker keeps snap: the caller must leave it unchanged until the
+// next Update has returned (the View's Entries point into it too).
 func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	now := snap.Time
 	first := t.gen == 0
@@ -333,19 +349,40 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	nowS := t.stamp(now)
 	t.lastS = nowS
 	v := &View{Time: now, Snapshot: snap, Entries: t.entries(len(snap.Sockets))}
+	old, oldOrder := t.snap, t.order
+	order := t.spareOrder[:0]
+	if cap(order) < len(snap.Sockets) {
+		order = make([]*record, 0, len(snap.Sockets)+len(snap.Sockets)/8)
+	}
+	// next is where in old the walk is expected to go on.
+	next := 0
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
-		k := KeyOf(s)
-		r, _ := t.recs.Get(k)
+		var r *record
+		if next < len(oldOrder) && oldOrder[next] != nil &&
+			old.Sockets[next].Cookie == s.Cookie && old.Sockets[next].Netns == s.Netns {
+			r = oldOrder[next]
+			next++
+		} else if r, _ = t.recs.Get(KeyOf(s)); r != nil && r.seen != t.gen {
+			next = int(r.at) + 1 // the walk resumes after it
+		}
 		isNew := r == nil
 		if isNew {
 			r = &record{firstSeen: nowS, predates: first, state: s.State, since: nowS,
 				twEntered: none, destroyedAt: none, missingAt: none}
-			t.recs.Set(k, r)
+			t.recs.Set(KeyOf(s), r)
 			if !first {
 				t.fresh[pairOf(s)] = struct{}{}
 			}
+		}
+		if r.seen == t.gen {
+			// A cookie this snapshot already showed: the record keeps
+			// its first place, and this one is not walked again.
+			order = append(order, nil)
+		} else {
+			order = append(order, r)
+			r.at = int32(i)
 		}
 		r.seen = t.gen
 		r.aliveAt = nowS
@@ -373,7 +410,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		case isNew:
 			r.since, r.sinceExact = t.stamp(entered), exact
 			if !first {
-				v.Events = append(v.Events, Event{Kind: EventNew, At: entered, Exact: exact, Entry: *e, To: s.State})
+				v.Events = append(v.Events, Event{Kind: EventNew, At: entered, Exact: exact, Entry: owned(e), To: s.State})
 			}
 		case r.state != s.State:
 			destroyed := t.time(r.destroyedAt)
@@ -392,20 +429,9 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			// socket. The TIME_WAIT entry that follows ends unannounced.
 			r.destroyedAt = none
 		}
-		r.last = *s
 	}
-	clear(t.goneLast)
-	t.recs.All(func(k Key, r *record) bool {
-		if r.seen != t.gen {
-			// Gone since the previous snapshot, which showed it last.
-			last := t.entry(r, &r.last, t.prev)
-			v.Gone = append(v.Gone, last)
-			v.Events = append(v.Events, t.gone(r, &last, now))
-			t.recs.Delete(k)
-			t.goneLast[k] = struct{}{}
-		}
-		return true
-	})
+	t.goneFrom(v, old, oldOrder, now)
+	t.snap, t.order, t.spareOrder = snap, order, oldOrder[:0]
 	for i := range t.unseen {
 		d := &t.unseen[i]
 		_, shown := t.recs.Get(Key{Netns: d.Socket.Netns, Cookie: d.Cookie})
@@ -413,12 +439,54 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		if shown || successor {
 			continue // it lives on, as a TIME_WAIT entry
 		}
+		sk := d.Socket
 		v.Events = append(v.Events, Event{Kind: EventGone, At: d.At, Exact: true,
-			Entry: Entry{Socket: d.Socket, FirstSeen: d.At}, From: d.Socket.State, Unseen: true})
+			Entry: Entry{Socket: &sk, FirstSeen: d.At}, From: d.Socket.State, Unseen: true})
 	}
 	t.unseen = t.unseen[:0]
 	slices.SortStableFunc(v.Events, func(a, b Event) int { return a.At.Compare(b.At) })
 	return v
+}
+
+// goneFrom reports the sockets of the previous snapshot (old, its records
+// in order) that this generation did not see, and forgets them. Their
+// entries get copies of their sockets, in one allocation: old is handed
+// back for the next dump once this Update is done.
+func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now time.Time) {
+	clear(t.goneLast)
+	n := 0
+	for _, r := range order {
+		if r != nil && r.seen != t.gen {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	copies := make([]sock.Socket, 0, n)
+	for i, r := range order {
+		if r == nil || r.seen == t.gen {
+			continue
+		}
+		// Gone since the previous snapshot, which showed it last.
+		copies = append(copies, old.Sockets[i])
+		s := &copies[len(copies)-1]
+		last := t.entry(r, s, t.prev)
+		v.Gone = append(v.Gone, last)
+		v.Events = append(v.Events, t.gone(r, &last, now))
+		k := KeyOf(s)
+		t.recs.Delete(k)
+		t.goneLast[k] = struct{}{}
+	}
+}
+
+// owned is e with a copy of its socket, for an Event: events outlive the
+// snapshot their entry points into.
+func owned(e *Entry) Entry {
+	c := *e
+	sk := *e.Socket
+	c.Socket = &sk
+	return c
 }
 
 // reserve sizes the record maps for a first snapshot, namespace by
@@ -458,7 +526,7 @@ func (t *Tracker) entries(n int) []Entry {
 // entry is what the tracker knows of r's socket s at time at.
 func (t *Tracker) entry(r *record, s *sock.Socket, at time.Time) Entry {
 	firstSeen := t.time(r.firstSeen)
-	e := Entry{Socket: *s, FirstSeen: firstSeen, Process: r.proc}
+	e := Entry{Socket: s, FirstSeen: firstSeen, Process: r.proc}
 	e.Age, e.AgeSource, e.Left = age(s, r.predates, firstSeen, t.started, at)
 	return e
 }
@@ -466,7 +534,7 @@ func (t *Tracker) entry(r *record, s *sock.Socket, at time.Time) Entry {
 // change records a transition of r into to at the given time and returns
 // its event.
 func (t *Tracker) change(r *record, e *Entry, to sock.State, at time.Time, exact bool) Event {
-	ev := Event{Kind: EventChange, At: at, Exact: exact, Entry: *e, From: r.state, To: to,
+	ev := Event{Kind: EventChange, At: at, Exact: exact, Entry: owned(e), From: r.state, To: to,
 		InState: at.Sub(t.time(r.since)), InStateExact: exact && r.sinceExact,
 		InStateAtLeast: r.predates && len(r.history) == 0}
 	if len(r.history) < maxHistory {
@@ -507,7 +575,7 @@ func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 		end := &TimeWaitEnd{Entered: entered, Length: at.Sub(entered), Uncertainty: at.Sub(t.time(r.aliveAt))}
 		end.Early = end.Length < sock.TimeWaitLen-earlyMargin
 		if end.Early {
-			_, end.Reused = t.fresh[pairOf(&r.last)]
+			_, end.Reused = t.fresh[pairOf(last.Socket)]
 		}
 		ev.TimeWait = end
 		ev.Lifetime, ev.LifetimeAtLeast = end.Length, false
@@ -553,7 +621,7 @@ func OnceInto(v *View, snap *sock.Snapshot, lookup Lookup) {
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
-		*e = Entry{Socket: *s, FirstSeen: now}
+		*e = Entry{Socket: s, FirstSeen: now}
 		e.Age, e.AgeSource, e.Left = age(s, true, now, now, now)
 		if s.Inode != 0 && lookup != nil {
 			e.Process, _ = lookup(s.Inode)

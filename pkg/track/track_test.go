@@ -3,6 +3,7 @@ package track
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -442,5 +443,54 @@ func TestUnseenSockets(t *testing.T) {
 	tr.Destroyed(closed(1, 1900*time.Millisecond, true))
 	if v := tr.Update(snapAt(3*time.Second, peer(tw(4, 57500)), successor)); len(v.Events) != 0 {
 		t.Errorf("a late announcement for a socket already gone: %s", kinds(v.Events))
+	}
+}
+
+// Sockets are found by walking the previous snapshot's order, and by
+// cookie when the kernel's order changed: either way each keeps its
+// record, a repeated cookie is one socket, and exactly the missing ones
+// are gone.
+func TestOrderChangesBetweenSnapshots(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, est(1, 0), est(2, 0), est(3, 0), est(4, 0), est(5, 0)))
+	orders := [][]uint64{
+		{1, 2, 3, 4, 5, 6},    // a new one at the end
+		{6, 5, 4, 3, 2, 1},    // reversed
+		{2, 7, 1, 6, 3, 4, 5}, // shuffled, one new
+		{2, 1, 1, 6, 3, 5},    // 7 and 4 gone, 1 twice
+		{5, 3, 6},             // 1 and 2 gone
+	}
+	wantGone := [][]uint64{nil, nil, nil, {4, 7}, {1, 2}}
+	for i, order := range orders {
+		var socks []sock.Socket
+		for _, c := range order {
+			socks = append(socks, est(c, 0))
+		}
+		at := time.Duration(i+1) * time.Second
+		v := tr.Update(snapAt(at, socks...))
+		for _, e := range v.Entries {
+			want := AgeAtLeast
+			if e.Cookie >= 6 {
+				want = AgeFirstSeen
+			}
+			if e.AgeSource != want {
+				t.Errorf("step %d: socket %d is %v, want %v (its record was lost)", i, e.Cookie, e.AgeSource, want)
+			}
+		}
+		var gone []uint64
+		for _, e := range v.Gone {
+			gone = append(gone, e.Cookie)
+		}
+		slices.Sort(gone)
+		if fmt.Sprint(gone) != fmt.Sprint(wantGone[i]) {
+			t.Errorf("step %d: gone %v, want %v", i, gone, wantGone[i])
+		}
+		distinct := map[uint64]bool{}
+		for _, c := range order {
+			distinct[c] = true
+		}
+		if tr.Len() != len(distinct) {
+			t.Errorf("step %d: %d tracked, want %d", i, tr.Len(), len(distinct))
+		}
 	}
 }
