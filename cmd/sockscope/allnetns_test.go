@@ -287,6 +287,33 @@ func promVector(promURL, q string) ([]promSample, error) {
 	return r.Data.Result, nil
 }
 
+// promTargets says how Prometheus's scrapes of its targets went, for a
+// failure's message.
+func promTargets(promURL string) string {
+	resp, err := http.Get(promURL + "/api/v1/targets")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Active []struct {
+				Health             string  `json:"health"`
+				LastError          string  `json:"lastError"`
+				LastScrapeDuration float64 `json:"lastScrapeDuration"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return fmt.Sprintf("reading the targets: %v", err)
+	}
+	var b strings.Builder
+	for _, a := range r.Data.Active {
+		fmt.Fprintf(&b, "health %s, last scrape %.3f s, last error %q; ", a.Health, a.LastScrapeDuration, a.LastError)
+	}
+	return b.String()
+}
+
 // checkPrometheus waits until Prometheus's view of the exporter agrees
 // with the world: per namespace, its identity labels and its LISTEN and
 // CLOSE_WAIT counts; gone namespaces have no series.
@@ -304,7 +331,7 @@ func (w *world) checkPrometheus(t *testing.T, promURL string, gone ...*worldNS) 
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus disagrees with the host: %v", problem)
+			t.Fatalf("Prometheus disagrees with the host: %v (its scrapes: %s)", problem, promTargets(promURL))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -374,7 +401,9 @@ func TestIntegrationAllNetnsWorld(t *testing.T) {
 
 	target := startExporter(t, "exporter", "--all-netns", "--pod-logs", w.logs, "--listen", "127.0.0.1:0",
 		"state", "listening", "or", "state", "close-wait")
-	promURL := startPrometheus(t, promBin, target)
+	// Every namespace on the host, while other packages' tests churn
+	// theirs: give each scrape three seconds.
+	promURL := startPrometheus(t, promBin, target, 3*time.Second)
 	w.checkPrometheus(t, promURL)
 
 	// The dashboard, on the ports only two namespaces listen on.

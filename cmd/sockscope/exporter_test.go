@@ -84,20 +84,24 @@ func startExporter(t *testing.T, args ...string) string {
 	return target
 }
 
-// startPrometheus runs a Prometheus that scrapes target every second
-// until the test ends, and returns its URL.
-func startPrometheus(t *testing.T, promBin, target string) string {
+// startPrometheus runs a Prometheus that scrapes target every interval
+// until the test ends, and returns its URL. A scrape may take the whole
+// interval: Prometheus's own default would cut it at 1 s, which a scrape
+// of every namespace on a busy host can pass (seen: a minute of failed
+// scrapes while another package's tests churned sockets).
+func startPrometheus(t *testing.T, promBin, target string, interval time.Duration) string {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
+  scrape_interval: %[2]s
+  scrape_timeout: %[2]s
+  evaluation_interval: %[2]s
 scrape_configs:
   - job_name: sockscope
     static_configs:
-      - targets: ["%s"]
-`, target)), 0o644); err != nil {
+      - targets: ["%[1]s"]
+`, target, fmt.Sprintf("%dms", interval.Milliseconds()))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -141,7 +145,7 @@ func TestIntegrationPrometheusScrapesExporter(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := startExporter(t, "exporter", "-N", ns.Name, "--port-series", "9000", "--listen", "127.0.0.1:0")
-	promURL := startPrometheus(t, promBin, target)
+	promURL := startPrometheus(t, promBin, target, time.Second)
 	want := map[string]string{
 		`sockscope_tcp_sockets{state="TIME_WAIT",local_port="9000"}`:  "2",
 		`sockscope_tcp_sockets{state="LISTEN",local_port="9000"}`:     "1",
