@@ -36,7 +36,8 @@ share it. --port-series N gives port N its own local_port series (only
 the ports named: a label per port would explode a fleet's series); --port
 selects sockets, as in every command. -N may be given several times: each
 namespace gets its netns label. --track adds state transitions and
-TIME_WAIT lifetimes, from a tracker that polls every -i. Only GET and HEAD
+TIME_WAIT lifetimes, from a tracker that polls every -i (with
+--all-netns, one tracker of every namespace). Only GET and HEAD
 are answered; idle and slow clients are closed.`),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if rules {
@@ -48,9 +49,6 @@ are answered; idle and slow clients are closed.`),
 			}
 			if err := o.prepare(cmd, args, true); err != nil {
 				return err
-			}
-			if trackOn && o.allNetns {
-				return usagef("exporter: --track with --all-netns: the tracker follows the namespaces given with -N")
 			}
 			var ports []uint16
 			for _, v := range portArgs {
@@ -116,18 +114,31 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 	if trackOn {
 		cfg := o.sessionConfig()
 		cfg.Destroys = true
+		// Namespaces given with -N get a tracker each, like their
+		// series; every namespace on the host gets one tracker over a
+		// Fleet, which follows them as they come and go.
+		cfg.Merge = false
 		tracked, err := session.Open(ctx, cfg)
 		if err != nil {
 			return err
 		}
 		defer tracked.Close()
-		var srcs []monitor.Source
-		var destroys []<-chan sock.Destroy
-		for _, t := range tracked.Targets {
-			srcs = append(srcs, t.Source)
-			destroys = append(destroys, t.Destroys)
+		var wait func()
+		if f := tracked.Fleet; f != nil {
+			live := func(ino uint32) bool {
+				n, ok := f.Name(ino)
+				return ok && !n.Gone
+			}
+			wait = exp.TrackAll(ctx, f, f.Destroys(), o.interval, live)
+		} else {
+			var srcs []monitor.Source
+			var destroys []<-chan sock.Destroy
+			for _, t := range tracked.Targets {
+				srcs = append(srcs, t.Source)
+				destroys = append(destroys, t.Destroys)
+			}
+			wait = exp.Track(ctx, srcs, destroys, o.interval)
 		}
-		wait := exp.Track(ctx, srcs, destroys, o.interval)
 		// Runs before the sessions close: no monitor is left polling a
 		// closed source.
 		defer func() {

@@ -226,3 +226,59 @@ func TestIntegrationExporterPassesPromtool(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// With --all-netns, --track follows every namespace with one tracker:
+// each namespace's transitions are its own series, under its name.
+func TestIntegrationTrackAllNamespaces(t *testing.T) {
+	nstest.HostLock(t) // it reads every namespace on the host
+	a, b := nstest.New(t), nstest.New(t)
+	conns := map[*nstest.NS][]*nstest.Conn{}
+	for ns, n := range map[*nstest.NS]int{a: 1, b: 2} {
+		for i := range n {
+			conns[ns] = append(conns[ns], nstest.Connect(t, ns, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(9000+i))))
+		}
+	}
+	target := startExporter(t, "exporter", "--all-netns", "--track", "-i", "100ms", "--listen", "127.0.0.1:0",
+		"( sport >= :9000 and sport <= :9001 ) or ( dport >= :9000 and dport <= :9001 )")
+	// The tracker must see each connection established before its client
+	// closes, or it first sees the server's end in CLOSE_WAIT, which is
+	// no transition: thirty intervals.
+	time.Sleep(3 * time.Second)
+	for _, cs := range conns {
+		for _, c := range cs {
+			c.Close(&c.Client)
+		}
+	}
+	want := map[string]string{a.Name: "1", b.Name: "2"}
+	var got map[string]string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got = map[string]string{}
+		resp, err := http.Get("http://" + target + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(body), "\n") {
+			if !strings.HasPrefix(l, "sockscope_tcp_transitions_total{") || !strings.Contains(l, `from="ESTABLISHED"`) || !strings.Contains(l, `to="CLOSE_WAIT"`) {
+				continue
+			}
+			for name := range want {
+				if strings.Contains(l, `netns="`+name+`"`) {
+					got[name] = l[strings.LastIndexByte(l, ' ')+1:]
+				}
+			}
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ESTABLISHED to CLOSE_WAIT by namespace: %v; want %v", got, want)
+	}
+}

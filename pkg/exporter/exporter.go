@@ -16,6 +16,7 @@ package exporter
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -140,7 +141,8 @@ type Exporter struct {
 
 	mu       sync.Mutex
 	inflight *call
-	tracked  []*tracked // per target when tracking is on
+	tracked  []*tracked  // per target when tracking is on
+	all      *trackedAll // the tracker of every namespace, when on
 }
 
 type call struct {
@@ -225,10 +227,13 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	e.mu.Lock()
-	tracked := e.tracked
+	tracked, all := e.tracked, e.all
 	e.mu.Unlock()
 	for _, tr := range tracked {
 		tr.collect(ch, d)
+	}
+	if all != nil {
+		all.collect(ch, d, c.targets)
 	}
 }
 
@@ -343,16 +348,57 @@ func (e *Exporter) dump(t Target) result {
 	return r
 }
 
-// tracked is the background tracker of one target.
-type tracked struct {
-	id          []string // the namespace's label values
-	mu          sync.Mutex
-	ok          bool // the tracker's last poll succeeded and it still runs
+// tally is what a tracker counted for one namespace: its transitions and
+// the lifetimes of its TIME_WAIT entries.
+type tally struct {
 	transitions map[[2]sock.State]uint64
 	buckets     map[float64]uint64
 	count       uint64
 	sum         float64
 }
+
+func newTally() *tally {
+	t := &tally{transitions: map[[2]sock.State]uint64{}, buckets: make(map[float64]uint64, len(lifetimeBuckets))}
+	for _, b := range lifetimeBuckets {
+		t.buckets[b] = 0 // every bucket is exposed, empty ones too
+	}
+	return t
+}
+
+func (t *tally) add(ev *track.Event) {
+	switch {
+	case ev.Kind == track.EventChange:
+		t.transitions[[2]sock.State{ev.From, ev.To}]++
+	case ev.Kind == track.EventGone && ev.TimeWait != nil:
+		v := ev.TimeWait.Length.Seconds()
+		t.count++
+		t.sum += v
+		for _, b := range lifetimeBuckets {
+			if v <= b {
+				t.buckets[b]++
+			}
+		}
+	}
+}
+
+func (t *tally) collect(ch chan<- prometheus.Metric, d *descs, id []string, ok bool) {
+	for k, n := range t.transitions {
+		ch <- prometheus.MustNewConstMetric(d.transitions, prometheus.CounterValue, float64(n), append(slices.Clip(id), k[0].String(), k[1].String())...)
+	}
+	// The histogram takes its own copy: the map goes on counting.
+	ch <- prometheus.MustNewConstHistogram(d.lifetime, t.count, t.sum, maps.Clone(t.buckets), id...)
+	ch <- prometheus.MustNewConstMetric(d.trackOK, prometheus.GaugeValue, boolValue(ok), id...)
+}
+
+// tracked is the background tracker of one target.
+type tracked struct {
+	id []string // the namespace's label values
+	mu sync.Mutex
+	ok bool // the tracker's last poll succeeded and it still runs
+	t  *tally
+}
+
+func newTracked(id []string) *tracked { return &tracked{id: id, t: newTally()} }
 
 // Track starts a monitor per target that follows transitions and TIME_WAIT
 // lifetimes until ctx ends. sources are second sources of the targets (a
@@ -362,29 +408,30 @@ type tracked struct {
 func (e *Exporter) Track(ctx context.Context, sources []monitor.Source, destroys []<-chan sock.Destroy, interval time.Duration) (wait func()) {
 	var wg sync.WaitGroup
 	for i, src := range sources {
-		tr := &tracked{id: e.targets[i].labels(), transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
-		for _, b := range lifetimeBuckets {
-			tr.buckets[b] = 0
-		}
+		tr := newTracked(e.targets[i].labels())
 		e.mu.Lock()
 		e.tracked = append(e.tracked, tr)
 		e.mu.Unlock()
-		m := monitor.New(src, monitor.Options{Interval: interval}, tr.frame)
 		var d <-chan sock.Destroy
 		if i < len(destroys) {
 			d = destroys[i]
 		}
-		wg.Go(func() {
-			if err := m.Run(ctx, nil, d); err != nil {
-				// A fault ended the tracker: its metrics stop growing,
-				// and sockscope_track_success says so.
-				tr.mu.Lock()
-				tr.ok = false
-				tr.mu.Unlock()
-			}
-		})
+		runTracker(ctx, &wg, src, d, interval, tr.frame, tr.failed)
 	}
 	return wg.Wait
+}
+
+// runTracker runs a monitor of src in wg until ctx ends; failed is called
+// when a fault ends it.
+func runTracker(ctx context.Context, wg *sync.WaitGroup, src monitor.Source, destroys <-chan sock.Destroy, interval time.Duration, frame func(*monitor.Frame), failed func()) {
+	m := monitor.New(src, monitor.Options{Interval: interval}, frame)
+	wg.Go(func() {
+		if err := m.Run(ctx, nil, destroys); err != nil {
+			// Its metrics stop growing, and sockscope_track_success
+			// says so.
+			failed()
+		}
+	})
 }
 
 func (t *tracked) frame(f *monitor.Frame) {
@@ -393,33 +440,90 @@ func (t *tracked) frame(f *monitor.Frame) {
 	defer t.mu.Unlock()
 	t.ok = f.Err == nil
 	for i := range f.Events {
-		ev := &f.Events[i]
-		switch {
-		case ev.Kind == track.EventChange:
-			t.transitions[[2]sock.State{ev.From, ev.To}]++
-		case ev.Kind == track.EventGone && ev.TimeWait != nil:
-			v := ev.TimeWait.Length.Seconds()
-			t.count++
-			t.sum += v
-			for _, b := range lifetimeBuckets {
-				if v <= b {
-					t.buckets[b]++
-				}
-			}
-		}
+		t.t.add(&f.Events[i])
 	}
+}
+
+func (t *tracked) failed() {
+	t.mu.Lock()
+	t.ok = false
+	t.mu.Unlock()
 }
 
 func (t *tracked) collect(ch chan<- prometheus.Metric, d *descs) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k, n := range t.transitions {
-		ch <- prometheus.MustNewConstMetric(d.transitions, prometheus.CounterValue, float64(n), append(slices.Clip(t.id), k[0].String(), k[1].String())...)
+	t.t.collect(ch, d, t.id, t.ok)
+}
+
+// trackedAll is the one tracker of every namespace on the host
+// (--all-netns): a monitor over a source that reads them all, each socket
+// stamped with its namespace, counting each namespace apart.
+type trackedAll struct {
+	live func(inode uint32) bool
+	mu   sync.Mutex
+	ok   bool
+	by   map[uint32]*tally // by namespace inode
+}
+
+// TrackAll starts one monitor of src, a source of every namespace on the
+// host whose sockets carry their namespace (a Fleet), that follows each
+// namespace's transitions and TIME_WAIT lifetimes until ctx ends. They are
+// exported with the series of the scrape's namespace of the same inode; a
+// namespace that live no longer reports is forgotten. One monitor, not one
+// per namespace: one tracker of cookies, one poll, whatever comes and goes.
+// wait is as Track's.
+func (e *Exporter) TrackAll(ctx context.Context, src monitor.Source, destroys <-chan sock.Destroy, interval time.Duration, live func(inode uint32) bool) (wait func()) {
+	a := &trackedAll{live: live, by: map[uint32]*tally{}}
+	e.mu.Lock()
+	e.all = a
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	runTracker(ctx, &wg, src, destroys, interval, a.frame, a.failed)
+	return wg.Wait
+}
+
+func (a *trackedAll) frame(f *monitor.Frame) {
+	defer f.Release()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ok = f.Err == nil
+	for i := range f.Events {
+		ev := &f.Events[i]
+		if ev.Entry.Socket == nil {
+			continue // every event of a monitor has its socket
+		}
+		t := a.by[ev.Entry.Netns]
+		if t == nil {
+			t = newTally()
+			a.by[ev.Entry.Netns] = t
+		}
+		t.add(ev)
 	}
-	buckets := make(map[float64]uint64, len(t.buckets))
-	for b, n := range t.buckets {
-		buckets[b] = n
+	for ino := range a.by {
+		if !a.live(ino) {
+			delete(a.by, ino) // its namespace went away, and its series
+		}
 	}
-	ch <- prometheus.MustNewConstHistogram(d.lifetime, t.count, t.sum, buckets, t.id...)
-	ch <- prometheus.MustNewConstMetric(d.trackOK, prometheus.GaugeValue, boolValue(t.ok), t.id...)
+}
+
+func (a *trackedAll) failed() {
+	a.mu.Lock()
+	a.ok = false
+	a.mu.Unlock()
+}
+
+// collect sends the tracker's metrics of each of the scrape's targets: a
+// namespace without a transition yet has an empty histogram.
+func (a *trackedAll) collect(ch chan<- prometheus.Metric, d *descs, targets []Target) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	empty := newTally()
+	for i := range targets {
+		t := a.by[uint32(targets[i].Netns.Inode)]
+		if t == nil {
+			t = empty
+		}
+		t.collect(ch, d, targets[i].labels(), a.ok)
+	}
 }

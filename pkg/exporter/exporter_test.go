@@ -240,10 +240,7 @@ sockscope_scrape_success{netns="b"} 1
 }
 
 func TestTrackedTransitionsAndLifetimes(t *testing.T) {
-	tr := &tracked{id: []string{"n"}, transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
-	for _, b := range lifetimeBuckets {
-		tr.buckets[b] = 0
-	}
+	tr := newTracked([]string{"n"})
 	tr.frame(&monitor.Frame{Events: []track.Event{
 		{Kind: track.EventChange, From: sock.Established, To: sock.FinWait2},
 		{Kind: track.EventChange, From: sock.FinWait2, To: sock.TimeWait},
@@ -285,7 +282,7 @@ sockscope_tcp_transitions_total{from="FIN_WAIT2",netns="n",to="TIME_WAIT"} 2
 // The tracker's health is a metric: 1 while its polls succeed, 0 after a
 // failed one.
 func TestTrackSuccess(t *testing.T) {
-	tr := &tracked{id: []string{"n"}, transitions: map[[2]sock.State]uint64{}, buckets: map[float64]uint64{}}
+	tr := newTracked([]string{"n"})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) { tr.collect(ch, newDescs([]string{"netns"})) }))
 	check := func(want float64) {
@@ -366,6 +363,90 @@ sockscope_tcp_max_tw_buckets{container_id="0123abcd",netns="shop/cart",pod="cart
 	failing = errors.New("no /proc")
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want("sockscope_netns_discovery_success 0")),
 		"sockscope_scrape_success", "sockscope_netns_discovery_success"); err != nil {
+		t.Error(err)
+	}
+}
+
+// With --all-netns one tracker follows every namespace: each namespace's
+// transitions and lifetimes go to its own series, with the labels of the
+// scrape's namespace of the same inode; one that goes away is forgotten.
+func TestTrackAllNamespaces(t *testing.T) {
+	in := func(ino uint32, ev track.Event) track.Event {
+		ev.Entry = track.Entry{Socket: &sock.Socket{Netns: ino, State: ev.To}}
+		return ev
+	}
+	live := map[uint32]bool{11: true, 22: true}
+	a := &trackedAll{live: func(ino uint32) bool { return live[ino] }, by: map[uint32]*tally{}}
+	a.frame(&monitor.Frame{Events: []track.Event{
+		in(11, track.Event{Kind: track.EventChange, From: sock.Established, To: sock.CloseWait}),
+		in(22, track.Event{Kind: track.EventChange, From: sock.Established, To: sock.FinWait1}),
+		in(22, track.Event{Kind: track.EventChange, From: sock.Established, To: sock.FinWait1}),
+		in(22, track.Event{Kind: track.EventGone, From: sock.TimeWait, TimeWait: &track.TimeWaitEnd{Length: 61 * time.Second}}),
+	}})
+	targets := []Target{
+		{Netns: netns.NS{Inode: 11}, Labels: []string{"shop/cart", "0123abcd", "cart", "shop"}},
+		{Netns: netns.NS{Inode: 22}, Labels: []string{"db", "", "", ""}},
+		{Netns: netns.NS{Inode: 33}, Labels: []string{"host", "", "", ""}}, // nothing happened there yet
+	}
+	reg := prometheus.NewRegistry()
+	d := newDescs(IdentityLabels)
+	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) { a.collect(ch, d, targets) }))
+	want := `
+# HELP sockscope_tcp_transitions_total State changes seen, by old and new state.
+# TYPE sockscope_tcp_transitions_total counter
+sockscope_tcp_transitions_total{container_id="",from="ESTABLISHED",netns="db",pod="",pod_namespace="",to="FIN_WAIT1"} 2
+sockscope_tcp_transitions_total{container_id="0123abcd",from="ESTABLISHED",netns="shop/cart",pod="cart",pod_namespace="shop",to="CLOSE_WAIT"} 1
+# HELP sockscope_track_success 1 when the background tracker's last poll of the namespace succeeded (--track).
+# TYPE sockscope_track_success gauge
+sockscope_track_success{container_id="",netns="db",pod="",pod_namespace=""} 1
+sockscope_track_success{container_id="",netns="host",pod="",pod_namespace=""} 1
+sockscope_track_success{container_id="0123abcd",netns="shop/cart",pod="cart",pod_namespace="shop"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sockscope_tcp_transitions_total", "sockscope_track_success"); err != nil {
+		t.Error(err)
+	}
+	lifetimes := func() map[string]uint64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]uint64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "sockscope_tcp_timewait_lifetime_seconds" {
+				continue
+			}
+			for _, m := range mf.Metric {
+				for _, l := range m.Label {
+					if l.GetName() == "netns" {
+						out[l.GetValue()] = m.GetHistogram().GetSampleCount()
+					}
+				}
+			}
+		}
+		return out
+	}
+	if got := lifetimes(); got["db"] != 1 || got["shop/cart"] != 0 || got["host"] != 0 || len(got) != 3 {
+		t.Errorf("lifetime counts by namespace: %v; want db 1, shop/cart 0, host 0", got)
+	}
+
+	// The cart's namespace goes away: the next frame forgets it, so a
+	// namespace that comes back with its inode starts from nothing.
+	delete(live, 11)
+	a.frame(&monitor.Frame{})
+	if _, ok := a.by[11]; ok {
+		t.Error("a gone namespace's counts were kept")
+	}
+	if a.by[22] == nil || a.by[22].transitions[[2]sock.State{sock.Established, sock.FinWait1}] != 2 {
+		t.Errorf("a live namespace's counts were lost: %+v", a.by[22])
+	}
+	a.frame(&monitor.Frame{Err: errors.New("dump failed")})
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP sockscope_track_success 1 when the background tracker's last poll of the namespace succeeded (--track).
+# TYPE sockscope_track_success gauge
+sockscope_track_success{container_id="",netns="db",pod="",pod_namespace=""} 0
+sockscope_track_success{container_id="",netns="host",pod="",pod_namespace=""} 0
+sockscope_track_success{container_id="0123abcd",netns="shop/cart",pod="cart",pod_namespace="shop"} 0
+`), "sockscope_track_success"); err != nil {
 		t.Error(err)
 	}
 }
