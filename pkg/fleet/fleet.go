@@ -65,6 +65,11 @@ type Config struct {
 	// trees); zero values are this host's.
 	Scan     nsfind.Options
 	Identify nsfind.IdentifyOptions
+	// ListNS and InodeOfID list the namespaces in use and open one by ID
+	// (tests script them); nil: nsfind's, listns(2) where the kernel has
+	// it.
+	ListNS    func() ([]uint64, error)
+	InodeOfID func(id uint64) (uint64, error)
 }
 
 // Member is one namespace of the Fleet.
@@ -94,6 +99,13 @@ type Fleet struct {
 	lastScan, lastDescriptors time.Time
 	found                     map[uint64]nsfind.Namespace // the last descriptor walk's namespaces held only by a descriptor
 
+	// With listns(2): the inode of each namespace ID listed, and the
+	// inodes in use that the last descriptor walk did not find either
+	// (held by a process this one cannot see).
+	ids         map[uint64]uint64
+	unreachable map[uint64]bool
+	noListns    bool
+
 	destroys chan sock.Destroy
 	wg       sync.WaitGroup
 
@@ -111,6 +123,12 @@ type Fleet struct {
 // ctx ends or Close.
 func Open(ctx context.Context, cfg Config) (*Fleet, error) {
 	f := &Fleet{cfg: cfg, prog: cfg.Program, byInode: map[uint64]*Member{}, said: map[string]bool{}, now: time.Now}
+	if f.cfg.ListNS == nil {
+		f.cfg.ListNS = nsfind.ListNet
+	}
+	if f.cfg.InodeOfID == nil {
+		f.cfg.InodeOfID = nsfind.InodeOfID
+	}
 	f.ctx, f.cancel = context.WithCancel(ctx)
 	if cfg.Destroys {
 		f.destroys = make(chan sock.Destroy, 4096)
@@ -289,9 +307,18 @@ func (f *Fleet) Rescan() error {
 
 func (f *Fleet) rescan(first bool) error {
 	now := f.now()
+	inUse := f.inUse()
 	opt := f.cfg.Scan
 	opt.Descriptors = first || f.cfg.DescriptorsEvery == 0 || now.Sub(f.lastDescriptors) >= f.cfg.DescriptorsEvery
 	found, err := nsfind.Scan(opt)
+	if err == nil && !opt.Descriptors && f.unseen(found, inUse) {
+		// The kernel lists a namespace that neither this scan nor the
+		// last walk found: held only by a descriptor since. Walk the
+		// descriptors now rather than at their turn, so that it is read
+		// from this poll on.
+		opt.Descriptors = true
+		found, err = nsfind.Scan(opt)
+	}
 	if err != nil {
 		return fmt.Errorf("finding the network namespaces: %w", err)
 	}
@@ -306,8 +333,21 @@ func (f *Fleet) rescan(first bool) error {
 				f.found[n.Inode] = n
 			}
 		}
+		f.unreachable = map[uint64]bool{}
+		have := inodes(found)
+		for ino := range inUse {
+			if !have[ino] {
+				f.unreachable[ino] = true
+			}
+		}
 	} else {
 		for ino, n := range f.found {
+			if inUse != nil && !inUse[ino] {
+				// The kernel no longer lists it: its last descriptor
+				// closed, and it goes now, not at the next walk.
+				delete(f.found, ino)
+				continue
+			}
 			if !slices.ContainsFunc(found, func(m nsfind.Namespace) bool { return m.Inode == ino }) {
 				found = append(found, n)
 			}
@@ -342,6 +382,66 @@ func (f *Fleet) rescan(first bool) error {
 	f.members = keep
 	f.publish(departed)
 	return errors.Join(errs...)
+}
+
+// inUse returns the inodes of the network namespaces the kernel lists as
+// in use (listns(2)), or nil where it cannot list them. Each ID is opened
+// once in its life, to learn its inode.
+func (f *Fleet) inUse() map[uint64]bool {
+	if f.noListns {
+		return nil
+	}
+	ids, err := f.cfg.ListNS()
+	if err != nil {
+		// Without listns (before Linux 6.19) the descriptor walk alone
+		// finds the namespaces only a descriptor holds, at its turn.
+		f.noListns = errors.Is(err, nsfind.ErrNoListns)
+		return nil
+	}
+	known := make(map[uint64]uint64, len(ids))
+	inodes := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		ino, ok := f.ids[id]
+		if !ok {
+			ino, err = f.cfg.InodeOfID(id)
+			switch {
+			case errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESTALE):
+				continue // gone since it was listed
+			case err != nil:
+				// Not ours to open (no CAP_SYS_ADMIN): a listing that
+				// cannot be matched to inodes is no listing.
+				f.noListns = true
+				return nil
+			}
+		}
+		known[id] = ino
+		inodes[ino] = true
+	}
+	f.ids = known
+	return inodes
+}
+
+// unseen reports whether the kernel lists a namespace in use that found,
+// the last walk and what it could not reach all lack.
+func (f *Fleet) unseen(found []nsfind.Namespace, inUse map[uint64]bool) bool {
+	if len(inUse) == 0 {
+		return false
+	}
+	have := inodes(found)
+	for ino := range inUse {
+		if _, ok := f.found[ino]; !ok && !have[ino] && !f.unreachable[ino] {
+			return true
+		}
+	}
+	return false
+}
+
+func inodes(found []nsfind.Namespace) map[uint64]bool {
+	m := make(map[uint64]bool, len(found))
+	for i := range found {
+		m[found[i].Inode] = true
+	}
+	return m
 }
 
 // refresh keeps a member's identity current: the process it was named

@@ -336,3 +336,91 @@ func TestVanishedBeforeTheDump(t *testing.T) {
 		t.Errorf("gone %d, members %d, notes %q; want 2 gone, none read, no note", f.Gone(), len(f.Members()), f.Notes())
 	}
 }
+
+// Where the kernel lists the namespaces in use (listns, scripted here), a
+// namespace held only by a descriptor is read from the next poll on, not
+// at the descriptor walk's turn, and is dropped at the first poll after
+// the kernel stops listing it.
+func TestIntegrationFleetListedNamespaces(t *testing.T) {
+	nstest.HostLock(t) // it reads every namespace on the host
+	const heldID = 1 << 40 // an ID no real namespace has yet
+	var (
+		listed   []uint64
+		idInodes = map[uint64]uint64{}
+		opened   []uint64
+	)
+	prog := filter.Compile(mustParse(t, "state listen"), filter.Options{})
+	f, err := Open(context.Background(), Config{All: true, Program: prog, DescriptorsEvery: time.Hour,
+		ListNS: func() ([]uint64, error) { return listed, nil },
+		InodeOfID: func(id uint64) (uint64, error) {
+			opened = append(opened, id)
+			if ino, ok := idInodes[id]; ok {
+				return ino, nil
+			}
+			return 0, unix.ESTALE
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	// After the first walk: a namespace whose process exits, held from
+	// then on only by this test's descriptor.
+	cmd, held := nstest.Unshared(t)
+	own := listeners(t, inProcess(held), 7400, 2)
+	fd, err := unix.Open(held.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
+	cmd.Process.Kill()
+	cmd.Wait()
+	heldIno := uint32(held.Inode)
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := countBy(snap)[heldIno]; c != 0 {
+		t.Fatalf("%d listeners of a namespace held by a descriptor, found without a walk or a listing", c)
+	}
+	// The kernel lists it: the next poll reads it.
+	listed, idInodes[heldID] = []uint64{heldID}, held.Inode
+	snap, err = f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := countBy(snap)[heldIno]; c != 2 {
+		t.Errorf("%d listeners in the namespace the kernel listed; want 2", c)
+	}
+	// Its ID is opened once, not at every poll.
+	if _, err := f.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if len(opened) != 1 {
+		t.Errorf("IDs opened %v; want the listed one, once", opened)
+	}
+
+	// The descriptor closes and the kernel no longer lists it: gone at
+	// the next poll, though the walk is not due for an hour.
+	unix.Close(fd)
+	fd = -1
+	listed = nil
+	snap, err = f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := countBy(snap)[heldIno]; c != 0 {
+		t.Errorf("%d listeners of a namespace the kernel no longer lists", c)
+	}
+	if n, ok := f.Name(heldIno); !ok || !n.Gone {
+		t.Errorf("the namespace no longer listed is not marked gone: %+v, %v", n, ok)
+	}
+	if n := socketsIn(t, held.Inode, own); n != 0 {
+		t.Errorf("the fleet keeps %d sockets in the namespace that went away", n)
+	}
+}

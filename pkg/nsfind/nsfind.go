@@ -11,6 +11,11 @@
 // the order a person recognises: its ip netns name, a mount path, a
 // process's /proc/PID/ns/net, a descriptor's /proc/PID/fd/N.
 //
+// Where the kernel has listns(2) (Linux 6.19), ListNet lists the
+// namespaces in use, those only a descriptor holds among them, in one call:
+// a caller that scans often without the descriptor walk learns from it
+// that a walk is due.
+//
 // Scan reads only /proc and /run/netns; it opens nothing but directories
 // and changes nothing. A namespace it finds may be gone by the time it is
 // read (a container exits): callers skip it then.
