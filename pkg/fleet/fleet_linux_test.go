@@ -342,7 +342,7 @@ func TestVanishedBeforeTheDump(t *testing.T) {
 // at the descriptor walk's turn, and is dropped at the first poll after
 // the kernel stops listing it.
 func TestIntegrationFleetListedNamespaces(t *testing.T) {
-	nstest.HostLock(t) // it reads every namespace on the host
+	nstest.HostLock(t)     // it reads every namespace on the host
 	const heldID = 1 << 40 // an ID no real namespace has yet
 	var (
 		listed   []uint64
