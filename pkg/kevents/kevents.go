@@ -1,0 +1,188 @@
+// Package kevents reads TCP state changes from the kernel as they happen:
+// a BPF program on the tracepoint sock:inet_sock_set_state (a tp_btf
+// program, which needs BTF and BPF trampolines, not kprobes) sends each
+// change of every TCP socket on the host, in every network namespace,
+// through a ring buffer, with the kernel's own clock. A poll sees a socket
+// once a second; this sees every step of it, the SYN_SENT and SYN_RECV
+// phases and connections that open and close between two polls included.
+//
+// The program is built at run time with cilium/ebpf's asm package from the
+// running kernel's BTF (the offsets of the fields it reads), so no
+// compiler is needed to build sockscope and no object file can go stale.
+// Loading it needs root (CAP_BPF and CAP_PERFMON); where it cannot load,
+// Open says why and the callers go on polling.
+package kevents
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"golang.org/x/sys/unix"
+)
+
+// Transition is one TCP state change the kernel made.
+type Transition struct {
+	// At is when the kernel made it (its monotonic clock, on the wall).
+	At     time.Time
+	Cookie uint64 // the socket's cookie, as sock_diag reports it
+	Netns  uint32 // inode of the socket's network namespace
+	From   sock.State
+	To     sock.State
+	Family sock.Family
+	Local  netip.AddrPort
+	Peer   netip.AddrPort
+}
+
+// Socket is the socket as the transition left it, for a filter to match.
+func (t *Transition) Socket() sock.Socket {
+	return sock.Socket{Cookie: t.Cookie, Local: t.Local, Peer: t.Peer, Netns: t.Netns,
+		Family: t.Family, State: t.To, Info: -1}
+}
+
+// Watcher holds the loaded program until Close.
+type Watcher struct {
+	events *ebpf.Map
+	prog   *ebpf.Program
+	link   link.Link
+	rd     *ringbuf.Reader
+}
+
+// ringSize is the ring buffer's size: 1 MiB holds about 13,000 changes,
+// some seconds of a busy host's churn if the reader falls behind.
+const ringSize = 1 << 20
+
+// Open loads the program and attaches it. An error that is
+// ErrUnavailable says this kernel or this process cannot (not root, no
+// BTF, BPF locked down); it is no fault of sockscope's.
+func Open() (*Watcher, error) {
+	offs, err := kernelOffsets()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	w := &Watcher{}
+	w.events, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sockscope_tcp", Type: ebpf.RingBuf, MaxEntries: ringSize})
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("creating the ring buffer: %w", err))
+	}
+	w.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "sockscope_state", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+		AttachTo: "inet_sock_set_state", License: "GPL",
+		Instructions: program(offs, w.events.FD()),
+	})
+	if err != nil {
+		w.Close()
+		return nil, unavailable(fmt.Errorf("loading the program: %w", err))
+	}
+	w.link, err = link.AttachTracing(link.TracingOptions{Program: w.prog})
+	if err != nil {
+		w.Close()
+		return nil, unavailable(fmt.Errorf("attaching to sock:inet_sock_set_state: %w", err))
+	}
+	w.rd, err = ringbuf.NewReader(w.events)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("reading the ring buffer: %w", err)
+	}
+	return w, nil
+}
+
+// ErrUnavailable says the kernel's events cannot be had here.
+var ErrUnavailable = errors.New("kernel TCP events unavailable")
+
+func unavailable(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+		err = fmt.Errorf("%w (loading BPF needs root, or CAP_BPF and CAP_PERFMON)", err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// Run calls fn with each change until ctx ends or Close; fn must not keep
+// the Transition. A change the reader has no room for is counted by the
+// kernel, not lost silently: Run returns no error for it, but the ring
+// buffer is sized for seconds of churn.
+func (w *Watcher) Run(ctx context.Context, fn func(*Transition)) error {
+	stop := context.AfterFunc(ctx, func() { w.rd.Close() })
+	defer stop()
+	var rec ringbuf.Record
+	var t Transition
+	for {
+		if err := w.rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading kernel events: %w", err)
+		}
+		if !decode(rec.RawSample, &t, clockOffset()) {
+			continue
+		}
+		fn(&t)
+	}
+}
+
+// clockOffset is the wall time minus the monotonic clock, now: the kernel
+// stamps events with the latter.
+func clockOffset() time.Time {
+	var ts unix.Timespec
+	now := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return now // not on Linux's vDSO: never here
+	}
+	return now.Add(-time.Duration(ts.Nano()))
+}
+
+// eventSize is the record the program writes; see program.
+const eventSize = 72
+
+// decode reads one record; base plus the record's monotonic time is its
+// wall time.
+func decode(b []byte, t *Transition, base time.Time) bool {
+	if len(b) < eventSize {
+		return false
+	}
+	le := binary.LittleEndian
+	t.At = base.Add(time.Duration(le.Uint64(b[0:])))
+	t.Cookie = le.Uint64(b[8:])
+	t.Netns = le.Uint32(b[16:])
+	t.From, t.To = sock.State(b[20]), sock.State(b[21])
+	t.Family = sock.Family(le.Uint16(b[22:]))
+	sport := le.Uint16(b[24:])               // host order (skc_num)
+	dport := binary.BigEndian.Uint16(b[26:]) // network order (skc_dport)
+	switch t.Family {
+	case sock.IPv4:
+		t.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[28:32])), sport)
+		t.Peer = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[32:36])), dport)
+	case sock.IPv6:
+		t.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[40:56])), sport)
+		t.Peer = netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[56:72])), dport)
+	default:
+		return false
+	}
+	return true
+}
+
+// Close detaches the program and frees what Open made.
+func (w *Watcher) Close() error {
+	var errs []error
+	if w.rd != nil {
+		errs = append(errs, w.rd.Close())
+	}
+	if w.link != nil {
+		errs = append(errs, w.link.Close())
+	}
+	if w.prog != nil {
+		errs = append(errs, w.prog.Close())
+	}
+	if w.events != nil {
+		errs = append(errs, w.events.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,167 @@
+package kevents
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/nstest"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"golang.org/x/sys/unix"
+)
+
+// open loads the program, or fails under CI (root, BTF, trampolines are
+// there), or skips where a developer cannot load BPF.
+func open(t *testing.T) *Watcher {
+	t.Helper()
+	w, err := Open()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("loading the kernel events: %v", err)
+		}
+		t.Skipf("kernel events: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("closing: %v", err)
+		}
+	})
+	return w
+}
+
+// A connection that lives 5 ms in a namespace of its own: the kernel
+// reports every step of both ends, in its namespace, with its addresses
+// and cookies, each dated within 1 ms of this test's clock around it.
+func TestTransitionsOfAShortConnection(t *testing.T) {
+	w := open(t)
+	ns := nstest.New(t)
+	nsIno := uint32(ns.NS(t).Inode)
+	var (
+		mu   sync.Mutex
+		seen []Transition
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- w.Run(ctx, func(tr *Transition) {
+			if tr.Netns == nsIno {
+				mu.Lock()
+				seen = append(seen, *tr)
+				mu.Unlock()
+			}
+		})
+	}()
+
+	ap := netip.MustParseAddrPort("127.0.0.1:9000")
+	var listen, client, server int
+	var listenAt, connectBefore, connectAfter, closeBefore, closeAfter time.Time
+	err := ns.Do(func() error {
+		var err error
+		listenAt = time.Now()
+		if listen, err = nstest.Listen(ap, false); err != nil {
+			return err
+		}
+		connectBefore = time.Now()
+		if client, err = nstest.Dial(ap); err != nil {
+			return err
+		}
+		connectAfter = time.Now()
+		if server, _, err = unix.Accept4(listen, unix.SOCK_CLOEXEC); err != nil {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+		closeBefore = time.Now()
+		unix.Close(client)
+		closeAfter = time.Now()
+		unix.Close(server)
+		unix.Close(listen)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = listenAt
+
+	type step struct{ from, to sock.State }
+	clientWant := []step{
+		{sock.Close, sock.SynSent}, {sock.SynSent, sock.Established},
+		{sock.Established, sock.FinWait1}, {sock.FinWait1, sock.FinWait2},
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var got []Transition
+	for {
+		mu.Lock()
+		got = append(got[:0], seen...)
+		mu.Unlock()
+		if countFrom(got, 9000) >= len(clientWant) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var clientSteps []step
+	var cookie uint64
+	for _, tr := range got {
+		if tr.Peer.Port() != 9000 {
+			continue
+		}
+		if tr.Family != sock.IPv4 || tr.Local.Addr() != ap.Addr() || tr.Peer != ap || tr.Cookie == 0 {
+			t.Errorf("client transition %+v: want IPv4 from 127.0.0.1 to %s with a cookie", tr, ap)
+		}
+		if cookie != 0 && tr.Cookie != cookie {
+			t.Errorf("client cookie changed: %d then %d", cookie, tr.Cookie)
+		}
+		cookie = tr.Cookie
+		clientSteps = append(clientSteps, step{tr.From, tr.To})
+		// Within 1 ms of what this test saw around the call that made it.
+		var lo, hi time.Time
+		switch tr.To {
+		case sock.SynSent, sock.Established:
+			lo, hi = connectBefore, connectAfter
+		default:
+			lo, hi = closeBefore, closeAfter
+		}
+		if tr.At.Before(lo.Add(-time.Millisecond)) || tr.At.After(hi.Add(time.Millisecond)) {
+			t.Errorf("%s to %s dated %s; the call ran from %s to %s", tr.From, tr.To,
+				tr.At.Format("15:04:05.000000"), lo.Format("15:04:05.000000"), hi.Format("15:04:05.000000"))
+		}
+	}
+	if len(clientSteps) < len(clientWant) {
+		t.Fatalf("client's steps %v; want %v first", clientSteps, clientWant)
+	}
+	for i, s := range clientWant {
+		if clientSteps[i] != s {
+			t.Errorf("client's steps %v; want %v first", clientSteps, clientWant)
+			break
+		}
+	}
+	// The listener and the server's end are there too.
+	var listener, serverEnd bool
+	for _, tr := range got {
+		switch {
+		case tr.Local.Port() == 9000 && tr.To == sock.Listen:
+			listener = true
+		case tr.Local.Port() == 9000 && tr.From == sock.Established && tr.To == sock.CloseWait:
+			serverEnd = true
+		}
+	}
+	if !listener || !serverEnd {
+		t.Errorf("listener's CLOSE to LISTEN seen %v, server's ESTABLISHED to CLOSE_WAIT seen %v; want both (all: %+v)", listener, serverEnd, got)
+	}
+}
+
+func countFrom(trs []Transition, peerPort uint16) int {
+	n := 0
+	for _, tr := range trs {
+		if tr.Peer.Port() == peerPort {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,197 @@
+package kevents
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+)
+
+// offsets are where the program finds each field, in bytes, from the
+// running kernel's BTF: structure layouts differ between kernels and
+// configurations.
+type offsets struct {
+	protocol            int32 // struct sock: sk_protocol (u16)
+	family, num, dport  int32 // struct sock_common: u16 each
+	rcvSaddr, daddr     int32 // __be32 each
+	v6RcvSaddr, v6Daddr int32 // struct in6_addr each
+	net                 int32 // skc_net.net: struct net *
+	inum                int32 // struct net: ns.inum (u32)
+}
+
+func kernelOffsets() (*offsets, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("reading the kernel's BTF: %w", err)
+	}
+	var sk, skc, net *btf.Struct
+	for name, p := range map[string]**btf.Struct{"sock": &sk, "sock_common": &skc, "net": &net} {
+		if err := spec.TypeByName(name, p); err != nil {
+			return nil, fmt.Errorf("struct %s in the kernel's BTF: %w", name, err)
+		}
+	}
+	o := &offsets{}
+	var errs []error
+	field := func(s *btf.Struct, want int, path ...string) int32 {
+		off, size, err := memberOf(s, path...)
+		if err == nil && want > 0 && size != want {
+			err = fmt.Errorf("struct %s: %v is %d bytes, not %d", s.Name, path, size, want)
+		}
+		errs = append(errs, err)
+		return off
+	}
+	// struct sock starts with its sock_common (__sk_common).
+	o.protocol = field(sk, 2, "sk_protocol")
+	o.family = field(skc, 2, "skc_family")
+	o.num = field(skc, 2, "skc_num")
+	o.dport = field(skc, 2, "skc_dport")
+	o.rcvSaddr = field(skc, 4, "skc_rcv_saddr")
+	o.daddr = field(skc, 4, "skc_daddr")
+	o.v6RcvSaddr = field(skc, 16, "skc_v6_rcv_saddr")
+	o.v6Daddr = field(skc, 16, "skc_v6_daddr")
+	o.net = field(skc, 8, "skc_net", "net")
+	o.inum = field(net, 4, "ns", "inum")
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// memberOf finds a member by its path of names, looking through anonymous
+// structs and unions, and returns its byte offset and size.
+func memberOf(s btf.Type, path ...string) (int32, int, error) {
+	var off uint32
+	t := s
+	for _, name := range path {
+		m, at, ok := find(t, name)
+		if !ok {
+			return 0, 0, fmt.Errorf("no member %v in %s", path, s.TypeName())
+		}
+		if m.BitfieldSize != 0 {
+			return 0, 0, fmt.Errorf("member %v of %s is a bitfield", path, s.TypeName())
+		}
+		off += at
+		t = m.Type
+	}
+	size, err := btf.Sizeof(t)
+	if err != nil {
+		return 0, 0, fmt.Errorf("size of %v in %s: %w", path, s.TypeName(), err)
+	}
+	return int32(off), size, nil
+}
+
+// find looks for name among t's members and those of its anonymous
+// members; at is the member's byte offset in t.
+func find(t btf.Type, name string) (btf.Member, uint32, bool) {
+	var members []btf.Member
+	switch v := btf.UnderlyingType(t).(type) {
+	case *btf.Struct:
+		members = v.Members
+	case *btf.Union:
+		members = v.Members
+	default:
+		return btf.Member{}, 0, false
+	}
+	for _, m := range members {
+		if m.Name == name {
+			return m, m.Offset.Bytes(), true
+		}
+		if m.Name == "" {
+			if inner, at, ok := find(m.Type, name); ok {
+				return inner, m.Offset.Bytes() + at, true
+			}
+		}
+	}
+	return btf.Member{}, 0, false
+}
+
+// The record the program writes, byte offsets (eventSize in all): the
+// kernel's monotonic time, the cookie, the namespace's inode, the old and
+// new states, the family, the local port (host order) and the peer's
+// (network order), the IPv4 addresses, 4 bytes of padding, the IPv6
+// addresses.
+const (
+	evTime   = 0
+	evCookie = 8
+	evNetns  = 16
+	evFrom   = 20
+	evTo     = 21
+	evFamily = 22
+	evSport  = 24
+	evDport  = 26
+	evSaddr4 = 28
+	evDaddr4 = 32
+	evPad    = 36
+	evSaddr6 = 40
+	evDaddr6 = 56
+)
+
+// program is the tp_btf program: for every TCP socket's change, one
+// record into the ring buffer ringFD. Its arguments (ctx, an array of
+// u64) are the socket, the old state and the new one.
+func program(o *offsets, ringFD int) asm.Instructions {
+	const (
+		sk, from, to = asm.R6, asm.R7, asm.R8
+		base         = -eventSize // the record, on the stack
+	)
+	at := func(off int16) int16 { return base + off }
+	copy8 := func(src int32, dst int16) asm.Instructions {
+		return asm.Instructions{
+			asm.LoadMem(asm.R2, sk, int16(src), asm.DWord),
+			asm.StoreMem(asm.RFP, at(dst), asm.R2, asm.DWord),
+		}
+	}
+	insns := asm.Instructions{
+		asm.LoadMem(sk, asm.R1, 0, asm.DWord),
+		asm.LoadMem(from, asm.R1, 8, asm.DWord),
+		asm.LoadMem(to, asm.R1, 16, asm.DWord),
+		asm.JEq.Imm(sk, 0, "exit"),
+		// TCP only (the tracepoint serves every inet protocol).
+		asm.LoadMem(asm.R2, sk, int16(o.protocol), asm.Half),
+		asm.JNE.Imm(asm.R2, 6, "exit"), // IPPROTO_TCP
+
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.RFP, at(evTime), asm.R0, asm.DWord),
+		asm.Mov.Reg(asm.R1, sk),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, at(evCookie), asm.R0, asm.DWord),
+
+		// The namespace: skc_net.net->ns.inum; 0 if it had none.
+		asm.Mov.Imm(asm.R3, 0),
+		asm.LoadMem(asm.R2, sk, int16(o.net), asm.DWord),
+		asm.JEq.Imm(asm.R2, 0, "netns"),
+		asm.LoadMem(asm.R3, asm.R2, int16(o.inum), asm.Word),
+		asm.StoreMem(asm.RFP, at(evNetns), asm.R3, asm.Word).WithSymbol("netns"),
+
+		asm.StoreMem(asm.RFP, at(evFrom), from, asm.Byte),
+		asm.StoreMem(asm.RFP, at(evTo), to, asm.Byte),
+		asm.LoadMem(asm.R2, sk, int16(o.family), asm.Half),
+		asm.StoreMem(asm.RFP, at(evFamily), asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, sk, int16(o.num), asm.Half),
+		asm.StoreMem(asm.RFP, at(evSport), asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, sk, int16(o.dport), asm.Half),
+		asm.StoreMem(asm.RFP, at(evDport), asm.R2, asm.Half),
+		asm.LoadMem(asm.R2, sk, int16(o.rcvSaddr), asm.Word),
+		asm.StoreMem(asm.RFP, at(evSaddr4), asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, sk, int16(o.daddr), asm.Word),
+		asm.StoreMem(asm.RFP, at(evDaddr4), asm.R2, asm.Word),
+		asm.StoreImm(asm.RFP, at(evPad), 0, asm.Word),
+	}
+	insns = append(insns, copy8(o.v6RcvSaddr, evSaddr6)...)
+	insns = append(insns, copy8(o.v6RcvSaddr+8, evSaddr6+8)...)
+	insns = append(insns, copy8(o.v6Daddr, evDaddr6)...)
+	insns = append(insns, copy8(o.v6Daddr+8, evDaddr6+8)...)
+	insns = append(insns,
+		asm.LoadMapPtr(asm.R1, ringFD),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, base),
+		asm.Mov.Imm(asm.R3, eventSize),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnRingbufOutput.Call(),
+
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
+		asm.Return(),
+	)
+	return insns
+}
