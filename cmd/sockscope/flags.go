@@ -45,6 +45,7 @@ type options struct {
 	podLogs   string
 	processes bool
 	procfs    bool
+	pollOnly  bool // watch: no kernel state-change events
 	noHeader  bool
 	json      bool
 	color     string

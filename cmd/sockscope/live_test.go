@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/nstest"
+	"golang.org/x/sys/unix"
 )
 
 // startBinary runs sockscope in the background; stdout lines arrive on the
@@ -71,7 +72,7 @@ type eventJSON struct {
 func TestIntegrationWatchTimesBetweenPolls(t *testing.T) {
 	ns := nstest.New(t)
 	conn := nstest.Connect(t, ns, netip.MustParseAddrPort("127.0.0.1:9000"))
-	lines, _ := startBinary(t, "watch", "-N", ns.Name, "-i", "5s", "--json", "--for", "12s", ":9000")
+	lines, _ := startBinary(t, "watch", "--poll-only", "-N", ns.Name, "-i", "5s", "--json", "--for", "12s", ":9000")
 	// The first poll sees both ends ESTABLISHED; wait for it by asking the
 	// kernel, then close half-way through the interval.
 	time.Sleep(2 * time.Second)
@@ -127,7 +128,7 @@ func TestIntegrationWatchTimesBetweenPolls(t *testing.T) {
 // became, never as an unseen socket.
 func TestIntegrationWatchUnseenSockets(t *testing.T) {
 	ns := nstest.New(t)
-	lines, _ := startBinary(t, "watch", "-N", ns.Name, "-i", "5s", "--json", "--for", "8s", ":9000")
+	lines, _ := startBinary(t, "watch", "--poll-only", "-N", ns.Name, "-i", "5s", "--json", "--for", "8s", ":9000")
 	time.Sleep(2 * time.Second) // after the first poll, well before the second
 	conn := nstest.Connect(t, ns, netip.MustParseAddrPort("127.0.0.1:9000"))
 	conn.Close(&conn.Server)
@@ -284,6 +285,107 @@ func TestIntegrationTimeWaitOverflow(t *testing.T) {
 		"does not change that: it bounds FIN_WAIT2 only"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// As root, watch reads every state change from the kernel: a connection
+// that lives 5 ms between two 1 s polls is reported step by step, both
+// ends, each step dated within 1 ms of this test's clock around the call
+// that made it; and what its ends became (a TIME_WAIT entry, a freed
+// socket) still comes from the poll and the destroy events.
+func TestIntegrationWatchKernelTransitions(t *testing.T) {
+	ns := nstest.New(t)
+	lines, _ := startBinary(t, "watch", "-N", ns.Name, "-i", "1s", "--json", "--for", "5s", ":9000")
+	time.Sleep(1500 * time.Millisecond) // loaded, and half-way between two polls
+
+	ap := netip.MustParseAddrPort("127.0.0.1:9000")
+	var listen, client, server int
+	var openBefore, openAfter, closeBefore, closeAfter time.Time
+	err := ns.Do(func() error {
+		var err error
+		if listen, err = nstest.Listen(ap, false); err != nil {
+			return err
+		}
+		openBefore = time.Now()
+		if client, err = nstest.Dial(ap); err != nil {
+			return err
+		}
+		openAfter = time.Now()
+		if server, _, err = unix.Accept4(listen, unix.SOCK_CLOEXEC); err != nil {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+		closeBefore = time.Now()
+		unix.Close(server) // the server closes first: its end becomes the TIME_WAIT entry
+		closeAfter = time.Now()
+		unix.Close(client)
+		unix.Close(listen)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type step struct{ event, local, from, to string }
+	var events []eventJSON
+	timeout := time.After(10 * time.Second)
+	for done := false; !done; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				done = true
+				break
+			}
+			var e eventJSON
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			events = append(events, e)
+		case <-timeout:
+			t.Fatal("watch did not end")
+		}
+	}
+	find := func(s step) *eventJSON {
+		for i := range events {
+			e := &events[i]
+			if e.Event == s.event && e.From == s.from && e.To == s.to && (s.local == "" || e.Local == s.local) {
+				return e
+			}
+		}
+		return nil
+	}
+	within := func(e *eventJSON, lo, hi time.Time) bool {
+		return !e.Time.Before(lo.Add(-time.Millisecond)) && !e.Time.After(hi.Add(time.Millisecond))
+	}
+	// The server's end is 127.0.0.1:9000 to the client's port.
+	for _, c := range []struct {
+		s      step
+		lo, hi time.Time
+	}{
+		{step{"change", "", "SYN_SENT", "ESTABLISHED"}, openBefore, openAfter},
+		{step{"new", "", "", "SYN_RECV"}, openBefore, openAfter},
+		{step{"change", "127.0.0.1:9000", "SYN_RECV", "ESTABLISHED"}, openBefore, openAfter},
+		{step{"change", "127.0.0.1:9000", "ESTABLISHED", "FIN_WAIT1"}, closeBefore, closeAfter},
+		{step{"change", "", "ESTABLISHED", "CLOSE_WAIT"}, closeBefore, closeAfter},
+	} {
+		e := find(c.s)
+		switch {
+		case e == nil:
+			t.Errorf("no %+v among %+v", c.s, events)
+		case !e.Exact || !within(e, c.lo, c.hi):
+			t.Errorf("%+v dated %s (exact %v); the call ran from %s to %s", c.s, e.Time.Format("15:04:05.000000"), e.Exact,
+				c.lo.Format("15:04:05.000000"), c.hi.Format("15:04:05.000000"))
+		}
+	}
+	// The client's end is freed (LAST_ACK, then CLOSE: the destroy event)
+	// and the server's is the TIME_WAIT entry, its change dated exactly.
+	if e := find(step{"change", "127.0.0.1:9000", "FIN_WAIT2", "TIME_WAIT"}); e == nil || !e.Exact || e.Time.Before(closeAfter) {
+		t.Errorf("the server end's change into TIME_WAIT: %+v", e)
+	}
+	for _, e := range events {
+		if e.Event == "change" && !e.Exact {
+			t.Errorf("a change dated by polling while the kernel's events run: %+v", e)
 		}
 	}
 }

@@ -5,12 +5,17 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/session"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/spf13/cobra"
 )
 
@@ -22,8 +27,10 @@ func newWatchCmd(a *app) *cobra.Command {
 		Long: withFilterHelp(`Print one line per socket event as it happens: new (first seen), a state
 change with the time spent in the old state, gone with its lifetime. Times
 come from the kernel where it tells them (the TIME_WAIT timer, destroy
-events); '~' marks a time measured by polling, '>=' one that began before
-the watch. Runs until Ctrl-C or --for.`),
+events, and as root each state change as it happens, from a BPF program
+on the kernel's sock:inet_sock_set_state tracepoint, connections that open
+and close between two polls included); '~' marks a time measured by
+polling, '>=' one that began before the watch. Runs until Ctrl-C or --for.`),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.prepare(cmd, args, true); err != nil {
 				return err
@@ -34,6 +41,7 @@ the watch. Runs until Ctrl-C or --for.`),
 	o.selectFlags(cmd, true)
 	o.liveFlags(cmd, time.Second)
 	cmd.Flags().BoolVar(&o.json, "json", false, "one JSON object per event per line")
+	cmd.Flags().BoolVar(&o.pollOnly, "poll-only", false, "date changes by polling and destroy events alone, without the kernel's state-change events (BPF)")
 	return cmd
 }
 
@@ -80,10 +88,52 @@ func runWatch(a *app, o *options) error {
 	}
 	var werr error
 	var line []byte
+	// The poll's events and the kernel's come from two goroutines: one
+	// writes at a time.
+	var mu sync.Mutex
+	write := func(ev *track.Event) {
+		line = line[:0]
+		if o.json {
+			line = render.AppendEventJSONIn(line, ev, netnsCol)
+		} else {
+			line = render.AppendEventIn(line, ev, o.processes, netnsCol)
+		}
+		line = append(line, '\n')
+		out.Write(line)
+		// Flushed per event, so that | grep and | jq see it live.
+		if err := out.Flush(); err != nil && werr == nil {
+			werr = err
+			cancel()
+		}
+	}
+	var feed *kernelFeed
+	waitFeed := func() error { return nil }
+	if !o.pollOnly && !o.procfs {
+		inNS, err := watchedNamespaces(s)
+		if err != nil {
+			return err
+		}
+		feed = newKernelFeed(prog, inNS)
+		var kev sock.Socket
+		var note string
+		waitFeed, note = startKernelFeed(ctx, func(tr *kevents.Transition) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ev, ok := feed.event(tr, &kev); ok {
+				write(&ev)
+			}
+		})
+		if note != "" {
+			feed = nil
+			a.note(note)
+		}
+	}
 	first, slow := true, false
 	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
+			mu.Lock()
+			defer mu.Unlock()
 			if f.Err != nil {
 				fmt.Fprintf(stderr, "sockscope: %v\n", f.Err)
 				return
@@ -98,23 +148,21 @@ func runWatch(a *app, o *options) error {
 					fmt.Fprintf(stderr, "sockscope: watching %d sockets (filter: %s); Ctrl-C stops\n", len(f.Entries), prog)
 				}
 			}
+			if feed != nil {
+				feed.prune(f.Time)
+			}
 			for i := range f.Events {
-				line = line[:0]
-				if o.json {
-					line = render.AppendEventJSONIn(line, &f.Events[i], netnsCol)
-				} else {
-					line = render.AppendEventIn(line, &f.Events[i], o.processes, netnsCol)
-				}
-				line = append(line, '\n')
-				out.Write(line)
-				// Flushed per event, so that | grep and | jq see it live.
-				if err := out.Flush(); err != nil && werr == nil {
-					werr = err
-					cancel()
+				if feed == nil || feed.adjust(&f.Events[i]) {
+					write(&f.Events[i])
 				}
 			}
 		})
-	if err := mon.Run(ctx, nil, s.Destroys()); err != nil {
+	err = mon.Run(ctx, nil, s.Destroys())
+	cancel()
+	if ferr := waitFeed(); ferr != nil {
+		a.note(fmt.Sprintf("the kernel's state-change events stopped: %v", ferr))
+	}
+	if err != nil {
 		return err
 	}
 	a.note(s.ClosingNotes()...)
@@ -122,4 +170,25 @@ func runWatch(a *app, o *options) error {
 		return fmt.Errorf("writing events: %w", werr)
 	}
 	return nil
+}
+
+// watchedNamespaces says whether a namespace inode is one the session
+// reads: the kernel's events come from every namespace on the host.
+func watchedNamespaces(s *session.Session) (func(uint32) bool, error) {
+	if names := s.Names(); names != nil {
+		return func(ino uint32) bool {
+			n, ok := names(ino)
+			return ok && !n.Gone
+		}, nil
+	}
+	ns := s.Targets[0].NS
+	if ns.IsSelf() {
+		self, err := netns.Self()
+		if err != nil {
+			return nil, err
+		}
+		ns = self
+	}
+	ino := uint32(ns.Inode)
+	return func(n uint32) bool { return n == ino }, nil
 }

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/filter"
+	"github.com/sockscope/sockscope/pkg/kevents"
+	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/track"
+)
+
+// kernelFeed turns the kernel's transitions into watch's events: each
+// step of every socket the filter selects in the namespaces read, dated
+// by the kernel. The poll's events for the same steps are then redundant:
+// redundant says which to leave out. Ends (a change to CLOSE) are left to
+// the poll and the destroy announcements, which say what a socket became
+// (freed, or a TIME_WAIT entry the kernel's tracepoint does not show).
+type kernelFeed struct {
+	start time.Time
+	prog  *filter.Program
+	inNS  func(ino uint32) bool
+	// last is each live socket's last transition, by cookie, from the
+	// kernel; a socket leaves it at its change to CLOSE, for closed.
+	last map[uint64]time.Time
+	// closed are the sockets the kernel closed, until the poll says what
+	// each became: a TIME_WAIT entry keeps the socket's cookie, and its
+	// change into TIME_WAIT is the close.
+	closed map[uint64]closing
+}
+
+type closing struct {
+	at, last time.Time // the close, and the change before it (zero: unknown)
+	from     sock.State
+}
+
+// twTimerSlack is how far the TIME_WAIT timer's date of an entry may lie
+// from the kernel's clock: its milliseconds count jiffies (4 ms at 250 Hz)
+// and the timer wheel rounds.
+const twTimerSlack = 20 * time.Millisecond
+
+// closedFor is how long a close waits for the poll to show what it
+// became: the longest poll interval, and then some.
+const closedFor = 2 * time.Minute
+
+func newKernelFeed(prog *filter.Program, inNS func(uint32) bool) *kernelFeed {
+	return &kernelFeed{start: time.Now(), prog: prog, inNS: inNS, last: map[uint64]time.Time{}, closed: map[uint64]closing{}}
+}
+
+// event returns the event of a kernel transition, and false for one watch
+// does not print (another namespace, outside the filter, an end). s is
+// where the event's socket is kept: the caller's, reused.
+func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event, bool) {
+	if !k.inNS(tr.Netns) {
+		return track.Event{}, false
+	}
+	prev, known := k.last[tr.Cookie]
+	if tr.To == sock.Close {
+		delete(k.last, tr.Cookie)
+		k.closed[tr.Cookie] = closing{at: tr.At, last: prev, from: tr.From}
+		return track.Event{}, false
+	}
+	*s = tr.Socket()
+	matches := k.prog.Match(s)
+	if !matches && tr.From != sock.Close {
+		// A change out of a selected state counts too.
+		from := *s
+		from.State = tr.From
+		matches = k.prog.Match(&from)
+	}
+	k.last[tr.Cookie] = tr.At
+	if !matches {
+		return track.Event{}, false
+	}
+	ev := track.Event{Kind: track.EventChange, At: tr.At, Exact: true, Entry: track.Entry{Socket: s},
+		From: tr.From, To: tr.To}
+	// A socket is born into SYN_SENT or LISTEN (from CLOSE), or as a
+	// listener's child in SYN_RECV (from LISTEN, the state it is cloned
+	// in).
+	if tr.From == sock.Close || (tr.From == sock.Listen && tr.To == sock.SynRecv) {
+		ev.Kind, ev.From = track.EventNew, 0
+		return ev, true
+	}
+	if known {
+		ev.InState, ev.InStateExact = tr.At.Sub(prev), true
+	} else {
+		// In that state since before the watch began.
+		ev.InState, ev.InStateAtLeast = tr.At.Sub(k.start), true
+	}
+	return ev, true
+}
+
+// adjust reports whether watch prints a poll's event: not when it says
+// what the kernel said already (a socket's first sight, or a change of a
+// socket the kernel has reported). A socket's change into TIME_WAIT, which
+// the tracepoint shows as the full socket closing, is dated by that close;
+// ends are the poll's and the destroy events' to say.
+func (k *kernelFeed) adjust(ev *track.Event) bool {
+	cookie := ev.Entry.Cookie
+	c, closed := k.closed[cookie]
+	switch {
+	case ev.Kind == track.EventGone:
+		delete(k.closed, cookie)
+		return true
+	case ev.To == sock.TimeWait && closed:
+		// The full socket closed into an entry of the TIME_WAIT table:
+		// in TIME_WAIT at once when the peer's FIN had come, or first
+		// in FIN_WAIT2 (its owner closed it before) until that FIN,
+		// which the kernel's timer dates. The timer reads in
+		// milliseconds of jiffies: within twTimerSlack of the close is
+		// the close.
+		delete(k.closed, cookie)
+		at := ev.At
+		if at.Before(c.at.Add(twTimerSlack)) {
+			at = c.at
+		}
+		ev.Kind, ev.From, ev.At, ev.Exact = track.EventChange, c.from, at, true
+		ev.InStateExact, ev.InStateAtLeast = !c.last.IsZero(), c.last.IsZero()
+		if c.last.IsZero() {
+			ev.InState = at.Sub(k.start)
+		} else {
+			ev.InState = at.Sub(c.last)
+		}
+		return true
+	case ev.To == sock.TimeWait:
+		return true
+	}
+	_, known := k.last[cookie]
+	return !known
+}
+
+// prune forgets the closes no poll claimed: sockets freed, whose end the
+// destroy events told.
+func (k *kernelFeed) prune(now time.Time) {
+	for cookie, c := range k.closed {
+		if now.Sub(c.at) > closedFor {
+			delete(k.closed, cookie)
+		}
+	}
+}
+
+// startKernelFeed loads the kernel events and calls fn with each until ctx
+// ends; where they cannot be had it returns a note instead. wait stops
+// the reader once ctx has ended and says what failed.
+func startKernelFeed(ctx context.Context, fn func(*kevents.Transition)) (wait func() error, note string) {
+	w, err := kevents.Open()
+	if err != nil {
+		return func() error { return nil }, "exact transitions need BPF (" + err.Error() + "); times come from polling and destroy events"
+	}
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Go(func() { runErr = w.Run(ctx, fn) })
+	return func() error {
+		wg.Wait()
+		return errors.Join(runErr, w.Close())
+	}, ""
+}
