@@ -23,6 +23,7 @@ import (
 type Config struct {
 	Source    monitor.Source
 	Lookup    track.Lookup // owners of sockets; nil when unavailable
+	Births    track.Births // the kernel's birth dates; nil when none
 	Processes bool         // show the Process column from the start
 	// Columns are the table's columns in order (-o); nil: the dashboard's
 	// defaults. The process column follows p whatever they are.
@@ -136,7 +137,7 @@ func newDashboard(cfg Config) *dashboard {
 	}
 	d.x = &extras{timeWait: cfg.TimeWait, counters: cfg.Counters}
 	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
-		Interval: cfg.Interval, Now: cfg.Now, Extras: d.x}, d.box.put)
+		Interval: cfg.Interval, Now: cfg.Now, Extras: d.x, Births: cfg.Births}, d.box.put)
 	d.started = cfg.Now()
 	d.cols = d.columns()
 	d.build()

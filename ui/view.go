@@ -313,6 +313,8 @@ func (d *dashboard) refreshDetail() {
 		ageText += " (from the kernel's TIME_WAIT timer), " + string(render.AppendDuration(nil, left)) + " left"
 	case track.AgeAtLeast:
 		ageText = "at least " + ageText + " (it was there when sockscope started)"
+	case track.AgeKernel:
+		ageText += " (since its birth, as the kernel dated it)"
 	default:
 		ageText += " (since first seen)"
 	}

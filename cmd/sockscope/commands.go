@@ -25,7 +25,7 @@ func newRoot(a *app) *cobra.Command {
 	root.SetErr(a.stderr)
 	root.CompletionOptions.HiddenDefaultCmd = false
 	root.AddCommand(newListCmd(a), newWatchCmd(a), newTimeWaitCmd(a), newBindCmd(a),
-		newDemoCmd(a), newStatsCmd(a), newExporterCmd(a), newNetnsCmd(a), newVersionCmd(a))
+		newDemoCmd(a), newStatsCmd(a), newExporterCmd(a), newNetnsCmd(a), newAgentCmd(a), newVersionCmd(a))
 	// A flag error names the flag; it is bad input, exit status 2.
 	// The root's own name would repeat the prefix exitCode adds
 	// ("sockscope: sockscope: ..."): its errors go without it.

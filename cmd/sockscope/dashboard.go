@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
@@ -101,9 +102,14 @@ func runDashboard(a *app, o *options) error {
 	if err != nil {
 		notes = append(notes, err.Error())
 	}
+	births, err := s.Births(true)
+	if err != nil {
+		notes = append(notes, fmt.Sprintf("the agent's birth dates cannot be read (%v)", err))
+	}
 	err = ui.Run(ctx, ui.Config{
 		Source:     s.Reader(),
 		Lookup:     s.Lookup(),
+		Births:     births,
 		Processes:  o.processes,
 		Columns:    o.cols,
 		Filter:     text,

@@ -64,8 +64,9 @@ func runList(a *app, o *options) error {
 	}
 	var view track.View
 	lookup := s.Lookup()
+	births := agentBirths(a, s, false)
 	err = s.Reader().Stream(func(b *sock.Snapshot) error {
-		track.OnceInto(&view, b, lookup)
+		track.OnceBornInto(&view, b, lookup, births)
 		return out.Write(view.Entries)
 	})
 	if err == nil {
@@ -87,4 +88,14 @@ func runList(a *app, o *options) error {
 		a.note(fmt.Sprintf("%d namespaces went away before they could be read", s.Fleet.Gone()))
 	}
 	return nil
+}
+
+// agentBirths are the agent's birth dates for a run (see session.Births),
+// nil without an agent; an agent this user may not read is said once.
+func agentBirths(a *app, s *session.Session, alone bool) track.Births {
+	births, err := s.Births(alone)
+	if err != nil {
+		a.note(fmt.Sprintf("the agent runs, but its birth dates cannot be read (%v): ages of sockets it stamped show as before", err))
+	}
+	return births
 }

@@ -69,6 +69,7 @@ type row struct {
 	PeerPort  int    `json:"peer_port"`
 	AgeMs     int64  `json:"age_ms"`
 	AgeExact  bool   `json:"age_exact"`
+	AgeSource string `json:"age_source"`
 	LeftMs    *int64 `json:"left_ms"`
 	ExpiresMs int64  `json:"expires_ms"`
 	Timer     string `json:"timer"`

@@ -129,7 +129,8 @@ func runWatch(a *app, o *options) error {
 		}
 	}
 	first, slow := true, false
-	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval},
+	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval,
+		Births: agentBirths(a, s, true)},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
 			mu.Lock()

@@ -180,6 +180,7 @@ type Options struct {
 	Lookup    track.Lookup // owners of sockets; nil when unavailable
 	Processes bool         // look owners up from the start
 	Interval  time.Duration
+	Births    track.Births     // the kernel's birth dates; nil: none
 	Now       func() time.Time // nil: time.Now
 	// Extras adds a front end's own data to every frame; nil: none.
 	Extras Extras
@@ -199,6 +200,7 @@ func New(src Source, opt Options, send func(*Frame)) *Monitor {
 	if opt.Processes && opt.Lookup != nil {
 		m.tracker.SetLookup(opt.Lookup)
 	}
+	m.tracker.SetBirths(opt.Births)
 	return m
 }
 

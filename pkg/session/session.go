@@ -24,11 +24,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/fleet"
+	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/nsfind"
@@ -100,6 +103,11 @@ type Session struct {
 	procs  *procs.Table
 	notes  []string
 	said   map[string]bool
+	stamps *kevents.Stamps // the agent's, once Births opened them
+	// late are notes from the monitor's goroutine (Births), for
+	// LaterNotes.
+	mu     sync.Mutex
+	late   []string
 	cancel context.CancelFunc
 }
 
@@ -239,6 +247,49 @@ func (s *Session) Destroys() <-chan sock.Destroy {
 // one an administrator sets).
 func (s *Session) Stat() (*kstat.Reader, error) { return s.Source().Stat() }
 
+// laterNote keeps a note for LaterNotes; safe from any goroutine.
+func (s *Session) laterNote(n string) {
+	s.mu.Lock()
+	s.late = append(s.late, n)
+	s.mu.Unlock()
+}
+
+// Births are the birth dates the agent stamped in the kernel (sockscope
+// agent start), nil when no agent runs. The first call reads every stamp
+// at once. With alone (the live modes), a socket not among them is looked
+// up alone, once (the tracker asks once per socket), so that one born
+// since is found too; a one-shot listing has what the first read found.
+func (s *Session) Births(alone bool) (track.Births, error) {
+	stamps, err := kevents.OpenStamps()
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		// No agent, or none this user may read (bpffs is root's): the
+		// ages are as without one, as the README says.
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.stamps = stamps
+	var all map[uint64]kevents.Stamp
+	return func(cookie uint64) (track.Birth, bool) {
+		if all == nil {
+			var err error
+			if all, err = stamps.All(); err != nil {
+				s.laterNote(fmt.Sprintf("the agent's birth dates: %v", err))
+				all = map[uint64]kevents.Stamp{}
+			}
+		}
+		st, ok := all[cookie]
+		if !ok && alone {
+			var err error
+			if st, ok, err = stamps.Lookup(cookie); err != nil {
+				s.laterNote(fmt.Sprintf("the agent's birth dates: %v", err))
+			}
+		}
+		return track.Birth{Born: st.Born, Changed: st.Last, State: st.State}, ok
+	}, nil
+}
+
 // Lookup finds the owners of sockets; nil unless Config.Processes.
 func (s *Session) Lookup() track.Lookup {
 	if s.procs == nil {
@@ -253,11 +304,15 @@ func (s *Session) Notes() []string { return s.notes }
 // LaterNotes are the notes a Fleet had since the last call (a namespace
 // that could not be entered, found at a rescan), each said once.
 func (s *Session) LaterNotes() []string {
-	if s.Fleet == nil {
-		return nil
+	s.mu.Lock()
+	late := s.late
+	s.late = nil
+	s.mu.Unlock()
+	if s.Fleet != nil {
+		late = append(late, s.Fleet.Notes()...)
 	}
 	var out []string
-	for _, n := range s.Fleet.Notes() {
+	for _, n := range late {
 		if !s.said[n] {
 			s.said[n] = true
 			out = append(out, n)
@@ -288,6 +343,11 @@ func (s *Session) Close() error {
 	var first error
 	if s.Fleet != nil {
 		first = s.Fleet.Close()
+	}
+	if s.stamps != nil {
+		if err := s.stamps.Close(); err != nil && first == nil {
+			first = fmt.Errorf("closing the agent's stamps: %w", err)
+		}
 	}
 	for _, t := range s.Targets {
 		if err := t.Source.Close(); err != nil && first == nil {

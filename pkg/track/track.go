@@ -35,6 +35,7 @@ type AgeSource uint8
 // How ages are known, from the most to the least exact.
 const (
 	AgeTimer     AgeSource = iota // TIME_WAIT: 60 s minus the kernel's timer
+	AgeKernel                     // since its birth, as the kernel dated it (Births)
 	AgeFirstSeen                  // born while watched: since first seen
 	AgeAtLeast                    // there before the tracker: at least this old
 )
@@ -43,6 +44,8 @@ func (a AgeSource) String() string {
 	switch a {
 	case AgeTimer:
 		return "timer"
+	case AgeKernel:
+		return "kernel"
 	case AgeFirstSeen:
 		return "first-seen"
 	case AgeAtLeast:
@@ -50,6 +53,17 @@ func (a AgeSource) String() string {
 	}
 	return fmt.Sprintf("agesource%d", uint8(a))
 }
+
+// Birth is what the kernel told of a socket (sockscope's BPF program, or
+// its agent's stamp): when it was made, and when it entered State.
+type Birth struct {
+	Born, Changed time.Time
+	State         sock.State
+}
+
+// Births looks a socket's birth up by cookie; false when the kernel did
+// not date it (born before the program was loaded).
+type Births func(cookie uint64) (Birth, bool)
 
 // Transition is one change of state seen between two snapshots.
 type Transition struct {
@@ -173,6 +187,7 @@ type Lookup func(inode uint32) (procs.Process, bool)
 // latest snapshot, at index at.
 type record struct {
 	firstSeen   stamp
+	born        stamp  // from the kernel (Births); none when not known
 	since       stamp  // when it entered state
 	twEntered   stamp  // from the kernel timer; none until TIME_WAIT
 	destroyedAt stamp  // from a destroy event; none when none came
@@ -220,6 +235,7 @@ const maxHistory = 16
 // Tracker keeps per-cookie records across snapshots.
 type Tracker struct {
 	lookup  Lookup
+	births  Births // the kernel's birth dates; nil: none
 	started time.Time
 	gen     uint64
 	recs    *KeyMap[*record]
@@ -368,9 +384,11 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			next = int(r.at) + 1 // the walk resumes after it
 		}
 		isNew := r == nil
+		kernelSince := false // the kernel dated its state
 		if isNew {
 			r = &record{firstSeen: nowS, predates: first, state: s.State, since: nowS,
-				twEntered: none, destroyedAt: none, missingAt: none}
+				twEntered: none, destroyedAt: none, missingAt: none, born: none}
+			kernelSince = t.bornOf(r, s)
 			t.recs.Set(KeyOf(s), r)
 			if !first {
 				t.fresh[pairOf(s)] = struct{}{}
@@ -408,7 +426,13 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		}
 		switch {
 		case isNew:
-			r.since, r.sinceExact = t.stamp(entered), exact
+			if !kernelSince {
+				r.since, r.sinceExact = t.stamp(entered), exact
+			}
+			if r.born != none && !exact {
+				// First seen now, made when the kernel says.
+				entered, exact = t.time(r.born), true
+			}
 			if !first {
 				v.Events = append(v.Events, Event{Kind: EventNew, At: entered, Exact: exact, Entry: owned(e), To: s.State})
 			}
@@ -528,7 +552,35 @@ func (t *Tracker) entry(r *record, s *sock.Socket, at time.Time) Entry {
 	firstSeen := t.time(r.firstSeen)
 	e := Entry{Socket: s, FirstSeen: firstSeen, Process: r.proc}
 	e.Age, e.AgeSource, e.Left = age(s, r.predates, firstSeen, t.started, at)
+	if r.born != none && e.AgeSource != AgeTimer {
+		e.Age, e.AgeSource = at.Sub(t.time(r.born)), AgeKernel
+	}
 	return e
+}
+
+// SetBirths tells the tracker where the kernel's birth dates are; nil
+// stops looking. A socket is looked up once, when first seen.
+func (t *Tracker) SetBirths(b Births) { t.births = b }
+
+// bornOf dates a new record from the kernel, where it knows: its birth,
+// and when it entered the state it is in now (then nothing of it
+// predates the tracker). It reports whether it dated the state.
+func (t *Tracker) bornOf(r *record, s *sock.Socket) bool {
+	if t.births == nil {
+		return false
+	}
+	b, ok := t.births(s.Cookie)
+	if !ok {
+		return false
+	}
+	r.born = t.stamp(b.Born)
+	if b.State == s.State && !b.Changed.IsZero() {
+		r.since, r.sinceExact, r.predates = t.stamp(b.Changed), true, false
+		return true
+	}
+	// It changed since the kernel's stamp was read: its age is exact, the
+	// time in its state is as the tracker sees it.
+	return false
 }
 
 // change records a transition of r into to at the given time and returns
@@ -557,13 +609,16 @@ const earlyMargin = time.Second
 func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 	at, exact := now, false
 	since, firstSeen := t.time(r.since), t.time(r.firstSeen)
+	if r.born != none {
+		firstSeen = t.time(r.born) // its lifetime from its birth
+	}
 	if r.destroyedAt != none && r.destroyedAt >= r.since {
 		at, exact = t.time(r.destroyedAt), true
 	}
 	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: *last, From: r.state,
 		InState: at.Sub(since), InStateExact: exact && r.sinceExact,
 		InStateAtLeast: r.predates && len(r.history) == 0 && r.twEntered == none,
-		Lifetime:       at.Sub(firstSeen), LifetimeAtLeast: r.predates}
+		Lifetime:       at.Sub(firstSeen), LifetimeAtLeast: r.predates && r.born == none}
 	if r.twEntered != none {
 		// Nothing announces the end of a TIME_WAIT entry: the probes
 		// (Probed) narrow it down to between two looks.
@@ -610,6 +665,12 @@ func Once(snap *sock.Snapshot, lookup Lookup) *View {
 // OnceInto is Once into v, reusing the memory of its entries: a listing
 // streamed a batch at a time views every batch in the same few pages.
 func OnceInto(v *View, snap *sock.Snapshot, lookup Lookup) {
+	OnceBornInto(v, snap, lookup, nil)
+}
+
+// OnceBornInto is OnceInto with the kernel's birth dates: a socket they
+// date has its exact age.
+func OnceBornInto(v *View, snap *sock.Snapshot, lookup Lookup, births Births) {
 	now := snap.Time
 	entries := v.Entries
 	if cap(entries) < len(snap.Sockets) {
@@ -623,6 +684,11 @@ func OnceInto(v *View, snap *sock.Snapshot, lookup Lookup) {
 		e := &v.Entries[i]
 		*e = Entry{Socket: s, FirstSeen: now}
 		e.Age, e.AgeSource, e.Left = age(s, true, now, now, now)
+		if births != nil && e.AgeSource != AgeTimer {
+			if b, ok := births(s.Cookie); ok {
+				e.Age, e.AgeSource, e.FirstSeen = now.Sub(b.Born), AgeKernel, b.Born
+			}
+		}
 		if s.Inode != 0 && lookup != nil {
 			e.Process, _ = lookup(s.Inode)
 		}

@@ -494,3 +494,76 @@ func TestOrderChangesBetweenSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// Sockets the kernel dated (Births) have exact ages from their birth,
+// those in the first snapshot included; their time in a state starts at
+// the kernel's change, and a gone one's lifetime is exact. Others keep
+// their honest ages; TIME_WAIT entries keep the timer's.
+func TestBirthsGiveExactAges(t *testing.T) {
+	births := map[uint64]Birth{
+		1: {Born: t0.Add(-5 * time.Second), Changed: t0.Add(-2 * time.Second), State: sock.Established},
+		2: {Born: t0.Add(-9 * time.Second), Changed: t0.Add(-9 * time.Second), State: sock.SynSent}, // changed since
+		4: {Born: t0.Add(-30 * time.Second)},
+	}
+	var looked []uint64
+	tr := New(nil)
+	tr.SetBirths(func(c uint64) (Birth, bool) {
+		looked = append(looked, c)
+		b, ok := births[c]
+		return b, ok
+	})
+	v := tr.Update(snapAt(0, est(1, 11), est(2, 12), est(3, 13), tw(4, 30000)))
+	for _, c := range []struct {
+		cookie uint64
+		age    time.Duration
+		src    AgeSource
+	}{{1, 5 * time.Second, AgeKernel}, {2, 9 * time.Second, AgeKernel}, {3, 0, AgeAtLeast}, {4, 30 * time.Second, AgeTimer}} {
+		if e := entry(t, v, c.cookie); e.Age != c.age || e.AgeSource != c.src {
+			t.Errorf("cookie %d: age %v (%s); want %v (%s)", c.cookie, e.Age, e.AgeSource, c.age, c.src)
+		}
+	}
+	v = tr.Update(snapAt(3*time.Second, est(1, 11), est(2, 12), est(3, 13), est(5, 15)))
+	if e := entry(t, v, 1); e.Age != 8*time.Second || e.AgeSource != AgeKernel {
+		t.Errorf("cookie 1 later: %v (%s)", e.Age, e.AgeSource)
+	}
+	if e := entry(t, v, 5); e.AgeSource != AgeFirstSeen {
+		t.Errorf("a socket born since, that the kernel did not date: %s", e.AgeSource)
+	}
+	// Each socket is looked up once, when first seen.
+	slices.Sort(looked)
+	if !slices.Equal(looked, []uint64{1, 2, 3, 4, 5}) {
+		t.Errorf("looked up %v; want each cookie once", looked)
+	}
+	// 1 closes (ESTABLISHED since the kernel's change 2 s before t0),
+	// 2 changes state.
+	cw := est(2, 12)
+	cw.State = sock.CloseWait
+	v = tr.Update(snapAt(4*time.Second, cw, est(3, 13), est(5, 15)))
+	var gone, changed *Event
+	for i := range v.Events {
+		switch e := &v.Events[i]; {
+		case e.Kind == EventGone && e.Entry.Cookie == 1:
+			gone = e
+		case e.Kind == EventChange && e.Entry.Cookie == 2:
+			changed = e
+		}
+	}
+	if gone == nil || gone.Lifetime != 9*time.Second || gone.LifetimeAtLeast || gone.InState != 6*time.Second || gone.InStateAtLeast {
+		t.Errorf("cookie 1 gone: %+v; want a lifetime of 9s and 6s in ESTABLISHED, neither at least", gone)
+	}
+	// Its stamp was of SYN_SENT: when it became ESTABLISHED is not known,
+	// only that it was so when the tracker started.
+	if changed == nil || !changed.InStateAtLeast || changed.InState != 4*time.Second || changed.Entry.AgeSource != AgeKernel {
+		t.Errorf("cookie 2 changed: %+v; want at least 4s in ESTABLISHED, and its exact age", changed)
+	}
+
+	// A one-shot listing dates them too.
+	once := &View{}
+	OnceBornInto(once, snapAt(0, est(1, 11), est(3, 13)), nil, func(c uint64) (Birth, bool) { b, ok := births[c]; return b, ok })
+	if e := entry(t, once, 1); e.Age != 5*time.Second || e.AgeSource != AgeKernel {
+		t.Errorf("listing, cookie 1: %v (%s)", e.Age, e.AgeSource)
+	}
+	if e := entry(t, once, 3); e.AgeSource != AgeAtLeast {
+		t.Errorf("listing, cookie 3: %s", e.AgeSource)
+	}
+}
