@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/session"
@@ -106,6 +107,18 @@ func runDashboard(a *app, o *options) error {
 	if err != nil {
 		notes = append(notes, fmt.Sprintf("the agent's birth dates cannot be read (%v)", err))
 	}
+	// As root, the kernel's state changes date every socket born while
+	// the dashboard runs.
+	waitFeed := func() (string, error) { return "", nil }
+	if !o.procfs {
+		inNS, err := watchedNamespaces(s)
+		if err != nil {
+			return err
+		}
+		book := kevents.NewBook(inNS)
+		waitFeed = asyncKernelFeed(ctx, book.Add)
+		births = combinedBirths(book, births)
+	}
 	err = ui.Run(ctx, ui.Config{
 		Source:     s.Reader(),
 		Lookup:     s.Lookup(),
@@ -123,6 +136,14 @@ func runDashboard(a *app, o *options) error {
 		TimeWait:   kb.context,
 		Counters:   stat.Counters,
 	})
+	cancel()
+	note, ferr := waitFeed()
+	if note != "" {
+		a.note(note)
+	}
+	if ferr != nil {
+		a.note(fmt.Sprintf("the kernel's state-change events stopped: %v", ferr))
+	}
 	a.note(s.ClosingNotes()...)
 	return err
 }

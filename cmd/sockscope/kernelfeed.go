@@ -157,3 +157,41 @@ func startKernelFeed(ctx context.Context, fn func(*kevents.Transition)) (wait fu
 		return errors.Join(runErr, w.Close())
 	}, ""
 }
+
+// asyncKernelFeed is startKernelFeed in the background: loading parses the
+// kernel's BTF, some hundreds of milliseconds the dashboard's first frame
+// need not wait for. wait, once ctx has ended, returns the note of a
+// failure to load and the error of a failure while running.
+func asyncKernelFeed(ctx context.Context, fn func(*kevents.Transition)) (wait func() (string, error)) {
+	done := make(chan struct{})
+	var note string
+	var err error
+	go func() {
+		defer close(done)
+		var w func() error
+		w, note = startKernelFeed(ctx, fn)
+		<-ctx.Done()
+		err = w()
+	}()
+	return func() (string, error) {
+		<-done
+		return note, err
+	}
+}
+
+// combinedBirths are the births a live mode knows: those its own Book saw
+// (born while it runs), else the agent's stamps.
+func combinedBirths(book *kevents.Book, agent track.Births) track.Births {
+	if book == nil {
+		return agent
+	}
+	return func(cookie uint64) (track.Birth, bool) {
+		if st, ok := book.Lookup(cookie); ok {
+			return track.Birth{Born: st.Born, Changed: st.Last, State: st.State}, true
+		}
+		if agent != nil {
+			return agent(cookie)
+		}
+		return track.Birth{}, false
+	}
+}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/ui/screentest"
+	"golang.org/x/sys/unix"
 )
 
 // Each panel of the real binary at the smallest supported terminal: its
@@ -71,4 +73,36 @@ func TestPanelsInTmux(t *testing.T) {
 	})
 	tm.send("echo exit=$?", "Enter")
 	tm.waitFor("exit=0", func(s string) bool { return strings.Contains(s, "\nexit=0") })
+}
+
+// As root, the dashboard reads the kernel's state changes: a listener
+// opened while it runs shows its age since its birth, as the kernel dated
+// it, in its detail panel. The kernel's events load in the background
+// while the first polls run: a listener opened before they are loaded is
+// aged from the poll that saw it, so the test opens another, up to four
+// times.
+func TestIntegrationDashboardKernelAges(t *testing.T) {
+	ns := nstest.New(t)
+	tm := newTmux(t, 100, 30)
+	tm.waitFor("the shell prompt", func(s string) bool { return strings.Contains(s, "$") })
+	tm.send(fmt.Sprintf("ip netns exec %s %s state listening", ns.Name, binary), "Enter")
+	tm.waitFor("the dashboard", func(s string) bool { return strings.Contains(s, "LISTEN 0") })
+	const title = " socket (Esc closes) "
+	for try := range 4 {
+		fd := ns.Listen(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(9100+try)))
+		tm.waitFor("the listener", func(s string) bool { return strings.Contains(s, "LISTEN 1") && len(tableRows(s)) == 1 })
+		tm.send("Enter")
+		pane := tm.waitFor("its detail", func(s string) bool { return strings.Contains(s, title) && strings.Contains(s, "age ") })
+		tm.send("Escape")
+		if strings.Contains(pane, "as the kernel dated it") {
+			tm.send("q")
+			return
+		}
+		if !strings.Contains(pane, "since first seen") {
+			t.Fatalf("the age of a listener born while the dashboard runs:\n%s", pane)
+		}
+		unix.Close(fd)
+		tm.waitFor("the listener gone", func(s string) bool { return strings.Contains(s, "LISTEN 0") && len(tableRows(s)) == 0 })
+	}
+	t.Fatal("no listener born while the dashboard ran was dated by the kernel")
 }

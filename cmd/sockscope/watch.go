@@ -108,15 +108,18 @@ func runWatch(a *app, o *options) error {
 	}
 	var feed *kernelFeed
 	waitFeed := func() error { return nil }
+	births := agentBirths(a, s, true)
 	if !o.pollOnly && !o.procfs {
 		inNS, err := watchedNamespaces(s)
 		if err != nil {
 			return err
 		}
 		feed = newKernelFeed(prog, inNS)
+		book := kevents.NewBook(inNS) // the births the tracker asks for
 		var kev sock.Socket
 		var note string
 		waitFeed, note = startKernelFeed(ctx, func(tr *kevents.Transition) {
+			book.Add(tr)
 			mu.Lock()
 			defer mu.Unlock()
 			if ev, ok := feed.event(tr, &kev); ok {
@@ -126,11 +129,13 @@ func runWatch(a *app, o *options) error {
 		if note != "" {
 			feed = nil
 			a.note(note)
+		} else {
+			births = combinedBirths(book, births)
 		}
 	}
 	first, slow := true, false
 	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval,
-		Births: agentBirths(a, s, true)},
+		Births: births},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
 			mu.Lock()

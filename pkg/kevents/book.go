@@ -1,0 +1,58 @@
+package kevents
+
+import (
+	"sync"
+
+	"github.com/sockscope/sockscope/pkg/sock"
+)
+
+// Book keeps, for each live socket born while it listens, what the
+// kernel's transitions told: its birth, its last change and its state. It
+// is what the agent's map holds, for one run: the live modes date every
+// socket born while they run without an agent. Safe for concurrent use.
+type Book struct {
+	keep func(netns uint32) bool
+	mu   sync.Mutex
+	m    map[uint64]Stamp
+}
+
+// NewBook returns a Book of the sockets in the namespaces keep accepts.
+func NewBook(keep func(netns uint32) bool) *Book {
+	return &Book{keep: keep, m: map[uint64]Stamp{}}
+}
+
+// Add records one transition: a birth (from CLOSE, or a listener's child
+// made in SYN_RECV), a change, or the close that ends the entry.
+func (b *Book) Add(t *Transition) {
+	if !b.keep(t.Netns) {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case t.To == sock.Close:
+		delete(b.m, t.Cookie)
+	case t.From == sock.Close || (t.From == sock.Listen && t.To == sock.SynRecv):
+		b.m[t.Cookie] = Stamp{Born: t.At, Last: t.At, State: t.To}
+	default:
+		if st, ok := b.m[t.Cookie]; ok {
+			st.Last, st.State = t.At, t.To
+			b.m[t.Cookie] = st
+		}
+	}
+}
+
+// Lookup returns a socket's stamp, if the Book saw it born.
+func (b *Book) Lookup(cookie uint64) (Stamp, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, ok := b.m[cookie]
+	return st, ok
+}
+
+// Len is how many live sockets the Book holds.
+func (b *Book) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.m)
+}

@@ -1,0 +1,39 @@
+package kevents
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sockscope/sockscope/pkg/sock"
+)
+
+// The Book follows a socket from its birth to its close, keeps only the
+// namespaces it is asked to, and knows nothing of a socket born before it.
+func TestBook(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	b := NewBook(func(ns uint32) bool { return ns == 7 })
+	tr := func(cookie uint64, ns uint32, d time.Duration, from, to sock.State) *Transition {
+		return &Transition{At: t0.Add(d), Cookie: cookie, Netns: ns, From: from, To: to}
+	}
+	b.Add(tr(1, 7, 0, sock.Close, sock.SynSent))
+	b.Add(tr(1, 7, time.Millisecond, sock.SynSent, sock.Established))
+	b.Add(tr(2, 7, 0, sock.Listen, sock.SynRecv)) // a listener's child
+	b.Add(tr(3, 8, 0, sock.Close, sock.Listen))   // another namespace
+	b.Add(tr(4, 7, 0, sock.Established, sock.CloseWait))
+	if st, ok := b.Lookup(1); !ok || !st.Born.Equal(t0) || !st.Last.Equal(t0.Add(time.Millisecond)) || st.State != sock.Established {
+		t.Errorf("cookie 1: %+v, %v", st, ok)
+	}
+	if st, ok := b.Lookup(2); !ok || st.State != sock.SynRecv {
+		t.Errorf("a listener's child: %+v, %v", st, ok)
+	}
+	if _, ok := b.Lookup(3); ok {
+		t.Error("a socket of another namespace is kept")
+	}
+	if _, ok := b.Lookup(4); ok {
+		t.Error("a socket born before the Book has a birth")
+	}
+	b.Add(tr(1, 7, time.Second, sock.FinWait2, sock.Close))
+	if _, ok := b.Lookup(1); ok || b.Len() != 1 {
+		t.Errorf("after cookie 1 closed: %d kept", b.Len())
+	}
+}
