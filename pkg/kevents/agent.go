@@ -199,7 +199,7 @@ func ensureBPFFS() (mounted bool, err error) {
 
 // Status reads the pinned agent, if any.
 func Status() (AgentStatus, error) {
-	meta, err := ebpf.LoadPinnedMap(filepath.Join(AgentDir, pinMeta), &ebpf.LoadPinOptions{ReadOnly: true})
+	meta, err := loadPinned(pinMeta)
 	if errors.Is(err, os.ErrNotExist) {
 		return AgentStatus{}, nil
 	}
@@ -212,8 +212,11 @@ func Status() (AgentStatus, error) {
 		return AgentStatus{}, fmt.Errorf("reading the agent's start: %w", err)
 	}
 	st := AgentStatus{Since: time.Unix(0, int64(binary.LittleEndian.Uint64(m[0:])))}
-	if _, err := os.Stat(filepath.Join(AgentDir, pinLink)); err != nil {
+	if _, err := os.Stat(filepath.Join(AgentDir, pinLink)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return st, nil // its program is gone: not running
+	} else if err != nil && !progAttached("sockscope_birth") {
+		// Not under this mount namespace's bpffs: is its program loaded?
+		return st, nil
 	}
 	st.Running = true
 	s, err := OpenStamps()
@@ -229,17 +232,77 @@ func Status() (AgentStatus, error) {
 	return st, nil
 }
 
+// progAttached reports whether a program of this name is loaded.
+func progAttached(name string) bool {
+	var id ebpf.ProgramID
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return false
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		info, err := p.Info()
+		p.Close()
+		if err == nil && info.Name == name {
+			return true
+		}
+	}
+}
+
 // Stamps is the agent's map, read-only.
 type Stamps struct{ m *ebpf.Map }
 
 // OpenStamps opens the running agent's stamps; an error that is
 // os.ErrNotExist says no agent runs.
 func OpenStamps() (*Stamps, error) {
-	m, err := ebpf.LoadPinnedMap(filepath.Join(AgentDir, pinStamps), &ebpf.LoadPinOptions{ReadOnly: true})
+	m, err := loadPinned(pinStamps)
 	if err != nil {
 		return nil, fmt.Errorf("opening the agent's stamps: %w", err)
 	}
 	return &Stamps{m: m}, nil
+}
+
+// mapNames are the kernel's names of the agent's maps, by pin.
+var mapNames = map[string]string{pinStamps: "sockscope_stamp", pinMeta: "sockscope_meta"}
+
+// loadPinned opens one of the agent's maps read-only: under AgentDir, or,
+// where this process has a mount namespace of its own with no bpffs in it
+// (ip netns exec mounts a sysfs of its own over /sys), by its name among
+// the kernel's maps.
+func loadPinned(name string) (*ebpf.Map, error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(AgentDir, name), &ebpf.LoadPinOptions{ReadOnly: true})
+	if !errors.Is(err, os.ErrNotExist) {
+		return m, err
+	}
+	if byID := mapByName(mapNames[name]); byID != nil {
+		return byID, nil
+	}
+	return nil, err
+}
+
+// mapByName finds a map by its kernel name; nil when there is none, or
+// when this process may not look (CAP_SYS_ADMIN).
+func mapByName(name string) *ebpf.Map {
+	var id ebpf.MapID
+	for {
+		next, err := ebpf.MapGetNextID(id)
+		if err != nil {
+			return nil // the last ID, or not allowed
+		}
+		id = next
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if info, err := m.Info(); err == nil && info.Name == name {
+			return m
+		}
+		m.Close()
+	}
 }
 
 // All reads every stamp, by cookie, in batches.
