@@ -92,6 +92,16 @@ func run() error {
 		}
 	}
 
+	if *churn {
+		if *smoke {
+			*churnCycles = 500
+		}
+		rows, what, err := churnRun()
+		if err != nil {
+			return err
+		}
+		return printTable(rows, what)
+	}
 	if *million {
 		rows, population, err := millionRun(bin("sockscope"), bin("sockload"))
 		if err != nil {

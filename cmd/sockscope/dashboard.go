@@ -111,12 +111,12 @@ func runDashboard(a *app, o *options) error {
 	// the dashboard runs.
 	waitFeed := func() (string, error) { return "", nil }
 	if !o.procfs {
-		inNS, err := watchedNamespaces(s)
+		inNS, only, err := watchedNamespaces(s)
 		if err != nil {
 			return err
 		}
 		book := kevents.NewBook(inNS)
-		waitFeed = asyncKernelFeed(ctx, book.Add)
+		waitFeed = asyncKernelFeed(ctx, only, book.Add)
 		births = combinedBirths(book, births)
 	}
 	err = ui.Run(ctx, ui.Config{

@@ -141,11 +141,11 @@ func (k *kernelFeed) prune(now time.Time) {
 	}
 }
 
-// startKernelFeed loads the kernel events and calls fn with each until ctx
-// ends; where they cannot be had it returns a note instead. wait stops
+// startKernelFeed loads the kernel events of the namespaces only (nil:
+// every one) and calls fn with each until ctx ends; where they cannot be had it returns a note instead. wait stops
 // the reader once ctx has ended and says what failed.
-func startKernelFeed(ctx context.Context, fn func(*kevents.Transition)) (wait func() error, note string) {
-	w, err := kevents.Open()
+func startKernelFeed(ctx context.Context, only []uint32, fn func(*kevents.Transition)) (wait func() error, note string) {
+	w, err := kevents.Open(only)
 	if err != nil {
 		return func() error { return nil }, "exact transitions need BPF (" + err.Error() + "); times come from polling and destroy events"
 	}
@@ -162,14 +162,14 @@ func startKernelFeed(ctx context.Context, fn func(*kevents.Transition)) (wait fu
 // kernel's BTF, some hundreds of milliseconds the dashboard's first frame
 // need not wait for. wait, once ctx has ended, returns the note of a
 // failure to load and the error of a failure while running.
-func asyncKernelFeed(ctx context.Context, fn func(*kevents.Transition)) (wait func() (string, error)) {
+func asyncKernelFeed(ctx context.Context, only []uint32, fn func(*kevents.Transition)) (wait func() (string, error)) {
 	done := make(chan struct{})
 	var note string
 	var err error
 	go func() {
 		defer close(done)
 		var w func() error
-		w, note = startKernelFeed(ctx, fn)
+		w, note = startKernelFeed(ctx, only, fn)
 		<-ctx.Done()
 		err = w()
 	}()

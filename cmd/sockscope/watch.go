@@ -110,7 +110,7 @@ func runWatch(a *app, o *options) error {
 	waitFeed := func() error { return nil }
 	births := agentBirths(a, s, true)
 	if !o.pollOnly && !o.procfs {
-		inNS, err := watchedNamespaces(s)
+		inNS, only, err := watchedNamespaces(s)
 		if err != nil {
 			return err
 		}
@@ -118,7 +118,7 @@ func runWatch(a *app, o *options) error {
 		book := kevents.NewBook(inNS) // the births the tracker asks for
 		var kev sock.Socket
 		var note string
-		waitFeed, note = startKernelFeed(ctx, func(tr *kevents.Transition) {
+		waitFeed, note = startKernelFeed(ctx, only, func(tr *kevents.Transition) {
 			book.Add(tr)
 			mu.Lock()
 			defer mu.Unlock()
@@ -179,22 +179,24 @@ func runWatch(a *app, o *options) error {
 }
 
 // watchedNamespaces says whether a namespace inode is one the session
-// reads: the kernel's events come from every namespace on the host.
-func watchedNamespaces(s *session.Session) (func(uint32) bool, error) {
+// reads: the kernel's events come from every namespace on the host. only
+// lists them for the kernel to tell apart itself, nil when they come and
+// go (a Fleet).
+func watchedNamespaces(s *session.Session) (in func(uint32) bool, only []uint32, err error) {
 	if names := s.Names(); names != nil {
 		return func(ino uint32) bool {
 			n, ok := names(ino)
 			return ok && !n.Gone
-		}, nil
+		}, nil, nil
 	}
 	ns := s.Targets[0].NS
 	if ns.IsSelf() {
 		self, err := netns.Self()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ns = self
 	}
 	ino := uint32(ns.Inode)
-	return func(n uint32) bool { return n == ino }, nil
+	return func(n uint32) bool { return n == ino }, []uint32{ino}, nil
 }

@@ -350,10 +350,12 @@ func (s *Stamps) Close() error { return s.m.Close() }
 
 // agentProgram stamps each TCP socket: its birth (a change from CLOSE, or
 // a listener's child made in SYN_RECV) stores born and last, a later change
-// updates last and the state, the change to CLOSE removes it.
+// updates last and the state, the change to CLOSE removes it. (The coarse
+// clock, cheaper, is not allowed to tracing programs; the close needs no
+// clock at all.)
 func agentProgram(o *offsets, stampsFD int) asm.Instructions {
 	const (
-		sk, from, to, now = asm.R6, asm.R7, asm.R8, asm.R9
+		sk, from, to, ptr = asm.R6, asm.R7, asm.R8, asm.R9
 		key               = -8             // the cookie
 		val               = -8 - stampSize // the stamp
 		tcpClose          = int32(sock.Close)
@@ -365,8 +367,6 @@ func agentProgram(o *offsets, stampsFD int) asm.Instructions {
 		asm.JEq.Imm(sk, 0, "exit"),
 		asm.LoadMem(asm.R2, sk, int16(o.protocol), asm.Half),
 		asm.JNE.Imm(asm.R2, 6, "exit"), // IPPROTO_TCP
-		asm.FnKtimeGetNs.Call(),
-		asm.Mov.Reg(now, asm.R0),
 		asm.Mov.Reg(asm.R1, sk),
 		asm.FnGetSocketCookie.Call(),
 		asm.StoreMem(asm.RFP, key, asm.R0, asm.DWord),
@@ -381,8 +381,9 @@ func agentProgram(o *offsets, stampsFD int) asm.Instructions {
 		asm.JEq.Imm(from, tcpClose, "born").WithSymbol("born?"),
 		asm.JNE.Imm(from, int32(sock.Listen), "changed"),
 		asm.JNE.Imm(to, int32(sock.SynRecv), "changed"),
-		asm.StoreMem(asm.RFP, val, now, asm.DWord).WithSymbol("born"),
-		asm.StoreMem(asm.RFP, val+8, now, asm.DWord),
+		asm.FnKtimeGetNs.Call().WithSymbol("born"),
+		asm.StoreMem(asm.RFP, val, asm.R0, asm.DWord),
+		asm.StoreMem(asm.RFP, val+8, asm.R0, asm.DWord),
 		asm.StoreMem(asm.RFP, val+16, to, asm.Word),
 		asm.StoreImm(asm.RFP, val+20, 0, asm.Word),
 		asm.LoadMapPtr(asm.R1, stampsFD),
@@ -401,8 +402,10 @@ func agentProgram(o *offsets, stampsFD int) asm.Instructions {
 		asm.Add.Imm(asm.R2, key),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "exit"),
-		asm.StoreMem(asm.R0, 8, now, asm.DWord),
-		asm.StoreMem(asm.R0, 16, to, asm.Word),
+		asm.Mov.Reg(ptr, asm.R0),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(ptr, 8, asm.R0, asm.DWord),
+		asm.StoreMem(ptr, 16, to, asm.Word),
 
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),

@@ -60,10 +60,15 @@ type Watcher struct {
 // some seconds of a busy host's churn if the reader falls behind.
 const ringSize = 1 << 20
 
-// Open loads the program and attaches it. An error that is
-// ErrUnavailable says this kernel or this process cannot (not root, no
-// BTF, BPF locked down); it is no fault of sockscope's.
-func Open() (*Watcher, error) {
+// Open loads the program and attaches it: for the sockets of the
+// namespaces with these inodes, or of every namespace when there are none
+// or more than maxOnly. An error that is ErrUnavailable says this kernel or
+// this process cannot (not root, no BTF, BPF locked down); it is no fault
+// of sockscope's.
+func Open(only []uint32) (*Watcher, error) {
+	if len(only) > maxOnly {
+		only = nil
+	}
 	offs, err := kernelOffsets()
 	if err != nil {
 		return nil, unavailable(err)
@@ -76,7 +81,7 @@ func Open() (*Watcher, error) {
 	w.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name: "sockscope_state", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
 		AttachTo: "inet_sock_set_state", License: "GPL",
-		Instructions: program(offs, w.events.FD()),
+		Instructions: program(offs, w.events.FD(), only),
 	})
 	if err != nil {
 		w.Close()
@@ -95,6 +100,10 @@ func Open() (*Watcher, error) {
 	return w, nil
 }
 
+// maxOnly is how many namespaces the program tells apart itself, a compare
+// each; past that it reports every namespace and the reader sorts.
+const maxOnly = 32
+
 // ErrUnavailable says the kernel's events cannot be had here.
 var ErrUnavailable = errors.New("kernel TCP events unavailable")
 
@@ -105,26 +114,37 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
+// ReadEvery is how often Run drains the ring buffer: the program wakes
+// no reader, so a change reaches fn at most this late (its time is the
+// kernel's, whenever it is read).
+const ReadEvery = 20 * time.Millisecond
+
 // Run calls fn with each change until ctx ends or Close; fn must not keep
-// the Transition. A change the reader has no room for is counted by the
-// kernel, not lost silently: Run returns no error for it, but the ring
-// buffer is sized for seconds of churn.
+// the Transition. The ring buffer holds seconds of the busiest churn
+// between two reads.
 func (w *Watcher) Run(ctx context.Context, fn func(*Transition)) error {
 	stop := context.AfterFunc(ctx, func() { w.rd.Close() })
 	defer stop()
 	var rec ringbuf.Record
 	var t Transition
 	for {
-		if err := w.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
-				return nil
+		w.rd.SetDeadline(time.Now().Add(ReadEvery))
+		base := clockOffset()
+		for {
+			err := w.rd.ReadInto(&rec)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break // drained: wait for the next read
 			}
-			return fmt.Errorf("reading kernel events: %w", err)
+			if err != nil {
+				if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("reading kernel events: %w", err)
+			}
+			if decode(rec.RawSample, &t, base) {
+				fn(&t)
+			}
 		}
-		if !decode(rec.RawSample, &t, clockOffset()) {
-			continue
-		}
-		fn(&t)
 	}
 }
 

