@@ -7,13 +7,16 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sockscope/sockscope/pkg/exporter"
 	"github.com/sockscope/sockscope/pkg/fleet"
+	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/spf13/cobra"
@@ -124,6 +127,7 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 		}
 		defer tracked.Close()
 		var wait func()
+		var inodes []uint32 // the trackers' namespaces, for the kernel's changes
 		if f := tracked.Fleet; f != nil {
 			live := func(ino uint32) bool {
 				n, ok := f.Name(ino)
@@ -136,14 +140,52 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 			for _, t := range tracked.Targets {
 				srcs = append(srcs, t.Source)
 				destroys = append(destroys, t.Destroys)
+				ns := t.NS
+				if ns.IsSelf() {
+					if ns, err = netns.Self(); err != nil {
+						return err
+					}
+				}
+				inodes = append(inodes, uint32(ns.Inode))
 			}
 			wait = exp.Track(ctx, srcs, destroys, o.interval)
+		}
+		// As root, every change the kernel makes is counted, those
+		// between two polls included.
+		waitFeed := func() error { return nil }
+		if !o.procfs {
+			prog := o.prog
+			var s sock.Socket
+			// Set once the feed runs: a change before that is the polls'.
+			var count atomic.Pointer[func(uint32, sock.State, sock.State)]
+			var note string
+			waitFeed, note = startKernelFeed(ctx, inodes, func(tr *kevents.Transition) {
+				// The filter selects a change into or out of its states.
+				s = tr.Socket()
+				match := prog.Match(&s)
+				if !match {
+					s.State = tr.From
+					match = prog.Match(&s)
+				}
+				if c := count.Load(); match && c != nil {
+					(*c)(tr.Netns, tr.From, tr.To)
+				}
+			})
+			if note != "" {
+				a.note(note) // the polls count the changes, as without BPF
+			} else {
+				c := exp.KernelTransitions(inodes)
+				count.Store(&c)
+			}
 		}
 		// Runs before the sessions close: no monitor is left polling a
 		// closed source.
 		defer func() {
 			cancel()
 			wait()
+			if err := waitFeed(); err != nil {
+				a.note(fmt.Sprintf("the kernel's state-change events stopped: %v", err))
+			}
 		}()
 	}
 	reg := prometheus.NewRegistry()

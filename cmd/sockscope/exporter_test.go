@@ -282,3 +282,52 @@ func TestIntegrationTrackAllNamespaces(t *testing.T) {
 		t.Errorf("ESTABLISHED to CLOSE_WAIT by namespace: %v; want %v", got, want)
 	}
 }
+
+// As root, --track counts the kernel's changes: a connection opened and
+// closed between two polls 10 s apart still counts each of its steps.
+func TestIntegrationTrackKernelTransitions(t *testing.T) {
+	ns := nstest.New(t)
+	target := startExporter(t, "exporter", "-N", ns.Name, "--track", "-i", "10s", "--listen", "127.0.0.1:0", ":9000")
+	time.Sleep(time.Second) // past the first poll
+	c := nstest.Connect(t, ns, netip.MustParseAddrPort("127.0.0.1:9000"))
+	c.Close(&c.Client)
+	c.Close(&c.Server)
+	want := map[string]string{
+		`from="SYN_SENT",netns="` + ns.Name + `",to="ESTABLISHED"`:   "1",
+		`from="SYN_RECV",netns="` + ns.Name + `",to="ESTABLISHED"`:   "1",
+		`from="ESTABLISHED",netns="` + ns.Name + `",to="FIN_WAIT1"`:  "1",
+		`from="ESTABLISHED",netns="` + ns.Name + `",to="CLOSE_WAIT"`: "1",
+		`from="CLOSE_WAIT",netns="` + ns.Name + `",to="LAST_ACK"`:    "1",
+		`from="FIN_WAIT1",netns="` + ns.Name + `",to="FIN_WAIT2"`:    "1",
+		`from="LISTEN",netns="` + ns.Name + `",to="SYN_RECV"`:        "1",
+		`from="CLOSE",netns="` + ns.Name + `",to="SYN_SENT"`:         "1",
+		`from="CLOSE",netns="` + ns.Name + `",to="LISTEN"`:           "1",
+	}
+	var got map[string]string
+	deadline := time.Now().Add(5 * time.Second) // well before the second poll
+	for {
+		resp, err := http.Get("http://" + target + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = map[string]string{}
+		for _, l := range strings.Split(string(body), "\n") {
+			if rest, ok := strings.CutPrefix(l, "sockscope_tcp_transitions_total{"); ok {
+				labels, value, _ := strings.Cut(rest, "} ")
+				got[labels] = value
+			}
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("transitions %v; want %v", got, want)
+	}
+}

@@ -351,6 +351,10 @@ func (e *Exporter) dump(t Target) result {
 // tally is what a tracker counted for one namespace: its transitions and
 // the lifetimes of its TIME_WAIT entries.
 type tally struct {
+	// kernel: the kernel reports the changes (KernelTransitions), and
+	// the poll counts only its changes into TIME_WAIT, which the kernel's
+	// tracepoint does not show.
+	kernel      bool
 	transitions map[[2]sock.State]uint64
 	buckets     map[float64]uint64
 	count       uint64
@@ -367,7 +371,7 @@ func newTally() *tally {
 
 func (t *tally) add(ev *track.Event) {
 	switch {
-	case ev.Kind == track.EventChange:
+	case ev.Kind == track.EventChange && (!t.kernel || ev.To == sock.TimeWait):
 		t.transitions[[2]sock.State{ev.From, ev.To}]++
 	case ev.Kind == track.EventGone && ev.TimeWait != nil:
 		v := ev.TimeWait.Length.Seconds()
@@ -460,10 +464,22 @@ func (t *tracked) collect(ch chan<- prometheus.Metric, d *descs) {
 // (--all-netns): a monitor over a source that reads them all, each socket
 // stamped with its namespace, counting each namespace apart.
 type trackedAll struct {
-	live func(inode uint32) bool
-	mu   sync.Mutex
-	ok   bool
-	by   map[uint32]*tally // by namespace inode
+	live   func(inode uint32) bool
+	mu     sync.Mutex
+	ok     bool
+	kernel bool              // the kernel reports the changes
+	by     map[uint32]*tally // by namespace inode
+}
+
+// tally returns the namespace's tally, made if new; a.mu is held.
+func (a *trackedAll) tally(ino uint32) *tally {
+	t := a.by[ino]
+	if t == nil {
+		t = newTally()
+		t.kernel = a.kernel
+		a.by[ino] = t
+	}
+	return t
 }
 
 // TrackAll starts one monitor of src, a source of every namespace on the
@@ -493,12 +509,7 @@ func (a *trackedAll) frame(f *monitor.Frame) {
 		if ev.Entry.Socket == nil {
 			continue // every event of a monitor has its socket
 		}
-		t := a.by[ev.Entry.Netns]
-		if t == nil {
-			t = newTally()
-			a.by[ev.Entry.Netns] = t
-		}
-		t.add(ev)
+		a.tally(ev.Entry.Netns).add(ev)
 	}
 	for ino := range a.by {
 		if !a.live(ino) {
@@ -525,5 +536,54 @@ func (a *trackedAll) collect(ch chan<- prometheus.Metric, d *descs, targets []Ta
 			t = empty
 		}
 		t.collect(ch, d, targets[i].labels(), a.ok)
+	}
+}
+
+// KernelTransitions switches the trackers to the kernel's changes (as
+// root, sockscope's BPF program on sock:inet_sock_set_state): every step
+// of every socket counted, those between two polls included; the polls
+// then count only the changes into TIME_WAIT. inodes are the namespaces of
+// the targets Track was given, in order (nil after TrackAll). The returned
+// count takes each change the kernel reports; a change to CLOSE is the
+// end the polls see (freed, or the TIME_WAIT entry), and is not counted.
+func (e *Exporter) KernelTransitions(inodes []uint32) (count func(netns uint32, from, to sock.State)) {
+	e.mu.Lock()
+	all, trackers := e.all, e.tracked
+	e.mu.Unlock()
+	if all != nil {
+		all.mu.Lock()
+		all.kernel = true
+		for _, t := range all.by {
+			t.kernel = true
+		}
+		all.mu.Unlock()
+		return func(ino uint32, from, to sock.State) {
+			if to == sock.Close {
+				return
+			}
+			all.mu.Lock()
+			defer all.mu.Unlock()
+			if all.live(ino) {
+				all.tally(ino).transitions[[2]sock.State{from, to}]++
+			}
+		}
+	}
+	byIno := make(map[uint32]*tracked, len(trackers))
+	for i, tr := range trackers {
+		if i < len(inodes) {
+			tr.mu.Lock()
+			tr.t.kernel = true
+			tr.mu.Unlock()
+			byIno[inodes[i]] = tr
+		}
+	}
+	return func(ino uint32, from, to sock.State) {
+		tr := byIno[ino]
+		if tr == nil || to == sock.Close {
+			return
+		}
+		tr.mu.Lock()
+		tr.t.transitions[[2]sock.State{from, to}]++
+		tr.mu.Unlock()
 	}
 }

@@ -450,3 +450,47 @@ sockscope_track_success{container_id="0123abcd",netns="shop/cart",pod="cart",pod
 		t.Error(err)
 	}
 }
+
+// With the kernel's changes, a tracker counts each step the kernel
+// reports (not the ends, to CLOSE) and, of its polls, only the changes
+// into TIME_WAIT, which the kernel does not show: no step is counted twice.
+func TestKernelTransitions(t *testing.T) {
+	in := func(ino uint32, ev track.Event) track.Event {
+		ev.Entry = track.Entry{Socket: &sock.Socket{Netns: ino, State: ev.To}}
+		return ev
+	}
+	live := map[uint32]bool{11: true}
+	e := New(nil, Options{Identity: true})
+	e.all = &trackedAll{live: func(ino uint32) bool { return live[ino] }, by: map[uint32]*tally{}}
+	count := e.KernelTransitions(nil)
+	count(11, sock.SynSent, sock.Established)
+	count(11, sock.Established, sock.CloseWait)
+	count(11, sock.LastAck, sock.Close)       // an end
+	count(22, sock.SynSent, sock.Established) // a namespace not read
+	e.all.frame(&monitor.Frame{Events: []track.Event{
+		in(11, track.Event{Kind: track.EventChange, From: sock.Established, To: sock.CloseWait}), // the kernel said it
+		in(11, track.Event{Kind: track.EventChange, From: sock.FinWait2, To: sock.TimeWait}),
+	}})
+	got := e.all.by[11].transitions
+	want := map[[2]sock.State]uint64{
+		{sock.SynSent, sock.Established}: 1, {sock.Established, sock.CloseWait}: 1, {sock.FinWait2, sock.TimeWait}: 1,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("transitions %v; want %v", got, want)
+	}
+	if _, ok := e.all.by[22]; ok {
+		t.Error("a namespace not read was counted")
+	}
+
+	// One tracker per target: by the target's inode.
+	e = New([]Target{{Netns: netns.NS{Arg: "a"}}}, Options{})
+	tr := newTracked([]string{"a"})
+	e.tracked = []*tracked{tr}
+	count = e.KernelTransitions([]uint32{7})
+	count(7, sock.Listen, sock.SynRecv)
+	count(8, sock.Listen, sock.SynRecv)
+	tr.frame(&monitor.Frame{Events: []track.Event{{Kind: track.EventChange, From: sock.SynRecv, To: sock.Established}}})
+	if n := tr.t.transitions[[2]sock.State{sock.Listen, sock.SynRecv}]; n != 1 || len(tr.t.transitions) != 1 {
+		t.Errorf("per-target transitions %v; want LISTEN to SYN_RECV once", tr.t.transitions)
+	}
+}
