@@ -27,14 +27,7 @@ func newAgentCmd(a *app) *cobra.Command {
 		Long:  agentLong,
 		Args:  cobra.ArbitraryArgs, // anything but the three lands here, to be named
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usagef("agent: want 'start', 'stop' or 'status'")
-			}
-			cmd.SuggestionsMinimumDistance = 2
-			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-				return usagef("agent: want 'start', 'stop' or 'status', got %q: did you mean %s?", args[0], s[0])
-			}
-			return usagef("agent: want 'start', 'stop' or 'status', got %q", args[0])
+			return wantSub(cmd, args, "'start', 'stop' or 'status'")
 		},
 	}
 	sub := func(use, short string, run func() error) *cobra.Command {

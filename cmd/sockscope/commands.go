@@ -161,3 +161,16 @@ func noArgs(cmd *cobra.Command, args []string) error {
 
 // withFilterHelp appends the filter language to a command's help.
 func withFilterHelp(long string) string { return long + "\n\n" + filterHelp }
+
+// wantSub is the error of a command of subcommands given none of them, or
+// an unknown one: one line naming it, with the nearest subcommand.
+func wantSub(cmd *cobra.Command, args []string, want string) error {
+	if len(args) == 0 {
+		return usagef("%s: want %s", cmd.Name(), want)
+	}
+	cmd.SuggestionsMinimumDistance = 2
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		return usagef("%s: want %s, got %q: did you mean %s?", cmd.Name(), want, args[0], s[0])
+	}
+	return usagef("%s: want %s, got %q", cmd.Name(), want, args[0])
+}

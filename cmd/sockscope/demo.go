@@ -44,14 +44,7 @@ func newDemoCmd(a *app) *cobra.Command {
 		// Anything but server or client lands here, to be named.
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usagef("demo: want 'server' or 'client'")
-			}
-			cmd.SuggestionsMinimumDistance = 2
-			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-				return usagef("demo: want 'server' or 'client', got %q: did you mean %s?", args[0], s[0])
-			}
-			return usagef("demo: want 'server' or 'client', got %q", args[0])
+			return wantSub(cmd, args, "'server' or 'client'")
 		},
 	}
 	cmd.AddCommand(newDemoRoleCmd(a, "server"), newDemoRoleCmd(a, "client"))

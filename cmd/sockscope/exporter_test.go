@@ -254,16 +254,7 @@ func TestIntegrationTrackAllNamespaces(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got = map[string]string{}
-		resp, err := http.Get("http://" + target + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(string(body), "\n") {
+		for _, l := range strings.Split(scrapeText(t, target), "\n") {
 			if !strings.HasPrefix(l, "sockscope_tcp_transitions_total{") || !strings.Contains(l, `from="ESTABLISHED"`) || !strings.Contains(l, `to="CLOSE_WAIT"`) {
 				continue
 			}
@@ -306,17 +297,8 @@ func TestIntegrationTrackKernelTransitions(t *testing.T) {
 	var got map[string]string
 	deadline := time.Now().Add(5 * time.Second) // well before the second poll
 	for {
-		resp, err := http.Get("http://" + target + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
 		got = map[string]string{}
-		for _, l := range strings.Split(string(body), "\n") {
+		for _, l := range strings.Split(scrapeText(t, target), "\n") {
 			if rest, ok := strings.CutPrefix(l, "sockscope_tcp_transitions_total{"); ok {
 				labels, value, _ := strings.Cut(rest, "} ")
 				got[labels] = value
@@ -330,4 +312,19 @@ func TestIntegrationTrackKernelTransitions(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("transitions %v; want %v", got, want)
 	}
+}
+
+// scrapeText is one scrape of the exporter serving on target.
+func scrapeText(t *testing.T, target string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + target + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }

@@ -327,6 +327,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--json", ":9000"}, "--json"},
 		{[]string{"watch", "--for", "abc"}, "abc"},
 		{[]string{"watch", "state", "bogus"}, "bogus"},
+		{[]string{"agent", "bogus"}, "bogus"},
+		{[]string{"agent", "start", "now"}, "now"},
 		{[]string{"watch", "-N", "sockscope-no-such-namespace"}, "sockscope-no-such-namespace"},
 		{[]string{"timewait", "-i", "0"}, "0"},
 		{[]string{"timewait", "--for", "800h"}, "800h"},

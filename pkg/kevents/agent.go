@@ -360,13 +360,7 @@ func agentProgram(o *offsets, stampsFD int) asm.Instructions {
 		val               = -8 - stampSize // the stamp
 		tcpClose          = int32(sock.Close)
 	)
-	return asm.Instructions{
-		asm.LoadMem(sk, asm.R1, 0, asm.DWord),
-		asm.LoadMem(from, asm.R1, 8, asm.DWord),
-		asm.LoadMem(to, asm.R1, 16, asm.DWord),
-		asm.JEq.Imm(sk, 0, "exit"),
-		asm.LoadMem(asm.R2, sk, int16(o.protocol), asm.Half),
-		asm.JNE.Imm(asm.R2, 6, "exit"), // IPPROTO_TCP
+	return append(prologue(o, sk, from, to),
 		asm.Mov.Reg(asm.R1, sk),
 		asm.FnGetSocketCookie.Call(),
 		asm.StoreMem(asm.RFP, key, asm.R0, asm.DWord),
@@ -409,5 +403,5 @@ func agentProgram(o *offsets, stampsFD int) asm.Instructions {
 
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
-	}
+	)
 }

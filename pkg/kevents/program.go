@@ -127,6 +127,21 @@ const (
 	evDaddr6 = 56
 )
 
+// prologue loads the tracepoint's arguments (ctx, an array of u64: the
+// socket, the old state, the new one) into sk, from and to, and goes to
+// "exit" unless the socket is TCP's (the tracepoint serves every inet
+// protocol).
+func prologue(o *offsets, sk, from, to asm.Register) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(sk, asm.R1, 0, asm.DWord),
+		asm.LoadMem(from, asm.R1, 8, asm.DWord),
+		asm.LoadMem(to, asm.R1, 16, asm.DWord),
+		asm.JEq.Imm(sk, 0, "exit"),
+		asm.LoadMem(asm.R2, sk, int16(o.protocol), asm.Half),
+		asm.JNE.Imm(asm.R2, 6, "exit"), // IPPROTO_TCP
+	}
+}
+
 // rbNoWakeup is BPF_RB_NO_WAKEUP.
 const rbNoWakeup = 1
 
@@ -145,22 +160,15 @@ func program(o *offsets, ringFD int, only []uint32) asm.Instructions {
 			asm.StoreMem(asm.RFP, at(dst), asm.R2, asm.DWord),
 		}
 	}
-	insns := asm.Instructions{
-		asm.LoadMem(sk, asm.R1, 0, asm.DWord),
-		asm.LoadMem(from, asm.R1, 8, asm.DWord),
-		asm.LoadMem(to, asm.R1, 16, asm.DWord),
-		asm.JEq.Imm(sk, 0, "exit"),
-		// TCP only (the tracepoint serves every inet protocol).
-		asm.LoadMem(asm.R2, sk, int16(o.protocol), asm.Half),
-		asm.JNE.Imm(asm.R2, 6, "exit"), // IPPROTO_TCP
-
+	insns := prologue(o, sk, from, to)
+	insns = append(insns,
 		// The namespace: skc_net.net->ns.inum; 0 if it had none.
 		asm.Mov.Imm(asm.R3, 0),
 		asm.LoadMem(asm.R2, sk, int16(o.net), asm.DWord),
 		asm.JEq.Imm(asm.R2, 0, "netns"),
 		asm.LoadMem(asm.R3, asm.R2, int16(o.inum), asm.Word),
 		asm.StoreMem(asm.RFP, at(evNetns), asm.R3, asm.Word).WithSymbol("netns"),
-	}
+	)
 	// Only the namespaces read, when they are few: a change elsewhere
 	// costs the kernel a few loads and compares, not a clock read and a
 	// record (the clock is the dearest part here).
