@@ -21,10 +21,13 @@ import (
 
 // Config is what the dashboard needs from the command.
 type Config struct {
-	Source    monitor.Source
-	Lookup    track.Lookup // owners of sockets; nil when unavailable
-	Births    track.Births // the kernel's birth dates; nil when none
-	Processes bool         // show the Process column from the start
+	Source monitor.Source
+	Lookup track.Lookup // owners of sockets; nil when unavailable
+	Births track.Births // the kernel's birth dates; nil when none
+	// FirstFrame, when set, is called once, when the first frame has
+	// been applied: work that must not delay it can start then.
+	FirstFrame func()
+	Processes  bool // show the Process column from the start
 	// Columns are the table's columns in order (-o); nil: the dashboard's
 	// defaults. The process column follows p whatever they are.
 	Columns []*render.Column
@@ -336,6 +339,10 @@ func (d *dashboard) applyFrame() {
 		return
 	}
 	d.m.apply(f)
+	if first := d.cfg.FirstFrame; first != nil {
+		d.cfg.FirstFrame = nil
+		first()
+	}
 	if d.cfg.Namespaces != nil && d.m.frame != nil && (f.Err == nil || f.Entries != nil) {
 		d.ns.apply(d.m.frame.Entries, d.cfg.Namespaces(), f.Time)
 		d.nsReselect()

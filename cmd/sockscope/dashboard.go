@@ -111,19 +111,21 @@ func runDashboard(a *app, o *options) error {
 	// As root, the kernel's state changes date every socket born while
 	// the dashboard runs.
 	waitFeed := func() (string, error) { return "", nil }
+	firstFrame := make(chan struct{})
 	if !o.procfs && !o.pollOnly {
 		inNS, only, err := watchedNamespaces(s)
 		if err != nil {
 			return err
 		}
 		book := kevents.NewBook(inNS)
-		waitFeed = asyncKernelFeed(ctx, only, book.Add)
+		waitFeed = asyncKernelFeed(ctx, firstFrame, only, book.Add)
 		births = combinedBirths(book, births)
 	}
 	err = ui.Run(ctx, ui.Config{
 		Source:     s.Reader(),
 		Lookup:     s.Lookup(),
 		Births:     births,
+		FirstFrame: func() { close(firstFrame) },
 		Processes:  o.processes,
 		Columns:    o.cols,
 		Filter:     text,
