@@ -142,12 +142,14 @@ func (k *kernelFeed) prune(now time.Time) {
 }
 
 // startKernelFeed loads the kernel events of the namespaces only (nil:
-// every one) and calls fn with each until ctx ends; where they cannot be had it returns a note instead. wait stops
-// the reader once ctx has ended and says what failed.
-func startKernelFeed(ctx context.Context, only []uint32, fn func(*kevents.Transition)) (wait func() error, note string) {
+// every one) and calls fn with each until ctx ends; where they cannot be
+// had it returns a note instead. wait stops the reader once ctx has ended
+// and says what failed; syncFeed returns once fn has had every change made
+// before it (see kevents.Watcher.Sync).
+func startKernelFeed(ctx context.Context, only []uint32, fn func(*kevents.Transition)) (wait func() error, syncFeed func(), note string) {
 	w, err := kevents.Open(only)
 	if err != nil {
-		return func() error { return nil }, "exact transitions need BPF (" + err.Error() + "); times come from polling and destroy events"
+		return func() error { return nil }, func() {}, "exact transitions need BPF (" + err.Error() + "); times come from polling and destroy events"
 	}
 	var wg sync.WaitGroup
 	var runErr error
@@ -155,7 +157,7 @@ func startKernelFeed(ctx context.Context, only []uint32, fn func(*kevents.Transi
 	return func() error {
 		wg.Wait()
 		return errors.Join(runErr, w.Close())
-	}, ""
+	}, func() { w.Sync(ctx) }, ""
 }
 
 // asyncKernelFeed is startKernelFeed in the background, a second after
@@ -184,7 +186,7 @@ func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, 
 			return
 		}
 		var w func() error
-		w, note = startKernelFeed(ctx, only, fn)
+		w, _, note = startKernelFeed(ctx, only, fn)
 		<-ctx.Done()
 		err = w()
 	}()

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -137,26 +139,12 @@ func TestIntegrationWatchUnseenSockets(t *testing.T) {
 	conn.Close(&conn.Client)
 
 	var unseen, tw []eventJSON
-	timeout := time.After(12 * time.Second)
-	for done := false; !done; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				done = true
-				break
-			}
-			var e eventJSON
-			if err := json.Unmarshal([]byte(l), &e); err != nil {
-				t.Fatalf("%q: %v", l, err)
-			}
-			switch {
-			case e.Unseen:
-				unseen = append(unseen, e)
-			case e.Event == "new" && e.To == "TIME_WAIT":
-				tw = append(tw, e)
-			}
-		case <-timeout:
-			t.Fatal("watch did not end")
+	for _, e := range allEvents(t, lines, 12*time.Second) {
+		switch {
+		case e.Unseen:
+			unseen = append(unseen, e)
+		case e.Event == "new" && e.To == "TIME_WAIT":
+			tw = append(tw, e)
 		}
 	}
 	if len(unseen) != 1 || len(tw) != 1 {
@@ -296,8 +284,11 @@ func TestIntegrationTimeWaitOverflow(t *testing.T) {
 // socket) still comes from the poll and the destroy events.
 func TestIntegrationWatchKernelTransitions(t *testing.T) {
 	ns := nstest.New(t)
-	lines, _ := startBinary(t, "watch", "-N", ns.Name, "-i", "1s", "--json", "--for", "5s", ":9000")
-	time.Sleep(1500 * time.Millisecond) // loaded, and half-way between two polls
+	lines, cmd := startBinary(t, "watch", "-N", ns.Name, "-i", "1s", "--json", "--for", "6s", ":9000")
+	// Loading the program parses the kernel's BTF: on a busy machine it
+	// can take longer than a fixed wait. Its first poll is after it.
+	waitForBPF(t, cmd.Process.Pid)
+	time.Sleep(500 * time.Millisecond) // half-way between two polls
 
 	ap := netip.MustParseAddrPort("127.0.0.1:9000")
 	var listen, client, server int
@@ -332,24 +323,7 @@ func TestIntegrationWatchKernelTransitions(t *testing.T) {
 	}
 
 	type step struct{ event, local, from, to string }
-	var events []eventJSON
-	timeout := time.After(10 * time.Second)
-	for done := false; !done; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				done = true
-				break
-			}
-			var e eventJSON
-			if err := json.Unmarshal([]byte(l), &e); err != nil {
-				t.Fatalf("%q: %v", l, err)
-			}
-			events = append(events, e)
-		case <-timeout:
-			t.Fatal("watch did not end")
-		}
-	}
+	events := allEvents(t, lines, 10*time.Second)
 	find := func(s step) *eventJSON {
 		for i := range events {
 			e := &events[i]
@@ -394,5 +368,46 @@ func TestIntegrationWatchKernelTransitions(t *testing.T) {
 		if e.Event == "change" && !e.Exact {
 			t.Errorf("a change dated by polling while the kernel's events run: %+v", e)
 		}
+	}
+}
+
+// allEvents reads watch's JSON events until it ends, within timeout.
+func allEvents(t *testing.T, lines <-chan string, timeout time.Duration) []eventJSON {
+	t.Helper()
+	var events []eventJSON
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return events
+			}
+			var e eventJSON
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			events = append(events, e)
+		case <-deadline:
+			t.Fatal("watch did not end")
+		}
+	}
+}
+
+// waitForBPF waits until process pid holds a BPF program: the kernel's
+// events are loaded.
+func waitForBPF(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+		for _, fd := range fds {
+			if l, err := os.Readlink(fd); err == nil && strings.Contains(l, "bpf-prog") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d loaded no BPF program in 20 s", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -107,7 +107,7 @@ func runWatch(a *app, o *options) error {
 		}
 	}
 	var feed *kernelFeed
-	waitFeed := func() error { return nil }
+	waitFeed, syncFeed := func() error { return nil }, func() {}
 	births := agentBirths(a, s, true)
 	if !o.pollOnly && !o.procfs {
 		inNS, only, err := watchedNamespaces(s)
@@ -118,7 +118,7 @@ func runWatch(a *app, o *options) error {
 		book := kevents.NewBook(inNS) // the births the tracker asks for
 		var kev sock.Socket
 		var note string
-		waitFeed, note = startKernelFeed(ctx, only, func(tr *kevents.Transition) {
+		waitFeed, syncFeed, note = startKernelFeed(ctx, only, func(tr *kevents.Transition) {
 			book.Add(tr)
 			mu.Lock()
 			defer mu.Unlock()
@@ -138,6 +138,9 @@ func runWatch(a *app, o *options) error {
 		Births: births},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
+			// The kernel's news of the changes this poll saw first, so
+			// that the poll's are known for what they repeat.
+			syncFeed()
 			mu.Lock()
 			defer mu.Unlock()
 			if f.Err != nil {

@@ -50,6 +50,7 @@ func (t *Transition) Socket() sock.Socket {
 
 // Watcher holds the loaded program until Close.
 type Watcher struct {
+	sync   chan chan struct{} // Sync's requests for Run
 	events *ebpf.Map
 	prog   *ebpf.Program
 	link   link.Link
@@ -73,7 +74,7 @@ func Open(only []uint32) (*Watcher, error) {
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	w := &Watcher{}
+	w := &Watcher{sync: make(chan chan struct{})}
 	w.events, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sockscope_tcp", Type: ebpf.RingBuf, MaxEntries: ringSize})
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("creating the ring buffer: %w", err))
@@ -133,31 +134,59 @@ func (w *Watcher) Run(ctx context.Context, fn func(*Transition)) error {
 	var rec ringbuf.Record
 	var t Transition
 	for {
+		var synced chan struct{}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case synced = <-w.sync:
 		}
-		if w.rd.AvailableBytes() == 0 {
-			continue
+		if err := w.drain(ctx, &rec, &t, fn); err != nil || ctx.Err() != nil {
+			return err
 		}
-		// A deadline already past: read what is there, never wait.
-		w.rd.SetDeadline(time.Now())
-		base := clockOffset()
-		for {
-			err := w.rd.ReadInto(&rec)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
+		if synced != nil {
+			close(synced)
+		}
+	}
+}
+
+// Sync returns once Run has handed fn every change the kernel made before
+// the call (a poll's caller, so that the poll's news is not older than
+// the kernel's); at once when ctx ends first.
+func (w *Watcher) Sync(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case w.sync <- done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// drain hands fn what the ring holds now, without waiting.
+func (w *Watcher) drain(ctx context.Context, rec *ringbuf.Record, t *Transition, fn func(*Transition)) error {
+	if w.rd.AvailableBytes() == 0 {
+		return nil
+	}
+	// A deadline already past: read what is there, never wait.
+	w.rd.SetDeadline(time.Now())
+	base := clockOffset()
+	for {
+		err := w.rd.ReadInto(rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
+				return nil
 			}
-			if err != nil {
-				if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("reading kernel events: %w", err)
-			}
-			if decode(rec.RawSample, &t, base) {
-				fn(&t)
-			}
+			return fmt.Errorf("reading kernel events: %w", err)
+		}
+		if decode(rec.RawSample, t, base) {
+			fn(t)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,5 +211,35 @@ func TestOnlyTheNamespacesAsked(t *testing.T) {
 	}
 	if by[aIno] != 2 || len(by) != 1 {
 		t.Errorf("events by namespace %v; want the listener's two in net:[%d] alone (not net:[%d])", by, aIno, bIno)
+	}
+}
+
+// Sync returns once every change made before it has reached fn: no wait
+// for the next read of the ring.
+func TestSync(t *testing.T) {
+	ns := nstest.New(t)
+	w := open(t, []uint32{uint32(ns.NS(t).Inode)})
+	var n atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, func(*Transition) { n.Add(1) }) }()
+	for i := range 20 {
+		if err := ns.Do(func() error {
+			fd, err := nstest.Listen(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(9000+i)), false)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		w.Sync(ctx)
+		if got := n.Load(); got != int32(2*(i+1)) {
+			t.Fatalf("after listener %d and Sync: %d changes; want %d", i+1, got, 2*(i+1))
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
