@@ -271,19 +271,31 @@ func (s *Session) Births(alone bool) (track.Births, error) {
 	}
 	s.stamps = stamps
 	var all map[uint64]kevents.Stamp
+	failed := false // said once
+	fail := func(err error) {
+		if !failed {
+			failed = true
+			s.laterNote(fmt.Sprintf("the agent's birth dates: %v", err))
+		}
+	}
 	return func(cookie uint64) (track.Birth, bool) {
 		if all == nil {
 			var err error
 			if all, err = stamps.All(); err != nil {
-				s.laterNote(fmt.Sprintf("the agent's birth dates: %v", err))
+				fail(err)
 				all = map[uint64]kevents.Stamp{}
 			}
 		}
 		st, ok := all[cookie]
+		if ok && alone {
+			// Asked once per socket: the first read shrinks as it is
+			// used, and a live mode does not keep it.
+			delete(all, cookie)
+		}
 		if !ok && alone {
 			var err error
 			if st, ok, err = stamps.Lookup(cookie); err != nil {
-				s.laterNote(fmt.Sprintf("the agent's birth dates: %v", err))
+				fail(err)
 			}
 		}
 		return track.Birth{Born: st.Born, Changed: st.Last, State: st.State}, ok
