@@ -42,9 +42,17 @@ func TestIntegrationTrackerBoundedUnderChurn(t *testing.T) {
 
 	// 3000 connections, each reset on close (SO_LINGER 0) so that nothing
 	// stays behind in TIME_WAIT: the live count falls back to the listener.
+	// The monitor spaces its polls when a dump is slow (a busy machine):
+	// the churn goes on until it has seen ten frames, as long as needed.
 	const conns = 3000
+	framesSeen := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return frames
+	}
+	churnUntil := time.Now().Add(60 * time.Second)
 	err = ns.Do(func() error {
-		for i := 0; i < conns; i += 50 {
+		for i := 0; i < conns || (framesSeen() < 10 && time.Now().Before(churnUntil)); i += 50 {
 			var fds []int
 			for range 50 {
 				c, err := nstest.Dial(netip.MustParseAddrPort("127.0.0.1:9000"))
