@@ -24,6 +24,9 @@ type Config struct {
 	Source monitor.Source
 	Lookup track.Lookup // owners of sockets; nil when unavailable
 	Births track.Births // the kernel's birth dates; nil when none
+	// CatchUp, when set, brings Births up to the latest dump (see
+	// monitor.Options).
+	CatchUp func()
 	// FirstFrame, when set, is called once, when the first frame has
 	// been applied: work that must not delay it can start then.
 	FirstFrame func()
@@ -140,7 +143,7 @@ func newDashboard(cfg Config) *dashboard {
 	}
 	d.x = &extras{timeWait: cfg.TimeWait, counters: cfg.Counters}
 	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
-		Interval: cfg.Interval, Now: cfg.Now, Extras: d.x, Births: cfg.Births}, d.box.put)
+		Interval: cfg.Interval, Now: cfg.Now, Extras: d.x, Births: cfg.Births, CatchUp: cfg.CatchUp}, d.box.put)
 	d.started = cfg.Now()
 	d.cols = d.columns()
 	d.build()

@@ -356,7 +356,13 @@ func (d *dashboard) refreshDetail() {
 	}
 	fmt.Fprintf(&b, "   %s  %s in %s\n", r.FirstSeen.Format("15:04:05.000"), seen, firstState)
 	for _, h := range hist {
-		fmt.Fprintf(&b, "   %s  %s -> %s\n", h.At.Format("15:04:05.000"), h.From, h.To)
+		// ~ marks a time the poll gave (the change came at most one
+		// interval before); the others are the kernel's.
+		approx := " "
+		if !h.Exact {
+			approx = "~"
+		}
+		fmt.Fprintf(&b, "  %s%s  %s -> %s\n", approx, h.At.Format("15:04:05.000"), h.From, h.To)
 	}
 	d.detail.SetText(b.String())
 }

@@ -111,6 +111,7 @@ func runDashboard(a *app, o *options) error {
 	// As root, the kernel's state changes date every socket born while
 	// the dashboard runs.
 	waitFeed := func() (string, error) { return "", nil }
+	var catchUp func()
 	firstFrame := make(chan struct{})
 	if !o.procfs && !o.pollOnly {
 		inNS, only, err := watchedNamespaces(s)
@@ -118,13 +119,14 @@ func runDashboard(a *app, o *options) error {
 			return err
 		}
 		book := kevents.NewBook(inNS)
-		waitFeed = asyncKernelFeed(ctx, firstFrame, only, book.Add)
+		waitFeed, catchUp = asyncKernelFeed(ctx, firstFrame, only, book.Add)
 		births = combinedBirths(book, births)
 	}
 	err = ui.Run(ctx, ui.Config{
 		Source:     s.Reader(),
 		Lookup:     s.Lookup(),
 		Births:     births,
+		CatchUp:    catchUp,
 		FirstFrame: func() { close(firstFrame) },
 		Processes:  o.processes,
 		Columns:    o.cols,

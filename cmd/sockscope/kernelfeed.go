@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
@@ -165,11 +166,13 @@ func startKernelFeed(ctx context.Context, only []uint32, fn func(*kevents.Transi
 // dashboard's first frame need not share (measured at 110k sockets: the
 // first frame 100 ms later when both ran at once). wait, once ctx has
 // ended, returns the note of a failure to load and the error of a failure
-// while running.
-func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, fn func(*kevents.Transition)) (wait func() (string, error)) {
+// while running; catchUp is startKernelFeed's syncFeed once the program is
+// loaded, and returns at once before.
+func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, fn func(*kevents.Transition)) (wait func() (string, error), catchUp func()) {
 	done := make(chan struct{})
 	var note string
 	var err error
+	var syncFeed atomic.Pointer[func()]
 	go func() {
 		defer close(done)
 		select {
@@ -185,30 +188,43 @@ func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, 
 		case <-ctx.Done():
 			return
 		}
-		var w func() error
-		w, _, note = startKernelFeed(ctx, only, fn)
+		w, s, n := startKernelFeed(ctx, only, fn)
+		note = n
+		syncFeed.Store(&s)
 		<-ctx.Done()
 		err = w()
 	}()
 	return func() (string, error) {
-		<-done
-		return note, err
-	}
+			<-done
+			return note, err
+		}, func() {
+			if s := syncFeed.Load(); s != nil {
+				(*s)()
+			}
+		}
 }
 
-// combinedBirths are the births a live mode knows: those its own Book saw
-// (born while it runs), else the agent's stamps.
+// combinedBirths are what a live mode knows of a socket from the kernel:
+// what its own Book saw (a birth while it runs, or a change), else the
+// agent's stamps; a birth before the Book is the agent's to say.
 func combinedBirths(book *kevents.Book, agent track.Births) track.Births {
 	if book == nil {
 		return agent
 	}
 	return func(cookie uint64) (track.Birth, bool) {
-		if st, ok := book.Lookup(cookie); ok {
-			return track.Birth{Born: st.Born, Changed: st.Last, State: st.State}, true
+		st, seen := book.Lookup(cookie)
+		b := track.Birth{Born: st.Born, Changed: st.Last, State: st.State}
+		if seen && !b.Born.IsZero() {
+			return b, true
 		}
 		if agent != nil {
-			return agent(cookie)
+			if ab, ok := agent(cookie); ok {
+				if seen { // the agent's birth, the Book's latest change
+					ab.Changed, ab.State = b.Changed, b.State
+				}
+				return ab, true
+			}
 		}
-		return track.Birth{}, false
+		return b, seen
 	}
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/ui/screentest"
@@ -106,3 +108,52 @@ func TestIntegrationDashboardKernelAges(t *testing.T) {
 	}
 	t.Fatal("no listener born while the dashboard ran was dated by the kernel")
 }
+
+// As root, a change of state between two polls is dated by the kernel in
+// the dashboard too, for a socket older than the dashboard: its detail
+// panel's history shows the change at the moment the test made it (the
+// peer's close: ESTABLISHED -> CLOSE_WAIT), without the poll's ~, and the
+// socket still as one that was there when sockscope started.
+func TestIntegrationDashboardKernelTransitions(t *testing.T) {
+	ns := nstest.New(t)
+	c := nstest.Connect(t, ns, netip.MustParseAddrPort("127.0.0.1:9200"))
+	tm := newTmux(t, 100, 30)
+	tm.waitFor("the shell prompt", func(s string) bool { return strings.Contains(s, "$") })
+	// 5 s polls: a poll's date would lie up to seconds off.
+	tm.send(fmt.Sprintf("ip netns exec %s %s -i 5s sport = :9200 exclude listen", ns.Name, binary), "Enter")
+	tm.waitFor("the connection", func(s string) bool {
+		rows := tableRows(s)
+		return len(rows) == 1 && strings.HasPrefix(rows[0], "ESTABLISHED")
+	})
+	waitForBPF(t, tm.childPID())
+	c.Close(&c.Client)
+	closed := time.Now()
+	tm.send("Enter")
+	pane := tm.waitFor("the change in the detail's history", func(s string) bool {
+		return strings.Contains(s, "ESTABLISHED -> CLOSE_WAIT")
+	})
+	tm.send("q")
+	match := historyLine.FindStringSubmatch(pane)
+	if match == nil {
+		t.Fatalf("no history line of the change:\n%s", pane)
+	}
+	if match[1] == "~" {
+		t.Fatalf("the change is dated by the poll (~), not the kernel:\n%s", pane)
+	}
+	shown, err := time.ParseInLocation("15:04:05.000", match[2], time.Local)
+	if err != nil {
+		t.Fatalf("the history's time %q: %v", match[2], err)
+	}
+	y, m, d := closed.Date()
+	shown = shown.AddDate(y, int(m)-1, d-1)
+	if off := shown.Sub(closed); off < -50*time.Millisecond || off > 50*time.Millisecond {
+		t.Errorf("the change dated %v from the peer's close; want within 50ms, the kernel's time:\n%s", off, pane)
+	}
+	if !strings.Contains(pane, "there when sockscope started") {
+		t.Errorf("a socket older than the dashboard is not shown as such:\n%s", pane)
+	}
+}
+
+// historyLine is the change in a detail panel's history: its mark (~ for a
+// poll's time) and its time.
+var historyLine = regexp.MustCompile(`([ ~])(\d\d:\d\d:\d\d\.\d{3})  ESTABLISHED -> CLOSE_WAIT`)

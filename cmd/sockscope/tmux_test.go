@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -54,6 +55,30 @@ func (tm *tmux) run(args ...string) string {
 }
 
 func (tm *tmux) send(keys ...string) { tm.run(append([]string{"send-keys", "-t", "main"}, keys...)...) }
+
+// childPID is the pid of the command the pane's shell runs now.
+func (tm *tmux) childPID() int {
+	tm.t.Helper()
+	shell := strings.TrimSpace(tm.run("display-message", "-p", "-t", "main", "#{pane_pid}"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%s/task/%s/children", shell, shell))
+		if err != nil {
+			tm.t.Fatalf("the pane's shell: %v", err)
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			pid, err := strconv.Atoi(f[0])
+			if err != nil {
+				tm.t.Fatalf("the pane's shell's children %q: %v", b, err)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			tm.t.Fatal("the pane's shell runs no command")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 func (tm *tmux) capture() string { return tm.run("capture-pane", "-p", "-t", "main") }
 

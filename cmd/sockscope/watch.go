@@ -134,13 +134,13 @@ func runWatch(a *app, o *options) error {
 		}
 	}
 	first, slow := true, false
+	// The kernel's news of the changes a poll saw is in before the
+	// tracker reads the poll (CatchUp), so that the poll's events are
+	// known for what they repeat.
 	mon := monitor.New(s.Reader(), monitor.Options{Lookup: s.Lookup(), Processes: o.processes, Interval: o.interval,
-		Births: births},
+		Births: births, CatchUp: syncFeed},
 		func(f *monitor.Frame) {
 			defer f.Release() // only its events are kept
-			// The kernel's news of the changes this poll saw first, so
-			// that the poll's are known for what they repeat.
-			syncFeed()
 			mu.Lock()
 			defer mu.Unlock()
 			if f.Err != nil {

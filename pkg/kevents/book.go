@@ -6,10 +6,11 @@ import (
 	"github.com/sockscope/sockscope/pkg/sock"
 )
 
-// Book keeps, for each live socket born while it listens, what the
-// kernel's transitions told: its birth, its last change and its state. It
-// is what the agent's map holds, for one run: the live modes date every
-// socket born while they run without an agent. Safe for concurrent use.
+// Book keeps, for each live socket the kernel changed while it listens,
+// what the transitions told: its birth (when it was born meanwhile), its
+// last change and its state. It is what the agent's map holds, for one
+// run: the live modes date every socket born while they run without an
+// agent, and every change of the older ones. Safe for concurrent use.
 type Book struct {
 	keep func(netns uint32) bool
 	mu   sync.Mutex
@@ -22,7 +23,8 @@ func NewBook(keep func(netns uint32) bool) *Book {
 }
 
 // Add records one transition: a birth (from CLOSE, or a listener's child
-// made in SYN_RECV), a change, or the close that ends the entry.
+// made in SYN_RECV), a change, or the close that ends the entry. A change
+// of a socket born before the Book keeps no birth (Born is zero).
 func (b *Book) Add(t *Transition) {
 	if !b.keep(t.Netns) {
 		return
@@ -35,14 +37,13 @@ func (b *Book) Add(t *Transition) {
 	case t.From == sock.Close || (t.From == sock.Listen && t.To == sock.SynRecv):
 		b.m[t.Cookie] = Stamp{Born: t.At, Last: t.At, State: t.To}
 	default:
-		if st, ok := b.m[t.Cookie]; ok {
-			st.Last, st.State = t.At, t.To
-			b.m[t.Cookie] = st
-		}
+		st := b.m[t.Cookie]
+		st.Last, st.State = t.At, t.To
+		b.m[t.Cookie] = st
 	}
 }
 
-// Lookup returns a socket's stamp, if the Book saw it born.
+// Lookup returns a socket's stamp, if the Book saw it born or changed.
 func (b *Book) Lookup(cookie uint64) (Stamp, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -166,6 +166,7 @@ type Monitor struct {
 	send       func(*Frame)
 	ticker     *time.Ticker
 	extras     Extras
+	catchUp    func()
 	info       map[string]bool // who needs tcp_info
 	warn       error           // for the next frame
 	spares     spares
@@ -180,8 +181,13 @@ type Options struct {
 	Lookup    track.Lookup // owners of sockets; nil when unavailable
 	Processes bool         // look owners up from the start
 	Interval  time.Duration
-	Births    track.Births     // the kernel's birth dates; nil: none
-	Now       func() time.Time // nil: time.Now
+	Births    track.Births // the kernel's birth dates; nil: none
+	// CatchUp, when set, is called after each dump and before the
+	// tracker reads it: the reader of the kernel's events hands Births
+	// every change made before the dump ended, so that a change the dump
+	// shows is dated by the kernel rather than by the poll.
+	CatchUp func()
+	Now     func() time.Time // nil: time.Now
 	// Extras adds a front end's own data to every frame; nil: none.
 	Extras Extras
 }
@@ -196,7 +202,7 @@ func New(src Source, opt Options, send func(*Frame)) *Monitor {
 		opt.Now = time.Now
 	}
 	m := &Monitor{src: src, tracker: track.New(nil), lookup: opt.Lookup, interval: opt.Interval,
-		now: opt.Now, cmds: make(chan func(), maxPending), send: send, extras: opt.Extras, info: map[string]bool{}}
+		now: opt.Now, cmds: make(chan func(), maxPending), send: send, extras: opt.Extras, catchUp: opt.CatchUp, info: map[string]bool{}}
 	if opt.Processes && opt.Lookup != nil {
 		m.tracker.SetLookup(opt.Lookup)
 	}
@@ -341,6 +347,9 @@ func (m *Monitor) Poll() time.Duration {
 	if err != nil {
 		m.send(&Frame{Time: m.now(), Err: err, Total: -1, Every: m.every, Took: took})
 		return took
+	}
+	if m.catchUp != nil {
+		m.catchUp()
 	}
 	v := m.tracker.Update(snap)
 	m.latest = snap

@@ -55,20 +55,24 @@ func (a AgeSource) String() string {
 }
 
 // Birth is what the kernel told of a socket (sockscope's BPF program, or
-// its agent's stamp): when it was made, and when it entered State.
+// its agent's stamp): when it was made, and when it entered State. Born is
+// zero for a socket made before the program was loaded that changed state
+// since: its age is not known, its time in State is.
 type Birth struct {
 	Born, Changed time.Time
 	State         sock.State
 }
 
-// Births looks a socket's birth up by cookie; false when the kernel did
-// not date it (born before the program was loaded).
+// Births looks a socket's birth up by cookie; false when the kernel
+// dated nothing of it (made before the program was loaded, and no change
+// since).
 type Births func(cookie uint64) (Birth, bool)
 
 // Transition is one change of state seen between two snapshots.
 type Transition struct {
 	From, To sock.State
-	At       time.Time // the snapshot that first showed To
+	At       time.Time // when the kernel made it, else the snapshot that first showed To
+	Exact    bool      // At is the kernel's (its events, timer or destroy announcement)
 }
 
 // Entry is a socket with what the tracker knows of it.
@@ -448,6 +452,11 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			if r.destroyedAt != none && !exact && r.destroyedAt < nowS {
 				entered, exact = destroyed, true
 			}
+			if !exact {
+				if at, ok := t.kernelChange(r, s); ok {
+					entered, exact = at, true
+				}
+			}
 			v.Events = append(v.Events, t.change(r, e, s.State, entered, exact))
 			// A destroy event dates one step: the freeing of the full
 			// socket. The TIME_WAIT entry that follows ends unannounced.
@@ -559,7 +568,8 @@ func (t *Tracker) entry(r *record, s *sock.Socket, at time.Time) Entry {
 }
 
 // SetBirths tells the tracker where the kernel's birth dates are; nil
-// stops looking. A socket is looked up once, when first seen.
+// stops looking. A socket is looked up when first seen and when a
+// snapshot shows it in a new state.
 func (t *Tracker) SetBirths(b Births) { t.births = b }
 
 // bornOf dates a new record from the kernel, where it knows: its birth,
@@ -573,9 +583,12 @@ func (t *Tracker) bornOf(r *record, s *sock.Socket) bool {
 	if !ok {
 		return false
 	}
-	r.born = t.stamp(b.Born)
+	r.born = t.stamp(b.Born) // none when only a change was seen
 	if b.State == s.State && !b.Changed.IsZero() {
-		r.since, r.sinceExact, r.predates = t.stamp(b.Changed), true, false
+		r.since, r.sinceExact = t.stamp(b.Changed), true
+		if r.born != none {
+			r.predates = false
+		}
 		return true
 	}
 	// It changed since the kernel's stamp was read: its age is exact, the
@@ -583,14 +596,31 @@ func (t *Tracker) bornOf(r *record, s *sock.Socket) bool {
 	return false
 }
 
+// kernelChange is when the kernel's events say s entered the state a
+// snapshot shows it in for the first time, if they say; r is its record,
+// still in the state before.
+func (t *Tracker) kernelChange(r *record, s *sock.Socket) (time.Time, bool) {
+	if t.births == nil {
+		return time.Time{}, false
+	}
+	b, ok := t.births(s.Cookie)
+	if !ok || b.State != s.State || b.Changed.IsZero() {
+		return time.Time{}, false // the events lag, or had none of it
+	}
+	if r.sinceExact && !b.Changed.After(t.time(r.since)) {
+		return time.Time{}, false // an older entry into this state
+	}
+	return b.Changed, true
+}
+
 // change records a transition of r into to at the given time and returns
 // its event.
 func (t *Tracker) change(r *record, e *Entry, to sock.State, at time.Time, exact bool) Event {
 	ev := Event{Kind: EventChange, At: at, Exact: exact, Entry: owned(e), From: r.state, To: to,
 		InState: at.Sub(t.time(r.since)), InStateExact: exact && r.sinceExact,
-		InStateAtLeast: r.predates && len(r.history) == 0}
+		InStateAtLeast: r.predates && len(r.history) == 0 && !r.sinceExact}
 	if len(r.history) < maxHistory {
-		r.history = append(r.history, Transition{From: r.state, To: to, At: at})
+		r.history = append(r.history, Transition{From: r.state, To: to, At: at, Exact: exact})
 	}
 	r.state, r.since, r.sinceExact = to, t.stamp(at), exact
 	return ev
@@ -617,7 +647,7 @@ func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 	}
 	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: *last, From: r.state,
 		InState: at.Sub(since), InStateExact: exact && r.sinceExact,
-		InStateAtLeast: r.predates && len(r.history) == 0 && r.twEntered == none,
+		InStateAtLeast: r.predates && len(r.history) == 0 && r.twEntered == none && !r.sinceExact,
 		Lifetime:       at.Sub(firstSeen), LifetimeAtLeast: r.predates && r.born == none}
 	if r.twEntered != none {
 		// Nothing announces the end of a TIME_WAIT entry: the probes
@@ -685,7 +715,7 @@ func OnceBornInto(v *View, snap *sock.Snapshot, lookup Lookup, births Births) {
 		*e = Entry{Socket: s, FirstSeen: now}
 		e.Age, e.AgeSource, e.Left = age(s, true, now, now, now)
 		if births != nil && e.AgeSource != AgeTimer {
-			if b, ok := births(s.Cookie); ok {
+			if b, ok := births(s.Cookie); ok && !b.Born.IsZero() {
 				e.Age, e.AgeSource, e.FirstSeen = now.Sub(b.Born), AgeKernel, b.Born
 			}
 		}

@@ -567,3 +567,52 @@ func TestBirthsGiveExactAges(t *testing.T) {
 		t.Errorf("listing, cookie 3: %s", e.AgeSource)
 	}
 }
+
+// The kernel's events date the changes of sockets older than the tracker
+// too: the poll that shows a new state takes the kernel's time for it
+// when the kernel's last change is into that state, and its own
+// otherwise.
+func TestKernelDatesChanges(t *testing.T) {
+	births := map[uint64]Birth{}
+	tr := New(nil)
+	tr.SetBirths(func(c uint64) (Birth, bool) { b, ok := births[c]; return b, ok })
+	tr.Update(snapAt(0, est(1, 11), est(2, 12)))
+	// Both were there before the tracker; 1 enters CLOSE_WAIT at 2.5 s as
+	// the kernel tells it, 2 at a time its events have not told yet.
+	births[1] = Birth{Changed: t0.Add(2500 * time.Millisecond), State: sock.CloseWait}
+	births[2] = Birth{Changed: t0.Add(-time.Hour), State: sock.Established}
+	cw := func(c uint64, ino uint32) sock.Socket { s := est(c, ino); s.State = sock.CloseWait; return s }
+	v := tr.Update(snapAt(3*time.Second, cw(1, 11), cw(2, 12)))
+	changes := map[uint64]Event{}
+	for _, e := range v.Events {
+		if e.Kind == EventChange {
+			changes[e.Entry.Cookie] = e
+		}
+	}
+	if e := changes[1]; !e.Exact || !e.At.Equal(t0.Add(2500*time.Millisecond)) || !e.InStateAtLeast || e.InState != 2500*time.Millisecond ||
+		e.Entry.AgeSource != AgeAtLeast {
+		t.Errorf("cookie 1: %+v; want the kernel's time, at least 2.5s in ESTABLISHED, an age at least", e)
+	}
+	if e := changes[2]; e.Exact || !e.At.Equal(t0.Add(3*time.Second)) {
+		t.Errorf("cookie 2: %+v; want the poll's time, not exact", e)
+	}
+	if h := tr.History(Key{Cookie: 1}); len(h) != 1 || !h[0].Exact || !h[0].At.Equal(t0.Add(2500*time.Millisecond)) {
+		t.Errorf("cookie 1's history: %+v", h)
+	}
+	// 1 goes on to LAST_ACK: its time in CLOSE_WAIT is exact at both ends.
+	births[1] = Birth{Changed: t0.Add(3200 * time.Millisecond), State: sock.LastAck}
+	la := est(1, 11)
+	la.State = sock.LastAck
+	v = tr.Update(snapAt(4*time.Second, la, cw(2, 12)))
+	if len(v.Events) != 1 || !v.Events[0].Exact || !v.Events[0].InStateExact || v.Events[0].InState != 700*time.Millisecond {
+		t.Errorf("cookie 1 into LAST_ACK: %+v; want exactly 700ms in CLOSE_WAIT", v.Events)
+	}
+	// A kernel date older than the state the tracker knows exactly is
+	// not this change's: back to CLOSE_WAIT (it cannot, but a stale
+	// stamp can say so) is the poll's.
+	births[1] = Birth{Changed: t0.Add(2500 * time.Millisecond), State: sock.CloseWait}
+	v = tr.Update(snapAt(5*time.Second, cw(1, 11), cw(2, 12)))
+	if len(v.Events) != 1 || v.Events[0].Exact || !v.Events[0].At.Equal(t0.Add(5*time.Second)) {
+		t.Errorf("a stale kernel date: %+v; want the poll's", v.Events)
+	}
+}
