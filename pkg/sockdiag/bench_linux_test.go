@@ -54,7 +54,7 @@ func dumpOnce(b *testing.B, c *Collector, req *Request, snap *sock.Snapshot) {
 // bareReceive sends Dump's request and only receives the replies: the
 // floor a collector cannot go below.
 func bareReceive(b *testing.B, c *Collector, req *Request) {
-	fd := c.sock.GetFd()
+	fd := c.fd
 	c.seq++
 	c.req, _ = appendRequest(c.req[:0], c.seq, bothFamilies, req) // as Dump asks
 	if err := sendto(fd, c.req); err != nil {

@@ -172,12 +172,12 @@ func captureSeed(t *testing.T, c *Collector) {
 	for _, fam := range []sock.Family{sock.IPv4, sock.IPv6} {
 		c.seq++
 		req, _ := appendRequest(nil, c.seq, fam, &Request{States: sock.AllStates, Ext: ExtInfo})
-		if err := sendto(c.sock.GetFd(), req); err != nil {
+		if err := sendto(c.fd, req); err != nil {
 			t.Fatal(err)
 		}
 		var raw []byte
 		for {
-			n, err := c.recv(c.sock.GetFd())
+			n, err := c.recv(c.fd)
 			if err != nil {
 				t.Fatal(err)
 			}
