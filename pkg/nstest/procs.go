@@ -31,16 +31,19 @@ func Unshared(t testing.TB) (*exec.Cmd, sns.NS) {
 		t.Fatal(err)
 	}
 	// unshare enters the new namespace, then execs sleep: wait until the
-	// process shows a namespace other than ours.
+	// process shows a namespace other than ours, and is sleep (a test
+	// that names the process must not read "unshare").
 	path := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
+	comm := fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var st unix.Stat_t
-		if unix.Stat(path, &st) == nil && st.Ino != self.Inode {
+		name, err := os.ReadFile(comm)
+		if unix.Stat(path, &st) == nil && st.Ino != self.Inode && err == nil && string(name) == "sleep\n" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pid %d never left this namespace", cmd.Process.Pid)
+			t.Fatalf("pid %d never left this namespace as sleep (comm %q, %v)", cmd.Process.Pid, name, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
