@@ -330,7 +330,7 @@ func (m *model) matched() int { return m.nMatched }
 // isNew reports whether a row appeared in the last moments, after the
 // dashboard started.
 func (m *model) isNew(r *row, now time.Time) bool {
-	return !r.gone && r.FirstSeen.After(m.start) && now.Sub(r.FirstSeen) < newFlash
+	return !r.gone && r.FirstSeen().After(m.start) && now.Sub(r.FirstSeen()) < newFlash
 }
 
 var sparkRunes = []rune("▁▂▃▄▅▆▇█")

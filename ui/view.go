@@ -319,7 +319,7 @@ func (d *dashboard) refreshDetail() {
 		ageText += " (since first seen)"
 	}
 	line("age", ageText)
-	line("first seen", r.FirstSeen.Format("15:04:05.000"))
+	line("first seen", r.FirstSeen().Format("15:04:05.000"))
 	timer := "none"
 	if r.Timer != sock.TimerNone {
 		timer = r.Timer.String() + " in " + string(render.AppendDuration(nil, time.Duration(r.Expires)*time.Millisecond))
@@ -354,7 +354,7 @@ func (d *dashboard) refreshDetail() {
 	if r.AgeSource == track.AgeAtLeast {
 		seen = "there when sockscope started"
 	}
-	fmt.Fprintf(&b, "   %s  %s in %s\n", r.FirstSeen.Format("15:04:05.000"), seen, firstState)
+	fmt.Fprintf(&b, "   %s  %s in %s\n", r.FirstSeen().Format("15:04:05.000"), seen, firstState)
 	for _, h := range hist {
 		// ~ marks a time the poll gave (the change came at most one
 		// interval before); the others are the kernel's.

@@ -55,7 +55,7 @@ var inUse = bindprobe.Result{unix.EADDRINUSE, unix.EADDRINUSE, unix.EADDRINUSE}
 func TestAdvice(t *testing.T) {
 	addr := netip.MustParseAddrPort("0.0.0.0:9000")
 	listener := entry(sock.Listen, "0.0.0.0:9000", 0)
-	listener.Process = procs.Process{PID: 42, Command: "server"}
+	listener.Process = &procs.Process{PID: 42, Command: "server"}
 	for _, tc := range []struct {
 		name    string
 		res     bindprobe.Result

@@ -88,8 +88,10 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		Holders: []holderJSON{}, FreeInMs: r.FreeIn.Milliseconds(), Advice: append([]string{}, r.Advice...),
 	}
 	for _, h := range r.Holders {
-		j := holderJSON{State: h.State.String(), Local: h.Local.String(), Peer: h.Peer.String(),
-			PID: h.Process.PID, Command: h.Process.Command}
+		j := holderJSON{State: h.State.String(), Local: h.Local.String(), Peer: h.Peer.String()}
+		if h.HasProcess() {
+			j.PID, j.Command = h.Process.PID, h.Process.Command
+		}
 		if h.Kind == "timewait" {
 			ms := h.Left.Milliseconds()
 			j.LeftMs = &ms

@@ -38,7 +38,7 @@ func sampleView() *track.View {
 					RecvQ: 0, SendQ: 4096, UID: 1000, Inode: 31337, Info: -1,
 					Family: sock.IPv4, State: sock.Listen},
 				Age: 0, AgeSource: track.AgeAtLeast, // "-": nothing known yet
-				Process: procs.Process{PID: 4242, Command: "server"},
+				Process: &procs.Process{PID: 4242, Command: "server"},
 			},
 			{
 				Socket: &sock.Socket{Cookie: 0x1b, Local: ap("[::]:9000"), Peer: ap("[::]:0"),
@@ -394,7 +394,7 @@ func TestAppendProcess(t *testing.T) {
 	if got := string(AppendProcess(nil, &e)); got != "-" {
 		t.Errorf("unknown process: %q, want \"-\"", got)
 	}
-	e.Process = procs.Process{PID: 4242, Command: "server"}
+	e.Process = &procs.Process{PID: 4242, Command: "server"}
 	if got := string(AppendProcess(nil, &e)); got != "4242/server" {
 		t.Errorf("known process: %q, want \"4242/server\"", got)
 	}
@@ -557,7 +557,7 @@ func TestJSONCommandEscaping(t *testing.T) {
 		{"trunc\xe4\xb8", "trunc\uFFFD\uFFFD"},
 		{"all\"\\\n\x01é\xfe", "all\"\\\n\x01é\uFFFD"},
 	} {
-		e := track.Entry{Socket: &sock.Socket{}, Process: procs.Process{PID: 7, Command: tc.cmd}}
+		e := track.Entry{Socket: &sock.Socket{}, Process: &procs.Process{PID: 7, Command: tc.cmd}}
 		e.Local = netip.MustParseAddrPort("1.2.3.4:5")
 		e.Peer = netip.MustParseAddrPort("6.7.8.9:10")
 		line := AppendJSON(nil, &e)
@@ -623,7 +623,7 @@ func bigView(n int) *track.View {
 			e.Age, e.AgeSource = time.Duration(i)*time.Minute, track.AgeAtLeast
 		}
 		if e.Inode != 0 && i%2 == 0 {
-			e.Process = procs.Process{PID: 1000 + i%300, Command: "worker"}
+			e.Process = &procs.Process{PID: 1000 + i%300, Command: "worker"}
 		}
 	}
 	return v

@@ -81,25 +81,37 @@ type Transition struct {
 // must stay unchanged while they are read; an Event's and a Gone entry's
 // socket is a copy of its own. At 100k sockets a copy in every entry was
 // 11 MB more per frame, written on every poll.
+//
+// An entry is kept at 48 bytes for the same reason: the dashboard holds
+// two views of the whole table and writes one per poll (80 bytes with a
+// time.Time and a Process inline: 3.5 MB more per 110k sockets and view).
 type Entry struct {
 	*sock.Socket
-	Age       time.Duration
+	Age  time.Duration
+	Left time.Duration // TIME_WAIT: time until the kernel frees it
+	// Process owns the socket; nil when unknown. It is shared and never
+	// changed: a new owner is a new Process.
+	Process   *procs.Process
+	firstSeen int64 // FirstSeen, in Unix nanoseconds
 	AgeSource AgeSource
-	Left      time.Duration // TIME_WAIT: time until the kernel frees it
-	FirstSeen time.Time
-	Process   procs.Process // zero when unknown
 }
 
 // HasProcess reports whether the owning process is known.
-func (e *Entry) HasProcess() bool { return e.Process.PID != 0 }
+func (e *Entry) HasProcess() bool { return e.Process != nil && e.Process.PID != 0 }
+
+// FirstSeen is when the tracker first saw the socket, or the kernel made
+// it (AgeKernel).
+func (e *Entry) FirstSeen() time.Time { return time.Unix(0, e.firstSeen) }
 
 // View is the tracker's reading of one snapshot.
 type View struct {
 	Time     time.Time
 	Snapshot *sock.Snapshot
 	Entries  []Entry // in snapshot order, pointing into Snapshot
-	Gone     []Entry // tracked sockets this snapshot no longer shows (copies)
-	Events   []Event // what changed since the previous snapshot, in time order
+	// owners holds the Processes of OnceBornInto's entries.
+	owners []procs.Process
+	Gone   []Entry // tracked sockets this snapshot no longer shows (copies)
+	Events []Event // what changed since the previous snapshot, in time order
 }
 
 // EventKind says what happened to a socket.
@@ -191,20 +203,30 @@ type Lookup func(inode uint32) (procs.Process, bool)
 // latest snapshot, at index at.
 type record struct {
 	firstSeen   stamp
-	born        stamp  // from the kernel (Births); none when not known
-	since       stamp  // when it entered state
-	twEntered   stamp  // from the kernel timer; none until TIME_WAIT
-	destroyedAt stamp  // from a destroy event; none when none came
-	aliveAt     stamp  // the last time it was known to exist
-	missingAt   stamp  // the first probe that found it gone
-	seen        uint64 // generation of the last snapshot that showed it
-	proc        procs.Process
-	inode       uint32 // the inode proc was found for
-	at          int32  // index of its socket in the latest snapshot
+	born        stamp          // from the kernel (Births); none when not known
+	since       stamp          // when it entered state
+	twEntered   stamp          // from the kernel timer; none until TIME_WAIT
+	destroyedAt stamp          // from a destroy event; none when none came
+	aliveAt     stamp          // the last time it was known to exist
+	missingAt   stamp          // the first probe that found it gone
+	seen        uint64         // generation of the last snapshot that showed it
+	proc        *procs.Process // nil until found
+	inode       uint32         // the inode proc was found for
+	at          int32          // index of its socket in the latest snapshot
 	state       sock.State
 	predates    bool
 	sinceExact  bool
-	history     []Transition
+	// history is nil until its first change: most sockets make none
+	// while watched, and a slice inline is 16 bytes more per record.
+	history *[]Transition
+}
+
+// changes is how many transitions r has made while tracked.
+func (r *record) changes() int {
+	if r.history == nil {
+		return 0
+	}
+	return len(*r.history)
 }
 
 // stamp is a time as an offset from the tracker's start, on the monotonic
@@ -411,9 +433,9 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		if r.missingAt != none && r.missingAt < nowS {
 			r.missingAt = none // a probe that missed it was wrong
 		}
-		if s.Inode != 0 && t.lookup != nil && (r.proc.PID == 0 || r.inode != s.Inode) {
+		if s.Inode != 0 && t.lookup != nil && (r.proc == nil || r.inode != s.Inode) {
 			if p, ok := t.lookup(s.Inode); ok {
-				r.proc, r.inode = p, s.Inode
+				r.proc, r.inode = &p, s.Inode
 			}
 		}
 		*e = t.entry(r, s, now)
@@ -474,7 +496,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		}
 		sk := d.Socket
 		v.Events = append(v.Events, Event{Kind: EventGone, At: d.At, Exact: true,
-			Entry: Entry{Socket: &sk, FirstSeen: d.At}, From: d.Socket.State, Unseen: true})
+			Entry: Entry{Socket: &sk, firstSeen: d.At.UnixNano()}, From: d.Socket.State, Unseen: true})
 	}
 	t.unseen = t.unseen[:0]
 	slices.SortStableFunc(v.Events, func(a, b Event) int { return a.At.Compare(b.At) })
@@ -559,7 +581,7 @@ func (t *Tracker) entries(n int) []Entry {
 // entry is what the tracker knows of r's socket s at time at.
 func (t *Tracker) entry(r *record, s *sock.Socket, at time.Time) Entry {
 	firstSeen := t.time(r.firstSeen)
-	e := Entry{Socket: s, FirstSeen: firstSeen, Process: r.proc}
+	e := Entry{Socket: s, firstSeen: firstSeen.UnixNano(), Process: r.proc}
 	e.Age, e.AgeSource, e.Left = age(s, r.predates, firstSeen, t.started, at)
 	if r.born != none && e.AgeSource != AgeTimer {
 		e.Age, e.AgeSource = at.Sub(t.time(r.born)), AgeKernel
@@ -618,9 +640,12 @@ func (t *Tracker) kernelChange(r *record, s *sock.Socket) (time.Time, bool) {
 func (t *Tracker) change(r *record, e *Entry, to sock.State, at time.Time, exact bool) Event {
 	ev := Event{Kind: EventChange, At: at, Exact: exact, Entry: owned(e), From: r.state, To: to,
 		InState: at.Sub(t.time(r.since)), InStateExact: exact && r.sinceExact,
-		InStateAtLeast: r.predates && len(r.history) == 0 && !r.sinceExact}
-	if len(r.history) < maxHistory {
-		r.history = append(r.history, Transition{From: r.state, To: to, At: at, Exact: exact})
+		InStateAtLeast: r.predates && r.changes() == 0 && !r.sinceExact}
+	if r.history == nil {
+		r.history = new([]Transition)
+	}
+	if len(*r.history) < maxHistory {
+		*r.history = append(*r.history, Transition{From: r.state, To: to, At: at, Exact: exact})
 	}
 	r.state, r.since, r.sinceExact = to, t.stamp(at), exact
 	return ev
@@ -647,7 +672,7 @@ func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 	}
 	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: *last, From: r.state,
 		InState: at.Sub(since), InStateExact: exact && r.sinceExact,
-		InStateAtLeast: r.predates && len(r.history) == 0 && r.twEntered == none && !r.sinceExact,
+		InStateAtLeast: r.predates && r.changes() == 0 && r.twEntered == none && !r.sinceExact,
 		Lifetime:       at.Sub(firstSeen), LifetimeAtLeast: r.predates && r.born == none}
 	if r.twEntered != none {
 		// Nothing announces the end of a TIME_WAIT entry: the probes
@@ -708,21 +733,32 @@ func OnceBornInto(v *View, snap *sock.Snapshot, lookup Lookup, births Births) {
 		// slice is not made again for each.
 		entries = make([]Entry, len(snap.Sockets), max(len(snap.Sockets), 2*cap(entries), 256))
 	}
+	owners := v.owners[:0]
+	if lookup != nil && cap(owners) < len(snap.Sockets) {
+		// Room for every socket's owner: appends never move the ones
+		// the entries point to.
+		owners = make([]procs.Process, 0, max(len(snap.Sockets), 2*cap(owners), 256))
+	}
 	*v = View{Time: now, Snapshot: snap, Entries: entries[:len(snap.Sockets)]}
+	seen := now.UnixNano()
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
-		*e = Entry{Socket: s, FirstSeen: now}
+		*e = Entry{Socket: s, firstSeen: seen}
 		e.Age, e.AgeSource, e.Left = age(s, true, now, now, now)
 		if births != nil && e.AgeSource != AgeTimer {
 			if b, ok := births(s.Cookie); ok && !b.Born.IsZero() {
-				e.Age, e.AgeSource, e.FirstSeen = now.Sub(b.Born), AgeKernel, b.Born
+				e.Age, e.AgeSource, e.firstSeen = now.Sub(b.Born), AgeKernel, b.Born.UnixNano()
 			}
 		}
 		if s.Inode != 0 && lookup != nil {
-			e.Process, _ = lookup(s.Inode)
+			if p, ok := lookup(s.Inode); ok {
+				owners = append(owners, p)
+				e.Process = &owners[len(owners)-1]
+			}
 		}
 	}
+	v.owners = owners
 }
 
 // SetLookup changes how owners are found; nil stops looking them up (owners
@@ -735,7 +771,10 @@ func (t *Tracker) History(k Key) []Transition {
 	if r == nil {
 		return nil
 	}
-	return append([]Transition(nil), r.history...)
+	if r.history == nil {
+		return nil
+	}
+	return append([]Transition(nil), *r.history...)
 }
 
 // Len returns the number of sockets tracked.

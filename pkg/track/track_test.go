@@ -57,7 +57,7 @@ func TestAges(t *testing.T) {
 	if e := entry(t, v, 2); e.Age != 24*time.Second {
 		t.Errorf("TIME_WAIT age %v, want 24s", e.Age)
 	}
-	if e := entry(t, v, 3); e.AgeSource != AgeFirstSeen || e.Age != 0 || !e.FirstSeen.Equal(t0.Add(5*time.Second)) {
+	if e := entry(t, v, 3); e.AgeSource != AgeFirstSeen || e.Age != 0 || !e.FirstSeen().Equal(t0.Add(5*time.Second)) {
 		t.Errorf("new socket: %+v", e)
 	}
 	v = tr.Update(snapAt(7*time.Second, est(3, 13)))
