@@ -24,11 +24,11 @@ const recvTimeout = 5 * time.Second
 // buffer and the de-duplication set are reused between dumps, so a Collector
 // is NOT safe for concurrent use: give each goroutine its own.
 type Collector struct {
-	fd   int    // the netlink socket, outside Go's poller (see Open)
-	ns   uint32 // the namespace's inode, stamped on every socket
-	seq  uint32
-	req  []byte
-	buf  []byte
+	fd  int    // the netlink socket, outside Go's poller (see Open)
+	ns  uint32 // the namespace's inode, stamped on every socket
+	seq uint32
+	req []byte
+	buf []byte
 	// Cookies of the previous and the current batch: a duplicate can only
 	// repeat the tail of the previous batch (see into).
 	prev, cur *cookieSet
