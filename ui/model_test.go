@@ -63,3 +63,25 @@ func TestFramesAreReusedButNotWhilePaused(t *testing.T) {
 		t.Errorf("6 frames used %d buffers, want 2 in turn", len(buffers))
 	}
 }
+
+// A socket that leaves the table lingers as a gone row for goneLinger,
+// unless it is back before that: then it is one live row, not two.
+func TestGoneRowLeavesWhenItsSocketIsBack(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	a := sk(1, sock.Established, "127.0.0.1:5000", "127.0.0.1:40001", 11)
+	b := sk(2, sock.Established, "127.0.0.1:5000", "127.0.0.1:40002", 12)
+	src := &scripted{steps: [][]sock.Socket{{a, b}, {b}, {a, b}}, clock: c}
+	m := newModel()
+	mon := monitor.New(src, monitor.Options{Now: c.Now}, m.apply)
+	mon.Poll()
+	c.Add(time.Second)
+	mon.Poll()
+	if got := visible(m); len(got) != 2 || m.lingered.Len() != 1 {
+		t.Fatalf("socket 1 gone: %q, %d lingering; want it as a gone row", got, m.lingered.Len())
+	}
+	c.Add(time.Second)
+	mon.Poll()
+	if got := visible(m); len(got) != 2 || m.lingered.Len() != 0 {
+		t.Errorf("socket 1 back: %q, %d lingering; want two live rows", got, m.lingered.Len())
+	}
+}

@@ -275,7 +275,8 @@ type Tracker struct {
 	order      []*record
 	spareOrder []*record
 	// due holds the TIME_WAIT entries whose 60 s end before the next
-	// snapshot is likely: Expiring looks at these, not at every record.
+	// snapshot is likely, in the order they entered TIME_WAIT: Expiring
+	// looks at these, not at every record.
 	due   []*record
 	last  time.Time // the latest snapshot's time
 	lastS stamp     // and its stamp, the base of time
@@ -320,13 +321,18 @@ func New(lookup Lookup) *Tracker {
 // kernel's timer wheel can keep an entry a second or two past its time.
 func (t *Tracker) Expiring(now time.Time, dst []sock.Socket) []sock.Socket {
 	due := t.stamp(now) - stamp(sock.TimeWaitLen-probeLead)
+	// Oldest first, their end is due soonest: t.due is in that order,
+	// so the walk stops at the first entry not due (the monitor asks 20
+	// times a second; sorting the candidates each time was 2% of the
+	// dashboard's profile at 110k sockets).
 	for _, r := range t.due {
-		if r.state == sock.TimeWait && r.missingAt == none && r.seen == t.gen && r.twEntered <= due {
+		if r.twEntered > due {
+			break
+		}
+		if r.state == sock.TimeWait && r.missingAt == none && r.seen == t.gen {
 			dst = append(dst, t.snap.Sockets[r.at])
 		}
 	}
-	// Oldest first: their end is due soonest.
-	slices.SortFunc(dst, func(a, b sock.Socket) int { return cmp.Compare(a.Expires, b.Expires) })
 	return dst
 }
 
@@ -487,6 +493,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	}
 	t.goneFrom(v, old, oldOrder, now)
 	t.snap, t.order, t.spareOrder = snap, order, oldOrder[:0]
+	slices.SortFunc(t.due, func(a, b *record) int { return cmp.Compare(a.twEntered, b.twEntered) })
 	for i := range t.unseen {
 		d := &t.unseen[i]
 		_, shown := t.recs.Get(Key{Netns: d.Socket.Netns, Cookie: d.Cookie})
