@@ -1,6 +1,7 @@
 package kevents
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -37,4 +38,17 @@ func TestBook(t *testing.T) {
 	if _, ok := b.Lookup(1); ok || b.Len() != 2 {
 		t.Errorf("after cookie 1 closed: %d kept", b.Len())
 	}
+}
+
+// Sync after Run has returned (its context ended, or a read failed)
+// returns at once: the poller that asks must not hang on a reader that
+// is gone.
+func TestSyncAfterRunEnded(t *testing.T) {
+	w := &Watcher{sync: make(chan chan struct{}), ended: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.Run(ctx, func(*Transition) {}); err != nil {
+		t.Fatal(err)
+	}
+	w.Sync(context.Background()) // hangs, and the test times out, if it waits
 }

@@ -51,6 +51,7 @@ func (t *Transition) Socket() sock.Socket {
 // Watcher holds the loaded program until Close.
 type Watcher struct {
 	sync   chan chan struct{} // Sync's requests for Run
+	ended  chan struct{}      // closed when Run returns: Sync then waits for nothing
 	events *ebpf.Map
 	prog   *ebpf.Program
 	link   link.Link
@@ -74,7 +75,7 @@ func Open(only []uint32) (*Watcher, error) {
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	w := &Watcher{sync: make(chan chan struct{})}
+	w := &Watcher{sync: make(chan chan struct{}), ended: make(chan struct{})}
 	w.events, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sockscope_tcp", Type: ebpf.RingBuf, MaxEntries: ringSize})
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("creating the ring buffer: %w", err))
@@ -129,6 +130,7 @@ const ReadEvery = 20 * time.Millisecond
 // second (measured: 2,000 more context switches a second in a dashboard
 // of 110k sockets).
 func (w *Watcher) Run(ctx context.Context, fn func(*Transition)) error {
+	defer close(w.ended)
 	tick := time.NewTicker(ReadEvery)
 	defer tick.Stop()
 	var rec ringbuf.Record
@@ -152,17 +154,21 @@ func (w *Watcher) Run(ctx context.Context, fn func(*Transition)) error {
 
 // Sync returns once Run has handed fn every change the kernel made before
 // the call (a poll's caller, so that the poll's news is not older than
-// the kernel's); at once when ctx ends first.
+// the kernel's); at once when ctx ends first, or Run has returned (a
+// failed read must not stop the poller that asks).
 func (w *Watcher) Sync(ctx context.Context) {
 	done := make(chan struct{})
 	select {
 	case w.sync <- done:
 	case <-ctx.Done():
 		return
+	case <-w.ended:
+		return
 	}
 	select {
 	case <-done:
 	case <-ctx.Done():
+	case <-w.ended:
 	}
 }
 
