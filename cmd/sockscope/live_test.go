@@ -397,20 +397,22 @@ func allEvents(t *testing.T, lines <-chan string, timeout time.Duration) []event
 	}
 }
 
-// waitForBPF waits until process pid holds a BPF program: the kernel's
-// events are loaded.
+// waitForBPF waits until process pid holds an attached BPF program (a
+// link): the kernel's events are read from then on.
 func waitForBPF(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
 		for _, fd := range fds {
-			if l, err := os.Readlink(fd); err == nil && strings.Contains(l, "bpf-prog") {
+			// The link, not the program: a program is loaded before
+			// it is attached, and a change in between is not seen.
+			if l, err := os.Readlink(fd); err == nil && strings.Contains(l, "bpf_link") {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pid %d loaded no BPF program in 20 s", pid)
+			t.Fatalf("pid %d attached no BPF program in 20 s", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
