@@ -257,8 +257,9 @@ func (s *Session) laterNote(n string) {
 // Births are the birth dates the agent stamped in the kernel (sockscope
 // agent start), nil when no agent runs. The first call reads every stamp
 // at once. With alone (the live modes), a socket not among them is looked
-// up alone, once (the tracker asks once per socket), so that one born
-// since is found too; a one-shot listing has what the first read found.
+// up alone (the tracker asks when it first sees a socket, and again at
+// each change it sees), so that one born since is found too; a one-shot
+// listing has what the first read found.
 func (s *Session) Births(alone bool) (track.Births, error) {
 	stamps, err := kevents.OpenStamps()
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
@@ -288,8 +289,9 @@ func (s *Session) Births(alone bool) (track.Births, error) {
 		}
 		st, ok := all[cookie]
 		if ok && alone {
-			// Asked once per socket: the first read shrinks as it is
-			// used, and a live mode does not keep it.
+			// Asked first at a socket's first sight: the first read
+			// shrinks as it is used, and a live mode does not keep it
+			// (a later change asks the kernel alone).
 			delete(all, cookie)
 		}
 		if !ok && alone {
