@@ -7,12 +7,14 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/session"
+	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/sockscope/sockscope/ui"
 	"github.com/spf13/cobra"
@@ -112,6 +114,7 @@ func runDashboard(a *app, o *options) error {
 	// the dashboard runs.
 	waitFeed := func() (string, error) { return "", nil }
 	var catchUp func()
+	var endsErr error // set by the feed's goroutine, read after waitFeed
 	firstFrame := make(chan struct{})
 	if !o.procfs && !o.pollOnly {
 		inNS, only, err := watchedNamespaces(s)
@@ -119,7 +122,26 @@ func runDashboard(a *app, o *options) error {
 			return err
 		}
 		book := kevents.NewBook(inNS)
-		waitFeed, catchUp = asyncKernelFeed(ctx, firstFrame, only, book.Add)
+		// Once the program runs, the ends it sees (changes to CLOSE)
+		// take the place of the destroy announcements.
+		var end atomic.Pointer[func(*sock.Socket, time.Time)]
+		feed := func(tr *kevents.Transition) {
+			book.Add(tr)
+			if tr.To == sock.Close {
+				if e := end.Load(); e != nil {
+					sk := tr.Socket()
+					(*e)(&sk, tr.At)
+				}
+			}
+		}
+		loaded := func() {
+			e, err := s.KernelEnds()
+			if e != nil {
+				end.Store(&e)
+			}
+			endsErr = err
+		}
+		waitFeed, catchUp = asyncKernelFeed(ctx, firstFrame, only, feed, loaded)
 		births = combinedBirths(book, births)
 	}
 	err = ui.Run(ctx, ui.Config{
@@ -145,6 +167,9 @@ func runDashboard(a *app, o *options) error {
 	note, ferr := waitFeed()
 	if note != "" {
 		a.note(note)
+	}
+	if endsErr != nil {
+		a.note(fmt.Sprintf("ends came from destroy events (%v)", endsErr))
 	}
 	if ferr != nil {
 		a.note(fmt.Sprintf("the kernel's state-change events stopped: %v", ferr))

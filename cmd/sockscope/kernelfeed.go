@@ -167,8 +167,9 @@ func startKernelFeed(ctx context.Context, only []uint32, fn func(*kevents.Transi
 // first frame 100 ms later when both ran at once). wait, once ctx has
 // ended, returns the note of a failure to load and the error of a failure
 // while running; catchUp is startKernelFeed's syncFeed once the program is
-// loaded, and returns at once before.
-func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, fn func(*kevents.Transition)) (wait func() (string, error), catchUp func()) {
+// loaded, and returns at once before. loaded, when not nil, is called once
+// the program runs.
+func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, fn func(*kevents.Transition), loaded func()) (wait func() (string, error), catchUp func()) {
 	done := make(chan struct{})
 	var note string
 	var err error
@@ -191,6 +192,9 @@ func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, 
 		w, s, n := startKernelFeed(ctx, only, fn)
 		note = n
 		syncFeed.Store(&s)
+		if n == "" && loaded != nil {
+			loaded()
+		}
 		<-ctx.Done()
 		err = w()
 	}()

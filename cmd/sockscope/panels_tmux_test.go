@@ -126,6 +126,14 @@ func TestIntegrationDashboardKernelTransitions(t *testing.T) {
 		return len(rows) == 1 && strings.HasPrefix(rows[0], "ESTABLISHED")
 	})
 	waitForBPF(t, tm.childPID())
+	// With the kernel's events running, their changes to CLOSE date the
+	// ends: the destroy announcements' subscription is left.
+	for deadline := time.Now().Add(10 * time.Second); ns.Subscriptions(t, tm.childPID()) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the dashboard still holds its destroy-event subscription 10 s after its BPF program attached")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	c.Close(&c.Client)
 	closed := time.Now()
 	tm.send("Enter")

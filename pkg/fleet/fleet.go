@@ -82,7 +82,7 @@ type Member struct {
 	Since time.Time
 	last  int                // sockets in its last dump: the room the next one needs
 	stop  context.CancelFunc // its destroy announcements
-	done  chan struct{}      // closed once they have stopped (their socket closed)
+	done  <-chan struct{}    // closed once they have stopped (their socket closed)
 }
 
 // Fleet is a set of namespaces read as one.
@@ -107,7 +107,15 @@ type Fleet struct {
 	noListns    bool
 
 	destroys chan sock.Destroy
-	wg       sync.WaitGroup
+	// dctx holds the members' announcements: StopDestroys ends it, and
+	// a namespace found later joins none.
+	dctx  context.Context
+	dstop context.CancelFunc
+	// matching is the filter in force, for Matches on another goroutine.
+	matching atomic.Pointer[filter.Program]
+	// amu orders Announce against Close, which closes destroys.
+	amu     sync.Mutex
+	aclosed bool
 
 	notes   []string
 	said    map[string]bool
@@ -130,8 +138,10 @@ func Open(ctx context.Context, cfg Config) (*Fleet, error) {
 		f.cfg.InodeOfID = nsfind.InodeOfID
 	}
 	f.ctx, f.cancel = context.WithCancel(ctx)
+	f.matching.Store(cfg.Program)
 	if cfg.Destroys {
 		f.destroys = make(chan sock.Destroy, 4096)
+		f.dctx, f.dstop = context.WithCancel(f.ctx)
 	}
 	if cfg.All {
 		// A source per namespace: a host with a thousand containers needs
@@ -248,34 +258,24 @@ func (f *Fleet) add(ns netns.NS, found *nsfind.Namespace) error {
 		mb.Found = *found
 		mb.ID = nsfind.Identify(found, f.cfg.Identify)
 	}
-	if f.destroys != nil {
-		ctx, stop := context.WithCancel(f.ctx)
+	if f.destroys != nil && f.dctx.Err() == nil {
+		ctx, stop := context.WithCancel(f.dctx)
 		mb.stop = stop
-		d, err := src.Destroys(ctx)
+		// Straight onto the Fleet's channel: a goroutine between them
+		// was a second wakeup per freed socket.
+		done, err := src.DestroysInto(ctx, f.destroys)
 		if err != nil {
+			stop()
 			if src.Notice == "" { // the /proc notice says so already
 				f.note(fmt.Sprintf("no destroy events (%v); times come from polling alone", err))
 			}
 		} else {
-			mb.done = make(chan struct{})
-			f.wg.Go(func() {
-				defer close(mb.done)
-				forward(ctx, d, f.destroys)
-			})
+			mb.done = done
 		}
 	}
 	f.members = append(f.members, mb)
 	f.byInode[ns.Inode] = mb
 	return nil
-}
-
-func forward(ctx context.Context, in <-chan sock.Destroy, out chan<- sock.Destroy) {
-	for d := range in {
-		select {
-		case out <- d:
-		case <-ctx.Done():
-		}
-	}
 }
 
 // drop closes a member's source and stops its announcements, and waits
@@ -738,6 +738,7 @@ func (f *Fleet) Recycle(snap *sock.Snapshot) {
 // SetProgram changes the filter of every namespace, and of those to come.
 func (f *Fleet) SetProgram(p *filter.Program) {
 	f.prog = p
+	f.matching.Store(p)
 	for _, mb := range f.members {
 		mb.Source.SetProgram(p)
 	}
@@ -770,6 +771,35 @@ func (f *Fleet) Destroys() <-chan sock.Destroy {
 	return f.destroys
 }
 
+// StopDestroys leaves every namespace's destroy announcements, now and at
+// later rescans: the kernel's own events tell the ends instead (see
+// session.KernelEnds). Destroys stays open until Close. Safe from any
+// goroutine.
+func (f *Fleet) StopDestroys() {
+	if f.dstop != nil {
+		f.dstop()
+	}
+}
+
+// Matches says whether the filter in force matches s; safe from any
+// goroutine.
+func (f *Fleet) Matches(s *sock.Socket) bool { return f.matching.Load().Match(s) }
+
+// Announce hands the tracker an end the kernel's events saw, on Destroys,
+// as if announced; it drops it when the tracker is that far behind (the
+// next poll still sees the end) or after Close. Safe from any goroutine.
+func (f *Fleet) Announce(d sock.Destroy) {
+	f.amu.Lock()
+	defer f.amu.Unlock()
+	if f.aclosed || f.destroys == nil {
+		return
+	}
+	select {
+	case f.destroys <- d:
+	default:
+	}
+}
+
 // Close stops the announcements and closes every source.
 func (f *Fleet) Close() error {
 	f.cancel()
@@ -780,11 +810,12 @@ func (f *Fleet) Close() error {
 		}
 	}
 	f.members = nil
-	f.wg.Wait()
-	if f.destroys != nil {
+	f.amu.Lock()
+	defer f.amu.Unlock()
+	if !f.aclosed && f.destroys != nil {
 		close(f.destroys)
-		f.destroys = nil
 	}
+	f.aclosed = true
 	return errors.Join(errs...)
 }
 

@@ -93,6 +93,7 @@ type Target struct {
 	Source *source.Kernel
 	// Destroys is nil where announcements are not available.
 	Destroys <-chan sock.Destroy
+	ends     *ends // Destroys, for KernelEnds
 }
 
 // Session holds what Open opened until Close.
@@ -182,11 +183,14 @@ func (s *Session) openReaders(ctx context.Context, cfg Config) error {
 			s.note(src.Notice)
 		}
 		if cfg.Destroys {
-			d, err := src.Destroys(ctx)
-			if err != nil && src.Notice == "" { // the /proc notice says so already
+			e, err := subscribe(ctx, src)
+			switch {
+			case err == nil:
+				t := &s.Targets[len(s.Targets)-1]
+				t.Destroys, t.ends = e.ch, e
+			case src.Notice == "": // the /proc notice says so already
 				s.note(fmt.Sprintf("no destroy events (%v); times come from polling alone", err))
 			}
-			s.Targets[len(s.Targets)-1].Destroys = d
 		}
 	}
 	return nil

@@ -272,3 +272,124 @@ func TestOpenOwnNamespace(t *testing.T) {
 		t.Errorf("closing notes %q without process lookups", s.ClosingNotes())
 	}
 }
+
+// KernelEnds leaves every namespace's destroy announcements and hands the
+// kernel's ends on in their place: on the namespace's channel, stamped as
+// its sockets are, matched against the filter in force, and only for the
+// namespaces the session reads. The channel stays open until Close.
+func TestIntegrationKernelEnds(t *testing.T) {
+	e, err := filter.Parse([]string{"sport = :9005"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := nstest.New(t)
+	for _, merge := range []bool{false, true} {
+		a, b := nstest.New(t), nstest.New(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s, err := session.Open(ctx, session.Config{
+			Namespaces: []netns.NS{a.NS(t), b.NS(t)},
+			Program:    filter.Compile(e, filter.Options{}),
+			Destroys:   true,
+			Merge:      merge,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := os.Getpid()
+		for _, ns := range []*nstest.NS{a, b} {
+			if n := ns.Subscriptions(t, pid); n != 1 {
+				t.Fatalf("merge %v: %d destroy-event subscriptions in %s before KernelEnds, want 1", merge, n, ns.Name)
+			}
+		}
+		end, err := s.KernelEnds()
+		if err != nil || end == nil {
+			t.Fatalf("merge %v: KernelEnds: %v (end nil: %v)", merge, err, end == nil)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for a.Subscriptions(t, pid)+b.Subscriptions(t, pid) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("merge %v: the subscriptions are still open 10 s after KernelEnds", merge)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		bIno := uint32(b.NS(t).Inode)
+		at := time.Now()
+		peer := netip.MustParseAddrPort("127.0.0.1:40000")
+		for cookie, ep := range map[uint64]struct {
+			ns   uint32
+			port uint16
+		}{7: {bIno, 9005}, 8: {bIno, 9006}, 9: {uint32(other.NS(t).Inode), 9005}} {
+			end(&sock.Socket{Cookie: cookie, Netns: ep.ns, Family: sock.IPv4, State: sock.Close, Info: -1,
+				Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ep.port), Peer: peer}, at)
+		}
+		ch, elsewhere := s.Destroys(), (<-chan sock.Destroy)(nil)
+		if !merge {
+			ch, elsewhere = s.Targets[1].Destroys, s.Targets[0].Destroys
+		}
+		// end sends before it returns: what it sent is there now.
+		got := map[uint64]sock.Destroy{}
+	drain:
+		for {
+			select {
+			case d, ok := <-ch:
+				if !ok {
+					t.Fatalf("merge %v: the channel closed after KernelEnds", merge)
+				}
+				got[d.Cookie] = d
+			case d := <-elsewhere:
+				t.Fatalf("merge %v: an end in b delivered on a's channel: %+v", merge, d)
+			default:
+				break drain
+			}
+		}
+		if len(got) != 2 {
+			t.Fatalf("merge %v: delivered %v, want cookies 7 and 8 (9 is of a namespace not read)", merge, got)
+		}
+		if d := got[7]; !d.Matches || d.Socket.Netns != bIno || !d.At.Equal(at) || d.Socket.Local.Port() != 9005 {
+			t.Errorf("merge %v: the matching end arrived as %+v", merge, d)
+		}
+		if got[8].Matches {
+			t.Errorf("merge %v: an end on port 9006 matches sport = :9005", merge)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		closed := time.After(10 * time.Second)
+		for open := true; open; {
+			select {
+			case _, open = <-ch:
+			case <-closed:
+				t.Fatalf("merge %v: the channel did not close with the session", merge)
+			}
+		}
+		end(&sock.Socket{Cookie: 10, Netns: bIno, Family: sock.IPv4, State: sock.Close}, at) // after Close: nothing, no panic
+	}
+}
+
+// The caller's own namespace is read as namespace 0: its ends, which the
+// kernel names by the namespace's inode, are stamped so.
+func TestIntegrationKernelEndsSelf(t *testing.T) {
+	s, err := session.Open(context.Background(), session.Config{Program: filter.Compile(nil, filter.Options{}), Destroys: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	end, err := s.KernelEnds()
+	if err != nil || end == nil {
+		t.Fatalf("KernelEnds: %v (end nil: %v)", err, end == nil)
+	}
+	self, err := netns.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	end(&sock.Socket{Cookie: 11, Netns: uint32(self.Inode), Family: sock.IPv4, State: sock.Close}, time.Now())
+	select {
+	case d := <-s.Destroys():
+		if d.Cookie != 11 || d.Socket.Netns != 0 || !d.Matches {
+			t.Errorf("got %+v, want cookie 11 in namespace 0, matched", d)
+		}
+	default:
+		t.Fatal("the end of a socket in the caller's namespace was not delivered")
+	}
+}

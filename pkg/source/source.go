@@ -283,6 +283,24 @@ func (k *Kernel) Alive(s *sock.Socket) (bool, error) {
 // Where they are not available (an old kernel, a sandbox), it returns the
 // error and the caller polls without them.
 func (k *Kernel) Destroys(ctx context.Context) (<-chan sock.Destroy, error) {
+	out := make(chan sock.Destroy, 4096)
+	done, err := k.DestroysInto(ctx, out)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		<-done
+		close(out)
+	}()
+	return out, nil
+}
+
+// DestroysInto is Destroys onto a channel of the caller's, which it never
+// closes: many namespaces share one without a goroutine between each and
+// it (a hop is a wakeup per freed socket). done closes once the
+// announcements have stopped and their socket is closed: at the end of
+// ctx, or at a fault (DestroysErr says which).
+func (k *Kernel) DestroysInto(ctx context.Context, out chan<- sock.Destroy) (done <-chan struct{}, err error) {
 	if k.c == nil {
 		return nil, errors.New("no destroy events without sock_diag")
 	}
@@ -290,7 +308,7 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan sock.Destroy, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan sock.Destroy, 4096)
+	ended := make(chan struct{})
 	// The end of ctx wakes a Receive that waits: the subscription closes
 	// then, not up to one wait later.
 	wake := context.AfterFunc(ctx, func() {
@@ -299,14 +317,14 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan sock.Destroy, error) {
 		}
 	})
 	go func() {
-		defer close(out)
+		defer close(ended)
 		defer sub.Close()
 		defer wake()
 		defer func() {
 			// Destroy events only sharpen timings: a fault here must not
 			// take down a dashboard with its terminal in raw mode. The
-			// channel closes, the monitor goes on polling and reports the
-			// fault once (DestroysErr).
+			// announcements stop, the monitor goes on polling and reports
+			// the fault once (DestroysErr).
 			if r := recover(); r != nil {
 				err := fmt.Errorf("destroy events stopped: internal error: %v; times come from polling alone", r)
 				k.destroysErr.Store(&err)
@@ -314,7 +332,7 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan sock.Destroy, error) {
 		}()
 		for ctx.Err() == nil {
 			err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
-				d := sock.Destroy{Cookie: s.Cookie, At: at, Socket: *s, Matches: k.prog.Load().Match(s)}
+				d := sock.Destroy{Cookie: s.Cookie, At: at, Socket: *s, Matches: k.Matches(s)}
 				select {
 				case out <- d:
 				case <-ctx.Done():
@@ -331,5 +349,9 @@ func (k *Kernel) Destroys(ctx context.Context) (<-chan sock.Destroy, error) {
 			}
 		}
 	}()
-	return out, nil
+	return ended, nil
 }
+
+// Matches says whether the filter in force matches s; safe from any
+// goroutine (announcements are matched as they come).
+func (k *Kernel) Matches(s *sock.Socket) bool { return k.prog.Load().Match(s) }

@@ -292,6 +292,10 @@ type Tracker struct {
 	// asked for it (the kernel makes cookies on demand), else under the
 	// same addresses and a new cookie.
 	unseen []sock.Destroy
+	// unseenKeys are unseen's sockets: a socket announced twice (both
+	// the destroy events and the kernel's own, as one takes over from
+	// the other) is reported once.
+	unseenKeys map[Key]struct{}
 	// goneLast holds the cookies the latest Update found gone: an
 	// announcement that comes after the poll that missed its socket is
 	// not one for an unseen socket.
@@ -313,7 +317,7 @@ const maxUnseen = 1 << 16
 // New returns a Tracker. lookup may be nil: processes are then not shown.
 func New(lookup Lookup) *Tracker {
 	return &Tracker{lookup: lookup, recs: NewKeyMap[*record](), fresh: make(map[pair]struct{}),
-		goneLast: make(map[Key]struct{})}
+		goneLast: make(map[Key]struct{}), unseenKeys: make(map[Key]struct{})}
 }
 
 // Expiring returns the TIME_WAIT entries whose 60 s are up but that the
@@ -366,8 +370,11 @@ func (t *Tracker) Destroyed(d sock.Destroy) {
 		// Before the first snapshot nothing is known to be unseen; the
 		// filter may not match it; a Destroy may carry no socket.
 	default:
-		if _, gone := t.goneLast[k]; !gone && len(t.unseen) < maxUnseen {
+		_, gone := t.goneLast[k]
+		_, twice := t.unseenKeys[k]
+		if !gone && !twice && len(t.unseen) < maxUnseen {
 			t.unseen = append(t.unseen, d)
+			t.unseenKeys[k] = struct{}{}
 		}
 	}
 }
@@ -477,13 +484,17 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 				// FIN_WAIT2 mini-socket. Both moments are the kernel's.
 				v.Events = append(v.Events, t.change(r, e, sock.FinWait2, destroyed, true))
 			}
-			if r.destroyedAt != none && !exact && r.destroyedAt < nowS {
-				entered, exact = destroyed, true
-			}
+			// The kernel's record of the change into this state first: a
+			// destroy event dates the freeing of the full socket, which a
+			// socket disconnected (connect AF_UNSPEC) and connected again
+			// went through before its new state.
 			if !exact {
 				if at, ok := t.kernelChange(r, s); ok {
 					entered, exact = at, true
 				}
+			}
+			if r.destroyedAt != none && !exact && r.destroyedAt < nowS {
+				entered, exact = destroyed, true
 			}
 			v.Events = append(v.Events, t.change(r, e, s.State, entered, exact))
 			// A destroy event dates one step: the freeing of the full
@@ -506,6 +517,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			Entry: Entry{Socket: &sk, firstSeen: d.At.UnixNano()}, From: d.Socket.State, Unseen: true})
 	}
 	t.unseen = t.unseen[:0]
+	clear(t.unseenKeys)
 	slices.SortStableFunc(v.Events, func(a, b Event) int { return a.At.Compare(b.At) })
 	return v
 }

@@ -414,6 +414,7 @@ func TestUnseenSockets(t *testing.T) {
 	tr.Destroyed(closed(9, -time.Second, true))
 	tr.Update(snapAt(0, peer(est(1, 11)), peer(est(2, 12))))
 	tr.Destroyed(closed(3, 300*time.Millisecond, true))  // born and freed between polls
+	tr.Destroyed(closed(3, 300*time.Millisecond, true))  // and told twice (two sources, as one takes over)
 	tr.Destroyed(closed(4, 400*time.Millisecond, true))  // lives on as a TIME_WAIT entry
 	tr.Destroyed(closed(5, 500*time.Millisecond, false)) // the filter does not match it
 	tr.Destroyed(closed(2, 600*time.Millisecond, true))  // known: dates its end
@@ -614,5 +615,23 @@ func TestKernelDatesChanges(t *testing.T) {
 	v = tr.Update(snapAt(5*time.Second, cw(1, 11), cw(2, 12)))
 	if len(v.Events) != 1 || v.Events[0].Exact || !v.Events[0].At.Equal(t0.Add(5*time.Second)) {
 		t.Errorf("a stale kernel date: %+v; want the poll's", v.Events)
+	}
+}
+
+// A socket disconnected (connect AF_UNSPEC: a change to CLOSE, as the
+// kernel's events tell it) and connected again takes the kernel's date of
+// its new state, not its end's.
+func TestKernelChangeBeforeEnd(t *testing.T) {
+	births := map[uint64]Birth{}
+	tr := New(nil)
+	tr.SetBirths(func(c uint64) (Birth, bool) { b, ok := births[c]; return b, ok })
+	tr.Update(snapAt(0, est(1, 11)))
+	tr.Destroyed(sock.Destroy{Cookie: 1, At: t0.Add(300 * time.Millisecond)})
+	births[1] = Birth{Changed: t0.Add(500 * time.Millisecond), State: sock.SynSent}
+	s := est(1, 11)
+	s.State = sock.SynSent
+	v := tr.Update(snapAt(time.Second, s))
+	if len(v.Events) != 1 || v.Events[0].Kind != EventChange || !v.Events[0].Exact || !v.Events[0].At.Equal(t0.Add(500*time.Millisecond)) {
+		t.Errorf("events %+v; want the change into SYN_SENT at 500ms, exact", v.Events)
 	}
 }
