@@ -7,14 +7,12 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/session"
-	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/source"
 	"github.com/sockscope/sockscope/ui"
 	"github.com/spf13/cobra"
@@ -114,7 +112,7 @@ func runDashboard(a *app, o *options) error {
 	// the dashboard runs.
 	waitFeed := func() (string, error) { return "", nil }
 	var catchUp func()
-	var endsErr error // set by the feed's goroutine, read after waitFeed
+	var ends kernelEnds // its err is set by the feed's goroutine, read after waitFeed
 	firstFrame := make(chan struct{})
 	if !o.procfs && !o.pollOnly {
 		inNS, only, err := watchedNamespaces(s)
@@ -124,24 +122,11 @@ func runDashboard(a *app, o *options) error {
 		book := kevents.NewBook(inNS)
 		// Once the program runs, the ends it sees (changes to CLOSE)
 		// take the place of the destroy announcements.
-		var end atomic.Pointer[func(*sock.Socket, time.Time)]
 		feed := func(tr *kevents.Transition) {
 			book.Add(tr)
-			if tr.To == sock.Close {
-				if e := end.Load(); e != nil {
-					sk := tr.Socket()
-					(*e)(&sk, tr.At)
-				}
-			}
+			ends.add(tr)
 		}
-		loaded := func() {
-			e, err := s.KernelEnds()
-			if e != nil {
-				end.Store(&e)
-			}
-			endsErr = err
-		}
-		waitFeed, catchUp = asyncKernelFeed(ctx, firstFrame, only, feed, loaded)
+		waitFeed, catchUp = asyncKernelFeed(ctx, firstFrame, only, feed, func() { ends.take(s) })
 		births = combinedBirths(book, births)
 	}
 	err = ui.Run(ctx, ui.Config{
@@ -168,8 +153,8 @@ func runDashboard(a *app, o *options) error {
 	if note != "" {
 		a.note(note)
 	}
-	if endsErr != nil {
-		a.note(fmt.Sprintf("ends came from destroy events (%v)", endsErr))
+	if n := ends.note(); n != "" {
+		a.note(n)
 	}
 	if ferr != nil {
 		a.note(fmt.Sprintf("the kernel's state-change events stopped: %v", ferr))

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/kevents"
+	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 )
@@ -17,8 +19,9 @@ import (
 // step of every socket the filter selects in the namespaces read, dated
 // by the kernel. The poll's events for the same steps are then redundant:
 // redundant says which to leave out. Ends (a change to CLOSE) are left to
-// the poll and the destroy announcements, which say what a socket became
-// (freed, or a TIME_WAIT entry the kernel's tracepoint does not show).
+// the poll, which says what a socket became (freed, or a TIME_WAIT entry
+// the kernel's tracepoint does not show), dated by the same change to
+// CLOSE (kernelEnds, in place of the destroy announcements).
 type kernelFeed struct {
 	start time.Time
 	prog  *filter.Program
@@ -133,7 +136,7 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 }
 
 // prune forgets the closes no poll claimed: sockets freed, whose end the
-// destroy events told.
+// tracker told.
 func (k *kernelFeed) prune(now time.Time) {
 	for cookie, c := range k.closed {
 		if now.Sub(c.at) > closedFor {
@@ -231,4 +234,40 @@ func combinedBirths(book *kevents.Book, agent track.Births) track.Births {
 		}
 		return b, seen
 	}
+}
+
+// kernelEnds hands a live mode's ends over from the destroy announcements
+// to the kernel's events (session.KernelEnds) once these run.
+type kernelEnds struct {
+	end atomic.Pointer[func(*sock.Socket, time.Time)]
+	err error // why the announcements stay, if take failed
+}
+
+// take leaves the announcements for the events; call it once they run.
+func (k *kernelEnds) take(s *session.Session) {
+	e, err := s.KernelEnds()
+	if e != nil {
+		k.end.Store(&e)
+	}
+	k.err = err
+}
+
+// add passes on a change to CLOSE, once take has run; the feed calls it
+// with every transition.
+func (k *kernelEnds) add(tr *kevents.Transition) {
+	if tr.To != sock.Close {
+		return
+	}
+	if e := k.end.Load(); e != nil {
+		sk := tr.Socket()
+		(*e)(&sk, tr.At)
+	}
+}
+
+// note is what to say when take failed; "" else.
+func (k *kernelEnds) note() string {
+	if k.err == nil {
+		return ""
+	}
+	return fmt.Sprintf("ends came from destroy events (%v)", k.err)
 }

@@ -288,11 +288,17 @@ func TestIntegrationWatchKernelTransitions(t *testing.T) {
 	// Loading the program parses the kernel's BTF: on a busy machine it
 	// can take longer than a fixed wait. Its first poll is after it.
 	waitForBPF(t, cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); ns.Subscriptions(t, cmd.Process.Pid) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("watch still holds its destroy-event subscription 10 s after its BPF program attached")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	time.Sleep(500 * time.Millisecond) // half-way between two polls
 
 	ap := netip.MustParseAddrPort("127.0.0.1:9000")
 	var listen, client, server int
-	var openBefore, openAfter, closeBefore, closeAfter, clientClosed time.Time
+	var openBefore, openAfter, closeBefore, closeAfter, clientClosed, clientDone time.Time
 	err := ns.Do(func() error {
 		var err error
 		if listen, err = nstest.Listen(ap, false); err != nil {
@@ -315,6 +321,7 @@ func TestIntegrationWatchKernelTransitions(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		clientClosed = time.Now()
 		unix.Close(client)
+		clientDone = time.Now()
 		unix.Close(listen)
 		return nil
 	})
@@ -372,6 +379,20 @@ func TestIntegrationWatchKernelTransitions(t *testing.T) {
 		if e.Event == "change" && !e.Exact {
 			t.Errorf("a change dated by polling while the kernel's events run: %+v", e)
 		}
+	}
+	// The client's end, freed at the server's ACK of its FIN (on
+	// loopback, within its close), is the kernel's change to CLOSE: no
+	// poll saw the socket, and no destroy announcement is read once the
+	// events run.
+	var end *eventJSON
+	for i := range events {
+		if e := &events[i]; e.Event == "gone" && e.Peer == "127.0.0.1:9000" {
+			end = e
+		}
+	}
+	if end == nil || !end.Exact || !end.Unseen || !within(end, clientClosed, clientDone) {
+		t.Errorf("the client's end: %+v; it closed from %s to %s", end,
+			clientClosed.Format("15:04:05.000000"), clientDone.Format("15:04:05.000000"))
 	}
 }
 

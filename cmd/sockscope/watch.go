@@ -107,6 +107,7 @@ func runWatch(a *app, o *options) error {
 		}
 	}
 	var feed *kernelFeed
+	var ends kernelEnds
 	waitFeed, syncFeed := func() error { return nil }, func() {}
 	births := agentBirths(a, s, true)
 	if !o.pollOnly && !o.procfs {
@@ -120,6 +121,7 @@ func runWatch(a *app, o *options) error {
 		var note string
 		waitFeed, syncFeed, note = startKernelFeed(ctx, only, func(tr *kevents.Transition) {
 			book.Add(tr)
+			ends.add(tr)
 			mu.Lock()
 			defer mu.Unlock()
 			if ev, ok := feed.event(tr, &kev); ok {
@@ -131,6 +133,12 @@ func runWatch(a *app, o *options) error {
 			a.note(note)
 		} else {
 			births = combinedBirths(book, births)
+			// The ends the program sees (changes to CLOSE) take the
+			// place of the destroy announcements.
+			ends.take(s)
+			if n := ends.note(); n != "" {
+				a.note(n)
+			}
 		}
 	}
 	first, slow := true, false
