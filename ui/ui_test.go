@@ -3,7 +3,6 @@ package ui
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -99,7 +98,7 @@ func (s *scripted) program() string {
 
 func sk(cookie uint64, st sock.State, local, peer string, inode uint32) sock.Socket {
 	s := sock.Socket{Cookie: cookie, State: st, Family: sock.IPv4, Inode: inode,
-		Local: netip.MustParseAddrPort(local), Peer: netip.MustParseAddrPort(peer)}
+		Local: sock.MustParseEndpoint(local), Peer: sock.MustParseEndpoint(peer)}
 	if st == sock.TimeWait {
 		s.Timer, s.Expires = sock.TimerTimeWait, 50000
 	}

@@ -20,7 +20,7 @@ func entry(st sock.State, local string, left time.Duration) track.Entry {
 	if netip.MustParseAddrPort(local).Addr().Is6() {
 		fam = sock.IPv6
 	}
-	return track.Entry{Socket: &sock.Socket{State: st, Family: fam, Local: netip.MustParseAddrPort(local)}, Left: left}
+	return track.Entry{Socket: &sock.Socket{State: st, Family: fam, Local: sock.MustParseEndpoint(local)}, Left: left}
 }
 
 func TestOverlaps(t *testing.T) {

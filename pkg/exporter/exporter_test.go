@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,7 +59,7 @@ func (s *scripted) SetProgram(*filter.Program) {}
 func (s *scripted) SetInfo(bool)               {}
 
 func sk(st sock.State, local, peer string, expires uint32) sock.Socket {
-	s := sock.Socket{State: st, Family: sock.IPv4, Local: netip.MustParseAddrPort(local), Peer: netip.MustParseAddrPort(peer)}
+	s := sock.Socket{State: st, Family: sock.IPv4, Local: sock.MustParseEndpoint(local), Peer: sock.MustParseEndpoint(peer)}
 	if st == sock.TimeWait {
 		s.Timer, s.Expires = sock.TimerTimeWait, expires
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -290,7 +289,7 @@ func TestSpec(t *testing.T) {
 }
 
 func sk(fam sock.Family, st sock.State, local, peer string) *sock.Socket {
-	return &sock.Socket{Family: fam, State: st, Local: netip.MustParseAddrPort(local), Peer: netip.MustParseAddrPort(peer)}
+	return &sock.Socket{Family: fam, State: st, Local: sock.MustParseEndpoint(local), Peer: sock.MustParseEndpoint(peer)}
 }
 
 func TestMatch(t *testing.T) {

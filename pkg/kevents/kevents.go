@@ -18,7 +18,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"time"
 
@@ -38,8 +37,8 @@ type Transition struct {
 	From   sock.State
 	To     sock.State
 	Family sock.Family
-	Local  netip.AddrPort
-	Peer   netip.AddrPort
+	Local  sock.Endpoint
+	Peer   sock.Endpoint
 }
 
 // Socket is the socket as the transition left it, for a filter to match.
@@ -227,11 +226,11 @@ func decode(b []byte, t *Transition, base time.Time) bool {
 	dport := binary.BigEndian.Uint16(b[26:]) // network order (skc_dport)
 	switch t.Family {
 	case sock.IPv4:
-		t.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[28:32])), sport)
-		t.Peer = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[32:36])), dport)
+		t.Local = sock.Endpoint4([4]byte(b[28:32]), sport)
+		t.Peer = sock.Endpoint4([4]byte(b[32:36]), dport)
 	case sock.IPv6:
-		t.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[40:56])), sport)
-		t.Peer = netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[56:72])), dport)
+		t.Local = sock.Endpoint16([16]byte(b[40:56]), sport)
+		t.Peer = sock.Endpoint16([16]byte(b[56:72]), dport)
 	default:
 		return false
 	}

@@ -112,7 +112,7 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 		if tr.Peer.Port() != 9000 {
 			continue
 		}
-		if tr.Family != sock.IPv4 || tr.Local.Addr() != ap.Addr() || tr.Peer != ap || tr.Cookie == 0 {
+		if tr.Family != sock.IPv4 || tr.Local.Addr() != ap.Addr() || tr.Peer.AddrPort() != ap || tr.Cookie == 0 {
 			t.Errorf("client transition %+v: want IPv4 from 127.0.0.1 to %s with a cookie", tr, ap)
 		}
 		if cookie != 0 && tr.Cookie != cookie {

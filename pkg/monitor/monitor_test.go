@@ -3,7 +3,6 @@ package monitor
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +39,7 @@ func (s *steps) SetInfo(bool)               {}
 func TestDestroysBeforeThePoll(t *testing.T) {
 	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	cw := sock.Socket{Cookie: 7, Family: sock.IPv4, State: sock.CloseWait,
-		Local: netip.MustParseAddrPort("127.0.0.1:9000"), Peer: netip.MustParseAddrPort("127.0.0.1:40000")}
+		Local: sock.MustParseEndpoint("127.0.0.1:9000"), Peer: sock.MustParseEndpoint("127.0.0.1:40000")}
 	for round := range 20 {
 		src := &steps{clock: t0, table: [][]sock.Socket{{cw}, {}}}
 		frames := make(chan *Frame, 4)

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"net/netip"
 	"os"
 	"strconv"
 
@@ -165,7 +164,7 @@ func tupleCookie(s *sock.Socket) uint64 {
 	h := fnv.New64a()
 	var b [1 + 2*18]byte
 	b[0] = byte(s.Family)
-	for i, ap := range [2]netip.AddrPort{s.Local, s.Peer} {
+	for i, ap := range [2]sock.Endpoint{s.Local, s.Peer} {
 		a := ap.Addr().As16()
 		off := 1 + i*18
 		copy(b[off:], a[:])
@@ -177,14 +176,14 @@ func tupleCookie(s *sock.Socket) uint64 {
 
 // hexAddrPort reads "0100007F:2328": the address as the kernel's 32-bit
 // words printed in host order (little-endian here), the port in hex.
-func hexAddrPort(f []byte, fam sock.Family) (netip.AddrPort, error) {
+func hexAddrPort(f []byte, fam sock.Family) (sock.Endpoint, error) {
 	i := bytes.IndexByte(f, ':')
 	if i < 0 {
-		return netip.AddrPort{}, fmt.Errorf("address %q has no port", f)
+		return sock.Endpoint{}, fmt.Errorf("address %q has no port", f)
 	}
 	port, err := strconv.ParseUint(string(f[i+1:]), 16, 16)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("port in %q: %w", f, err)
+		return sock.Endpoint{}, fmt.Errorf("port in %q: %w", f, err)
 	}
 	words := f[:i]
 	want := 8
@@ -192,20 +191,20 @@ func hexAddrPort(f []byte, fam sock.Family) (netip.AddrPort, error) {
 		want = 32
 	}
 	if len(words) != want {
-		return netip.AddrPort{}, fmt.Errorf("address %q is not %d hex digits", words, want)
+		return sock.Endpoint{}, fmt.Errorf("address %q is not %d hex digits", words, want)
 	}
 	var raw [16]byte
 	for w := 0; w < len(words)/8; w++ {
 		v, err := strconv.ParseUint(string(words[w*8:w*8+8]), 16, 32)
 		if err != nil {
-			return netip.AddrPort{}, fmt.Errorf("address %q: %w", words, err)
+			return sock.Endpoint{}, fmt.Errorf("address %q: %w", words, err)
 		}
 		binary.NativeEndian.PutUint32(raw[w*4:], uint32(v))
 	}
 	if fam == sock.IPv4 {
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(raw[:4])), uint16(port)), nil
+		return sock.Endpoint4([4]byte(raw[:4]), uint16(port)), nil
 	}
-	return netip.AddrPortFrom(netip.AddrFrom16(raw), uint16(port)), nil
+	return sock.Endpoint16(raw, uint16(port)), nil
 }
 
 // hexPair reads "0000:00000000"-style pairs of hex numbers.

@@ -1,7 +1,6 @@
 package procnet
 
 import (
-	"net/netip"
 	"testing"
 
 	"github.com/sockscope/sockscope/pkg/sock"
@@ -23,11 +22,11 @@ func TestParse(t *testing.T) {
 		t.Fatalf("%d sockets, %v", len(got), err)
 	}
 	l, tw, est := got[0], got[1], got[2]
-	if l.State != sock.Listen || l.Local != netip.MustParseAddrPort("0.0.0.0:9000") || l.Inode != 577 || l.RecvQ != 16 {
+	if l.State != sock.Listen || l.Local != sock.MustParseEndpoint("0.0.0.0:9000") || l.Inode != 577 || l.RecvQ != 16 {
 		t.Errorf("listener %+v", l)
 	}
 	if tw.State != sock.TimeWait || tw.Timer != sock.TimerTimeWait || tw.Expires != 0x113F*10 ||
-		tw.Peer != netip.MustParseAddrPort("127.0.0.1:46740") {
+		tw.Peer != sock.MustParseEndpoint("127.0.0.1:46740") {
 		t.Errorf("TIME_WAIT %+v", tw)
 	}
 	if est.State != sock.Established || est.SendQ != 5 || est.RecvQ != 3 || est.Timer != sock.TimerKeepalive ||
@@ -38,7 +37,7 @@ func TestParse(t *testing.T) {
 		t.Errorf("cookies %#x %#x", l.Cookie, tw.Cookie)
 	}
 	v6, err := Parse([]byte(tcp6), sock.IPv6, nil)
-	if err != nil || len(v6) != 1 || v6[0].Local != netip.MustParseAddrPort("[::1]:9000") || v6[0].Family != sock.IPv6 {
+	if err != nil || len(v6) != 1 || v6[0].Local != sock.MustParseEndpoint("[::1]:9000") || v6[0].Family != sock.IPv6 {
 		t.Errorf("IPv6: %+v, %v", v6, err)
 	}
 	for _, bad := range []string{

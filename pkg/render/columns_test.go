@@ -3,7 +3,6 @@ package render
 import (
 	"bytes"
 	"encoding/json"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -45,8 +44,8 @@ func TestParseColumns(t *testing.T) {
 // fullEntry has a value for every key a column writes.
 func fullEntry() track.Entry {
 	return track.Entry{
-		Socket: &sock.Socket{Cookie: 0xbeef, Local: netip.MustParseAddrPort("10.0.0.1:9000"),
-			Peer: netip.MustParseAddrPort("10.0.0.2:40000"), IfIndex: 3, Expires: 41000, RecvQ: 1, SendQ: 2,
+		Socket: &sock.Socket{Cookie: 0xbeef, Local: sock.MustParseEndpoint("10.0.0.1:9000"),
+			Peer: sock.MustParseEndpoint("10.0.0.2:40000"), IfIndex: 3, Expires: 41000, RecvQ: 1, SendQ: 2,
 			UID: 1000, Inode: 77, Netns: 4026531840, Info: -1, Family: sock.IPv4, State: sock.TimeWait, Timer: sock.TimerTimeWait, Retrans: 4},
 		Age: 19 * time.Second, AgeSource: track.AgeTimer, Left: 41 * time.Second,
 		Process: &procs.Process{PID: 42, Command: "srv"},

@@ -2,7 +2,6 @@ package render
 
 import (
 	"encoding/json"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 func TestEventLines(t *testing.T) {
 	at := time.Date(2026, 11, 23, 12, 0, 1, 234e6, time.Local)
 	entry := track.Entry{Socket: &sock.Socket{Family: sock.IPv4, Cookie: 0x2a,
-		Local: netip.MustParseAddrPort("127.0.0.1:9000"), Peer: netip.MustParseAddrPort("127.0.0.1:53412")},
+		Local: sock.MustParseEndpoint("127.0.0.1:9000"), Peer: sock.MustParseEndpoint("127.0.0.1:53412")},
 		Process: &procs.Process{PID: 7, Command: "srv"}}
 	for _, tc := range []struct {
 		e    track.Event

@@ -28,7 +28,7 @@ const goldenDir = "../../testdata/render"
 // sampleView is a hand-made view covering the states, age sources and
 // timers a table shows; no kernel involved.
 func sampleView() *track.View {
-	ap := netip.MustParseAddrPort
+	ap := sock.MustParseEndpoint
 	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	return &track.View{
 		Time: now,
@@ -558,8 +558,8 @@ func TestJSONCommandEscaping(t *testing.T) {
 		{"all\"\\\n\x01é\xfe", "all\"\\\n\x01é\uFFFD"},
 	} {
 		e := track.Entry{Socket: &sock.Socket{}, Process: &procs.Process{PID: 7, Command: tc.cmd}}
-		e.Local = netip.MustParseAddrPort("1.2.3.4:5")
-		e.Peer = netip.MustParseAddrPort("6.7.8.9:10")
+		e.Local = sock.MustParseEndpoint("1.2.3.4:5")
+		e.Peer = sock.MustParseEndpoint("6.7.8.9:10")
 		line := AppendJSON(nil, &e)
 		if !json.Valid(line) {
 			t.Errorf("command %q: invalid JSON %q", tc.cmd, line)
@@ -599,14 +599,14 @@ func bigView(n int) *track.View {
 			e.Family = sock.IPv6
 			var a6 [16]byte
 			a6[0], a6[1], a6[13], a6[14], a6[15] = 0x20, 0x01, byte(i>>16), byte(i>>8), byte(i)
-			e.Local = netip.AddrPortFrom(netip.AddrFrom16(a6), 443)
+			e.Local = sock.Endpoint16(a6, 443)
 			a6[12] = 1
-			e.Peer = netip.AddrPortFrom(netip.AddrFrom16(a6), uint16(1024+i%60000))
+			e.Peer = sock.Endpoint16(a6, uint16(1024+i%60000))
 		} else {
 			e.Family = sock.IPv4
-			e.Local = netip.AddrPortFrom(netip.AddrFrom4(a), 443)
+			e.Local = sock.Endpoint4(a, 443)
 			a[0] = 172
-			e.Peer = netip.AddrPortFrom(netip.AddrFrom4(a), uint16(1024+i%60000))
+			e.Peer = sock.Endpoint4(a, uint16(1024+i%60000))
 		}
 		e.RecvQ, e.SendQ = uint32(i%100), uint32(i%5000)
 		e.UID, e.Inode = 1000, uint32(100000+i)

@@ -50,13 +50,13 @@ func longView() *track.View {
 		e := &v.Entries[i]
 		if i < AlignRows+500 {
 			a := [4]byte{10, 0, byte(i >> 8), byte(i)}
-			e.Family, e.Local = sock.IPv4, netip.AddrPortFrom(netip.AddrFrom4(a), 443)
-			e.Peer = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 50000)
+			e.Family, e.Local = sock.IPv4, sock.Endpoint4(a, 443)
+			e.Peer = sock.Endpoint4([4]byte{10, 1, byte(i >> 8), byte(i)}, 50000)
 			continue
 		}
 		e.Family = sock.IPv6
-		e.Local = netip.AddrPortFrom(netip.MustParseAddr("2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"), 443)
-		e.Peer = netip.AddrPortFrom(netip.MustParseAddr("2001:db8::1"), uint16(i))
+		e.Local = sock.EndpointOf(netip.AddrPortFrom(netip.MustParseAddr("2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"), 443))
+		e.Peer = sock.EndpointOf(netip.AddrPortFrom(netip.MustParseAddr("2001:db8::1"), uint16(i)))
 	}
 	return v
 }

@@ -315,13 +315,13 @@ func TestIntegrationKernelEnds(t *testing.T) {
 		}
 		bIno := uint32(b.NS(t).Inode)
 		at := time.Now()
-		peer := netip.MustParseAddrPort("127.0.0.1:40000")
+		peer := sock.MustParseEndpoint("127.0.0.1:40000")
 		for cookie, ep := range map[uint64]struct {
 			ns   uint32
 			port uint16
 		}{7: {bIno, 9005}, 8: {bIno, 9006}, 9: {uint32(other.NS(t).Inode), 9005}} {
 			end(&sock.Socket{Cookie: cookie, Netns: ep.ns, Family: sock.IPv4, State: sock.Close, Info: -1,
-				Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ep.port), Peer: peer}, at)
+				Local: sock.EndpointOf(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ep.port)), Peer: peer}, at)
 		}
 		ch, elsewhere := s.Destroys(), (<-chan sock.Destroy)(nil)
 		if !merge {

@@ -8,7 +8,6 @@ package sock
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 )
@@ -167,8 +166,8 @@ func (t Timer) String() string {
 // pointers to the heap, so a dump of 100k sockets is one slice.
 type Socket struct {
 	Cookie  uint64 // the kernel's 64-bit socket cookie: stable identity
-	Local   netip.AddrPort
-	Peer    netip.AddrPort
+	Local   Endpoint
+	Peer    Endpoint
 	IfIndex uint32 // bound interface, 0 when none
 	Expires uint32 // milliseconds until Timer fires
 	RecvQ   uint32 // bytes (LISTEN: accept queue length)

@@ -2,7 +2,6 @@ package sockdiag
 
 import (
 	"flag"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -497,8 +496,8 @@ func TestDecodeOverwritesEveryField(t *testing.T) {
 	if _, err := parseBatch(raw, 5, func(s *sock.Socket, _ []byte) { clean = append(clean, *s) }); err != nil {
 		t.Fatal(err)
 	}
-	junk := sock.Socket{Cookie: ^uint64(0), Local: netip.MustParseAddrPort("[2001:db8::1]:1"),
-		Peer: netip.MustParseAddrPort("[2001:db8::2]:2"), IfIndex: 9, Expires: 9, RecvQ: 9, SendQ: 9,
+	junk := sock.Socket{Cookie: ^uint64(0), Local: sock.MustParseEndpoint("[2001:db8::1]:1"),
+		Peer: sock.MustParseEndpoint("[2001:db8::2]:2"), IfIndex: 9, Expires: 9, RecvQ: 9, SendQ: 9,
 		UID: 9, Inode: 9, Info: 9, Netns: 9, Family: 99, State: 99, Timer: 99, Retrans: 99}
 	var slot sock.Socket
 	var dirty []sock.Socket

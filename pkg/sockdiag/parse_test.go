@@ -180,8 +180,8 @@ func TestParseDiagMsgFields(t *testing.T) {
 			},
 			want: sock.Socket{
 				Family: sock.IPv4, State: sock.Established, Timer: sock.TimerRetrans, Retrans: 3,
-				Local:   netip.MustParseAddrPort("192.0.2.1:9000"),
-				Peer:    netip.MustParseAddrPort("198.51.100.7:48879"),
+				Local:   sock.MustParseEndpoint("192.0.2.1:9000"),
+				Peer:    sock.MustParseEndpoint("198.51.100.7:48879"),
 				IfIndex: 7, Cookie: 0x0123456789abcdef,
 				Expires: 204, RecvQ: 11, SendQ: 0x80000001, UID: 1000, Inode: 0xfedcba98,
 				Info: -1,
@@ -197,8 +197,8 @@ func TestParseDiagMsgFields(t *testing.T) {
 			},
 			want: sock.Socket{
 				Family: sock.IPv6, State: sock.TimeWait, Timer: sock.TimerTimeWait,
-				Local:   netip.MustParseAddrPort("[2001:db8::1]:443"),
-				Peer:    netip.MustParseAddrPort("[fe80::1234:5678:9abc:def0]:65535"),
+				Local:   sock.MustParseEndpoint("[2001:db8::1]:443"),
+				Peer:    sock.MustParseEndpoint("[fe80::1234:5678:9abc:def0]:65535"),
 				IfIndex: 2, Cookie: 2<<32 | 1, Expires: 59999, Info: -1,
 			},
 			timer: "timewait",
@@ -213,8 +213,8 @@ func TestParseDiagMsgFields(t *testing.T) {
 			want: sock.Socket{
 				Family: sock.IPv6, State: sock.Listen,
 				// Kept as a 16-byte address: unmapping is not the parser's job.
-				Local: netip.MustParseAddrPort("[::ffff:10.1.2.3]:22"),
-				Peer:  netip.AddrPortFrom(netip.IPv6Unspecified(), 0),
+				Local: sock.MustParseEndpoint("[::ffff:10.1.2.3]:22"),
+				Peer:  sock.EndpointOf(netip.AddrPortFrom(netip.IPv6Unspecified(), 0)),
 				SendQ: 4096, UID: 0xffffffff, Inode: 1, Cookie: 0xffffffffffffffff, Info: -1,
 			},
 			timer: "",
@@ -227,8 +227,8 @@ func TestParseDiagMsgFields(t *testing.T) {
 			},
 			want: sock.Socket{
 				Family: sock.IPv4, State: sock.FinWait2, Timer: sock.Timer(9), Retrans: 255,
-				Local: netip.MustParseAddrPort("127.0.0.1:1"),
-				Peer:  netip.MustParseAddrPort("127.0.0.2:2"),
+				Local: sock.MustParseEndpoint("127.0.0.1:1"),
+				Peer:  sock.MustParseEndpoint("127.0.0.2:2"),
 				Info:  -1,
 			},
 			timer: "timer9",
@@ -242,8 +242,8 @@ func TestParseDiagMsgFields(t *testing.T) {
 			},
 			want: sock.Socket{
 				Family: sock.IPv4, State: sock.CloseWait,
-				Local: netip.MustParseAddrPort("10.0.0.1:80"),
-				Peer:  netip.MustParseAddrPort("10.0.0.2:81"),
+				Local: sock.MustParseEndpoint("10.0.0.1:80"),
+				Peer:  sock.MustParseEndpoint("10.0.0.2:81"),
 				Info:  -1,
 			},
 			timer: "",
@@ -831,7 +831,7 @@ type wtSeedFile struct {
 }
 
 func wtSeeds() []wtSeedFile {
-	ap := netip.MustParseAddrPort
+	ap := sock.MustParseEndpoint
 	return []wtSeedFile{
 		{
 			name: "seed-inet.bin", seq: 5,

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/sock"
@@ -270,11 +269,11 @@ func parseDiagHead(m []byte, s *sock.Socket) error {
 	dport := binary.BigEndian.Uint16(m[6:])
 	switch fam {
 	case sock.IPv4:
-		s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(m[8:12])), sport)
-		s.Peer = netip.AddrPortFrom(netip.AddrFrom4([4]byte(m[24:28])), dport)
+		s.Local = sock.Endpoint4([4]byte(m[8:12]), sport)
+		s.Peer = sock.Endpoint4([4]byte(m[24:28]), dport)
 	case sock.IPv6:
-		s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(m[8:24])), sport)
-		s.Peer = netip.AddrPortFrom(netip.AddrFrom16([16]byte(m[24:40])), dport)
+		s.Local = sock.Endpoint16([16]byte(m[8:24]), sport)
+		s.Peer = sock.Endpoint16([16]byte(m[24:40]), dport)
 	default:
 		return fmt.Errorf("inet_diag_msg with address family %d", fam)
 	}

@@ -21,7 +21,6 @@ import (
 	"cmp"
 	"fmt"
 	"math"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -306,7 +305,7 @@ type Tracker struct {
 // two namespaces is two different connections.
 type pair struct {
 	netns       uint32
-	local, peer netip.AddrPort
+	local, peer sock.Endpoint
 }
 
 func pairOf(s *sock.Socket) pair { return pair{s.Netns, s.Local, s.Peer} }

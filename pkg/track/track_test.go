@@ -20,7 +20,7 @@ func snapAt(d time.Duration, socks ...sock.Socket) *sock.Snapshot {
 
 func est(cookie uint64, inode uint32) sock.Socket {
 	return sock.Socket{Cookie: cookie, State: sock.Established, Inode: inode, Family: sock.IPv4,
-		Local: netip.MustParseAddrPort("127.0.0.1:9000"), Peer: netip.MustParseAddrPort("127.0.0.1:40000")}
+		Local: sock.MustParseEndpoint("127.0.0.1:9000"), Peer: sock.MustParseEndpoint("127.0.0.1:40000")}
 }
 
 func tw(cookie uint64, expiresMs uint32) sock.Socket {
@@ -162,7 +162,7 @@ func TestEvents(t *testing.T) {
 func TestTimeWaitEndedEarly(t *testing.T) {
 	tr := New(nil)
 	other := tw(2, 60000)
-	other.Peer = netip.MustParseAddrPort("127.0.0.1:40001")
+	other.Peer = sock.MustParseEndpoint("127.0.0.1:40001")
 	tr.Update(snapAt(0, tw(1, 60000), other))
 	// At 10 s entry 1 has a successor on the same four-tuple (tcp_tw_reuse);
 	// entry 2 is simply gone (killed by an RST, or ss -K).
@@ -398,7 +398,7 @@ func TestReuseAndGoneEntries(t *testing.T) {
 func TestUnseenSockets(t *testing.T) {
 	// Each socket with a peer port of its own.
 	peer := func(s sock.Socket) sock.Socket {
-		s.Peer = netip.AddrPortFrom(s.Peer.Addr(), uint16(40000+s.Cookie%100))
+		s.Peer = sock.EndpointOf(netip.AddrPortFrom(s.Peer.Addr(), uint16(40000+s.Cookie%100)))
 		return s
 	}
 	closed := func(cookie uint64, at time.Duration, matches bool) sock.Destroy {

@@ -14,7 +14,7 @@ import (
 func end(port uint16, d time.Duration, early, reused bool) track.Event {
 	e := track.Event{Kind: track.EventGone, From: sock.TimeWait,
 		TimeWait: &track.TimeWaitEnd{Length: d, Early: early, Reused: reused}}
-	e.Entry.Socket = &sock.Socket{Local: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
+	e.Entry.Socket = &sock.Socket{Local: sock.EndpointOf(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))}
 	return e
 }
 
