@@ -146,15 +146,17 @@ func (k *kernelFeed) prune(now time.Time) {
 }
 
 // startKernelFeed loads the kernel events of the namespaces only (nil:
-// every one) and calls fn with each until ctx ends; where they cannot be
+// every one) and calls fn with each, at most every late (0: the kernel
+// events' default) after it happened, until ctx ends; where they cannot be
 // had it returns a note instead. wait stops the reader once ctx has ended
 // and says what failed; syncFeed returns once fn has had every change made
 // before it (see kevents.Watcher.Sync).
-func startKernelFeed(ctx context.Context, only []uint32, fn func(*kevents.Transition)) (wait func() error, syncFeed func(), note string) {
+func startKernelFeed(ctx context.Context, only []uint32, late time.Duration, fn func(*kevents.Transition)) (wait func() error, syncFeed func(), note string) {
 	w, err := kevents.Open(only)
 	if err != nil {
 		return func() error { return nil }, func() {}, "exact transitions need BPF (" + err.Error() + "); times come from polling and destroy events"
 	}
+	w.SetReadEvery(late)
 	var wg sync.WaitGroup
 	var runErr error
 	wg.Go(func() { runErr = w.Run(ctx, fn) })
@@ -192,7 +194,10 @@ func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, 
 		case <-ctx.Done():
 			return
 		}
-		w, s, n := startKernelFeed(ctx, only, fn)
+		// The dashboard reads the changes at its polls (catchUp), and
+		// the ends on its 50 ms probe tick: a tenth of a second late is
+		// soon enough, and a quieter runtime.
+		w, s, n := startKernelFeed(ctx, only, dashboardFeedEvery, fn)
 		note = n
 		syncFeed.Store(&s)
 		if n == "" && loaded != nil {
@@ -210,6 +215,9 @@ func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, 
 			}
 		}
 }
+
+// dashboardFeedEvery is how often the dashboard drains the kernel's events.
+const dashboardFeedEvery = 100 * time.Millisecond
 
 // combinedBirths are what a live mode knows of a socket from the kernel:
 // what its own Book saw (a birth while it runs, or a change), else the

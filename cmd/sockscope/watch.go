@@ -119,7 +119,7 @@ func runWatch(a *app, o *options) error {
 		book := kevents.NewBook(inNS) // the births the tracker asks for
 		var kev sock.Socket
 		var note string
-		waitFeed, syncFeed, note = startKernelFeed(ctx, only, func(tr *kevents.Transition) {
+		waitFeed, syncFeed, note = startKernelFeed(ctx, only, 0, func(tr *kevents.Transition) {
 			book.Add(tr)
 			ends.add(tr)
 			mu.Lock()
