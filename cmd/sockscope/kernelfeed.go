@@ -247,7 +247,7 @@ func combinedBirths(book *kevents.Book, agent track.Births) track.Births {
 // kernelEnds hands a live mode's ends over from the destroy announcements
 // to the kernel's events (session.KernelEnds) once these run.
 type kernelEnds struct {
-	end atomic.Pointer[func(*sock.Socket, time.Time)]
+	end atomic.Pointer[func(sock.Socket, time.Time)]
 	err error // why the announcements stay, if take failed
 }
 
@@ -267,8 +267,7 @@ func (k *kernelEnds) add(tr *kevents.Transition) {
 		return
 	}
 	if e := k.end.Load(); e != nil {
-		sk := tr.Socket()
-		(*e)(&sk, tr.At)
+		(*e)(tr.Socket(), tr.At)
 	}
 }
 

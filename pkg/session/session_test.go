@@ -320,7 +320,7 @@ func TestIntegrationKernelEnds(t *testing.T) {
 			ns   uint32
 			port uint16
 		}{7: {bIno, 9005}, 8: {bIno, 9006}, 9: {uint32(other.NS(t).Inode), 9005}} {
-			end(&sock.Socket{Cookie: cookie, Netns: ep.ns, Family: sock.IPv4, State: sock.Close, Info: -1,
+			end(sock.Socket{Cookie: cookie, Netns: ep.ns, Family: sock.IPv4, State: sock.Close, Info: -1,
 				Local: sock.EndpointOf(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ep.port)), Peer: peer}, at)
 		}
 		ch, elsewhere := s.Destroys(), (<-chan sock.Destroy)(nil)
@@ -363,7 +363,7 @@ func TestIntegrationKernelEnds(t *testing.T) {
 				t.Fatalf("merge %v: the channel did not close with the session", merge)
 			}
 		}
-		end(&sock.Socket{Cookie: 10, Netns: bIno, Family: sock.IPv4, State: sock.Close}, at) // after Close: nothing, no panic
+		end(sock.Socket{Cookie: 10, Netns: bIno, Family: sock.IPv4, State: sock.Close}, at) // after Close: nothing, no panic
 	}
 }
 
@@ -383,7 +383,7 @@ func TestIntegrationKernelEndsSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	end(&sock.Socket{Cookie: 11, Netns: uint32(self.Inode), Family: sock.IPv4, State: sock.Close}, time.Now())
+	end(sock.Socket{Cookie: 11, Netns: uint32(self.Inode), Family: sock.IPv4, State: sock.Close}, time.Now())
 	select {
 	case d := <-s.Destroys():
 		if d.Cookie != 11 || d.Socket.Netns != 0 || !d.Matches {
