@@ -73,18 +73,21 @@ var intervals = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 
 	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
 
 type dashboard struct {
-	cfg    Config
-	app    *tview.Application
-	pages  *tview.Pages
-	header *tview.TextView
-	table  *tview.Table
-	status *tview.TextView
-	input  *tview.InputField
-	bottom *tview.Flex
-	main   *tview.Flex
-	detail *tview.TextView
-	help   *tview.TextView
-	twPane *tview.TextView
+	cfg Config
+	// ticking is the socket a ticking cell draws, its timer counted down
+	// (cellText; the drawing goroutine's alone).
+	ticking sock.Socket
+	app     *tview.Application
+	pages   *tview.Pages
+	header  *tview.TextView
+	table   *tview.Table
+	status  *tview.TextView
+	input   *tview.InputField
+	bottom  *tview.Flex
+	main    *tview.Flex
+	detail  *tview.TextView
+	help    *tview.TextView
+	twPane  *tview.TextView
 	// The namespace view (Config.Namespaces): its table, its model, and
 	// whether it is the one shown; nsSelected is its selected namespace.
 	nsTable    *tview.Table

@@ -832,3 +832,22 @@ func TestChosenColumns(t *testing.T) {
 	h.key('p')
 	h.waitGone("Process")
 }
+
+// A ticking cell counts the kernel's timer down from the frame's time
+// without writing into the frame: the snapshot is shared with the tracker,
+// and each redraw between two polls took the time gone by off the timer
+// again (after three redraws 2 s after the poll, 44 s showed for 48 s).
+func TestTimerTicksWithoutTouchingTheFrame(t *testing.T) {
+	cols, err := render.ParseColumns("state,local,peer,timer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, 100, 20, Config{Columns: cols}, seedTable())
+	h.waitText("timewait 50.0s")
+	h.clock.Add(2 * time.Second)
+	for range 3 {
+		h.key('j') // each move redraws
+		h.key('k')
+	}
+	h.waitText("timewait 48.0s")
+}

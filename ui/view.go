@@ -142,8 +142,13 @@ func (d *dashboard) cellText(row *row, c *render.Column, now time.Time) string {
 		live := row.Entry
 		live.Age, live.Left = d.live(row, now)
 		if d.m.shown != nil && !row.gone && live.Timer != sock.TimerNone {
+			// The timer counts down in a copy of the socket: the frame's
+			// is shared with the tracker, and is read again at the next
+			// draw.
+			d.ticking = *live.Socket
 			dt := max(now.Sub(d.m.shown.Time), 0).Milliseconds()
-			live.Expires = uint32(max(int64(live.Expires)-dt, 0))
+			d.ticking.Expires = uint32(max(int64(d.ticking.Expires)-dt, 0))
+			live.Socket = &d.ticking
 		}
 		e = &live
 	}
