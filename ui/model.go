@@ -237,8 +237,13 @@ func (m *model) rebuild() {
 // chasing two 200-byte entries per comparison. The second key (the
 // cookie) breaks every tie: the order is the same on every frame.
 type rowKey struct {
-	k1, k2 uint64
-	ref    int32
+	k1 uint64
+	// k2 breaks ties: the cookie's low 32 bits, which tell apart the
+	// sockets of one table (a cookie is a counter). 16 bytes a key, not
+	// 24: two sorts' room at 110k rows is 1.7 MB less, and the radix
+	// passes move a third less.
+	k2  uint32
+	ref int32
 }
 
 func (m *model) sortRows() {
@@ -260,7 +265,7 @@ func (m *model) sortRows() {
 		if m.reverse {
 			k1 = ^k1
 		}
-		keys = append(keys, rowKey{k1, e.Cookie, ref})
+		keys = append(keys, rowKey{k1, uint32(e.Cookie), ref})
 	}
 	keys = m.sorter.sort(keys)
 	for i := range keys {

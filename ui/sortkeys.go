@@ -38,13 +38,12 @@ func (s *keySorter) sort(keys []rowKey) []rowKey {
 		s.count = make([]int32, 1<<16)
 	}
 	src, dst := keys, s.tmp[:len(keys)]
-	for pass := range 8 {
-		shift := uint(pass%4) * 16
+	for pass := range 6 {
 		digit := func(k *rowKey) int {
-			if pass < 4 {
-				return int(k.k2 >> shift & 0xffff)
+			if pass < 2 {
+				return int(k.k2 >> (uint(pass) * 16) & 0xffff)
 			}
-			return int(k.k1 >> shift & 0xffff)
+			return int(k.k1 >> (uint(pass-2) * 16) & 0xffff)
 		}
 		clear(s.count)
 		for i := range src {

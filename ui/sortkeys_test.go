@@ -24,9 +24,9 @@ func TestKeySorterAgreesWithComparing(t *testing.T) {
 			keys := make([]rowKey, n)
 			for i := range keys {
 				keys[i] = rowKey{uint64(r.IntN(11))<<48 | uint64(20000+r.IntN(60))<<32 | uint64(r.IntN(65536))<<16,
-					uint64(i)*7919 + 4096, int32(i)}
+					uint32(i)*7919 + 4096, int32(i)}
 				if spread {
-					keys[i].k1, keys[i].k2 = r.Uint64(), r.Uint64()
+					keys[i].k1, keys[i].k2 = r.Uint64(), r.Uint32()
 				}
 			}
 			want := slices.Clone(keys)
