@@ -123,12 +123,12 @@ func (d *dashboard) now() time.Time {
 // polls.
 func (d *dashboard) live(row *row, now time.Time) (age, left time.Duration) {
 	if d.m.shown == nil || row.gone {
-		return row.Age, row.Left
+		return row.Age, row.Left()
 	}
 	dt := max(now.Sub(d.m.shown.Time), 0)
 	age = row.Age + dt
 	if row.AgeSource == track.AgeTimer {
-		left = max(row.Left-dt, 0)
+		left = max(row.Left()-dt, 0)
 		return render.SplitTimeWait(age, left)
 	}
 	return age, left
@@ -140,15 +140,18 @@ func (d *dashboard) cellText(row *row, c *render.Column, now time.Time) string {
 	e := &row.Entry
 	if c.Ticks {
 		live := row.Entry
-		live.Age, live.Left = d.live(row, now)
-		if d.m.shown != nil && !row.gone && live.Timer != sock.TimerNone {
-			// The timer counts down in a copy of the socket: the frame's
-			// is shared with the tracker, and is read again at the next
-			// draw.
-			d.ticking = *live.Socket
-			dt := max(now.Sub(d.m.shown.Time), 0).Milliseconds()
-			d.ticking.Expires = uint32(max(int64(d.ticking.Expires)-dt, 0))
-			live.Socket = &d.ticking
+		if d.m.shown != nil && !row.gone {
+			dt := max(now.Sub(d.m.shown.Time), 0)
+			live.Age += dt
+			if live.Timer != sock.TimerNone {
+				// The timer (and a TIME_WAIT entry's time left, which is
+				// read from it) counts down in a copy of the socket: the
+				// frame's is shared with the tracker, and is read again
+				// at the next draw.
+				d.ticking = *live.Socket
+				d.ticking.Expires = uint32(max(int64(d.ticking.Expires)-dt.Milliseconds(), 0))
+				live.Socket = &d.ticking
+			}
 		}
 		e = &live
 	}

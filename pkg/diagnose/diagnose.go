@@ -84,7 +84,7 @@ func (r *Report) count(kind string) (n int, longest time.Duration) {
 	for _, h := range r.Holders {
 		if h.Kind == kind {
 			n++
-			longest = max(longest, h.Left)
+			longest = max(longest, h.Left())
 		}
 	}
 	return n, longest

@@ -20,7 +20,13 @@ func entry(st sock.State, local string, left time.Duration) track.Entry {
 	if netip.MustParseAddrPort(local).Addr().Is6() {
 		fam = sock.IPv6
 	}
-	return track.Entry{Socket: &sock.Socket{State: st, Family: fam, Local: sock.MustParseEndpoint(local)}, Left: left}
+	e := track.Entry{Socket: &sock.Socket{State: st, Family: fam, Local: sock.MustParseEndpoint(local)}}
+	if st == sock.TimeWait {
+		// The time left is the kernel timer's.
+		e.Timer, e.Expires = sock.TimerTimeWait, uint32(left/time.Millisecond)
+		e.Age, e.AgeSource = sock.TimeWaitLen-left, track.AgeTimer
+	}
+	return e
 }
 
 func TestOverlaps(t *testing.T) {

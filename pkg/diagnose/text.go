@@ -28,7 +28,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, h := range r.Holders {
 			fmt.Fprintf(&b, "  %-11s %-22s %-22s", h.State, h.Local, h.Peer)
 			if h.Kind == "timewait" {
-				fmt.Fprintf(&b, " %s left", secs(h.Left))
+				fmt.Fprintf(&b, " %s left", secs(h.Left()))
 			}
 			if h.HasProcess() {
 				fmt.Fprintf(&b, " pid %d (%s)", h.Process.PID, render.AppendPrintable(nil, h.Process.Command))
@@ -93,7 +93,7 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 			j.PID, j.Command = h.Process.PID, h.Process.Command
 		}
 		if h.Kind == "timewait" {
-			ms := h.Left.Milliseconds()
+			ms := h.Left().Milliseconds()
 			j.LeftMs = &ms
 		}
 		out.Holders = append(out.Holders, j)

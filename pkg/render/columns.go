@@ -71,7 +71,7 @@ var Columns = []*Column{
 		Text: func(b []byte, e *track.Entry) []byte {
 			age := e.Age
 			if e.AgeSource == track.AgeTimer {
-				age, _ = SplitTimeWait(e.Age, e.Left)
+				age, _ = SplitTimeWait(e.Age, e.Left())
 			}
 			return AppendAgeOf(b, age, e.AgeSource)
 		},
@@ -87,7 +87,7 @@ var Columns = []*Column{
 			if e.AgeSource != track.AgeTimer {
 				return append(b, '-')
 			}
-			_, left := SplitTimeWait(e.Age, e.Left)
+			_, left := SplitTimeWait(e.Age, e.Left())
 			return AppendDuration(b, left)
 		},
 		Keys: []string{"left_ms"},
@@ -95,7 +95,7 @@ var Columns = []*Column{
 			if e.AgeSource != track.AgeTimer {
 				return b
 			}
-			return appendKeyInt(b, "left_ms", int64(e.Left/time.Millisecond))
+			return appendKeyInt(b, "left_ms", int64(e.Left()/time.Millisecond))
 		}},
 	{Name: "timer", Title: "Timer", Ticks: true,
 		Text: func(b []byte, e *track.Entry) []byte { return appendTimer(b, e) },

@@ -47,7 +47,7 @@ func fullEntry() track.Entry {
 		Socket: &sock.Socket{Cookie: 0xbeef, Local: sock.MustParseEndpoint("10.0.0.1:9000"),
 			Peer: sock.MustParseEndpoint("10.0.0.2:40000"), IfIndex: 3, Expires: 41000, RecvQ: 1, SendQ: 2,
 			UID: 1000, Inode: 77, Netns: 4026531840, Info: -1, Family: sock.IPv4, State: sock.TimeWait, Timer: sock.TimerTimeWait, Retrans: 4},
-		Age: 19 * time.Second, AgeSource: track.AgeTimer, Left: 41 * time.Second,
+		Age: 19 * time.Second, AgeSource: track.AgeTimer,
 		Process: &procs.Process{PID: 42, Command: "srv"},
 	}
 }

@@ -50,13 +50,13 @@ func sampleView() *track.View {
 				Socket: &sock.Socket{Cookie: 0xdeadbeefcafe, Local: ap("10.0.0.1:9000"), Peer: ap("10.0.0.2:51234"),
 					Expires: 55400, Info: -1,
 					Family: sock.IPv4, State: sock.TimeWait, Timer: sock.TimerTimeWait},
-				Age: 4600 * time.Millisecond, AgeSource: track.AgeTimer, Left: 55400 * time.Millisecond,
+				Age: 4600 * time.Millisecond, AgeSource: track.AgeTimer,
 			},
 			{
 				Socket: &sock.Socket{Cookie: 0xffffffffffffffff, Local: ap("[2001:db8::1]:9000"), Peer: ap("[2001:db8::2]:40000"),
 					Expires: 1250, Info: -1,
 					Family: sock.IPv6, State: sock.TimeWait, Timer: sock.TimerTimeWait},
-				Age: 58750 * time.Millisecond, AgeSource: track.AgeTimer, Left: 1250 * time.Millisecond,
+				Age: 58750 * time.Millisecond, AgeSource: track.AgeTimer,
 			},
 			{
 				Socket: &sock.Socket{Cookie: 0x2c, Local: ap("192.168.1.10:9000"), Peer: ap("192.168.1.77:43210"),
@@ -368,23 +368,27 @@ func TestAgeAndLeftColumns(t *testing.T) {
 	left, _ := Lookup("left")
 	for _, tc := range []struct {
 		e         track.Entry
+		expires   uint32 // the TIME_WAIT timer, ms
 		age, left string
 	}{
-		{track.Entry{Age: 4600 * time.Millisecond, AgeSource: track.AgeTimer, Left: 55400 * time.Millisecond}, "4.6s", "55.4s"},
-		{track.Entry{Age: 4640 * time.Millisecond, AgeSource: track.AgeTimer, Left: 55360 * time.Millisecond}, "4.6s", "55.4s"},
-		{track.Entry{Age: 3*time.Minute + 5*time.Second, AgeSource: track.AgeFirstSeen}, "3m05s", "-"},
-		{track.Entry{Age: 0, AgeSource: track.AgeFirstSeen}, "0ms", "-"},
-		{track.Entry{Age: 0, AgeSource: track.AgeAtLeast}, "-", "-"},
-		{track.Entry{Age: 999 * time.Millisecond, AgeSource: track.AgeAtLeast}, "-", "-"},
-		{track.Entry{Age: time.Second, AgeSource: track.AgeAtLeast}, ">=1.0s", "-"},
-		{track.Entry{Age: 2*time.Hour + 3*time.Minute, AgeSource: track.AgeAtLeast}, ">=2h03m", "-"},
+		{track.Entry{Age: 4600 * time.Millisecond, AgeSource: track.AgeTimer}, 55400, "4.6s", "55.4s"},
+		{track.Entry{Age: 4640 * time.Millisecond, AgeSource: track.AgeTimer}, 55360, "4.6s", "55.4s"},
+		{track.Entry{Age: 3*time.Minute + 5*time.Second, AgeSource: track.AgeFirstSeen}, 0, "3m05s", "-"},
+		{track.Entry{Age: 0, AgeSource: track.AgeFirstSeen}, 0, "0ms", "-"},
+		{track.Entry{Age: 0, AgeSource: track.AgeAtLeast}, 0, "-", "-"},
+		{track.Entry{Age: 999 * time.Millisecond, AgeSource: track.AgeAtLeast}, 0, "-", "-"},
+		{track.Entry{Age: time.Second, AgeSource: track.AgeAtLeast}, 0, ">=1.0s", "-"},
+		{track.Entry{Age: 2*time.Hour + 3*time.Minute, AgeSource: track.AgeAtLeast}, 0, ">=2h03m", "-"},
 	} {
 		tc.e.Socket = &sock.Socket{}
+		if tc.expires > 0 {
+			tc.e.Socket = &sock.Socket{State: sock.TimeWait, Timer: sock.TimerTimeWait, Expires: tc.expires}
+		}
 		if got := string(age.Text(nil, &tc.e)); got != tc.age {
 			t.Errorf("age of (%v, %v) = %q, want %q", tc.e.AgeSource, tc.e.Age, got, tc.age)
 		}
 		if got := string(left.Text(nil, &tc.e)); got != tc.left {
-			t.Errorf("left of (%v, %v) = %q, want %q", tc.e.AgeSource, tc.e.Left, got, tc.left)
+			t.Errorf("left of (%v, %v) = %q, want %q", tc.e.AgeSource, tc.e.Left(), got, tc.left)
 		}
 	}
 }
@@ -510,8 +514,8 @@ func TestJSON(t *testing.T) {
 			t.Errorf("entry %d (%v): left_ms present = %v", i, e.AgeSource, hasLeft)
 		}
 		if hasLeft {
-			if got := num(m, "left_ms"); got != uint64(e.Left.Milliseconds()) {
-				t.Errorf("entry %d: left_ms = %d, want %d", i, got, e.Left.Milliseconds())
+			if got := num(m, "left_ms"); got != uint64(e.Left().Milliseconds()) {
+				t.Errorf("entry %d: left_ms = %d, want %d", i, got, e.Left().Milliseconds())
 			}
 		}
 		_, hasPID := m["pid"]
@@ -613,8 +617,7 @@ func bigView(n int) *track.View {
 		switch e.State {
 		case sock.TimeWait:
 			e.Timer, e.Expires = sock.TimerTimeWait, uint32(i%60000)
-			e.Left = time.Duration(e.Expires) * time.Millisecond
-			e.Age, e.AgeSource = sock.TimeWaitLen-e.Left, track.AgeTimer
+			e.Age, e.AgeSource = sock.TimeWaitLen-time.Duration(e.Expires)*time.Millisecond, track.AgeTimer
 			e.Inode = 0
 		case sock.Established:
 			e.Timer, e.Expires = sock.TimerKeepalive, 7_200_000

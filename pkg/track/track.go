@@ -86,13 +86,23 @@ type Transition struct {
 // time.Time and a Process inline: 3.5 MB more per 110k sockets and view).
 type Entry struct {
 	*sock.Socket
-	Age  time.Duration
-	Left time.Duration // TIME_WAIT: time until the kernel frees it
+	Age time.Duration
 	// Process owns the socket; nil when unknown. It is shared and never
 	// changed: a new owner is a new Process.
 	Process   *procs.Process
 	firstSeen int64 // FirstSeen, in Unix nanoseconds
 	AgeSource AgeSource
+}
+
+// Left is a TIME_WAIT entry's time until the kernel frees it (AgeTimer),
+// from its socket's timer; 0 for any other. A method, not a field: 8 bytes
+// less an entry, 1.8 MB less at 110k sockets in the dashboard's two views.
+func (e *Entry) Left() time.Duration {
+	if e.AgeSource != AgeTimer {
+		return 0
+	}
+	_, left, _ := e.TimeWaitAge()
+	return left
 }
 
 // HasProcess reports whether the owning process is known.
@@ -458,7 +468,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			if r.twEntered == none {
 				r.twEntered = t.stamp(entered)
 			}
-			if e.Left <= dueWithin {
+			if e.Left() <= dueWithin {
 				t.due = append(t.due, r)
 			}
 		}
@@ -600,7 +610,7 @@ func (t *Tracker) entries(n int) []Entry {
 func (t *Tracker) entry(r *record, s *sock.Socket, at time.Time) Entry {
 	firstSeen := t.time(r.firstSeen)
 	e := Entry{Socket: s, firstSeen: firstSeen.UnixNano(), Process: r.proc}
-	e.Age, e.AgeSource, e.Left = age(s, r.predates, firstSeen, t.started, at)
+	e.Age, e.AgeSource = age(s, r.predates, firstSeen, t.started, at)
 	if r.born != none && e.AgeSource != AgeTimer {
 		e.Age, e.AgeSource = at.Sub(t.time(r.born)), AgeKernel
 	}
@@ -716,14 +726,14 @@ func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 
 // age is a socket's age at now: from the TIME_WAIT timer, else since it
 // was first seen, or since the tracker started when it predates it.
-func age(s *sock.Socket, predates bool, firstSeen, started, now time.Time) (time.Duration, AgeSource, time.Duration) {
-	if age, left, ok := s.TimeWaitAge(); ok {
-		return age, AgeTimer, left
+func age(s *sock.Socket, predates bool, firstSeen, started, now time.Time) (time.Duration, AgeSource) {
+	if age, _, ok := s.TimeWaitAge(); ok {
+		return age, AgeTimer
 	}
 	if predates {
-		return now.Sub(started), AgeAtLeast, 0
+		return now.Sub(started), AgeAtLeast
 	}
-	return now.Sub(firstSeen), AgeFirstSeen, 0
+	return now.Sub(firstSeen), AgeFirstSeen
 }
 
 // Once is the view of a single snapshot, without a tracker: what a one-shot
@@ -763,7 +773,7 @@ func OnceBornInto(v *View, snap *sock.Snapshot, lookup Lookup, births Births) {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
 		*e = Entry{Socket: s, firstSeen: seen}
-		e.Age, e.AgeSource, e.Left = age(s, true, now, now, now)
+		e.Age, e.AgeSource = age(s, true, now, now, now)
 		if births != nil && e.AgeSource != AgeTimer {
 			if b, ok := births(s.Cookie); ok && !b.Born.IsZero() {
 				e.Age, e.AgeSource, e.firstSeen = now.Sub(b.Born), AgeKernel, b.Born.UnixNano()

@@ -46,8 +46,8 @@ func TestAges(t *testing.T) {
 	if e := entry(t, v, 1); e.AgeSource != AgeAtLeast || e.Age != 0 {
 		t.Errorf("a socket there at start: %v %v, want at-least 0s", e.Age, e.AgeSource)
 	}
-	if e := entry(t, v, 2); e.AgeSource != AgeTimer || e.Age != 19*time.Second || e.Left != 41*time.Second {
-		t.Errorf("TIME_WAIT with 41 s left: age %v (%v), left %v; want 19s exact, 41s", e.Age, e.AgeSource, e.Left)
+	if e := entry(t, v, 2); e.AgeSource != AgeTimer || e.Age != 19*time.Second || e.Left() != 41*time.Second {
+		t.Errorf("TIME_WAIT with 41 s left: age %v (%v), left %v; want 19s exact, 41s", e.Age, e.AgeSource, e.Left())
 	}
 
 	v = tr.Update(snapAt(5*time.Second, est(1, 11), tw(2, 36000), est(3, 13)))
@@ -300,7 +300,7 @@ func TestOnce(t *testing.T) {
 	if e := v.Entries[0]; e.AgeSource != AgeAtLeast || e.Age != 0 || e.Process.PID != 7 {
 		t.Errorf("established: %+v", e)
 	}
-	if e := v.Entries[1]; e.AgeSource != AgeTimer || e.Age != 19*time.Second || e.Left != 41*time.Second {
+	if e := v.Entries[1]; e.AgeSource != AgeTimer || e.Age != 19*time.Second || e.Left() != 41*time.Second {
 		t.Errorf("TIME_WAIT: %+v", e)
 	}
 	if e := v.Entries[2]; e.HasProcess() {
@@ -364,8 +364,8 @@ func TestReuseAndGoneEntries(t *testing.T) {
 	if &v2.Entries[0] != &v1.Entries[0] {
 		t.Error("Update did not write into the memory given back")
 	}
-	if e := entry(t, v2, 2); e.Age != 24*time.Second || e.Left != 36*time.Second {
-		t.Errorf("TIME_WAIT in reused memory: age %v left %v, want 24s 36s", e.Age, e.Left)
+	if e := entry(t, v2, 2); e.Age != 24*time.Second || e.Left() != 36*time.Second {
+		t.Errorf("TIME_WAIT in reused memory: age %v left %v, want 24s 36s", e.Age, e.Left())
 	}
 	if e := entry(t, v2, 3); e.Age != 5*time.Second || e.AgeSource != AgeAtLeast || e.Inode != 13 {
 		t.Errorf("socket 3 in reused memory: %+v", e)
@@ -383,7 +383,7 @@ func TestReuseAndGoneEntries(t *testing.T) {
 	if e := gone[3]; e.Age != 5*time.Second || e.AgeSource != AgeAtLeast || e.Inode != 13 {
 		t.Errorf("gone socket 3: %+v, want as seen at 5 s", e)
 	}
-	if e := gone[2]; e.Age != 24*time.Second || e.Left != 36*time.Second || e.AgeSource != AgeTimer {
+	if e := gone[2]; e.Age != 24*time.Second || e.Left() != 36*time.Second || e.AgeSource != AgeTimer {
 		t.Errorf("gone TIME_WAIT entry: %+v, want as seen at 5 s", e)
 	}
 	if len(v3.Gone) != 2 {
