@@ -79,6 +79,9 @@ func runDashboard(a *app, o *options) error {
 	if err != nil {
 		return err
 	}
+	// Closed once the first frame is applied: the memory limit follows
+	// the live heap, and the kernel's events load, from then on.
+	firstFrame := make(chan struct{})
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Frames of a large table are big and short-lived: without a
 		// limit the heap doubles before each collection. With one, the
@@ -96,7 +99,7 @@ func runDashboard(a *app, o *options) error {
 			debug.SetGCPercent(-1)
 			restore = 100
 		}
-		go followLiveHeap(ctx, minMemoryLimit, restore)
+		go followLiveHeap(ctx, firstFrame, minMemoryLimit, restore)
 	}
 	// The terminal is the dashboard's: its notes go to the status line.
 	notes := append(append([]string(nil), o.notes...), s.Notes()...)
@@ -113,7 +116,6 @@ func runDashboard(a *app, o *options) error {
 	waitFeed := func() (string, error) { return "", nil }
 	var catchUp func()
 	var ends kernelEnds // its err is set by the feed's goroutine, read after waitFeed
-	firstFrame := make(chan struct{})
 	if !o.procfs && !o.pollOnly {
 		inNS, only, err := watchedNamespaces(s)
 		if err != nil {
@@ -203,11 +205,34 @@ func firstLimit(stat *kstat.Reader) int64 {
 // liveHeapHeadroom percent of the live heap, so collections stay spaced
 // and memory near the data.
 //
-// At its first tick (2 s: the first poll of a million sockets is in by
-// then) it sets the collector's percentage to gcPercent, unless that is
-// negative.
-func followLiveHeap(ctx context.Context, base int64, gcPercent int) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+// It starts once ready is closed (the first frame is in: the first poll
+// of a million sockets took 5 s on a machine of 13 µs pages, and a limit
+// set from the live heap of half a poll made the collector run without
+// pause until the rest was in). It then sets the collector's percentage
+// to gcPercent, unless that is negative, and every 2 s follows the live
+// heap, but only as measured by a collection since then: before one, the
+// live heap the runtime reports is an older, smaller one.
+func followLiveHeap(ctx context.Context, ready <-chan struct{}, base int64, gcPercent int) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-ready:
+	}
+	if gcPercent >= 0 {
+		debug.SetGCPercent(gcPercent)
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	read := func() (live int64, cycles uint64, ok bool) {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 || sample[1].Value.Kind() != metrics.KindUint64 {
+			return 0, 0, false // the runtime no longer offers them: keep the limit
+		}
+		return int64(sample[0].Value.Uint64()), sample[1].Value.Uint64(), true
+	}
+	_, since, ok := read()
+	if !ok {
+		return
+	}
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
@@ -216,15 +241,13 @@ func followLiveHeap(ctx context.Context, base int64, gcPercent int) {
 			return
 		case <-t.C:
 		}
-		if gcPercent >= 0 {
-			debug.SetGCPercent(gcPercent)
-			gcPercent = -1
+		live, cycles, ok := read()
+		if !ok {
+			return
 		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return // the runtime no longer offers it: keep the base
+		if cycles == since {
+			continue // no collection since the table came in
 		}
-		live := int64(sample[0].Value.Uint64())
 		debug.SetMemoryLimit(max(base, live*liveHeapHeadroom/100))
 	}
 }

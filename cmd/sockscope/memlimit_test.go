@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+// followLiveHeap leaves the first limit alone until the first frame is in
+// (a limit from half a poll's heap made the collector run without pause
+// through the rest of a million-socket poll), and then sets it from a
+// live heap measured after that.
+func TestMemoryLimitWaitsForTheFirstFrame(t *testing.T) {
+	const first = 1 << 40
+	old := debug.SetMemoryLimit(first)
+	defer debug.SetMemoryLimit(old)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		followLiveHeap(ctx, ready, minMemoryLimit, -1)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	runtime.GC()
+	// Past its first tick (2 s) with no frame yet: unchanged.
+	time.Sleep(2500 * time.Millisecond)
+	if got := debug.SetMemoryLimit(-1); got != first {
+		t.Fatalf("the limit changed to %d before the first frame", got)
+	}
+	close(ready)
+	runtime.GC() // a collection after the frame: the live heap is known
+	deadline := time.Now().Add(20 * time.Second)
+	for debug.SetMemoryLimit(-1) == first {
+		if time.Now().After(deadline) {
+			t.Fatal("the limit did not follow the live heap after the first frame")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := debug.SetMemoryLimit(-1); got < minMemoryLimit || got > 1<<32 {
+		t.Errorf("limit %d after the first frame: want the larger of 32 MiB and 130%% of the live heap", got)
+	}
+}
