@@ -1,11 +1,9 @@
 package kevents
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/sockscope/sockscope/pkg/kbtf"
 )
 
 // offsets are where the program finds each field, in bytes, from the
@@ -21,89 +19,34 @@ type offsets struct {
 }
 
 func kernelOffsets() (*offsets, error) {
-	spec, err := btf.LoadKernelSpec()
+	k, err := kbtf.Load()
 	if err != nil {
-		return nil, fmt.Errorf("reading the kernel's BTF: %w", err)
+		return nil, err
 	}
 	var sk, skc, net *btf.Struct
 	for name, p := range map[string]**btf.Struct{"sock": &sk, "sock_common": &skc, "net": &net} {
-		if err := spec.TypeByName(name, p); err != nil {
-			return nil, fmt.Errorf("struct %s in the kernel's BTF: %w", name, err)
+		if *p, err = k.Struct(name); err != nil {
+			return nil, err
 		}
 	}
-	o := &offsets{}
-	var errs []error
-	field := func(s *btf.Struct, want int, path ...string) int32 {
-		off, size, err := memberOf(s, path...)
-		if err == nil && want > 0 && size != want {
-			err = fmt.Errorf("struct %s: %v is %d bytes, not %d", s.Name, path, size, want)
-		}
-		errs = append(errs, err)
-		return off
-	}
+	var f kbtf.Fields
 	// struct sock starts with its sock_common (__sk_common).
-	o.protocol = field(sk, 2, "sk_protocol")
-	o.family = field(skc, 2, "skc_family")
-	o.num = field(skc, 2, "skc_num")
-	o.dport = field(skc, 2, "skc_dport")
-	o.rcvSaddr = field(skc, 4, "skc_rcv_saddr")
-	o.daddr = field(skc, 4, "skc_daddr")
-	o.v6RcvSaddr = field(skc, 16, "skc_v6_rcv_saddr")
-	o.v6Daddr = field(skc, 16, "skc_v6_daddr")
-	o.net = field(skc, 8, "skc_net", "net")
-	o.inum = field(net, 4, "ns", "inum")
-	if err := errors.Join(errs...); err != nil {
+	o := &offsets{
+		protocol:   f.Of(sk, 2, "sk_protocol"),
+		family:     f.Of(skc, 2, "skc_family"),
+		num:        f.Of(skc, 2, "skc_num"),
+		dport:      f.Of(skc, 2, "skc_dport"),
+		rcvSaddr:   f.Of(skc, 4, "skc_rcv_saddr"),
+		daddr:      f.Of(skc, 4, "skc_daddr"),
+		v6RcvSaddr: f.Of(skc, 16, "skc_v6_rcv_saddr"),
+		v6Daddr:    f.Of(skc, 16, "skc_v6_daddr"),
+		net:        f.Of(skc, 8, "skc_net", "net"),
+		inum:       f.Of(net, 4, "ns", "inum"),
+	}
+	if err := f.Err(); err != nil {
 		return nil, err
 	}
 	return o, nil
-}
-
-// memberOf finds a member by its path of names, looking through anonymous
-// structs and unions, and returns its byte offset and size.
-func memberOf(s btf.Type, path ...string) (int32, int, error) {
-	var off uint32
-	t := s
-	for _, name := range path {
-		m, at, ok := find(t, name)
-		if !ok {
-			return 0, 0, fmt.Errorf("no member %v in %s", path, s.TypeName())
-		}
-		if m.BitfieldSize != 0 {
-			return 0, 0, fmt.Errorf("member %v of %s is a bitfield", path, s.TypeName())
-		}
-		off += at
-		t = m.Type
-	}
-	size, err := btf.Sizeof(t)
-	if err != nil {
-		return 0, 0, fmt.Errorf("size of %v in %s: %w", path, s.TypeName(), err)
-	}
-	return int32(off), size, nil
-}
-
-// find looks for name among t's members and those of its anonymous
-// members; at is the member's byte offset in t.
-func find(t btf.Type, name string) (btf.Member, uint32, bool) {
-	var members []btf.Member
-	switch v := btf.UnderlyingType(t).(type) {
-	case *btf.Struct:
-		members = v.Members
-	case *btf.Union:
-		members = v.Members
-	default:
-		return btf.Member{}, 0, false
-	}
-	for _, m := range members {
-		if m.Name == name {
-			return m, m.Offset.Bytes(), true
-		}
-		if m.Name == "" {
-			if inner, at, ok := find(m.Type, name); ok {
-				return inner, m.Offset.Bytes() + at, true
-			}
-		}
-	}
-	return btf.Member{}, 0, false
 }
 
 // The record the program writes, byte offsets (eventSize in all): the
