@@ -342,6 +342,22 @@ func (w *world) checkPrometheus(t *testing.T, promURL string, gone ...*worldNS) 
 			t.Errorf("%s: %v, %v", q, bad, err)
 		}
 	}
+	// As root, the world's namespaces, all in the host's shared table,
+	// are counted in the scrape's one walk of it rather than dumped each
+	// (tablecount), and their counts above came from that walk.
+	walked, err := promVector(promURL, "sockscope_scrape_walked")
+	if err != nil {
+		t.Fatalf("sockscope_scrape_walked: %v", err)
+	}
+	byLabel := map[string]string{}
+	for _, s := range walked {
+		byLabel[s.Metric["netns"]] = fmt.Sprint(s.Value[1])
+	}
+	for _, x := range w.byIno {
+		if byLabel[x.label] != "1" {
+			t.Errorf("%s: sockscope_scrape_walked %q, want 1", x.label, byLabel[x.label])
+		}
+	}
 }
 
 func (w *world) comparePrometheus(samples []promSample, gone []*worldNS) error {

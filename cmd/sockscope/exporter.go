@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/tablecount"
 	"github.com/spf13/cobra"
 )
 
@@ -101,7 +103,9 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 		if err != nil {
 			return err
 		}
-		targets = append(targets, exporter.Target{Netns: t.NS, Source: t.Source, Counters: stat.Counters, MaxTimeWait: maxTimeWait(stat)})
+		et := exporter.Target{Netns: t.NS, Source: t.Source, Counters: stat.Counters, MaxTimeWait: maxTimeWait(stat)}
+		tableOf(&et, t.NS, stat)
+		targets = append(targets, et)
 	}
 	if f := scrape.Fleet; f != nil {
 		opt.Identity = true
@@ -111,6 +115,21 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 			// goes to the log once.
 			a.note(scrape.LaterNotes()...)
 			return fleetTargets(f), err
+		}
+	}
+	if (scrape.Fleet != nil || len(targets) > 1) && !o.procfs {
+		// Many namespaces: count them in one walk of the shared table
+		// rather than a dump (a walk of that whole table) each.
+		counter, err := tablecount.Open(maxCounted, ports, exporter.AgeBounds())
+		if err != nil {
+			a.note(fmt.Sprintf("each namespace is dumped on its own at a scrape: %v", err))
+		} else {
+			defer counter.Close()
+			opt.Counter = counter
+			var once sync.Once
+			opt.CounterFailed = func(err error) {
+				once.Do(func() { a.note(fmt.Sprintf("a scrape dumped each namespace on its own: %v", err)) })
+			}
 		}
 	}
 	exp := exporter.New(targets, opt)
@@ -200,6 +219,27 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 	return exporter.Serve(ctx, ln, exporter.Handler(reg), exporter.DefaultLimits)
 }
 
+// maxCounted is how many namespaces one walk counts; a scrape of more dumps
+// each on its own.
+const maxCounted = 1 << 16
+
+// tableOf fills in the target's inode and whether its connections are in
+// the host's shared table, for the walk that counts many namespaces. What
+// cannot be read leaves the target to be dumped, as without the walk.
+func tableOf(t *exporter.Target, ns netns.NS, stat *kstat.Reader) {
+	if ns.IsSelf() {
+		self, err := netns.Self()
+		if err != nil {
+			return // inode 0: dumped
+		}
+		ns = self
+	}
+	t.Inode = uint32(ns.Inode)
+	if shared, err := stat.SharesHostTable(); err == nil {
+		t.SharedTable = shared
+	}
+}
+
 // maxTimeWait reads the namespace's tcp_max_tw_buckets.
 func maxTimeWait(r *kstat.Reader) func() (int, error) {
 	return func() (int, error) {
@@ -231,6 +271,7 @@ func fleetTargets(f *fleet.Fleet) []exporter.Target {
 			// Without its /proc files the sockets are still worth having:
 			// the counters' absence is the only loss.
 			t.Counters, t.MaxTimeWait = stat.Counters, maxTimeWait(stat)
+			tableOf(&t, mb.NS, stat)
 		}
 		out = append(out, t)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/tablecount"
 	"github.com/sockscope/sockscope/pkg/track"
 )
 
@@ -48,6 +49,11 @@ type Target struct {
 	Counters func() (map[string]int64, error) // the kernel's TCP counters; nil: none
 	// MaxTimeWait reads tcp_max_tw_buckets; nil: not exported.
 	MaxTimeWait func() (int, error)
+	// Inode is the namespace's inode, for Options.Counter (0: unknown,
+	// always dumped). SharedTable says its connections are in the host's
+	// shared table (kstat.Reader.SharesHostTable).
+	Inode       uint32
+	SharedTable bool
 }
 
 // labels are the values of the target's namespace labels.
@@ -71,6 +77,31 @@ type Options struct {
 	// Identity labels every series with IdentityLabels (Target.Labels)
 	// instead of netns alone.
 	Identity bool
+	// Counter, when set, counts the sockets of every namespace in the
+	// tables it walks at once, when a scrape reads more than one
+	// namespace: a dump per namespace walks the host's whole shared table
+	// each time. The namespaces it does not cover (tables of their own)
+	// are dumped. It must count with Ports, in their order, and
+	// AgeBounds.
+	Counter Counter
+	// CounterFailed hears why a walk failed; that scrape dumps every
+	// namespace.
+	CounterFailed func(error)
+}
+
+// Counter counts the sockets of many namespaces in one walk of the
+// kernel's tables (tablecount.Counter).
+type Counter interface {
+	Count(inodes []uint32) (*tablecount.Walk, error)
+}
+
+// AgeBounds are the bounds of the TIME_WAIT age histogram, for a Counter.
+func AgeBounds() []time.Duration {
+	out := make([]time.Duration, len(ageBuckets))
+	for i, b := range ageBuckets {
+		out[i] = time.Duration(b * float64(time.Second))
+	}
+	return out
 }
 
 // Buckets of the TIME_WAIT histograms, in seconds: ages spread over the 60 s;
@@ -90,8 +121,8 @@ var IdentityLabels = []string{"netns", "container_id", "pod", "pod_namespace"}
 // descs are the metrics' descriptions; their labels start with the
 // namespace's (netns, or IdentityLabels).
 type descs struct {
-	sockets, age, lifetime, transitions, duration, success, trackOK, countersOK, maxTW, discovery, build *prometheus.Desc
-	counters                                                                                             []*prometheus.Desc
+	sockets, age, lifetime, transitions, duration, success, walked, trackOK, countersOK, maxTW, discovery, build *prometheus.Desc
+	counters                                                                                                     []*prometheus.Desc
 }
 
 func newDescs(id []string) *descs {
@@ -107,7 +138,9 @@ func newDescs(id []string) *descs {
 		transitions: prometheus.NewDesc("sockscope_tcp_transitions_total",
 			"State changes seen, by old and new state.", with("from", "to"), nil),
 		duration: prometheus.NewDesc("sockscope_scrape_duration_seconds",
-			"Time the last dump of the namespace took.", id, nil),
+			"Time the last dump of the namespace took (for a namespace counted in the one walk of the shared tables, the walk's).", id, nil),
+		walked: prometheus.NewDesc("sockscope_scrape_walked",
+			"1 when the namespace's sockets were counted in the scrape's one walk of the kernel's shared tables, 0 when its own dump counted them.", id, nil),
 		success: prometheus.NewDesc("sockscope_scrape_success",
 			"1 when the last dump of the namespace succeeded.", id, nil),
 		trackOK: prometheus.NewDesc("sockscope_track_success",
@@ -137,7 +170,10 @@ type Exporter struct {
 	discover func() ([]Target, error)
 	d        *descs
 	ports    map[uint16]bool
+	portList []uint16 // Options.Ports, in order: the Counter's slots
 	version  string
+	counter  Counter
+	failed   func(error)
 
 	mu       sync.Mutex
 	inflight *call
@@ -164,6 +200,7 @@ type result struct {
 	counters map[string]int64
 	cntErr   error // the counters could not be read
 	took     time.Duration
+	walked   bool // counted in the Counter's walk, not dumped
 	err      error
 	maxTW    int // tcp_max_tw_buckets; -1: not read
 }
@@ -176,7 +213,8 @@ func New(targets []Target, opt Options) *Exporter {
 	if opt.Identity {
 		id = IdentityLabels
 	}
-	e := &Exporter{targets: targets, discover: opt.Discover, d: newDescs(id), ports: map[uint16]bool{}, version: opt.Version}
+	e := &Exporter{targets: targets, discover: opt.Discover, d: newDescs(id), ports: map[uint16]bool{},
+		portList: opt.Ports, version: opt.Version, counter: opt.Counter, failed: opt.CounterFailed}
 	for _, p := range opt.Ports {
 		e.ports[p] = true
 	}
@@ -187,7 +225,7 @@ func New(targets []Target, opt Options) *Exporter {
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	d := e.d
 	for _, d := range []*prometheus.Desc{d.sockets, d.age, d.lifetime, d.transitions,
-		d.duration, d.success, d.countersOK, d.trackOK, d.maxTW, d.build} {
+		d.duration, d.success, d.walked, d.countersOK, d.trackOK, d.maxTW, d.build} {
 		ch <- d
 	}
 	if e.discover != nil {
@@ -211,6 +249,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		id := t.labels()
 		ch <- prometheus.MustNewConstMetric(d.duration, prometheus.GaugeValue, r.took.Seconds(), id...)
 		ch <- prometheus.MustNewConstMetric(d.success, prometheus.GaugeValue, boolValue(r.err == nil), id...)
+		ch <- prometheus.MustNewConstMetric(d.walked, prometheus.GaugeValue, boolValue(r.walked), id...)
 		if r.err == nil {
 			e.collectSockets(ch, id, r)
 		}
@@ -307,7 +346,12 @@ func (e *Exporter) scrape() *call {
 		c.targets, c.found = e.discover()
 	}
 	c.res = make([]result, len(c.targets))
+	counted := e.count(c.targets, c.res)
 	for i, t := range c.targets {
+		if counted[i] {
+			e.stat(t, &c.res[i])
+			continue
+		}
 		c.res[i] = e.dump(t)
 	}
 	e.mu.Lock()
@@ -335,6 +379,12 @@ func (e *Exporter) dump(t Target) result {
 		return nil
 	})
 	r.took = time.Since(start)
+	e.stat(t, &r)
+	return r
+}
+
+// stat reads what a namespace's files say beside its sockets.
+func (e *Exporter) stat(t Target, r *result) {
 	if t.MaxTimeWait != nil {
 		if n, err := t.MaxTimeWait(); err == nil {
 			r.maxTW = n
@@ -345,7 +395,46 @@ func (e *Exporter) dump(t Target) result {
 		// sockscope_counters_success; the sockets are still worth having.
 		r.counters, r.cntErr = t.Counters()
 	}
-	return r
+}
+
+// count fills the results of the targets the Counter covers, with one walk,
+// and says which.
+func (e *Exporter) count(targets []Target, res []result) []bool {
+	counted := make([]bool, len(targets))
+	if e.counter == nil || len(targets) < 2 {
+		return counted
+	}
+	inodes := make([]uint32, 0, len(targets))
+	for _, t := range targets {
+		if t.Inode != 0 {
+			inodes = append(inodes, t.Inode)
+		}
+	}
+	w, err := e.counter.Count(inodes)
+	if err != nil {
+		if e.failed != nil {
+			e.failed(err)
+		}
+		return counted
+	}
+	for i, t := range targets {
+		c := w.Counts[t.Inode]
+		// The walk read the caller's established table: the host's
+		// shared one unless the caller has its own. A namespace with a
+		// table of its own is not in it (its listeners are: the
+		// listening table is always shared, so its counts are partial).
+		if c == nil || (t.Inode != w.Netns && !(w.Shared && t.SharedTable)) {
+			continue
+		}
+		r := result{counts: make(map[seriesKey]int, 64), maxTW: -1, took: w.Took, walked: true}
+		c.Each(e.portList, func(port uint16, fam sock.Family, st sock.State, n uint32) {
+			r.counts[seriesKey{st, fam, port}] += int(n)
+		})
+		r.ages.n, r.ages.sum = c.TimeWait.N, c.TimeWait.Sum.Seconds()
+		copy(r.ages.le[:], c.TimeWait.LE)
+		res[i], counted[i] = r, true
+	}
+	return counted
 }
 
 // tally is what a tracker counted for one namespace: its transitions and

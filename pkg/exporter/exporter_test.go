@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,9 +15,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/tablecount"
 	"github.com/sockscope/sockscope/pkg/track"
 )
 
@@ -492,4 +495,142 @@ func TestKernelTransitions(t *testing.T) {
 	if n := tr.t.transitions[[2]sock.State{sock.Listen, sock.SynRecv}]; n != 1 || len(tr.t.transitions) != 1 {
 		t.Errorf("per-target transitions %v; want LISTEN to SYN_RECV once", tr.t.transitions)
 	}
+}
+
+// fakeCounter is a Counter with a fixed walk.
+type fakeCounter struct {
+	w     *tablecount.Walk
+	err   error
+	asked [][]uint32
+}
+
+func (f *fakeCounter) Count(inodes []uint32) (*tablecount.Walk, error) {
+	f.asked = append(f.asked, inodes)
+	return f.w, f.err
+}
+
+// The namespaces in the shared table take their counts from the walk and
+// are not dumped; one with a table of its own is dumped, whatever the walk
+// counted for it; a failed walk dumps them all and says why.
+func TestCounterCoversSharedNamespaces(t *testing.T) {
+	ports := []uint16{9000}
+	counts := func(listen, tw9000 uint32) *tablecount.Counts {
+		c := &tablecount.Counts{Sockets: make([][2][16]uint32, 2), TimeWait: tablecount.Ages{LE: make([]uint64, len(ageBuckets))}}
+		c.Sockets[0][0][sock.Listen] = listen
+		c.Sockets[1][1][sock.TimeWait] = tw9000
+		c.TimeWait.N, c.TimeWait.Sum = uint64(tw9000), time.Duration(tw9000)*30*time.Second
+		for i, b := range ageBuckets {
+			if b >= 30 {
+				c.TimeWait.LE[i] = uint64(tw9000)
+			}
+		}
+		return c
+	}
+	own := &scripted{socks: []sock.Socket{{State: sock.Listen, Family: sock.IPv4, Local: sock.MustParseEndpoint("0.0.0.0:22")}}}
+	a, c := &scripted{}, &scripted{}
+	fc := &fakeCounter{w: &tablecount.Walk{Netns: 7, Shared: true, Took: time.Millisecond,
+		Counts: map[uint32]*tablecount.Counts{1: counts(3, 2), 2: counts(9, 9), 3: counts(1, 0)}}}
+	var failed []error
+	e := New([]Target{
+		{Netns: netns.NS{Arg: "a"}, Source: a, Inode: 1, SharedTable: true},
+		{Netns: netns.NS{Arg: "own"}, Source: own, Inode: 2},
+		{Netns: netns.NS{Arg: "c"}, Source: c, Inode: 3, SharedTable: true},
+	}, Options{Ports: ports, Counter: fc, CounterFailed: func(err error) { failed = append(failed, err) }})
+	want := `
+# HELP sockscope_scrape_walked 1 when the namespace's sockets were counted in the scrape's one walk of the kernel's shared tables, 0 when its own dump counted them.
+# TYPE sockscope_scrape_walked gauge
+sockscope_scrape_walked{netns="a"} 1
+sockscope_scrape_walked{netns="c"} 1
+sockscope_scrape_walked{netns="own"} 0
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "sockscope_scrape_walked"); err != nil {
+		t.Error(err)
+	}
+	if a.dumps.Load() != 0 || c.dumps.Load() != 0 || own.dumps.Load() != 1 {
+		t.Errorf("dumps: a %d, c %d, own %d; want 0, 0, 1", a.dumps.Load(), c.dumps.Load(), own.dumps.Load())
+	}
+	if len(fc.asked) != 1 || fmt.Sprint(fc.asked[0]) != "[1 2 3]" {
+		t.Errorf("the walk was asked for %v, want one walk of [1 2 3]", fc.asked)
+	}
+	got := map[string]float64{}
+	for _, m := range gather(t, e, "sockscope_tcp_sockets") {
+		if m.value != 0 {
+			got[m.labels] = m.value
+		}
+	}
+	wantSockets := map[string]float64{
+		`family="ipv4",local_port="",netns="a",state="LISTEN"`:        3,
+		`family="ipv6",local_port="9000",netns="a",state="TIME_WAIT"`: 2,
+		`family="ipv4",local_port="",netns="c",state="LISTEN"`:        1,
+		`family="ipv4",local_port="",netns="own",state="LISTEN"`:      1, // its dump, not the walk's 9
+	}
+	if fmt.Sprint(got) != fmt.Sprint(wantSockets) {
+		t.Errorf("sockets:\n got %v\nwant %v", got, wantSockets)
+	}
+	ages := `
+# HELP sockscope_tcp_timewait_age_seconds Ages of the live TIME_WAIT entries (exact: 60 s minus the kernel's timer).
+# TYPE sockscope_tcp_timewait_age_seconds histogram
+` + histText("a", 2, 60, 2) + histText("c", 0, 0, 0) + histText("own", 0, 0, 0)
+	if err := testutil.CollectAndCompare(e, strings.NewReader(ages), "sockscope_tcp_timewait_age_seconds"); err != nil {
+		t.Error(err)
+	}
+	if len(failed) != 0 {
+		t.Errorf("CounterFailed heard %v", failed)
+	}
+
+	fc.err, fc.w = errors.New("walk failed"), nil
+	if err := testutil.CollectAndCompare(e, strings.NewReader(strings.ReplaceAll(want, "} 1", "} 0")), "sockscope_scrape_walked"); err != nil {
+		t.Error(err)
+	}
+	if a.dumps.Load() != 1 || c.dumps.Load() != 1 || len(failed) != 1 {
+		t.Errorf("after a failed walk: dumps a %d, c %d, failures heard %d; want 1, 1, 1", a.dumps.Load(), c.dumps.Load(), len(failed))
+	}
+}
+
+// histText is a TIME_WAIT age histogram's exposition: n entries summing to
+// sum seconds, le30 of them no older than 30 s (and so every bound after).
+func histText(ns string, n int, sum float64, le30 int) string {
+	var b strings.Builder
+	for _, bound := range ageBuckets {
+		v := 0
+		if bound >= 30 {
+			v = le30
+		}
+		fmt.Fprintf(&b, "sockscope_tcp_timewait_age_seconds_bucket{netns=%q,le=%q} %d\n", ns, strconv.FormatFloat(bound, 'g', -1, 64), v)
+	}
+	fmt.Fprintf(&b, "sockscope_tcp_timewait_age_seconds_bucket{netns=%q,le=\"+Inf\"} %d\n", ns, n)
+	fmt.Fprintf(&b, "sockscope_tcp_timewait_age_seconds_sum{netns=%q} %g\n", ns, sum)
+	fmt.Fprintf(&b, "sockscope_tcp_timewait_age_seconds_count{netns=%q} %d\n", ns, n)
+	return b.String()
+}
+
+type sample struct {
+	labels string
+	value  float64
+}
+
+// gather collects the samples of metric name from c, as exposed.
+func gather(t *testing.T, c prometheus.Collector, name string) []sample {
+	t.Helper()
+	text, err := testutil.CollectAndFormat(c, expfmt.TypeTextPlain, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []sample
+	for _, line := range strings.Split(string(text), "\n") {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok {
+			continue
+		}
+		labels, val, ok := strings.Cut(rest, "} ")
+		if !ok {
+			t.Fatalf("sample %q", line)
+		}
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			t.Fatalf("sample %q: %v", line, err)
+		}
+		out = append(out, sample{labels, v})
+	}
+	return out
 }

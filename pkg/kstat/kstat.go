@@ -29,6 +29,7 @@ var paths = map[string]string{
 	"tcp_fin_timeout":    "/proc/sys/net/ipv4/tcp_fin_timeout",
 	"tcp_tw_reuse":       "/proc/sys/net/ipv4/tcp_tw_reuse",
 	"tcp_max_tw_buckets": "/proc/sys/net/ipv4/tcp_max_tw_buckets",
+	"tcp_ehash_entries":  "/proc/sys/net/ipv4/tcp_ehash_entries",
 }
 
 // Reader rereads a namespace's TCP files.
@@ -111,6 +112,28 @@ func (r *Reader) TimeWait() (TimeWaitSettings, error) {
 		*k.dst = v
 	}
 	return s, nil
+}
+
+// SharesHostTable says whether the namespace keeps its connections in the
+// host's shared established table: net.ipv4.tcp_ehash_entries is negative
+// there (Linux 5.19+). A namespace made while its parent's
+// tcp_child_ehash_entries was set has a table of its own (a positive
+// value), and so has the host's first namespace, which owns the shared
+// one: both read false. A kernel without the knob has only the shared
+// table: true.
+func (r *Reader) SharesHostTable() (bool, error) {
+	if r.files["tcp_ehash_entries"] == nil {
+		return true, nil
+	}
+	b, err := r.read("tcp_ehash_entries")
+	if err != nil {
+		return false, err
+	}
+	v, err := strconv.Atoi(string(bytes.TrimSpace(b)))
+	if err != nil {
+		return false, fmt.Errorf("parsing %s: %w", paths["tcp_ehash_entries"], err)
+	}
+	return v < 0, nil
 }
 
 // SocketCounts are the TCP lines of /proc/net/sockstat and sockstat6.

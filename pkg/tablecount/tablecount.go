@@ -139,8 +139,10 @@ func Open(maxNamespaces int, ports []uint16, bounds []time.Duration) (*Counter, 
 	}
 	c := &Counter{ports: ports, bounds: len(bounds), size: valueSize(len(ports), len(bounds)), have: map[uint32]bool{}}
 	c.zero, c.buf = make([]byte, c.size), make([]byte, c.size)
+	// Not preallocated: the kernel holds memory for the namespaces there
+	// are, not for maxNamespaces.
 	c.ns, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sockscope_nsc", Type: ebpf.Hash, KeySize: 4,
-		ValueSize: uint32(c.size), MaxEntries: uint32(max(maxNamespaces, 1))})
+		ValueSize: uint32(c.size), MaxEntries: uint32(max(maxNamespaces, 1)), Flags: unix.BPF_F_NO_PREALLOC})
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("creating the namespace map: %w", err))
 	}
