@@ -11,11 +11,13 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/tablecount"
 	"github.com/spf13/cobra"
 )
 
@@ -94,10 +96,16 @@ func runNetns(a *app, o *options, sortBy int, podLogs string) error {
 	}
 	var rows []netnsRow
 	gone := 0
+	var walked map[uint64]*tablecount.Counts
+	if o.prog.Expr == nil {
+		walked = walkNamespaces(found)
+	}
 	for i := range found {
 		n := &found[i]
-		row, err := countNamespace(a, o, n)
-		if err != nil {
+		var row netnsRow
+		if c := walked[n.Inode]; c != nil {
+			row = walkedRow(n, c)
+		} else if row, err = countNamespace(a, o, n); err != nil {
 			var ne *netns.Error
 			if errors.As(err, &ne) || errors.Is(err, os.ErrNotExist) {
 				gone++ // it went between the scan and the dump: a container exited
@@ -126,6 +134,55 @@ func runNetns(a *app, o *options, sortBy int, podLogs string) error {
 		a.note(fmt.Sprintf("%d namespaces went away before they could be read", gone))
 	}
 	return nil
+}
+
+// walkNamespaces counts, in one walk of the kernel's shared tables
+// (tablecount), the namespaces of found that keep their connections there,
+// and the caller's: a dump of each would walk the whole shared table once
+// per namespace. It returns the counts it has; the namespaces without them
+// are dumped, as they all are where the walk cannot be had (not root, no
+// BTF), with the same answer.
+func walkNamespaces(found []nsfind.Namespace) map[uint64]*tablecount.Counts {
+	c, err := tablecount.Open(len(found), nil, nil)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	inodes := make([]uint32, 0, len(found))
+	shared := make(map[uint32]bool, len(found))
+	for i := range found {
+		ns, err := netns.Resolve(found[i].Path)
+		if err != nil {
+			continue // gone: its dump says so
+		}
+		if ok, err := kstat.SharesHostTable(ns); err == nil {
+			shared[uint32(ns.Inode)] = ok
+		}
+		inodes = append(inodes, uint32(ns.Inode))
+	}
+	w, err := c.Count(inodes)
+	if err != nil {
+		return nil
+	}
+	out := make(map[uint64]*tablecount.Counts, len(w.Counts))
+	for ino, counts := range w.Counts {
+		// A namespace with a table of its own is not in the walked one
+		// (only its listeners are: the listening table is shared).
+		if ino == w.Netns || (w.Shared && shared[ino]) {
+			out[uint64(ino)] = counts
+		}
+	}
+	return out
+}
+
+// walkedRow is a namespace's row from the walk's counts.
+func walkedRow(n *nsfind.Namespace, c *tablecount.Counts) netnsRow {
+	row := netnsRow{ns: *n}
+	c.Each(nil, func(_ uint16, _ sock.Family, st sock.State, k uint32) {
+		row.counts[st&15] += int(k)
+		row.total += int(k)
+	})
+	return row
 }
 
 // countNamespace dumps one namespace with the filter and counts its

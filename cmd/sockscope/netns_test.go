@@ -58,10 +58,7 @@ func TestIntegrationNetnsSummary(t *testing.T) {
 	}
 	root := nstest.Cgroup(t, "/sys/fs/cgroup/unified", "sockscope-test-netns-"+strconv.Itoa(os.Getpid()))
 
-	type want struct {
-		label, runtime string
-		listen         int
-	}
+	type want = netnsWant
 	wants := map[uint64]want{}
 	// Named namespaces, with 1 and 2 listeners.
 	for n := 1; n <= 2; n++ {
@@ -82,9 +79,37 @@ func TestIntegrationNetnsSummary(t *testing.T) {
 	listeners(t, ns, 4)
 	wants[ns.Inode] = want{label: "shop/cart-7f9c", runtime: "containerd", listen: 4}
 
-	r := sockscope(t, "netns", "--json", "--sort", "listen", "--pod-logs", logs, "state", "listening")
+	// With the filter each namespace is dumped; without one, as root, the
+	// namespaces in the host's shared table are counted in one walk of it
+	// (tablecount). Both say the same.
+	for _, filter := range [][]string{{"state", "listening"}, nil} {
+		checkNetnsSummary(t, wants, append([]string{"netns", "--json", "--sort", "listen", "--pod-logs", logs}, filter...)...)
+	}
+	// The table says the same, one line per namespace, with a header.
+	tbl := sockscope(t, "netns", "--sort", "listen", "--pod-logs", logs, "state", "listening")
+	if !strings.HasPrefix(tbl.stdout, "NETNS ") || !strings.Contains(tbl.stdout, "pod shop/cart-7f9c") ||
+		!strings.Contains(tbl.stdout, "docker "+cid[:12]) {
+		t.Errorf("netns table:\n%s", tbl.stdout)
+	}
+	bad := sockscope(t, "netns", "--sort", "bogus")
+	if bad.code != 2 || !strings.Contains(bad.stderr, "bogus") {
+		t.Errorf("netns --sort bogus: exit %d, stderr %q", bad.code, bad.stderr)
+	}
+}
+
+type netnsWant struct {
+	label, runtime string
+	listen         int
+}
+
+// checkNetnsSummary runs sockscope with args (netns --json --sort listen)
+// and checks that each namespace of wants is listed once, with its
+// identity, its listeners and nothing else, most listeners first.
+func checkNetnsSummary(t *testing.T, wants map[uint64]netnsWant, args ...string) {
+	t.Helper()
+	r := sockscope(t, args...)
 	if r.code != 0 {
-		t.Fatalf("netns: exit %d, stderr %q", r.code, r.stderr)
+		t.Fatalf("%v: exit %d, stderr %q", args, r.code, r.stderr)
 	}
 	var order []uint64
 	seen := map[uint64]netnsLine{}
@@ -105,27 +130,17 @@ func TestIntegrationNetnsSummary(t *testing.T) {
 	for ino, w := range wants {
 		l, ok := seen[ino]
 		if !ok {
-			t.Errorf("net:[%d] (%s) not listed", ino, w.label)
+			t.Errorf("%v: net:[%d] (%s) not listed", args, ino, w.label)
 			continue
 		}
 		if l.Netns.Label != w.label || l.Netns.Runtime != w.runtime || l.Counts["LISTEN"] != w.listen || l.Total != w.listen {
-			t.Errorf("net:[%d]: %+v; want %s (%s) with %d listeners and nothing else", ino, l, w.label, w.runtime, w.listen)
+			t.Errorf("%v: net:[%d]: %+v; want %s (%s) with %d listeners and nothing else", args, ino, l, w.label, w.runtime, w.listen)
 		}
 	}
 	// Most listeners first.
 	for i := 1; i < len(order); i++ {
 		if wants[order[i-1]].listen < wants[order[i]].listen {
-			t.Errorf("--sort listen: %s before %s", wants[order[i-1]].label, wants[order[i]].label)
+			t.Errorf("%v: %s before %s", args, wants[order[i-1]].label, wants[order[i]].label)
 		}
-	}
-	// The table says the same, one line per namespace, with a header.
-	tbl := sockscope(t, "netns", "--sort", "listen", "--pod-logs", logs, "state", "listening")
-	if !strings.HasPrefix(tbl.stdout, "NETNS ") || !strings.Contains(tbl.stdout, "pod shop/cart-7f9c") ||
-		!strings.Contains(tbl.stdout, "docker "+cid[:12]) {
-		t.Errorf("netns table:\n%s", tbl.stdout)
-	}
-	bad := sockscope(t, "netns", "--sort", "bogus")
-	if bad.code != 2 || !strings.Contains(bad.stderr, "bogus") {
-		t.Errorf("netns --sort bogus: exit %d, stderr %q", bad.code, bad.stderr)
 	}
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -213,6 +217,48 @@ func TestIntegrationAllNetnsCapabilities(t *testing.T) {
 		t.Errorf("with CAP_SYS_ADMIN and CAP_SYS_PTRACE: %v, stderr %q; want 2 in %s, 3 in pid-held net:[%d], 1 in the host's",
 			counts, stderr, named.Name, heldIno)
 	}
+	// The exporter with the same two: CAP_SYS_ADMIN also lets it load
+	// the program that counts every namespace in one walk of the shared
+	// table, so the scrape walks rather than dumps, and says nothing.
+	exp := exec.Command(setpriv, "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all,+sys_admin,+sys_ptrace",
+		binary, "exporter", "--all-netns", "--listen", "127.0.0.1:0")
+	expErr, err := exp.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { exp.Process.Kill(); exp.Wait() }()
+	sc := bufio.NewScanner(expErr)
+	var expNotes []string
+	for sc.Scan() && !strings.Contains(sc.Text(), "serving http://") {
+		expNotes = append(expNotes, sc.Text())
+	}
+	url := regexp.MustCompile(`http://\S+`).FindString(sc.Text())
+	if url == "" || len(expNotes) > 0 {
+		t.Fatalf("exporter with CAP_SYS_ADMIN and CAP_SYS_PTRACE said %q, then %q", expNotes, sc.Text())
+	}
+	go io.Copy(io.Discard, expErr)
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprintf(`sockscope_scrape_walked{container_id="",netns=%q,pod="",pod_namespace=""} 1`, named.Name),
+		fmt.Sprintf(`sockscope_tcp_sockets{container_id="",family="ipv4",local_port="",netns=%q,pod="",pod_namespace="",state="LISTEN"} 2`, named.Name),
+	}
+	for _, w := range want {
+		if !strings.Contains(string(body), w+"\n") {
+			t.Errorf("the exporter's scrape lacks %s", w)
+		}
+	}
+
 	counts, _ = run(",+sys_admin")
 	if counts[namedIno] != 2 || counts[heldIno] != 0 {
 		t.Errorf("without CAP_SYS_PTRACE: %v; want the named namespace's 2 and not the process-held one", counts)

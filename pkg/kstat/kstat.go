@@ -129,6 +129,29 @@ func (r *Reader) SharesHostTable() (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return sharesHostTable(b)
+}
+
+// SharesHostTable is Reader.SharesHostTable for one look, without opening
+// the Reader's other files.
+func SharesHostTable(ns netns.NS) (bool, error) {
+	var shared bool
+	err := ns.Run(func() error {
+		b, err := os.ReadFile(paths["tcp_ehash_entries"])
+		if errors.Is(err, os.ErrNotExist) {
+			shared = true // a kernel older than the knob has one table
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		shared, err = sharesHostTable(b)
+		return err
+	})
+	return shared, err
+}
+
+func sharesHostTable(b []byte) (bool, error) {
 	v, err := strconv.Atoi(string(bytes.TrimSpace(b)))
 	if err != nil {
 		return false, fmt.Errorf("parsing %s: %w", paths["tcp_ehash_entries"], err)
