@@ -183,10 +183,11 @@ func (d *dashboard) build() {
 	d.twPane = tview.NewTextView().SetScrollable(true)
 	d.twPane.SetBorder(true).SetTitle(" TIME_WAIT lifetimes (w or Esc closes) ")
 	// Each panel is at most this big and shrinks to the screen (panel).
+	helpW, helpH := helpSize()
 	d.pages = tview.NewPages().
 		AddPage("main", d.main, true, true).
 		AddPage("detail", newPanel(d.detail, 72, 22, d.uncovered), true, false).
-		AddPage("help", newPanel(d.help, helpWidth, helpHeight, d.uncovered), true, false).
+		AddPage("help", newPanel(d.help, helpW, helpH, d.uncovered), true, false).
 		AddPage("timewait", newPanel(d.twPane, 100, 40, d.uncovered), true, false)
 	d.app.SetRoot(d.pages, true).SetInputCapture(d.key).SetBeforeDrawFunc(d.fitEditError)
 	d.refreshHeader()
@@ -230,16 +231,18 @@ func (d *dashboard) fitEditError(screen tcell.Screen) bool {
 	return false
 }
 
-// The help panel's size: its longest line and a space after it, and its
-// lines with a blank line above and below, inside the border. On a
-// narrower screen the lines wrap; on a shorter one they scroll.
-var helpWidth, helpHeight = func() (w, h int) {
+// helpSize is the help panel's size: its longest line and a space after
+// it, and its lines with a blank line above and below, inside the border.
+// On a narrower screen the lines wrap; on a shorter one they scroll. It is
+// measured when a dashboard is made, not when the program starts:
+// TaggedStringWidth was 3% of every command's start.
+func helpSize() (w, h int) {
 	lines := strings.Split(strings.Trim(helpText, "\n"), "\n")
 	for _, l := range lines {
 		w = max(w, tview.TaggedStringWidth(l))
 	}
 	return w + 3, len(lines) + 4
-}()
+}
 
 const helpText = `
   [yellow]Enter[-]    (namespaces) that namespace's sockets; [yellow]Esc[-] back to all

@@ -11,8 +11,38 @@ import (
 
 // newRoot builds the command tree. The root command is the dashboard, so
 // that 'sockscope :9000' is the first thing a person types.
-func newRoot(a *app) *cobra.Command {
-	root := newDashboardCmd(a)
+// subcommands are the commands below the root, each with the function
+// that builds it.
+var subcommands = []struct {
+	name  string
+	build func(*app) *cobra.Command
+}{
+	{"list", newListCmd}, {"watch", newWatchCmd}, {"timewait", newTimeWaitCmd}, {"bind", newBindCmd},
+	{"demo", newDemoCmd}, {"stats", newStatsCmd}, {"exporter", newExporterCmd}, {"netns", newNetnsCmd},
+	{"agent", newAgentCmd}, {"version", newVersionCmd},
+}
+
+// newRoot builds the command tree for args. When args name a command
+// first, only that command is built, under a root without the dashboard's
+// flags: building every command and its flags was a tenth of the start of
+// a one-shot 'list' (perf record of 100 starts), and a one-shot command
+// on a small table is mostly its start. Help, completion and the
+// dashboard get the whole tree.
+func newRoot(a *app, args []string) *cobra.Command {
+	only := ""
+	if len(args) > 0 {
+		for _, c := range subcommands {
+			if c.name == args[0] {
+				only = c.name
+			}
+		}
+	}
+	var root *cobra.Command
+	if only == "" {
+		root = newDashboardCmd(a)
+	} else {
+		root = &cobra.Command{}
+	}
 	root.Use = "sockscope [flags] [FILTER]"
 	root.Version = versionString()
 	// cobra's default version line ("sockscope version X"): a version
@@ -24,8 +54,11 @@ func newRoot(a *app) *cobra.Command {
 	root.SilenceUsage = true
 	root.SetErr(a.stderr)
 	root.CompletionOptions.HiddenDefaultCmd = false
-	root.AddCommand(newListCmd(a), newWatchCmd(a), newTimeWaitCmd(a), newBindCmd(a),
-		newDemoCmd(a), newStatsCmd(a), newExporterCmd(a), newNetnsCmd(a), newAgentCmd(a), newVersionCmd(a))
+	for _, c := range subcommands {
+		if only == "" || c.name == only {
+			root.AddCommand(c.build(a))
+		}
+	}
 	// A flag error names the flag; it is bad input, exit status 2.
 	// The root's own name would repeat the prefix exitCode adds
 	// ("sockscope: sockscope: ..."): its errors go without it.
@@ -36,17 +69,19 @@ func newRoot(a *app) *cobra.Command {
 		return usagef("%s: %v", c.Name(), err)
 	})
 	root.InitDefaultVersionFlag()
-	// cobra adds 'help' and 'completion' itself when it runs; made here,
-	// they refuse bad input like every other command (exit status 2)
-	// instead of printing help and exiting 0.
-	root.InitDefaultHelpCmd()
-	root.InitDefaultCompletionCmd()
-	for _, c := range root.Commands() {
-		switch c.Name() {
-		case "help":
-			strictHelp(root, c)
-		case "completion":
-			strictCompletion(c)
+	if only == "" {
+		// cobra adds 'help' and 'completion' itself when it runs; made
+		// here, they refuse bad input like every other command (exit
+		// status 2) instead of printing help and exiting 0.
+		root.InitDefaultHelpCmd()
+		root.InitDefaultCompletionCmd()
+		for _, c := range root.Commands() {
+			switch c.Name() {
+			case "help":
+				strictHelp(root, c)
+			case "completion":
+				strictCompletion(c)
+			}
 		}
 	}
 	eachCommand(root, func(c *cobra.Command) {

@@ -66,7 +66,7 @@ type exitStatus int
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(&app{ctx: ctx, stdout: stdout, stderr: stderr})
+	root := newRoot(&app{ctx: ctx, stdout: stdout, stderr: stderr}, args)
 	// What cobra writes itself (help, usage, completion scripts) goes
 	// through a writer that keeps the first failure: cobra drops it. The
 	// commands keep stdout itself, since they ask whether it is a
