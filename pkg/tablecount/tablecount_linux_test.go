@@ -273,3 +273,94 @@ func TestIntegrationOwnTables(t *testing.T) {
 			got[sock.Listen], got[sock.Established], w.Shared, w.Netns, ino)
 	}
 }
+
+// While another namespace opens and closes connections as fast as it can
+// (sockets freed and reused under the walk), every walk still succeeds and
+// a quiet namespace's counts stay those of its dump.
+func TestIntegrationCountsUnderChurn(t *testing.T) {
+	c := open(t, nil)
+	quiet, busy := nstest.New(t), nstest.New(t)
+	populate(t, quiet, 9100, 6)
+	ino := inode(t, quiet.NS(t))
+	// The seed's last close settles (FIN_WAIT1 to FIN_WAIT2) a moment
+	// after it returns: the quiet namespace is the one two dumps agree on.
+	want := fromDump(t, quiet.NS(t), nil, time.Now())
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		time.Sleep(50 * time.Millisecond)
+		again := fromDump(t, quiet.NS(t), nil, time.Now())
+		if fmt.Sprint(again.Sockets) == fmt.Sprint(want.Sockets) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the quiet namespace does not settle: %v, then %v", want.Sockets, again.Sockets)
+		}
+		want = again
+	}
+
+	stop := make(chan struct{})
+	churned := make(chan error, 1)
+	go func() {
+		churned <- busy.Do(func() error {
+			lfd, err := nstest.Listen(netip.MustParseAddrPort("127.0.0.1:9200"), true)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(lfd)
+			// At most maxChurn connections: the client's TIME_WAIT
+			// entries hold ephemeral ports, and a slow run must not run
+			// out of them.
+			const maxChurn = 4000
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					if n < 100 {
+						return fmt.Errorf("only %d connections while the walks ran", n)
+					}
+					return nil
+				default:
+				}
+				if n >= maxChurn {
+					<-stop
+					return nil
+				}
+				cfd, err := nstest.Dial(netip.MustParseAddrPort("127.0.0.1:9200"))
+				if err != nil {
+					return err
+				}
+				sfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+				if err != nil {
+					unix.Close(cfd)
+					return fmt.Errorf("accepting: %w", err)
+				}
+				// The server closes first half the time: TIME_WAIT
+				// entries on both sides come and go.
+				if n%2 == 0 {
+					unix.Close(sfd)
+					unix.Close(cfd)
+				} else {
+					unix.Close(cfd)
+					unix.Close(sfd)
+				}
+			}
+		})
+	}()
+	retried := 0
+	for i := range 50 {
+		w, err := c.Count([]uint32{ino})
+		if err != nil {
+			close(stop)
+			<-churned
+			t.Fatalf("walk %d under churn: %v", i, err)
+		}
+		retried += w.Tries - 1
+		got := w.Counts[ino]
+		if fmt.Sprint(got.Sockets) != fmt.Sprint(want.Sockets) {
+			t.Errorf("walk %d: the quiet namespace counted %v, its dump %v", i, got.Sockets, want.Sockets)
+		}
+	}
+	close(stop)
+	if err := <-churned; err != nil {
+		t.Fatalf("churn: %v", err)
+	}
+	t.Logf("50 walks under churn, %d of them made again", retried)
+}
