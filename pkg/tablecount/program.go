@@ -191,12 +191,18 @@ func program(l *layout, nsMap, info int, ports []uint16, boundsMs []int32, msPer
 			asm.JNE.Imm(asm.R0, 0, fail),
 		}
 	}
-	bump := func(ctx asm.Register, off int16) asm.Instructions {
-		return asm.Instructions{
+	// bump adds 1 to the counter at off; label, if any, names it as a
+	// jump target.
+	bump := func(ctx asm.Register, off int16, label string) asm.Instructions {
+		ins := asm.Instructions{
 			asm.LoadMem(asm.R1, ctx, off, asm.DWord),
 			asm.Add.Imm(asm.R1, 1),
 			asm.StoreMem(ctx, off, asm.R1, asm.DWord),
 		}
+		if label != "" {
+			ins[0] = ins[0].WithSymbol(label)
+		}
+		return ins
 	}
 
 	// main(args): R9 args, R7 scratch, R8 the namespace, R6 the info value.
@@ -210,33 +216,25 @@ func program(l *layout, nsMap, info int, ports []uint16, boundsMs []int32, msPer
 		storeImm64(asm.R7, cTruncated, 0),
 		storeImm64(asm.R7, cFaults, 0),
 		storeImm64(asm.R7, cMoved, 0),
-		// current->nsproxy->net_ns
+		// current->nsproxy->net_ns->ipv4.tcp_death_row.hashinfo, and
+		// that struct's window; R8 keeps the namespace.
 		asm.FnGetCurrentTask.Call(),
-		asm.Mov.Reg(asm.R3, asm.R0),
-		asm.Add.Imm(asm.R3, l.nsproxy),
+		asm.StoreMem(asm.R7, cTmp, asm.R0, asm.DWord),
 	}
-	m = append(m, read(asm.R7, cTmp, 8, "m_fail")...)
-	m = append(m,
-		asm.LoadMem(asm.R3, asm.R7, cTmp, asm.DWord),
-		asm.Add.Imm(asm.R3, l.netNS),
-	)
-	m = append(m, read(asm.R7, cTmp, 8, "m_fail")...)
-	m = append(m,
-		asm.LoadMem(asm.R8, asm.R7, cTmp, asm.DWord),
-		asm.Mov.Reg(asm.R3, asm.R8),
-		asm.Add.Imm(asm.R3, l.hashinfo),
-	)
-	m = append(m, read(asm.R7, cTmp, 8, "m_fail")...)
-	m = append(m,
-		asm.LoadMem(asm.R3, asm.R7, cTmp, asm.DWord),
-		asm.Add.Imm(asm.R3, l.hLo),
-	)
-	m = append(m, read(asm.R7, cWin, l.hSize, "m_fail")...)
-	m = append(m,
-		asm.Mov.Reg(asm.R3, asm.R8),
-		asm.Add.Imm(asm.R3, l.inum),
-	)
-	m = append(m, read(asm.R7, cTmp, 4, "m_fail")...)
+	// follow reads size bytes at off from the pointer in cTmp, into dst.
+	follow := func(off int32, dst int16, size int32) asm.Instructions {
+		return append(asm.Instructions{
+			asm.LoadMem(asm.R3, asm.R7, cTmp, asm.DWord),
+			asm.Add.Imm(asm.R3, off),
+		}, read(asm.R7, dst, size, "m_fail")...)
+	}
+	m = append(m, follow(l.nsproxy, cTmp, 8)...)
+	m = append(m, follow(l.netNS, cTmp, 8)...)
+	m = append(m, asm.LoadMem(asm.R8, asm.R7, cTmp, asm.DWord))
+	m = append(m, follow(l.hashinfo, cTmp, 8)...)
+	m = append(m, follow(l.hLo, cWin, l.hSize)...)
+	m = append(m, asm.StoreMem(asm.R7, cTmp, asm.R8, asm.DWord))
+	m = append(m, follow(l.inum, cTmp, 4)...)
 	hw := func(off int32) int16 { return int16(cWin + off - l.hLo) }
 	m = append(m,
 		asm.StoreImm(asm.R7, cKey, 0, asm.Word),
@@ -329,7 +327,7 @@ func program(l *layout, nsMap, info int, ports []uint16, boundsMs []int32, msPer
 		asm.And.Imm(asm.R2, 1),
 		asm.JNE.Imm(asm.R2, 0, "b_marker"),
 	)
-	b = append(b, bump(asm.R6, cTruncated)...)
+	b = append(b, bump(asm.R6, cTruncated, "")...)
 	b = append(b,
 		asm.Ja.Label("b_out"),
 		asm.RSh.Imm(asm.R1, 1).WithSymbol("b_marker"),
@@ -338,10 +336,9 @@ func program(l *layout, nsMap, info int, ports []uint16, boundsMs []int32, msPer
 		asm.Add.Reg(asm.R2, asm.R3),
 		asm.JEq.Reg(asm.R1, asm.R2, "b_out"),
 	)
-	b = append(b, bump(asm.R6, cMoved)...)
+	b = append(b, bump(asm.R6, cMoved, "")...)
 	b = append(b, asm.Ja.Label("b_out"))
-	b = append(b, bump(asm.R6, cFaults)...)
-	b[len(b)-3] = b[len(b)-3].WithSymbol("b_fault")
+	b = append(b, bump(asm.R6, cFaults, "b_fault")...)
 	b = append(b,
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("b_out"),
 		asm.Return(),
@@ -366,7 +363,7 @@ func program(l *layout, nsMap, info int, ports []uint16, boundsMs []int32, msPer
 		asm.LoadMem(asm.R1, asm.R6, w(l.nullsNext), asm.DWord),
 		asm.StoreMem(asm.R6, cNode, asm.R1, asm.DWord),
 	)
-	s = append(s, bump(asm.R6, cSockets)...)
+	s = append(s, bump(asm.R6, cSockets, "")...)
 	s = append(s,
 		asm.LoadMem(asm.R7, asm.R6, w(l.family), asm.Half),
 		asm.JEq.Imm(asm.R7, 2, "s_inet"), // AF_INET
@@ -461,10 +458,9 @@ func program(l *layout, nsMap, info int, ports []uint16, boundsMs []int32, msPer
 	// A read that failed ends the chain (the bucket reports it); one for
 	// a socket's namespace or timer skips the socket.
 	s = append(s, storeImm64(asm.R6, cNode, 1).WithSymbol("s_fault"))
-	s = append(s, bump(asm.R6, cFaults)...)
+	s = append(s, bump(asm.R6, cFaults, "")...)
 	s = append(s, asm.Ja.Label("s_end"))
-	s = append(s, bump(asm.R6, cFaults)...)
-	s[len(s)-3] = s[len(s)-3].WithSymbol("s_fault_next")
+	s = append(s, bump(asm.R6, cFaults, "s_fault_next")...)
 	s = append(s,
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("s_next"),
 		asm.Return(),
