@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// newRoot builds the command tree. The root command is the dashboard, so
-// that 'sockscope :9000' is the first thing a person types.
 // subcommands are the commands below the root, each with the function
 // that builds it.
 var subcommands = []struct {
@@ -22,7 +20,9 @@ var subcommands = []struct {
 	{"agent", newAgentCmd}, {"version", newVersionCmd},
 }
 
-// newRoot builds the command tree for args. When args name a command
+// newRoot builds the command tree for args. The root command is the
+// dashboard, so that 'sockscope :9000' is the first thing a person types.
+// When args name a command
 // first, only that command is built, under a root without the dashboard's
 // flags: building every command and its flags was a tenth of the start of
 // a one-shot 'list' (perf record of 100 starts), and a one-shot command

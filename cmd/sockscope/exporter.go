@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sockscope/sockscope/pkg/exporter"
+	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/fleet"
 	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
@@ -36,8 +37,10 @@ func newExporterCmd(a *app) *cobra.Command {
 		Use:   "exporter [--listen ADDR] [--port-series N ...] [-N NETNS ...] [FILTER]",
 		Short: "serve the table as Prometheus metrics",
 		Long: withFilterHelp(`Serve the socket table as Prometheus metrics on /metrics (text and
-OpenMetrics). Each scrape runs one dump per namespace; concurrent scrapes
-share it. --port-series N gives port N its own local_port series (only
+OpenMetrics). Each scrape counts what the kernel has then (one dump per
+namespace; as root, with no FILTER or one on states alone, the namespaces
+in the host's shared table in one walk of it); concurrent scrapes share
+it. --port-series N gives port N its own local_port series (only
 the ports named: a label per port would explode a fleet's series); --port
 selects sockets, as in every command. -N may be given several times: each
 namespace gets its netns label. --track adds state transitions and
@@ -117,7 +120,7 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 			return fleetTargets(f), err
 		}
 	}
-	if (scrape.Fleet != nil || len(targets) > 1) && !o.procfs {
+	if (scrape.Fleet != nil || len(targets) > 1) && !o.procfs && statesOnly(o.prog) {
 		// Many namespaces: count them in one walk of the shared table
 		// rather than a dump (a walk of that whole table) each.
 		counter, err := tablecount.Open(maxCounted, ports, exporter.AgeBounds())
@@ -125,6 +128,7 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 			a.note(fmt.Sprintf("each namespace is dumped on its own at a scrape: %v", err))
 		} else {
 			defer counter.Close()
+			counter.SetStates(o.prog.States)
 			opt.Counter = counter
 			var once sync.Once
 			opt.CounterFailed = func(err error) {
@@ -217,6 +221,14 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 	}
 	fmt.Fprintf(a.stderr, "sockscope: exporter serving http://%s/metrics\n", ln.Addr())
 	return exporter.Serve(ctx, ln, exporter.Handler(reg), exporter.DefaultLimits)
+}
+
+// statesOnly says whether the filter selects by state alone: no address,
+// port, family or other test, which the walk does not read. Its counts,
+// kept to those states (tablecount.Counter.SetStates), are then what the
+// dumps would count.
+func statesOnly(p *filter.Program) bool {
+	return p.Bytecode == nil && !p.Residual && len(p.Families) == 2
 }
 
 // maxCounted is how many namespaces one walk counts; a scrape of more dumps

@@ -97,8 +97,11 @@ func runNetns(a *app, o *options, sortBy int, podLogs string) error {
 	var rows []netnsRow
 	gone := 0
 	var walked map[uint64]*tablecount.Counts
-	if o.prog.Expr == nil {
-		walked = walkNamespaces(found)
+	if statesOnly(o.prog) {
+		var err error
+		if walked, err = walkNamespaces(found, o.prog.States); err != nil {
+			a.note(fmt.Sprintf("each namespace is dumped on its own: %v", err))
+		}
 	}
 	for i := range found {
 		n := &found[i]
@@ -136,18 +139,19 @@ func runNetns(a *app, o *options, sortBy int, podLogs string) error {
 	return nil
 }
 
-// walkNamespaces counts, in one walk of the kernel's shared tables
-// (tablecount), the namespaces of found that keep their connections there,
+// walkNamespaces counts the sockets in these states, in one walk of the
+// kernel's shared tables (tablecount), of the namespaces of found that keep their connections there,
 // and the caller's: a dump of each would walk the whole shared table once
 // per namespace. It returns the counts it has; the namespaces without them
-// are dumped, as they all are where the walk cannot be had (not root, no
-// BTF), with the same answer.
-func walkNamespaces(found []nsfind.Namespace) map[uint64]*tablecount.Counts {
+// are dumped, as they all are when it fails (not root, no BTF), with the
+// same answer.
+func walkNamespaces(found []nsfind.Namespace, states sock.StateMask) (map[uint64]*tablecount.Counts, error) {
 	c, err := tablecount.Open(len(found), nil, nil)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	defer c.Close()
+	c.SetStates(states)
 	inodes := make([]uint32, 0, len(found))
 	shared := make(map[uint32]bool, len(found))
 	for i := range found {
@@ -155,6 +159,7 @@ func walkNamespaces(found []nsfind.Namespace) map[uint64]*tablecount.Counts {
 		if err != nil {
 			continue // gone: its dump says so
 		}
+		// Unread, it counts as a table of its own: dumped.
 		if ok, err := kstat.SharesHostTable(ns); err == nil {
 			shared[uint32(ns.Inode)] = ok
 		}
@@ -162,17 +167,15 @@ func walkNamespaces(found []nsfind.Namespace) map[uint64]*tablecount.Counts {
 	}
 	w, err := c.Count(inodes)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	out := make(map[uint64]*tablecount.Counts, len(w.Counts))
 	for ino, counts := range w.Counts {
-		// A namespace with a table of its own is not in the walked one
-		// (only its listeners are: the listening table is shared).
-		if ino == w.Netns || (w.Shared && shared[ino]) {
+		if w.Covers(ino, shared[ino]) {
 			out[uint64(ino)] = counts
 		}
 	}
-	return out
+	return out, nil
 }
 
 // walkedRow is a namespace's row from the walk's counts.

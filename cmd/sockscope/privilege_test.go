@@ -229,7 +229,14 @@ func TestIntegrationAllNetnsCapabilities(t *testing.T) {
 	if err := exp.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { exp.Process.Kill(); exp.Wait() }()
+	var drained chan struct{} // closed once its stderr is read to the end
+	defer func() {
+		exp.Process.Kill()
+		if drained != nil {
+			<-drained // Wait closes the pipe: not before the reads end
+		}
+		exp.Wait()
+	}()
 	sc := bufio.NewScanner(expErr)
 	var expNotes []string
 	for sc.Scan() && !strings.Contains(sc.Text(), "serving http://") {
@@ -239,7 +246,11 @@ func TestIntegrationAllNetnsCapabilities(t *testing.T) {
 	if url == "" || len(expNotes) > 0 {
 		t.Fatalf("exporter with CAP_SYS_ADMIN and CAP_SYS_PTRACE said %q, then %q", expNotes, sc.Text())
 	}
-	go io.Copy(io.Discard, expErr)
+	drained = make(chan struct{})
+	go func() {
+		defer close(drained)
+		io.Copy(io.Discard, expErr)
+	}()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatalf("scraping: %v", err)

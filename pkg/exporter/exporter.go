@@ -419,12 +419,8 @@ func (e *Exporter) count(targets []Target, res []result) []bool {
 	}
 	for i, t := range targets {
 		c := w.Counts[t.Inode]
-		// The walk read the caller's established table: the host's
-		// shared one unless the caller has its own. A namespace with a
-		// table of its own is not in it (its listeners are: the
-		// listening table is always shared, so its counts are partial).
-		if c == nil || (t.Inode != w.Netns && !(w.Shared && t.SharedTable)) {
-			continue
+		if c == nil || !w.Covers(t.Inode, t.SharedTable) {
+			continue // a table of its own: dumped
 		}
 		r := result{counts: make(map[seriesKey]int, 64), maxTW: -1, took: w.Took, walked: true}
 		c.Each(e.portList, func(port uint16, fam sock.Family, st sock.State, n uint32) {

@@ -116,7 +116,7 @@ func (r *Reader) TimeWait() (TimeWaitSettings, error) {
 
 // SharesHostTable says whether the namespace keeps its connections in the
 // host's shared established table: net.ipv4.tcp_ehash_entries is negative
-// there (Linux 5.19+). A namespace made while its parent's
+// there (Linux 6.1+). A namespace made while its parent's
 // tcp_child_ehash_entries was set has a table of its own (a positive
 // value), and so has the host's first namespace, which owns the shared
 // one: both read false. A kernel without the knob has only the shared

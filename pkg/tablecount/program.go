@@ -1,6 +1,7 @@
 package tablecount
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf/asm"
@@ -43,9 +44,11 @@ func kernelLayout() (*layout, error) {
 			return nil, err
 		}
 	}
+	var sizeErr error
 	size := func(name string) int32 {
 		n, err := btf.Sizeof(structs[name])
 		if err != nil {
+			sizeErr = fmt.Errorf("size of struct %s: %w", name, err)
 			return -1
 		}
 		return int32(n)
@@ -75,7 +78,7 @@ func kernelLayout() (*layout, error) {
 		substate:    f.Of(s["inet_timewait_sock"], 1, "tw_substate"),
 		expires:     f.Of(s["inet_timewait_sock"], 8, "tw_timer", "expires"),
 	}
-	if err := f.Err(); err != nil {
+	if err := errors.Join(f.Err(), sizeErr); err != nil {
 		return nil, err
 	}
 	var werr error
@@ -88,7 +91,7 @@ func kernelLayout() (*layout, error) {
 		// on the stack, where the verifier insists on it.
 		lo &^= 7
 		n = (hi - lo + 7) &^ 7
-		if n > maxWindow {
+		if n > maxWindow && werr == nil {
 			werr = fmt.Errorf("the fields span %d bytes, more than %d", n, maxWindow)
 		}
 		return lo, n
@@ -96,12 +99,10 @@ func kernelLayout() (*layout, error) {
 	l.hLo, l.hSize = window([2]int32{l.ehash, 8}, [2]int32{l.ehashMask, 4}, [2]int32{l.lhash2, 8}, [2]int32{l.lhMask, 4}, [2]int32{l.pernet, 1})
 	l.winLo, l.winSize = window([2]int32{l.nullsNext, 8}, [2]int32{l.family, 2}, [2]int32{l.state, 1}, [2]int32{l.num, 2}, [2]int32{l.net, 8})
 	l.twLo, l.twSize = window([2]int32{l.substate, 1}, [2]int32{l.expires, 8})
-	if l.twSize > maxTwWindow {
+	if l.twSize > maxTwWindow && werr == nil {
 		werr = fmt.Errorf("the timewait fields span %d bytes, more than %d", l.twSize, maxTwWindow)
 	}
-	if l.ehashStride <= 0 || l.lhashStride <= 0 {
-		werr = fmt.Errorf("no size for the hash buckets")
-	}
+
 	return l, werr
 }
 
@@ -156,7 +157,8 @@ func funcPtr(dst asm.Register, fn string) asm.Instruction {
 	return asm.Instruction{OpCode: asm.LoadImmOp(asm.DWord), Dst: dst, Src: asm.PseudoFunc, Constant: -1}.WithReference(fn)
 }
 
-// maxChain bounds a chain's walk; a longer chain is reported, not cut.
+// maxChain bounds a chain's walk: a longer chain is cut there, and the
+// walk reports it (Count then fails rather than count part of it).
 const maxChain = 1 << 16
 
 // Value layout of the namespace map, per namespace: counts as u32 by
@@ -397,33 +399,38 @@ func program(l *layout, nsMap, info int, ports []uint16, boundsMs []int32, msPer
 	s = append(s,
 		asm.LoadMem(asm.R2, asm.R6, t(l.substate), asm.Byte),
 		asm.JNE.Imm(asm.R2, 6, "s_state"), // FIN_WAIT2 kept as a timewait entry: no TIME_WAIT age
-		// age = 60 s - the timer's time left (never below 0), in ms, as
-		// the kernel's dump computes it.
-		asm.LoadMem(asm.R3, asm.R6, t(l.expires), asm.DWord),
-		asm.LoadMem(asm.R4, asm.R6, cJiffies, asm.DWord),
-		asm.Sub.Reg(asm.R3, asm.R4),
-		asm.JSGT.Imm(asm.R3, 0, "s_left"),
-		asm.Mov.Imm(asm.R3, 0),
-		asm.Mul.Imm(asm.R3, msPerJiffy).WithSymbol("s_left"),
-		asm.Mov.Imm(asm.R4, 60000),
-		asm.Sub.Reg(asm.R4, asm.R3),
-		asm.JSGT.Imm(asm.R4, 0, "s_age"),
-		asm.Mov.Imm(asm.R4, 0),
-		asm.Mov.Imm(asm.R5, 1).WithSymbol("s_age"),
-		asm.Mov.Reg(asm.R1, asm.R9),
-		asm.Add.Imm(asm.R1, int32(hist)),
-		asm.StoreXAdd(asm.R1, asm.R5, asm.DWord),
-		asm.Add.Imm(asm.R1, 8),
-		asm.StoreXAdd(asm.R1, asm.R4, asm.DWord),
 	)
-	for i, bound := range boundsMs {
-		skip := fmt.Sprintf("s_bound%d", i)
+	// The ages, when asked for (bounds given).
+	if len(boundsMs) > 0 {
 		s = append(s,
-			asm.Add.Imm(asm.R1, 8),
-			asm.JGT.Imm(asm.R4, bound, skip),
+			// age = 60 s - the timer's time left (never below 0), in ms, as
+			// the kernel's dump computes it.
+			asm.LoadMem(asm.R3, asm.R6, t(l.expires), asm.DWord),
+			asm.LoadMem(asm.R4, asm.R6, cJiffies, asm.DWord),
+			asm.Sub.Reg(asm.R3, asm.R4),
+			asm.JSGT.Imm(asm.R3, 0, "s_left"),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.Mul.Imm(asm.R3, msPerJiffy).WithSymbol("s_left"),
+			asm.Mov.Imm(asm.R4, 60000),
+			asm.Sub.Reg(asm.R4, asm.R3),
+			asm.JSGT.Imm(asm.R4, 0, "s_age"),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.Mov.Imm(asm.R5, 1).WithSymbol("s_age"),
+			asm.Mov.Reg(asm.R1, asm.R9),
+			asm.Add.Imm(asm.R1, int32(hist)),
 			asm.StoreXAdd(asm.R1, asm.R5, asm.DWord),
-			asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
+			asm.Add.Imm(asm.R1, 8),
+			asm.StoreXAdd(asm.R1, asm.R4, asm.DWord),
 		)
+		for i, bound := range boundsMs {
+			skip := fmt.Sprintf("s_bound%d", i)
+			s = append(s,
+				asm.Add.Imm(asm.R1, 8),
+				asm.JGT.Imm(asm.R4, bound, skip),
+				asm.StoreXAdd(asm.R1, asm.R5, asm.DWord),
+				asm.Mov.Imm(asm.R0, 0).WithSymbol(skip),
+			)
+		}
 	}
 	s = append(s,
 		asm.Mov.Imm(asm.R2, 6),

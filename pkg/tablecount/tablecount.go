@@ -18,8 +18,9 @@
 //
 // A chain that is left for another while the walk is on it (a socket freed
 // and reused, which the chain's end marker shows) or a read that fails
-// makes the whole walk start again; after a few tries Count returns an
-// error and the caller dumps namespace by namespace.
+// makes the whole walk start again; after a few tries, or at once for a
+// chain longer than the walk follows (65,536 sockets in one bucket), Count
+// returns an error and the caller dumps namespace by namespace.
 //
 // It needs root (CAP_BPF and CAP_PERFMON) and the kernel's BTF, and is built
 // at run time with cilium/ebpf's asm package, like the package kevents.
@@ -53,7 +54,7 @@ type Counts struct {
 	// kernel's number (sock.State).
 	Sockets [][2][16]uint32
 	// TimeWait are the ages of the TIME_WAIT entries, from their timers
-	// (sock.Socket.TimeWaitAge).
+	// (sock.Socket.TimeWaitAge); counted only when Open was given bounds.
 	TimeWait Ages
 }
 
@@ -96,6 +97,17 @@ type Walk struct {
 	Took    time.Duration
 }
 
+// Covers says whether the walk counted all of a namespace's sockets: the
+// namespace with inode ino, whose connections are in the host's shared
+// table when sharesHost (kstat.SharesHostTable). The walk read the
+// caller's tables: the caller's namespace is covered, and so is every
+// namespace in the shared table when the caller's table is that one. A
+// namespace with a table of its own is not: only its listeners are in
+// the walk, since the listening table is always the host's.
+func (w *Walk) Covers(ino uint32, sharesHost bool) bool {
+	return ino == w.Netns || (w.Shared && sharesHost)
+}
+
 // Counter holds the loaded program.
 type Counter struct {
 	prog   *ebpf.Program
@@ -107,7 +119,13 @@ type Counter struct {
 	have   map[uint32]bool // the inodes in ns
 	zero   []byte
 	buf    []byte
+	keep   sock.StateMask // the states counted (SetStates)
 }
+
+// SetStates counts only the sockets in these states, as a dump asked for
+// them counts (sock.AllStates, the default: every one). The TIME_WAIT ages
+// are counted only with TIME_WAIT.
+func (c *Counter) SetStates(m sock.StateMask) { c.keep = m }
 
 // ErrUnavailable says this kernel or process cannot run the walk.
 var ErrUnavailable = errors.New("counting in one walk of the kernel's tables unavailable")
@@ -126,21 +144,13 @@ func Open(maxNamespaces int, ports []uint16, bounds []time.Duration) (*Counter, 
 	if len(ports) > MaxPorts {
 		return nil, fmt.Errorf("%w: %d ports, at most %d", ErrUnavailable, len(ports), MaxPorts)
 	}
-	hz, err := kernelHZ()
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if 1000%hz != 0 {
-		return nil, unavailable(fmt.Errorf("CONFIG_HZ=%d does not divide a second into whole ms", hz))
-	}
-	l, err := kernelLayout()
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	c := &Counter{ports: ports, bounds: len(bounds), size: valueSize(len(ports), len(bounds)), have: map[uint32]bool{}}
+	c := &Counter{ports: ports, bounds: len(bounds), size: valueSize(len(ports), len(bounds)), have: map[uint32]bool{}, keep: sock.AllStates}
 	c.zero, c.buf = make([]byte, c.size), make([]byte, c.size)
+	// The maps first: without the privilege they fail at once, before the
+	// kernel's BTF is read.
 	// Not preallocated: the kernel holds memory for the namespaces there
 	// are, not for maxNamespaces.
+	var err error
 	c.ns, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sockscope_nsc", Type: ebpf.Hash, KeySize: 4,
 		ValueSize: uint32(c.size), MaxEntries: uint32(max(maxNamespaces, 1)), Flags: unix.BPF_F_NO_PREALLOC})
 	if err != nil {
@@ -151,13 +161,33 @@ func Open(maxNamespaces int, ports []uint16, bounds []time.Duration) (*Counter, 
 		c.Close()
 		return nil, unavailable(fmt.Errorf("creating the info map: %w", err))
 	}
+	// TIME_WAIT ages need the length of a jiffy, from the kernel's
+	// configuration; without bounds none are counted.
+	msPerJiffy := 0
+	if len(bounds) > 0 {
+		hz, err := kernelHZ()
+		if err != nil {
+			c.Close()
+			return nil, unavailable(err)
+		}
+		if 1000%hz != 0 {
+			c.Close()
+			return nil, unavailable(fmt.Errorf("CONFIG_HZ=%d does not divide a second into whole ms", hz))
+		}
+		msPerJiffy = 1000 / hz
+	}
+	l, err := kernelLayout()
+	if err != nil {
+		c.Close()
+		return nil, unavailable(err)
+	}
 	ms := make([]int32, len(bounds))
 	for i, b := range bounds {
 		ms[i] = int32(b.Milliseconds())
 	}
 	c.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name: "sockscope_count", Type: ebpf.RawTracepoint, License: "GPL",
-		Instructions: program(l, c.ns.FD(), c.info.FD(), ports, ms, int32(1000/hz)),
+		Instructions: program(l, c.ns.FD(), c.info.FD(), ports, ms, int32(msPerJiffy)),
 	})
 	if err != nil {
 		c.Close()
@@ -169,9 +199,12 @@ func Open(maxNamespaces int, ports []uint16, bounds []time.Duration) (*Counter, 
 // Close unloads the program.
 func (c *Counter) Close() error {
 	var errs []error
-	for _, cl := range []io.Closer{c.prog, c.ns, c.info} {
-		if cl != nil {
-			errs = append(errs, cl.Close())
+	if c.prog != nil {
+		errs = append(errs, c.prog.Close())
+	}
+	for _, m := range []*ebpf.Map{c.ns, c.info} {
+		if m != nil {
+			errs = append(errs, m.Close())
 		}
 	}
 	return errors.Join(errs...)
@@ -222,11 +255,8 @@ func (c *Counter) reset(inodes []uint32) error {
 	want := make(map[uint32]bool, len(inodes))
 	for _, ino := range inodes {
 		want[ino] = true
-		if err := c.ns.Update(ino, c.zero, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("preparing the counts of net:[%d]: %w", ino, err)
-		}
-		c.have[ino] = true
 	}
+	// The namespaces gone first: a full map has room for the new ones.
 	for ino := range c.have {
 		if !want[ino] {
 			if err := c.ns.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -234,6 +264,12 @@ func (c *Counter) reset(inodes []uint32) error {
 			}
 			delete(c.have, ino)
 		}
+	}
+	for _, ino := range inodes {
+		if err := c.ns.Update(ino, c.zero, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("preparing the counts of net:[%d]: %w", ino, err)
+		}
+		c.have[ino] = true
 	}
 	return nil
 }
@@ -266,7 +302,11 @@ func (c *Counter) walk(w *Walk) (clean bool, err error) {
 			}
 			buckets = uint64(ne.Uint32(info[mask:])) + 1
 			w.Sockets += ne.Uint64(info[infoSockets:])
-			if ne.Uint64(info[infoTruncated:])+ne.Uint64(info[infoFaults:])+ne.Uint64(info[infoMoved:]) > 0 {
+			if n := ne.Uint64(info[infoTruncated:]); n > 0 {
+				// Walking again would not shorten it.
+				return false, fmt.Errorf("walking the kernel's TCP tables: %d chains longer than %d sockets", n, maxChain)
+			}
+			if ne.Uint64(info[infoFaults:])+ne.Uint64(info[infoMoved:]) > 0 {
 				clean = false
 			}
 		}
@@ -281,15 +321,20 @@ func (c *Counter) decode(b []byte) *Counts {
 	for slot := range out.Sockets {
 		for f := range 2 {
 			for st := range 16 {
-				out.Sockets[slot][f][st] = ne.Uint32(b[i:])
+				if c.keep.Has(sock.State(st)) {
+					out.Sockets[slot][f][st] = ne.Uint32(b[i:])
+				}
 				i += 4
 			}
 		}
 	}
+	out.TimeWait.LE = make([]uint64, c.bounds)
+	if !c.keep.Has(sock.TimeWait) {
+		return out
+	}
 	h := histOffset(len(c.ports))
 	out.TimeWait.N = ne.Uint64(b[h:])
 	out.TimeWait.Sum = time.Duration(ne.Uint64(b[h+8:])) * time.Millisecond
-	out.TimeWait.LE = make([]uint64, c.bounds)
 	for k := range out.TimeWait.LE {
 		out.TimeWait.LE[k] = ne.Uint64(b[h+16+8*k:])
 	}

@@ -38,7 +38,7 @@ func open(t *testing.T, ports []uint16) *Counter {
 
 // fromDump counts a namespace's sockets as the exporter does from its
 // sock_diag dump: the truth the walk must match.
-func fromDump(t *testing.T, ns netns.NS, ports []uint16, at time.Time) *Counts {
+func fromDump(t *testing.T, ns netns.NS, ports []uint16) *Counts {
 	t.Helper()
 	col, err := sockdiag.Open(ns)
 	if err != nil {
@@ -90,6 +90,25 @@ func populate(t *testing.T, ns *nstest.NS, port, n int) {
 	}
 }
 
+// settled waits until two dumps of ns 50 ms apart agree (the seed's last
+// close settles, FIN_WAIT1 to FIN_WAIT2, a moment after it returns) and
+// returns the counts they agree on.
+func settled(t *testing.T, ns *nstest.NS, ports ...uint16) *Counts {
+	t.Helper()
+	want := fromDump(t, ns.NS(t), ports)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		time.Sleep(50 * time.Millisecond)
+		again := fromDump(t, ns.NS(t), ports)
+		if fmt.Sprint(again.Sockets) == fmt.Sprint(want.Sockets) {
+			return again
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not settle: %v, then %v", ns.Name, want.Sockets, again.Sockets)
+		}
+		want = again
+	}
+}
+
 func inode(t *testing.T, ns netns.NS) uint32 {
 	t.Helper()
 	if ns.IsSelf() {
@@ -113,7 +132,9 @@ func TestIntegrationCountsMatchTheDumps(t *testing.T) {
 	}
 	// One namespace not asked for: its sockets go to no one's count.
 	populate(t, nstest.New(t), 9000, 5)
-	time.Sleep(100 * time.Millisecond) // every TIME_WAIT entry is older than the 1 ms bound
+	for _, ns := range spaces {
+		settled(t, ns, ports...) // and every TIME_WAIT entry older than the 1 ms bound
+	}
 
 	var inodes []uint32
 	for _, ns := range spaces {
@@ -135,7 +156,7 @@ func TestIntegrationCountsMatchTheDumps(t *testing.T) {
 		t.Fatalf("%d namespaces counted, want %d", len(w.Counts), len(inodes))
 	}
 	for i, ns := range spaces {
-		got, want := w.Counts[inodes[i]], fromDump(t, ns.NS(t), ports, before)
+		got, want := w.Counts[inodes[i]], fromDump(t, ns.NS(t), ports)
 		if fmt.Sprint(got.Sockets) != fmt.Sprint(want.Sockets) {
 			t.Errorf("%s: walk counted %v, the dump %v", ns.Name, got.Sockets, want.Sockets)
 		}
@@ -161,14 +182,31 @@ func TestIntegrationCountsMatchTheDumps(t *testing.T) {
 		t.Errorf("walk visited %d sockets in %d tries", w.Sockets, w.Tries)
 	}
 
-	// A namespace dropped from the list is no longer counted, and a
-	// namespace's sockets closing show at the next walk.
+	// A namespace dropped from the list is no longer counted; with
+	// states set, only those are, as in a dump that asks for them.
+	keep := sock.MaskOf(sock.Listen, sock.CloseWait)
+	c.SetStates(keep)
 	w, err = c.Count(inodes[:1])
 	if err != nil {
 		t.Fatalf("Count: %v", err)
 	}
 	if len(w.Counts) != 1 || w.Counts[inodes[0]] == nil {
-		t.Errorf("second walk counted %d namespaces, want 1", len(w.Counts))
+		t.Fatalf("second walk counted %d namespaces, want 1", len(w.Counts))
+	}
+	want := fromDump(t, spaces[0].NS(t), ports)
+	for slot := range want.Sockets {
+		for f := range 2 {
+			for st := range 16 {
+				if !keep.Has(sock.State(st)) {
+					want.Sockets[slot][f][st] = 0
+				}
+			}
+		}
+	}
+	got := w.Counts[inodes[0]]
+	if fmt.Sprint(got.Sockets) != fmt.Sprint(want.Sockets) || got.TimeWait.N != 0 {
+		t.Errorf("LISTEN and CLOSE_WAIT only: walk counted %v and %d TIME_WAIT ages, the dump %v and none",
+			got.Sockets, got.TimeWait.N, want.Sockets)
 	}
 }
 
@@ -282,22 +320,9 @@ func TestIntegrationCountsUnderChurn(t *testing.T) {
 	quiet, busy := nstest.New(t), nstest.New(t)
 	populate(t, quiet, 9100, 6)
 	ino := inode(t, quiet.NS(t))
-	// The seed's last close settles (FIN_WAIT1 to FIN_WAIT2) a moment
-	// after it returns: the quiet namespace is the one two dumps agree on.
-	want := fromDump(t, quiet.NS(t), nil, time.Now())
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		time.Sleep(50 * time.Millisecond)
-		again := fromDump(t, quiet.NS(t), nil, time.Now())
-		if fmt.Sprint(again.Sockets) == fmt.Sprint(want.Sockets) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the quiet namespace does not settle: %v, then %v", want.Sockets, again.Sockets)
-		}
-		want = again
-	}
+	want := settled(t, quiet)
 
-	stop := make(chan struct{})
+	stop, started := make(chan struct{}), make(chan struct{})
 	churned := make(chan error, 1)
 	go func() {
 		churned <- busy.Do(func() error {
@@ -313,11 +338,11 @@ func TestIntegrationCountsUnderChurn(t *testing.T) {
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
-					if n < 100 {
-						return fmt.Errorf("only %d connections while the walks ran", n)
-					}
 					return nil
 				default:
+				}
+				if n == 200 {
+					close(started) // the walks begin under churn
 				}
 				if n >= maxChurn {
 					<-stop
@@ -344,6 +369,11 @@ func TestIntegrationCountsUnderChurn(t *testing.T) {
 			}
 		})
 	}()
+	select {
+	case <-started:
+	case err := <-churned:
+		t.Fatalf("churn: %v", err)
+	}
 	retried := 0
 	for i := range 50 {
 		w, err := c.Count([]uint32{ino})
@@ -363,4 +393,30 @@ func TestIntegrationCountsUnderChurn(t *testing.T) {
 		t.Fatalf("churn: %v", err)
 	}
 	t.Logf("50 walks under churn, %d of them made again", retried)
+}
+
+// Which namespaces a walk covers: the caller's always; the others in the
+// shared table when the caller's table is the shared one; a namespace with
+// a table of its own never (the caller's excepted).
+func TestCovers(t *testing.T) {
+	shared := &Walk{Netns: 1, Shared: true}
+	own := &Walk{Netns: 1, Shared: false}
+	for _, c := range []struct {
+		w          *Walk
+		ino        uint32
+		sharesHost bool
+		want       bool
+	}{
+		{shared, 1, false, true}, // the host's own namespace: its table is the shared one, its sysctl positive
+		{shared, 2, true, true},
+		{shared, 3, false, false}, // a table of its own
+		{own, 1, false, true},     // the caller, inside a namespace with its own table
+		{own, 2, true, false},     // the shared table was not walked
+		{own, 3, false, false},
+	} {
+		if got := c.w.Covers(c.ino, c.sharesHost); got != c.want {
+			t.Errorf("walk of net:[%d] (shared %v) covers net:[%d] (shares the host's table %v): %v, want %v",
+				c.w.Netns, c.w.Shared, c.ino, c.sharesHost, got, c.want)
+		}
+	}
 }
