@@ -108,7 +108,8 @@ func (w *Walk) Covers(ino uint32, sharesHost bool) bool {
 	return ino == w.Netns || (w.Shared && sharesHost)
 }
 
-// Counter holds the loaded program.
+// Counter holds the loaded program. It is NOT safe for concurrent use: a
+// walk fills the maps the next one clears.
 type Counter struct {
 	prog   *ebpf.Program
 	ns     *ebpf.Map // inode -> value (valueSize)
