@@ -8,6 +8,7 @@ package sock
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -232,7 +233,22 @@ type Snapshot struct {
 	Infos   []TCPInfo
 	Dumped  int // sockets the kernel sent, before the user-space part of the filter
 	Total   int // TCP sockets in the namespace, matching or not; -1 when unknown
+	// Read, when not nil, says that Sockets holds the sockets of these
+	// namespaces alone (inodes; none when empty): a reader of many
+	// namespaces counted the others (Counted) instead of dumping them.
+	// nil: every namespace read is in Sockets.
+	Read []uint32
+	// Counted are the matching sockets of the namespaces not in Read,
+	// by namespace inode and state (counts of the kernel's walk, not
+	// records).
+	Counted map[uint32]StateCounts
 }
+
+// StateCounts are a namespace's sockets by state (sock.State).
+type StateCounts [16]int
+
+// Reads says whether the snapshot holds namespace ino's sockets.
+func (s *Snapshot) Reads(ino uint32) bool { return s.Read == nil || slices.Contains(s.Read, ino) }
 
 // Destroy is the kernel's word that a full socket was freed (the
 // sock_diag destroy multicast groups): for an active close, the moment it

@@ -7,7 +7,9 @@
 //   - A socket first seen after the tracker started: the time since the
 //     snapshot that first showed it (accurate to one polling interval).
 //   - A socket already there at the first snapshot: "at least" the time
-//     since then. No creation time exists for any TCP state.
+//     since then. No creation time exists for any TCP state. The same
+//     for the sockets of a namespace that a snapshot dumps after others
+//     only counted it (sock.Snapshot.Read): at least since that dump.
 //
 // It records each socket's state transitions and remembers its owning
 // process by cookie, so a TIME_WAIT entry, which owns no file, still shows
@@ -310,6 +312,10 @@ type Tracker struct {
 	// announcement that comes after the poll that missed its socket is
 	// not one for an unseen socket.
 	goneLast map[Key]struct{}
+	// read is the latest snapshot's sock.Snapshot.Read: the namespaces
+	// it dumped (nil: all). A namespace dumped again after a time of
+	// counts alone has its sockets first seen then, each predating it.
+	read []uint32
 }
 
 // pair is an address pair within one namespace: the same four-tuple in
@@ -376,9 +382,11 @@ func (t *Tracker) Destroyed(d sock.Destroy) {
 		if r.destroyedAt == none {
 			r.destroyedAt = t.stamp(d.At)
 		}
-	case t.gen == 0 || !d.Matches || d.Socket.Cookie != d.Cookie:
+	case t.gen == 0 || !d.Matches || d.Socket.Cookie != d.Cookie ||
+		(t.read != nil && !slices.Contains(t.read, k.Netns)):
 		// Before the first snapshot nothing is known to be unseen; the
-		// filter may not match it; a Destroy may carry no socket.
+		// filter may not match it; a Destroy may carry no socket; its
+		// namespace may be only counted, not shown.
 	default:
 		_, gone := t.goneLast[k]
 		_, twice := t.unseenKeys[k]
@@ -415,6 +423,11 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	t.lastS = nowS
 	v := &View{Time: now, Snapshot: snap, Entries: t.entries(len(snap.Sockets))}
 	old, oldOrder := t.snap, t.order
+	wasRead := t.read
+	t.read = append(t.read[:0:0], snap.Read...)
+	if snap.Read == nil {
+		t.read = nil
+	}
 	order := t.spareOrder[:0]
 	if cap(order) < len(snap.Sockets) {
 		order = make([]*record, 0, len(snap.Sockets)+len(snap.Sockets)/8)
@@ -434,12 +447,17 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 		}
 		isNew := r == nil
 		kernelSince := false // the kernel dated its state
+		predates := false    // first seen in a first look at its namespace
 		if isNew {
-			r = &record{firstSeen: nowS, predates: first, state: s.State, since: nowS,
+			// A socket of a namespace the last snapshot did not dump
+			// was not born now: it predates this look, as every socket
+			// of the first one does.
+			predates = first || (wasRead != nil && !slices.Contains(wasRead, s.Netns))
+			r = &record{firstSeen: nowS, predates: predates, state: s.State, since: nowS,
 				twEntered: none, destroyedAt: none, missingAt: none, born: none}
 			kernelSince = t.bornOf(r, s)
 			t.recs.Set(KeyOf(s), r)
-			if !first {
+			if !predates {
 				t.fresh[pairOf(s)] = struct{}{}
 			}
 		}
@@ -482,7 +500,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 				// First seen now, made when the kernel says.
 				entered, exact = t.time(r.born), true
 			}
-			if !first {
+			if !predates {
 				v.Events = append(v.Events, Event{Kind: EventNew, At: entered, Exact: exact, Entry: owned(e), To: s.State})
 			}
 		case r.state != s.State:
@@ -517,6 +535,9 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	slices.SortFunc(t.due, func(a, b *record) int { return cmp.Compare(a.twEntered, b.twEntered) })
 	for i := range t.unseen {
 		d := &t.unseen[i]
+		if !snap.Reads(d.Socket.Netns) {
+			continue // a namespace only counted: no socket of it is shown
+		}
 		_, shown := t.recs.Get(Key{Netns: d.Socket.Netns, Cookie: d.Cookie})
 		_, successor := t.fresh[pairOf(&d.Socket)]
 		if shown || successor {
@@ -550,6 +571,12 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 	copies := make([]sock.Socket, 0, n)
 	for i, r := range order {
 		if r == nil || r.seen == t.gen {
+			continue
+		}
+		if k := KeyOf(&old.Sockets[i]); !v.Snapshot.Reads(k.Netns) {
+			// Its namespace is counted now, not dumped: forgotten, not
+			// gone. Seen again, it is first seen again.
+			t.recs.Delete(k)
 			continue
 		}
 		// Gone since the previous snapshot, which showed it last.
@@ -611,7 +638,7 @@ func (t *Tracker) entries(n int) []Entry {
 func (t *Tracker) entry(r *record, s *sock.Socket, at time.Time) Entry {
 	firstSeen := t.time(r.firstSeen)
 	e := Entry{Socket: s, firstSeen: firstSeen.UnixNano(), Process: r.proc}
-	e.Age, e.AgeSource = age(s, r.predates, firstSeen, t.started, at)
+	e.Age, e.AgeSource = age(s, r.predates, firstSeen, at)
 	if r.born != none && e.AgeSource != AgeTimer {
 		e.Age, e.AgeSource = at.Sub(t.time(r.born)), AgeKernel
 	}
@@ -726,13 +753,13 @@ func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 }
 
 // age is a socket's age at now: from the TIME_WAIT timer, else since it
-// was first seen, or since the tracker started when it predates it.
-func age(s *sock.Socket, predates bool, firstSeen, started, now time.Time) (time.Duration, AgeSource) {
+// was first seen, at least when it predates that first look.
+func age(s *sock.Socket, predates bool, firstSeen, now time.Time) (time.Duration, AgeSource) {
 	if age, _, ok := s.TimeWaitAge(); ok {
 		return age, AgeTimer
 	}
 	if predates {
-		return now.Sub(started), AgeAtLeast
+		return now.Sub(firstSeen), AgeAtLeast
 	}
 	return now.Sub(firstSeen), AgeFirstSeen
 }
@@ -774,7 +801,7 @@ func OnceBornInto(v *View, snap *sock.Snapshot, lookup Lookup, births Births) {
 		s := &snap.Sockets[i]
 		e := &v.Entries[i]
 		*e = Entry{Socket: s, firstSeen: seen}
-		e.Age, e.AgeSource = age(s, true, now, now, now)
+		e.Age, e.AgeSource = age(s, true, now, now)
 		if births != nil && e.AgeSource != AgeTimer {
 			if b, ok := births(s.Cookie); ok && !b.Born.IsZero() {
 				e.Age, e.AgeSource, e.firstSeen = now.Sub(b.Born), AgeKernel, b.Born.UnixNano()

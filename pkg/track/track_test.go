@@ -635,3 +635,68 @@ func TestKernelChangeBeforeEnd(t *testing.T) {
 		t.Errorf("events %+v; want the change into SYN_SENT at 500ms, exact", v.Events)
 	}
 }
+
+// inNS is s in namespace ino.
+func inNS(s sock.Socket, ino uint32) sock.Socket {
+	s.Netns = ino
+	return s
+}
+
+// A reader of many namespaces may dump some and count the others
+// (sock.Snapshot.Read): a namespace no longer dumped is forgotten without
+// an end, and one dumped again is a first look, its sockets predating it.
+func TestNamespacesReadInTurn(t *testing.T) {
+	tr := New(nil)
+	all := snapAt(0, inNS(est(1, 0), 10), inNS(est(2, 0), 20))
+	tr.Update(all)
+
+	// Only namespace 10 now: 2 is not gone, it is not read.
+	only10 := snapAt(time.Second, inNS(est(1, 0), 10))
+	only10.Read = []uint32{10}
+	v := tr.Update(only10)
+	if len(v.Gone) != 0 || len(v.Events) != 0 {
+		t.Fatalf("namespace 20 left the dump: gone %d, events %s; want none", len(v.Gone), kinds(v.Events))
+	}
+	if tr.Len() != 1 {
+		t.Errorf("records kept %d, want 1 (namespace 20's forgotten)", tr.Len())
+	}
+	// An announcement for a namespace not read is not an unseen socket.
+	tr.Destroyed(sock.Destroy{Cookie: 9, At: t0.Add(1500 * time.Millisecond), Socket: inNS(est(9, 0), 20), Matches: true})
+
+	// Namespace 20 alone, 10 s in: its sockets predate this look, and
+	// namespace 10 is forgotten in turn.
+	only20 := snapAt(10*time.Second, inNS(est(2, 0), 20), inNS(est(3, 0), 20))
+	only20.Read = []uint32{20}
+	v = tr.Update(only20)
+	if len(v.Gone) != 0 || len(v.Events) != 0 {
+		t.Fatalf("switching to namespace 20: gone %d, events %s; want none", len(v.Gone), kinds(v.Events))
+	}
+	for _, c := range []uint64{2, 3} {
+		if e := entry(t, v, c); e.AgeSource != AgeAtLeast || e.Age != 0 {
+			t.Errorf("cookie %d at the first look at its namespace: %v %v, want at least 0s", c, e.Age, e.AgeSource)
+		}
+	}
+	v = tr.Update(func() *sock.Snapshot {
+		s := snapAt(12*time.Second, inNS(est(2, 0), 20), inNS(est(4, 0), 20))
+		s.Read = []uint32{20}
+		return s
+	}())
+	if e := entry(t, v, 2); e.AgeSource != AgeAtLeast || e.Age != 2*time.Second {
+		t.Errorf("2 s after the first look: %v %v, want at least 2s", e.Age, e.AgeSource)
+	}
+	if e := entry(t, v, 4); e.AgeSource != AgeFirstSeen || e.Age != 0 {
+		t.Errorf("a socket born in a namespace read twice: %v %v, want first seen 0s", e.Age, e.AgeSource)
+	}
+	if got := kinds(v.Events); got != "new:4:STATE0->ESTABLISHED gone:3:ESTABLISHED->STATE0" {
+		t.Errorf("events %q, want the end of 3 and the birth of 4", got)
+	}
+
+	// Every namespace again: 10's socket is back, predating the look.
+	v = tr.Update(snapAt(13*time.Second, inNS(est(1, 0), 10), inNS(est(2, 0), 20), inNS(est(4, 0), 20)))
+	if e := entry(t, v, 1); e.AgeSource != AgeAtLeast || e.Age != 0 {
+		t.Errorf("namespace 10 read again: %v %v, want at least 0s", e.Age, e.AgeSource)
+	}
+	if len(v.Events) != 0 {
+		t.Errorf("reading every namespace again: events %s, want none", kinds(v.Events))
+	}
+}
