@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sockscope/sockscope/pkg/exporter"
-	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/fleet"
 	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
@@ -120,7 +119,7 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 			return fleetTargets(f), err
 		}
 	}
-	if (scrape.Fleet != nil || len(targets) > 1) && !o.procfs && statesOnly(o.prog) {
+	if (scrape.Fleet != nil || len(targets) > 1) && !o.procfs && o.prog.StatesOnly() {
 		// Many namespaces: count them in one walk of the shared table
 		// rather than a dump (a walk of that whole table) each.
 		counter, err := tablecount.Open(maxCounted, ports, exporter.AgeBounds())
@@ -221,14 +220,6 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 	}
 	fmt.Fprintf(a.stderr, "sockscope: exporter serving http://%s/metrics\n", ln.Addr())
 	return exporter.Serve(ctx, ln, exporter.Handler(reg), exporter.DefaultLimits)
-}
-
-// statesOnly says whether the filter selects by state alone: no address,
-// port, family or other test, which the walk does not read. Its counts,
-// kept to those states (tablecount.Counter.SetStates), are then what the
-// dumps would count.
-func statesOnly(p *filter.Program) bool {
-	return p.Bytecode == nil && !p.Residual && len(p.Families) == 2
 }
 
 // maxCounted is how many namespaces one walk counts; a scrape of more dumps

@@ -97,7 +97,7 @@ func runNetns(a *app, o *options, sortBy int, podLogs string) error {
 	var rows []netnsRow
 	gone := 0
 	var walked map[uint64]*tablecount.Counts
-	if statesOnly(o.prog) {
+	if o.prog.StatesOnly() {
 		var err error
 		if walked, err = walkNamespaces(found, o.prog.States); err != nil {
 			a.note(fmt.Sprintf("each namespace is dumped on its own: %v", err))

@@ -23,6 +23,14 @@ func (p *Program) Match(s *sock.Socket) bool {
 	return p.Expr == nil || p.Expr.Match(s)
 }
 
+// StatesOnly says whether the filter selects by state alone: no address,
+// port, family or other test. A count of the sockets in those states
+// (such as one walk of the kernel's tables, which reads no address) is
+// then what a dump with the filter would count.
+func (p *Program) StatesOnly() bool {
+	return p.Bytecode == nil && !p.Residual && len(p.Families) == 2
+}
+
 // String renders the filter as the language would write it.
 func (p *Program) String() string {
 	if p.Expr == nil {

@@ -81,6 +81,7 @@ type Member struct {
 	// Since is when the Fleet first read it.
 	Since time.Time
 	last  int                // sockets in its last dump: the room the next one needs
+	table uint8              // 0 unread, 1 the host's shared table, 2 one of its own (sharesTable)
 	stop  context.CancelFunc // its destroy announcements
 	done  <-chan struct{}    // closed once they have stopped (their socket closed)
 }
@@ -124,6 +125,13 @@ type Fleet struct {
 	spare   []sock.Socket
 	lastLen int
 	now     func() time.Time
+
+	// The one walk that counts the namespaces not shown (SetCounter,
+	// Focus); self is the caller's own namespace's inode, once read.
+	counter Counter
+	focus   uint32
+	focused bool
+	self    uint32
 }
 
 // Open opens a source in every namespace cfg names, and with cfg.All finds
@@ -511,12 +519,21 @@ func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
 		}
 	}
 	snap := &sock.Snapshot{Time: f.now(), Total: -1}
+	var only []bool // the members to dump; nil: every one
+	if f.counting() {
+		var err error
+		if only, err = f.count(snap); err != nil {
+			// This poll dumps every namespace; the next walks again.
+			f.note(fmt.Sprintf("every namespace dumped: %v", err))
+			snap.Read, snap.Counted = nil, nil
+		}
+	}
 	if cap(f.spare) > 0 {
 		snap.Sockets, f.spare = f.spare[:0], nil
 	} else {
 		snap.Sockets = make([]sock.Socket, 0, f.lastLen+f.lastLen/8)
 	}
-	errs := f.dump(snap)
+	errs := f.dump(snap, only)
 	if err := f.settle(errs); err != nil {
 		return nil, err
 	}
@@ -657,13 +674,16 @@ func (f *Fleet) settle(errs []error) error {
 	return nil
 }
 
-// dump appends every member's sockets to snap, in the members' order, and
-// returns each member's error.
-func (f *Fleet) dump(snap *sock.Snapshot) []error {
+// dump appends the sockets of every member (or of those only marks) to
+// snap, in the members' order, and returns each member's error.
+func (f *Fleet) dump(snap *sock.Snapshot, only []bool) []error {
 	errs := make([]error, len(f.members))
 	workers := min(f.cfg.Workers, len(f.members))
-	if workers <= 1 {
+	if workers <= 1 || only != nil {
 		for i, mb := range f.members {
+			if only != nil && !only[i] {
+				continue
+			}
 			// Room before each namespace, doubling: append's own growth
 			// of a large slice (a quarter at a time) would copy it a
 			// dozen times, each copy fresh memory.
@@ -738,6 +758,9 @@ func (f *Fleet) Recycle(snap *sock.Snapshot) {
 // SetProgram changes the filter of every namespace, and of those to come.
 func (f *Fleet) SetProgram(p *filter.Program) {
 	f.prog = p
+	if f.counter != nil {
+		f.counter.SetStates(p.States)
+	}
 	f.matching.Store(p)
 	for _, mb := range f.members {
 		mb.Source.SetProgram(p)

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
+	"github.com/sockscope/sockscope/pkg/tablecount"
 	"golang.org/x/sys/unix"
 )
 
@@ -422,5 +424,97 @@ func TestIntegrationFleetListedNamespaces(t *testing.T) {
 	}
 	if n := socketsIn(t, held.Inode, own); n != 0 {
 		t.Errorf("the fleet keeps %d sockets in the namespace that went away", n)
+	}
+}
+
+// failingCounter is a walk that cannot be had.
+type failingCounter struct{}
+
+func (failingCounter) SetStates(sock.StateMask) {}
+func (failingCounter) Count([]uint32) (*tablecount.Walk, error) {
+	return nil, errors.New("chains moved under 4 walks")
+}
+
+// With a Counter and a focus, a Snapshot dumps the namespace in focus and
+// counts the others in one walk: the counts are those of their dumps.
+func TestIntegrationFleetFocus(t *testing.T) {
+	a, b, c := nstest.New(t), nstest.New(t), nstest.New(t)
+	listeners(t, a.Do, 7400, 2)
+	listeners(t, b.Do, 7400, 4)
+	listeners(t, c.Do, 7400, 3)
+	ai, bi, ci := uint32(a.NS(t).Inode), uint32(b.NS(t).Inode), uint32(c.NS(t).Inode)
+	counter, err := tablecount.Open(16, nil, nil)
+	if err != nil {
+		t.Fatalf("the walk, which the focus needs: %v", err)
+	}
+	defer counter.Close()
+	all := filter.Compile(mustParse(t, ""), filter.Options{})
+	f, err := Open(context.Background(), Config{Fixed: []netns.NS{a.NS(t), b.NS(t), c.NS(t)}, Program: all})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.SetCounter(counter)
+	snapshot := func() *sock.Snapshot {
+		t.Helper()
+		snap, err := f.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	listening := func(snap *sock.Snapshot) map[uint32]int {
+		m := countBy(snap)
+		for ino, c := range snap.Counted {
+			m[ino] = c[sock.Listen]
+		}
+		return m
+	}
+	want := map[uint32]int{ai: 2, bi: 4, ci: 3}
+
+	// Nothing in focus: every namespace counted, none dumped.
+	f.Focus(0)
+	snap := snapshot()
+	if len(snap.Sockets) != 0 || snap.Read == nil || len(snap.Read) != 0 {
+		t.Errorf("no focus: %d sockets dumped, read %v; want none", len(snap.Sockets), snap.Read)
+	}
+	if got := listening(snap); !maps.Equal(got, want) {
+		t.Errorf("no focus: listeners %v, want %v", got, want)
+	}
+	// b in focus: its sockets, the others' counts.
+	f.Focus(bi)
+	snap = snapshot()
+	if !slices.Equal(snap.Read, []uint32{bi}) || !maps.Equal(countBy(snap), map[uint32]int{bi: 4}) {
+		t.Errorf("b in focus: read %v, dumped %v; want b's 4 sockets alone", snap.Read, countBy(snap))
+	}
+	if _, ok := snap.Counted[bi]; ok || !maps.Equal(listening(snap), want) {
+		t.Errorf("b in focus: counted %v; want a's and c's", snap.Counted)
+	}
+	// A filter on states: the walk counts those states alone.
+	f.SetProgram(filter.Compile(mustParse(t, "state established"), filter.Options{}))
+	snap = snapshot()
+	if len(snap.Sockets) != 0 || snap.Counted[ai][sock.Listen] != 0 || len(snap.Counted) != 2 {
+		t.Errorf("state established: dumped %d, counted %v; want no listener anywhere", len(snap.Sockets), snap.Counted)
+	}
+	// A filter on ports: every namespace dumped with it.
+	f.SetProgram(filter.Compile(mustParse(t, "sport = :7401"), filter.Options{}))
+	snap = snapshot()
+	if snap.Read != nil || snap.Counted != nil || !maps.Equal(countBy(snap), map[uint32]int{ai: 1, bi: 1, ci: 1}) {
+		t.Errorf("a port filter: read %v, counted %v, dumped %v; want one socket per namespace, dumped", snap.Read, snap.Counted, countBy(snap))
+	}
+	// Out of focus again: every namespace dumped.
+	f.SetProgram(all)
+	f.Unfocus()
+	if snap = snapshot(); snap.Read != nil || !maps.Equal(countBy(snap), want) {
+		t.Errorf("unfocused: read %v, dumped %v; want every namespace dumped", snap.Read, countBy(snap))
+	}
+	// A walk that fails: this poll dumps every namespace, and says so.
+	f.SetCounter(failingCounter{})
+	f.Focus(0)
+	if snap = snapshot(); snap.Read != nil || !maps.Equal(countBy(snap), want) {
+		t.Errorf("a failed walk: read %v, dumped %v; want every namespace dumped", snap.Read, countBy(snap))
+	}
+	if notes := strings.Join(f.Notes(), "; "); !strings.Contains(notes, "every namespace dumped: chains moved") {
+		t.Errorf("notes %q: want the failed walk said", notes)
 	}
 }
