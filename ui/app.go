@@ -291,7 +291,16 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	if d.cfg.Redraw > 0 {
 		t := time.NewTicker(d.cfg.Redraw)
 		defer t.Stop()
-		onUI(ctx, d, t.C, d.refreshHeader) // ages tick up
+		d.helpers.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					d.app.QueueUpdate(d.tick)
+				}
+			}
+		})
 	}
 	go func() {
 		<-ctx.Done()
@@ -305,6 +314,18 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	case <-time.After(6 * time.Second): // longer than a dump may wait on the kernel
 	}
 	return err
+}
+
+// tick redraws what ages between frames: the socket table's ages and
+// timers, the detail panel's. The namespace view shows counts alone, which
+// change with frames: it is not drawn again (a draw of a full screen costs
+// as much as the rest of that view's second, on a hundred namespaces).
+func (d *dashboard) tick() {
+	if d.nsMode && d.front() == "main" {
+		return
+	}
+	d.refreshHeader()
+	d.app.ForceDraw()
 }
 
 // onUI starts a helper that runs f on the UI goroutine, and redraws, each
@@ -353,7 +374,7 @@ func (d *dashboard) applyFrame() {
 		first()
 	}
 	if d.cfg.Namespaces != nil && d.m.frame != nil && (f.Err == nil || f.Entries != nil) {
-		d.ns.apply(d.m.frame.Entries, d.cfg.Namespaces(), f.Time)
+		d.ns.apply(d.m.frame.Entries, d.m.frame.Counted, d.cfg.Namespaces(), f.Time)
 		d.nsReselect()
 	}
 	d.reselect()
@@ -649,6 +670,11 @@ func (d *dashboard) showNamespaces() { d.view(0) }
 // view shows one namespace's socket table (its inode), or the namespace
 // view (0), with the counts, columns and selection that go with it.
 func (d *dashboard) view(ino uint32) {
+	if d.cfg.Namespaces != nil && ino != d.m.netns {
+		// A source that can counts the namespaces not shown rather
+		// than dump them: it dumps this one now.
+		d.mon.Focus(ino)
+	}
 	d.m.setNetns(ino)
 	d.cols = d.columns()
 	d.nsMode = ino == 0

@@ -178,6 +178,15 @@ func (m *model) count(f *monitor.Frame) {
 			m.nMatched++
 		}
 	}
+	// The namespaces the source counted rather than dumped.
+	for ino, c := range f.Counted {
+		if m.netns == 0 || ino == m.netns {
+			for st, n := range c {
+				m.counts[st] += n
+				m.nMatched += n
+			}
+		}
+	}
 }
 
 // setNetns shows one namespace's sockets (its inode), or all (0). The

@@ -47,11 +47,19 @@ type nsModel struct {
 
 func newNSModel() *nsModel { return &nsModel{rows: map[uint32]*nsRow{}, sortBy: -1} }
 
-// apply counts a frame's entries per namespace. names are the namespaces
-// read now (those with no matching socket too); a known one missing from
-// them went away.
-func (v *nsModel) apply(entries []track.Entry, names []*nsfind.Name, now time.Time) {
+// apply counts a frame's entries per namespace, and takes the counts of
+// those the source counted rather than dumped (monitor.Frame.Counted).
+// names are the namespaces read now (those with no matching socket too); a
+// known one missing from them went away.
+func (v *nsModel) apply(entries []track.Entry, counted map[uint32]sock.StateCounts, names []*nsfind.Name, now time.Time) {
 	per := make(map[uint32]*[4]int, len(v.rows))
+	for ino, sc := range counted {
+		c := &[4]int{}
+		for j, st := range nsStates {
+			c[j] = sc[st]
+		}
+		per[ino] = c
+	}
 	for i := range entries {
 		e := &entries[i]
 		c := per[e.Netns]

@@ -1,11 +1,13 @@
 package ui
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/gdamore/tcell/v2"
+	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/nsfind"
 	"github.com/sockscope/sockscope/pkg/sock"
 )
@@ -143,4 +145,99 @@ func hasRow(rows []string, words []string) bool {
 		}
 	}
 	return false
+}
+
+// focusing is a source of many namespaces that dumps the one in focus and
+// counts the others, as a Fleet with its walk does.
+type focusing struct {
+	*scripted
+	mu     sync.Mutex
+	focus  uint32
+	asked  []uint32 // every Focus, in order
+	counts int      // snapshots that counted
+}
+
+func (f *focusing) Focus(ino uint32) {
+	f.mu.Lock()
+	f.focus = ino
+	f.asked = append(f.asked, ino)
+	f.mu.Unlock()
+}
+
+func (f *focusing) Snapshot() (*sock.Snapshot, error) {
+	snap, err := f.scripted.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.counts++
+	all := snap.Sockets
+	snap.Sockets, snap.Read, snap.Counted = nil, []uint32{}, map[uint32]sock.StateCounts{}
+	if f.focus != 0 {
+		snap.Read = append(snap.Read, f.focus)
+	}
+	for _, s := range all {
+		if s.Netns == f.focus {
+			snap.Sockets = append(snap.Sockets, s)
+			continue
+		}
+		c := snap.Counted[s.Netns]
+		c[s.State]++
+		snap.Counted[s.Netns] = c
+	}
+	return snap, nil
+}
+
+func (f *focusing) focuses() []uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]uint32(nil), f.asked...)
+}
+
+// With a source that counts the namespaces not shown, the namespace view
+// and the header show its counts; Enter focuses the namespace opened, so
+// that its sockets are dumped, and Esc lets it go.
+func TestNamespaceViewOfCounts(t *testing.T) {
+	host := &nsfind.Name{Inode: 1, Label: "host", Host: true}
+	cart := &nsfind.Name{Inode: 2, Label: "shop/cart-7d9", Pod: "cart-7d9", PodNamespace: "shop"}
+	names := &fleetNames{}
+	names.set(host, cart)
+	table := append(inNS(1, sk(1, sock.Listen, "0.0.0.0:22", "0.0.0.0:0", 0)),
+		inNS(2,
+			sk(2, sock.Listen, "0.0.0.0:9000", "0.0.0.0:0", 0),
+			sk(3, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40001", 0),
+			sk(4, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40002", 0),
+			sk(5, sock.TimeWait, "127.0.0.1:9000", "127.0.0.1:40003", 0))...)
+	var src *focusing
+	wrap := func(s *scripted) monitor.Source { src = &focusing{scripted: s}; return src }
+	h := startWrapped(t, 80, 24, Config{Names: names.lookup, Namespaces: names.list}, wrap, table)
+	h.poll()
+	s := h.waitFor("the namespace view of counts", func(s string) bool {
+		return strings.Contains(s, "shop/cart-7d9") && strings.Contains(s, "2 namespaces")
+	})
+	rows := nsRows(s)
+	for _, want := range [][]string{{"host", "1", "0", "0", "0"}, {"shop/cart-7d9", "1", "1", "2", "0"}} {
+		if !hasRow(rows, want) {
+			t.Errorf("no row %v in\n%s", want, s)
+		}
+	}
+	if !strings.Contains(s, "LISTEN 2") || !strings.Contains(s, "TIME_WAIT 1") || !strings.Contains(s, "CLOSE_WAIT 2") {
+		t.Errorf("the header does not count the counted namespaces:\n%s", s)
+	}
+	// Open the pod (by name, it is the second row): its sockets, dumped.
+	h.special(tcell.KeyHome)
+	h.special(tcell.KeyDown)
+	h.special(tcell.KeyEnter)
+	s = h.waitFor("the pod's sockets", func(s string) bool {
+		return strings.Contains(s, "netns shop/cart-7d9") && len(rowsOf(s)) == 4
+	})
+	if !strings.Contains(s, "CLOSE_WAIT 2") || !strings.Contains(s, "LISTEN 1") || strings.Contains(s, "0.0.0.0:22") {
+		t.Errorf("the pod's table:\n%s", s)
+	}
+	h.special(tcell.KeyEscape)
+	h.waitFor("the namespace view again", func(s string) bool { return strings.Contains(s, "2 namespaces") })
+	if got := src.focuses(); !slices.Equal(got, []uint32{2, 0}) {
+		t.Errorf("focused %v, want the pod (2) then none (0)", got)
+	}
 }

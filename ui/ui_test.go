@@ -132,11 +132,21 @@ type harness struct {
 
 func start(t *testing.T, w, h int, cfg Config, steps ...[]sock.Socket) *harness {
 	t.Helper()
+	return startWrapped(t, w, h, cfg, nil, steps...)
+}
+
+// startWrapped is start with the scripted source seen through wrap.
+func startWrapped(t *testing.T, w, h int, cfg Config, wrap func(*scripted) monitor.Source, steps ...[]sock.Socket) *harness {
+	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	src := &scripted{steps: steps, clock: c}
 	screen := tcell.NewSimulationScreen("UTF-8")
 	tick := make(chan time.Time)
-	cfg.Source, cfg.Screen, cfg.Tick, cfg.Now, cfg.Redraw = src, screen, tick, c.Now, -1
+	cfg.Source = src
+	if wrap != nil {
+		cfg.Source = wrap(src)
+	}
+	cfg.Screen, cfg.Tick, cfg.Now, cfg.Redraw = screen, tick, c.Now, -1
 	if cfg.Lookup == nil {
 		cfg.Lookup = func(inode uint32) (procs.Process, bool) {
 			if inode == 11 {

@@ -14,6 +14,7 @@ import (
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/session"
 	"github.com/sockscope/sockscope/pkg/source"
+	"github.com/sockscope/sockscope/pkg/tablecount"
 	"github.com/sockscope/sockscope/ui"
 	"github.com/spf13/cobra"
 )
@@ -103,6 +104,19 @@ func runDashboard(a *app, o *options) error {
 	}
 	// The terminal is the dashboard's: its notes go to the status line.
 	notes := append(append([]string(nil), o.notes...), s.Notes()...)
+	if s.Fleet != nil && !o.procfs {
+		// Many namespaces: the namespace view counts them in one walk
+		// of the kernel's tables, and only the namespace opened is
+		// dumped (every dump walks the host's whole shared table).
+		counter, err := tablecount.Open(maxCounted, nil, nil)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("each namespace is dumped at every poll: %v", err))
+		} else {
+			defer counter.Close()
+			s.Fleet.SetCounter(counter)
+			s.Fleet.Focus(0)
+		}
+	}
 	kb, err := newBaseline(stat)
 	if err != nil {
 		notes = append(notes, err.Error())

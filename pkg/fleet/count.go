@@ -24,7 +24,9 @@ type Counter interface {
 func (f *Fleet) SetCounter(c Counter) {
 	f.counter = c
 	if c != nil {
-		c.SetStates(f.prog.States)
+		// Every state, so that the totals come from the walk too; the
+		// filter's states are kept here (count).
+		c.SetStates(sock.AllStates)
 	}
 }
 
@@ -80,8 +82,9 @@ func sharesTable(mb *Member) bool {
 }
 
 // count walks the kernel's tables once for every member and fills
-// snap.Counted with the counts of those it covers and need not dump; it
-// returns which members to dump.
+// snap.Counted with the counts of those it covers and need not dump, and
+// snap.Total with their sockets in any state; it returns which members to
+// dump.
 func (f *Fleet) count(snap *sock.Snapshot) ([]bool, error) {
 	inodes := make([]uint32, len(f.members))
 	for i, mb := range f.members {
@@ -107,7 +110,12 @@ func (f *Fleet) count(snap *sock.Snapshot) ([]bool, error) {
 			continue
 		}
 		var sc sock.StateCounts
-		c.Each(nil, func(_ uint16, _ sock.Family, st sock.State, n uint32) { sc[st&15] += int(n) })
+		c.Each(nil, func(_ uint16, _ sock.Family, st sock.State, n uint32) {
+			if f.prog.States.Has(st) {
+				sc[st&15] += int(n)
+			}
+			snap.Total = max(snap.Total, 0) + int(n)
+		})
 		snap.Counted[stamp] = sc
 	}
 	return dump, nil

@@ -525,7 +525,7 @@ func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
 		if only, err = f.count(snap); err != nil {
 			// This poll dumps every namespace; the next walks again.
 			f.note(fmt.Sprintf("every namespace dumped: %v", err))
-			snap.Read, snap.Counted = nil, nil
+			snap.Read, snap.Counted, snap.Total = nil, nil, -1
 		}
 	}
 	if cap(f.spare) > 0 {
@@ -538,7 +538,10 @@ func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
 		return nil, err
 	}
 	if f.cfg.Totals {
-		for _, mb := range f.members {
+		for i, mb := range f.members {
+			if only != nil && !only[i] {
+				continue // counted: in the total already
+			}
 			if t := mb.Source.Total(); t >= 0 {
 				snap.Total = max(snap.Total, 0) + t
 			}
@@ -758,9 +761,6 @@ func (f *Fleet) Recycle(snap *sock.Snapshot) {
 // SetProgram changes the filter of every namespace, and of those to come.
 func (f *Fleet) SetProgram(p *filter.Program) {
 	f.prog = p
-	if f.counter != nil {
-		f.counter.SetStates(p.States)
-	}
 	f.matching.Store(p)
 	for _, mb := range f.members {
 		mb.Source.SetProgram(p)

@@ -449,7 +449,7 @@ func TestIntegrationFleetFocus(t *testing.T) {
 	}
 	defer counter.Close()
 	all := filter.Compile(mustParse(t, ""), filter.Options{})
-	f, err := Open(context.Background(), Config{Fixed: []netns.NS{a.NS(t), b.NS(t), c.NS(t)}, Program: all})
+	f, err := Open(context.Background(), Config{Fixed: []netns.NS{a.NS(t), b.NS(t), c.NS(t)}, Program: all, Totals: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,8 +478,8 @@ func TestIntegrationFleetFocus(t *testing.T) {
 	if len(snap.Sockets) != 0 || snap.Read == nil || len(snap.Read) != 0 {
 		t.Errorf("no focus: %d sockets dumped, read %v; want none", len(snap.Sockets), snap.Read)
 	}
-	if got := listening(snap); !maps.Equal(got, want) {
-		t.Errorf("no focus: listeners %v, want %v", got, want)
+	if got := listening(snap); !maps.Equal(got, want) || snap.Total != 9 {
+		t.Errorf("no focus: listeners %v, total %d; want %v, 9", got, snap.Total, want)
 	}
 	// b in focus: its sockets, the others' counts.
 	f.Focus(bi)
@@ -495,6 +495,9 @@ func TestIntegrationFleetFocus(t *testing.T) {
 	snap = snapshot()
 	if len(snap.Sockets) != 0 || snap.Counted[ai][sock.Listen] != 0 || len(snap.Counted) != 2 {
 		t.Errorf("state established: dumped %d, counted %v; want no listener anywhere", len(snap.Sockets), snap.Counted)
+	}
+	if snap.Total != 9 {
+		t.Errorf("state established: total %d, want 9 (matching or not)", snap.Total)
 	}
 	// A filter on ports: every namespace dumped with it.
 	f.SetProgram(filter.Compile(mustParse(t, "sport = :7401"), filter.Options{}))

@@ -52,6 +52,10 @@ type Frame struct {
 	Events  []track.Event // what changed since the previous frame
 	Infos   []sock.TCPInfo
 	Total   int // sockets in the namespace, -1 when unknown
+	// Counted are the namespaces counted rather than dumped (a Focuser
+	// source's sock.Snapshot.Counted): their matching sockets by state.
+	// Entries hold none of their sockets.
+	Counted map[uint32]sock.StateCounts
 	// Err is a failed dump: the frame has no entries.
 	Err error
 	// Warn is what went wrong without spoiling the frame: Extras failed,
@@ -358,7 +362,7 @@ func (m *Monitor) Poll() time.Duration {
 		m.afterUpdate = nil
 	}
 	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
-		Total: snap.Total, Refiltered: m.refiltered, snap: snap, spares: &m.spares, Every: m.every, Took: time.Since(start)}
+		Total: snap.Total, Counted: snap.Counted, Refiltered: m.refiltered, snap: snap, spares: &m.spares, Every: m.every, Took: time.Since(start)}
 	m.refiltered = false
 	f.Warn, m.warn = m.warn, nil
 	if m.extras != nil {
@@ -459,6 +463,27 @@ func (m *Monitor) NeedInfo(who string, on bool) bool {
 		if on {
 			m.Poll()
 		}
+	})
+}
+
+// Focuser is a source of many namespaces that can dump the one shown and
+// count the others (fleet.Fleet).
+type Focuser interface {
+	// Focus says which namespace is shown: its inode, or 0 for none.
+	Focus(ino uint32)
+}
+
+// Focus tells a Focuser source which namespace is shown (0: none) and
+// polls at once, so that a namespace opened fills its table now. It
+// reports false when the source is not one, or the command was dropped.
+func (m *Monitor) Focus(ino uint32) bool {
+	fs, ok := m.src.(Focuser)
+	if !ok {
+		return false
+	}
+	return m.Do(func() {
+		fs.Focus(ino)
+		m.Poll()
 	})
 }
 
