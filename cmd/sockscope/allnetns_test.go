@@ -492,4 +492,64 @@ func TestIntegrationAllNetnsWorld(t *testing.T) {
 	tm.waitFor("the shell back", func(s string) bool { return strings.HasSuffix(strings.TrimRight(s, "\n "), "$") })
 	tm.send("echo exit=$?", "Enter")
 	tm.waitFor("exit=0", func(s string) bool { return strings.Contains(s, "\nexit=0") })
+
+	checkCountedView(t, tm, w, pod)
+}
+
+// checkCountedView runs the dashboard on two of the world's namespaces
+// (-N twice) with a filter on states alone: its namespace view counts
+// them in one walk of the kernel's tables, and a namespace opened is
+// dumped. The counts are each namespace's exactly, and the namespace
+// opened shows its own sockets.
+func checkCountedView(t *testing.T, tm *tmux, w *world, pod *worldNS) {
+	t.Helper()
+	var other *worldNS
+	for _, x := range w.all {
+		if x.kind == "named" && x.listen != pod.listen {
+			other = x
+			break
+		}
+	}
+	if other == nil {
+		t.Fatal("the world has no named namespace with another listener count than the pod's")
+	}
+	tm.send("clear", "Enter")
+	tm.send(fmt.Sprintf("%s -N %s -N %s --pod-logs %s 'state listening or state close-wait'", binary, pod.ns.Path, other.ns.Path, w.logs), "Enter")
+	// By LISTEN, most first: the two rows in a known order.
+	tm.send("l")
+	row := func(x *worldNS) string {
+		return fmt.Sprintf("%d 0 %d 0", x.listen, x.closeWait)
+	}
+	first, second := pod, other
+	if other.listen > pod.listen {
+		first, second = other, pod
+	}
+	// A row's counts, its sparklines left out.
+	counts := func(r string) string {
+		var n []string
+		for _, f := range strings.Fields(r) {
+			if _, err := strconv.Atoi(f); err == nil {
+				n = append(n, f)
+			}
+		}
+		return strings.Join(n, " ")
+	}
+	pane := tm.waitFor("both namespaces counted exactly", func(s string) bool {
+		rows := nsViewRows(s)
+		return len(rows) == 2 && strings.HasSuffix(counts(rows[0]), row(first)) && strings.HasSuffix(counts(rows[1]), row(second))
+	})
+	if strings.Contains(pane, "dumped at every poll") {
+		t.Errorf("the dashboard did not get the walk:\n%s", pane)
+	}
+	tm.send("Home", "Enter")
+	tm.waitFor("the first namespace's own sockets", func(s string) bool {
+		return strings.Contains(s, fmt.Sprintf("127.0.0.1:%d", first.port)) && !strings.Contains(s, fmt.Sprintf("127.0.0.1:%d", second.port)) &&
+			strings.Contains(s, fmt.Sprintf("LISTEN %d", first.listen))
+	})
+	tm.send("Escape")
+	tm.waitFor("the namespace view again", func(s string) bool { return len(nsViewRows(s)) == 2 })
+	tm.send("q")
+	tm.waitFor("the shell back", func(s string) bool { return strings.HasSuffix(strings.TrimRight(s, "\n "), "$") })
+	tm.send("echo exit=$?", "Enter")
+	tm.waitFor("exit=0 again", func(s string) bool { return strings.Count(s, "\nexit=0") >= 1 && strings.HasSuffix(strings.TrimRight(s, "\n "), "$") })
 }
