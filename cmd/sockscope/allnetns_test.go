@@ -551,5 +551,7 @@ func checkCountedView(t *testing.T, tm *tmux, w *world, pod *worldNS) {
 	tm.send("q")
 	tm.waitFor("the shell back", func(s string) bool { return strings.HasSuffix(strings.TrimRight(s, "\n "), "$") })
 	tm.send("echo exit=$?", "Enter")
-	tm.waitFor("exit=0 again", func(s string) bool { return strings.Count(s, "\nexit=0") >= 1 && strings.HasSuffix(strings.TrimRight(s, "\n "), "$") })
+	tm.waitFor("exit=0 again", func(s string) bool {
+		return strings.Count(s, "\nexit=0") >= 1 && strings.HasSuffix(strings.TrimRight(s, "\n "), "$")
+	})
 }
