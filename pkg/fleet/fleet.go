@@ -55,7 +55,8 @@ type Config struct {
 	Destroys bool
 	// Rescan is how often All looks for namespaces again; 0: at every
 	// Snapshot. The descriptor walk, the dearest part of a scan, runs at
-	// most every DescriptorsEvery (0: every rescan).
+	// most every DescriptorsEvery (0: every rescan), and less often when
+	// it is slow (maxDescriptorShare).
 	Rescan, DescriptorsEvery time.Duration
 	// Workers dumps that many namespaces at once (a one-shot listing,
 	// whose wall time counts); 0 or 1: one after the other, into one
@@ -98,6 +99,7 @@ type Fleet struct {
 	names   atomic.Pointer[map[uint32]*nsfind.Name]
 
 	lastScan, lastDescriptors time.Time
+	descriptorsTook           time.Duration // the last descriptor walk's
 	found                     map[uint64]nsfind.Namespace // the last descriptor walk's namespaces held only by a descriptor
 
 	// With listns(2): the inode of each namespace ID listed, and the
@@ -304,6 +306,19 @@ func (f *Fleet) drop(mb *Member) error {
 	return nil
 }
 
+// maxDescriptorShare bounds the time the descriptor walks take, as a
+// fraction of the time between them: on a host whose processes hold
+// 84,000 descriptors (a hundred servers of a thousand connections each)
+// one walk took 1.2 s, which every 30 s was a fortieth of a core for as
+// long as the dashboard ran.
+const maxDescriptorShare = 100
+
+// descriptorsEvery is the time between two descriptor walks:
+// Config.DescriptorsEvery, or longer when a walk is slow.
+func (f *Fleet) descriptorsEvery() time.Duration {
+	return max(f.cfg.DescriptorsEvery, maxDescriptorShare*f.descriptorsTook)
+}
+
 // Rescan finds the namespaces again (All only): it opens a source in each
 // new one and closes the sources of those no longer there.
 func (f *Fleet) Rescan() error {
@@ -317,7 +332,8 @@ func (f *Fleet) rescan(first bool) error {
 	now := f.now()
 	inUse := f.inUse()
 	opt := f.cfg.Scan
-	opt.Descriptors = first || f.cfg.DescriptorsEvery == 0 || now.Sub(f.lastDescriptors) >= f.cfg.DescriptorsEvery
+	opt.Descriptors = first || f.cfg.DescriptorsEvery == 0 || now.Sub(f.lastDescriptors) >= f.descriptorsEvery()
+	start := time.Now()
 	found, err := nsfind.Scan(opt)
 	if err == nil && !opt.Descriptors && f.unseen(found, inUse) {
 		// The kernel lists a namespace that neither this scan nor the
@@ -332,7 +348,7 @@ func (f *Fleet) rescan(first bool) error {
 	}
 	f.lastScan = now
 	if opt.Descriptors {
-		f.lastDescriptors = now
+		f.lastDescriptors, f.descriptorsTook = now, time.Since(start)
 		// Remember the namespaces only a descriptor holds: the cheaper
 		// scans in between do not see them, and they have not gone.
 		f.found = map[uint64]nsfind.Namespace{}

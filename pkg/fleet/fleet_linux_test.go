@@ -521,3 +521,19 @@ func TestIntegrationFleetFocus(t *testing.T) {
 		t.Errorf("notes %q: want the failed walk said", notes)
 	}
 }
+
+// A slow descriptor walk is made less often: at most a hundredth of the
+// time goes to it.
+func TestDescriptorWalksPaced(t *testing.T) {
+	f := &Fleet{cfg: Config{DescriptorsEvery: 30 * time.Second}}
+	for _, c := range []struct{ took, want time.Duration }{
+		{0, 30 * time.Second},
+		{10 * time.Millisecond, 30 * time.Second},
+		{1200 * time.Millisecond, 2 * time.Minute},
+	} {
+		f.descriptorsTook = c.took
+		if got := f.descriptorsEvery(); got != c.want {
+			t.Errorf("a walk of %v: the next after %v, want %v", c.took, got, c.want)
+		}
+	}
+}
