@@ -82,30 +82,28 @@ func sharesTable(mb *Member) bool {
 }
 
 // count walks the kernel's tables once for every member and fills
-// snap.Counted with the counts of those it covers and need not dump, and
-// snap.Total with their sockets in any state; it returns which members to
-// dump.
-func (f *Fleet) count(snap *sock.Snapshot) ([]bool, error) {
+// snap.Counted with the counts of those it covers and need not dump (each
+// marked counted), snap.Read with the others, and snap.Total with the
+// counted ones' sockets in any state.
+func (f *Fleet) count(snap *sock.Snapshot) error {
 	inodes := make([]uint32, len(f.members))
 	for i, mb := range f.members {
 		ino, err := f.walkInode(mb)
 		if err != nil {
-			return nil, fmt.Errorf("counting every namespace in one walk: %w", err)
+			return fmt.Errorf("counting every namespace in one walk: %w", err)
 		}
 		inodes[i] = ino
 	}
 	w, err := f.counter.Count(inodes)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	dump := make([]bool, len(f.members))
 	snap.Read = make([]uint32, 0, 1)
 	snap.Counted = make(map[uint32]sock.StateCounts, len(f.members))
 	for i, mb := range f.members {
 		stamp := uint32(mb.NS.Inode)
 		c := w.Counts[inodes[i]]
 		if stamp == 0 || stamp == f.focus || c == nil || !w.Covers(inodes[i], sharesTable(mb)) {
-			dump[i] = true
 			snap.Read = append(snap.Read, stamp)
 			continue
 		}
@@ -117,6 +115,7 @@ func (f *Fleet) count(snap *sock.Snapshot) ([]bool, error) {
 			snap.Total = max(snap.Total, 0) + int(n)
 		})
 		snap.Counted[stamp] = sc
+		mb.counted = true
 	}
-	return dump, nil
+	return nil
 }

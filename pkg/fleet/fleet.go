@@ -81,10 +81,13 @@ type Member struct {
 	Source *source.Kernel
 	// Since is when the Fleet first read it.
 	Since time.Time
-	last  int                // sockets in its last dump: the room the next one needs
-	table uint8              // 0 unread, 1 the host's shared table, 2 one of its own (sharesTable)
-	stop  context.CancelFunc // its destroy announcements
-	done  <-chan struct{}    // closed once they have stopped (their socket closed)
+	last  int   // sockets in its last dump: the room the next one needs
+	table uint8 // 0 unread, 1 the host's shared table, 2 one of its own (sharesTable)
+	// counted says the latest Snapshot counted it in the walk rather
+	// than dumped it (Focus).
+	counted bool
+	stop    context.CancelFunc // its destroy announcements
+	done    <-chan struct{}    // closed once they have stopped (their socket closed)
 }
 
 // Fleet is a set of namespaces read as one.
@@ -99,7 +102,7 @@ type Fleet struct {
 	names   atomic.Pointer[map[uint32]*nsfind.Name]
 
 	lastScan, lastDescriptors time.Time
-	descriptorsTook           time.Duration // the last descriptor walk's
+	descriptorsTook           time.Duration               // the last descriptor walk's
 	found                     map[uint64]nsfind.Namespace // the last descriptor walk's namespaces held only by a descriptor
 
 	// With listns(2): the inode of each namespace ID listed, and the
@@ -535,13 +538,17 @@ func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
 		}
 	}
 	snap := &sock.Snapshot{Time: f.now(), Total: -1}
-	var only []bool // the members to dump; nil: every one
+	for _, mb := range f.members {
+		mb.counted = false
+	}
 	if f.counting() {
-		var err error
-		if only, err = f.count(snap); err != nil {
+		if err := f.count(snap); err != nil {
 			// This poll dumps every namespace; the next walks again.
 			f.note(fmt.Sprintf("every namespace dumped: %v", err))
 			snap.Read, snap.Counted, snap.Total = nil, nil, -1
+			for _, mb := range f.members {
+				mb.counted = false
+			}
 		}
 	}
 	if cap(f.spare) > 0 {
@@ -549,14 +556,14 @@ func (f *Fleet) Snapshot() (*sock.Snapshot, error) {
 	} else {
 		snap.Sockets = make([]sock.Socket, 0, f.lastLen+f.lastLen/8)
 	}
-	errs := f.dump(snap, only)
+	errs := f.dump(snap)
 	if err := f.settle(errs); err != nil {
 		return nil, err
 	}
 	if f.cfg.Totals {
-		for i, mb := range f.members {
-			if only != nil && !only[i] {
-				continue // counted: in the total already
+		for _, mb := range f.members {
+			if mb.counted {
+				continue // in the total already
 			}
 			if t := mb.Source.Total(); t >= 0 {
 				snap.Total = max(snap.Total, 0) + t
@@ -693,14 +700,14 @@ func (f *Fleet) settle(errs []error) error {
 	return nil
 }
 
-// dump appends the sockets of every member (or of those only marks) to
-// snap, in the members' order, and returns each member's error.
-func (f *Fleet) dump(snap *sock.Snapshot, only []bool) []error {
+// dump appends the sockets of every member not counted to snap, in the
+// members' order, and returns each member's error.
+func (f *Fleet) dump(snap *sock.Snapshot) []error {
 	errs := make([]error, len(f.members))
 	workers := min(f.cfg.Workers, len(f.members))
-	if workers <= 1 || only != nil {
+	if workers <= 1 || snap.Read != nil {
 		for i, mb := range f.members {
-			if only != nil && !only[i] {
+			if mb.counted {
 				continue
 			}
 			// Room before each namespace, doubling: append's own growth
