@@ -47,6 +47,17 @@ func inNS(ino uint32, socks ...sock.Socket) []sock.Socket {
 	return socks
 }
 
+// hostAndPod is a table of two namespaces: the host (inode 1) with one
+// listener, and a pod (2) with a listener, two CLOSE_WAIT and a TIME_WAIT.
+func hostAndPod() []sock.Socket {
+	return append(inNS(1, sk(1, sock.Listen, "0.0.0.0:22", "0.0.0.0:0", 0)),
+		inNS(2,
+			sk(2, sock.Listen, "0.0.0.0:9000", "0.0.0.0:0", 0),
+			sk(3, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40001", 0),
+			sk(4, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40002", 0),
+			sk(5, sock.TimeWait, "127.0.0.1:9000", "127.0.0.1:40003", 0))...)
+}
+
 // The namespace view: one row per namespace with its counts, sorted by a
 // state on its key; Enter opens one namespace's sockets, Esc comes back;
 // a namespace that appears is marked +, one that goes away -, and one
@@ -59,12 +70,7 @@ func TestNamespaceView(t *testing.T) {
 	names := &fleetNames{}
 	names.set(host, cart, idle)
 
-	first := append(inNS(1, sk(1, sock.Listen, "0.0.0.0:22", "0.0.0.0:0", 0)),
-		inNS(2,
-			sk(2, sock.Listen, "0.0.0.0:9000", "0.0.0.0:0", 0),
-			sk(3, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40001", 0),
-			sk(4, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40002", 0),
-			sk(5, sock.TimeWait, "127.0.0.1:9000", "127.0.0.1:40003", 0))...)
+	first := hostAndPod()
 	second := append(first[:1:1], inNS(4, sk(9, sock.Established, "10.0.0.1:5000", "10.0.0.2:80", 0))...)
 	h := start(t, 80, 24, Config{Names: names.lookup, Namespaces: names.list}, first, first, second)
 	h.poll()
@@ -203,12 +209,7 @@ func TestNamespaceViewOfCounts(t *testing.T) {
 	cart := &nsfind.Name{Inode: 2, Label: "shop/cart-7d9", Pod: "cart-7d9", PodNamespace: "shop"}
 	names := &fleetNames{}
 	names.set(host, cart)
-	table := append(inNS(1, sk(1, sock.Listen, "0.0.0.0:22", "0.0.0.0:0", 0)),
-		inNS(2,
-			sk(2, sock.Listen, "0.0.0.0:9000", "0.0.0.0:0", 0),
-			sk(3, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40001", 0),
-			sk(4, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40002", 0),
-			sk(5, sock.TimeWait, "127.0.0.1:9000", "127.0.0.1:40003", 0))...)
+	table := hostAndPod()
 	var src *focusing
 	wrap := func(s *scripted) monitor.Source { src = &focusing{scripted: s}; return src }
 	h := startWrapped(t, 80, 24, Config{Names: names.lookup, Namespaces: names.list}, wrap, table)
