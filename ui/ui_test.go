@@ -146,7 +146,10 @@ func startWrapped(t *testing.T, w, h int, cfg Config, wrap func(*scripted) monit
 	if wrap != nil {
 		cfg.Source = wrap(src)
 	}
-	cfg.Screen, cfg.Tick, cfg.Now, cfg.Redraw = screen, tick, c.Now, -1
+	if cfg.Redraw <= 0 {
+		cfg.Redraw = -1 // no live redraw unless the test asks for one
+	}
+	cfg.Screen, cfg.Tick, cfg.Now = screen, tick, c.Now
 	if cfg.Lookup == nil {
 		cfg.Lookup = func(inode uint32) (procs.Process, bool) {
 			if inode == 11 {
@@ -860,4 +863,17 @@ func TestTimerTicksWithoutTouchingTheFrame(t *testing.T) {
 		h.key('k')
 	}
 	h.waitText("timewait 48.0s")
+}
+
+// Between polls the ages and timers tick on: a frame older than the redraw
+// period is drawn again at the time of the redraw.
+func TestAgesTickBetweenPolls(t *testing.T) {
+	// The poll the monitor makes as it starts, and no other: a frame
+	// taken before the clock moves and drawn after it would tick too.
+	h := start(t, 120, 30, Config{Redraw: 20 * time.Millisecond}, seedTable())
+	h.waitText("TIME_WAIT 2", "50.0s")
+	h.clock.Add(7 * time.Second)
+	h.waitFor("both timers 7 s on", func(s string) bool {
+		return strings.Count(s, "43.0s") >= 2 && !strings.Contains(s, "50.0s")
+	})
 }
