@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/hugemem"
 	"github.com/sockscope/sockscope/pkg/monitor"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
@@ -226,6 +227,9 @@ func (m *model) rebuild() {
 	keep := func(e *track.Entry) bool {
 		return (m.toggles == 0 || m.toggles.Has(e.State)) && (m.netns == 0 || e.Netns == m.netns)
 	}
+	// At full size at once: a first frame of 100k rows appended one by
+	// one doubled the slice a dozen times, each time into fresh pages.
+	m.rows = hugemem.Grow(m.rows, len(m.shown.Entries)+m.lingered.Len())
 	for i := range m.shown.Entries {
 		if keep(&m.shown.Entries[i]) {
 			m.rows = append(m.rows, int32(i))
@@ -256,7 +260,7 @@ type rowKey struct {
 }
 
 func (m *model) sortRows() {
-	keys := m.keys[:0]
+	keys := hugemem.Grow(m.keys[:0], len(m.rows))
 	for _, ref := range m.rows {
 		e := m.entry(ref)
 		var k1 uint64

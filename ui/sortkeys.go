@@ -3,6 +3,8 @@ package ui
 import (
 	"cmp"
 	"slices"
+
+	"github.com/sockscope/sockscope/pkg/hugemem"
 )
 
 // radixFrom is the row count from which a keySorter sorts by radix: below
@@ -32,7 +34,7 @@ func (s *keySorter) sort(keys []rowKey) []rowKey {
 		return keys
 	}
 	if cap(s.tmp) < len(keys) {
-		s.tmp = make([]rowKey, len(keys), len(keys)+len(keys)/8)
+		s.tmp = hugemem.Make[rowKey](len(keys), len(keys)+len(keys)/8)
 	}
 	if s.count == nil {
 		s.count = make([]int32, 1<<16)

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/hugemem"
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/sock"
 )
@@ -277,6 +278,7 @@ type Tracker struct {
 	started time.Time
 	gen     uint64
 	recs    *KeyMap[*record]
+	slab    slab // the records' memory
 	// snap is the latest snapshot, and order its sockets' records, index
 	// for index (nil for a repeated cookie). The kernel walks its tables
 	// in the same order every dump, so most sockets are found by stepping
@@ -430,7 +432,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	}
 	order := t.spareOrder[:0]
 	if cap(order) < len(snap.Sockets) {
-		order = make([]*record, 0, len(snap.Sockets)+len(snap.Sockets)/8)
+		order = hugemem.Make[*record](0, len(snap.Sockets)+len(snap.Sockets)/8)
 	}
 	// next is where in old the walk is expected to go on.
 	next := 0
@@ -453,7 +455,8 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 			// was not born now: it predates this look, as every socket
 			// of the first one does.
 			predates = first || (wasRead != nil && !slices.Contains(wasRead, s.Netns))
-			r = &record{firstSeen: nowS, predates: predates, state: s.State, since: nowS,
+			r = t.slab.get()
+			*r = record{firstSeen: nowS, predates: predates, state: s.State, since: nowS,
 				twEntered: none, destroyedAt: none, missingAt: none, born: none}
 			kernelSince = t.bornOf(r, s)
 			t.recs.Set(KeyOf(s), r)
@@ -577,6 +580,7 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 			// Its namespace is counted now, not dumped: forgotten, not
 			// gone. Seen again, it is first seen again.
 			t.recs.Delete(k)
+			t.slab.put(r)
 			continue
 		}
 		// Gone since the previous snapshot, which showed it last.
@@ -587,6 +591,7 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 		v.Events = append(v.Events, t.gone(r, &last, now))
 		k := KeyOf(s)
 		t.recs.Delete(k)
+		t.slab.put(r)
 		t.goneLast[k] = struct{}{}
 	}
 }
@@ -610,6 +615,7 @@ func (t *Tracker) reserve(snap *sock.Snapshot) {
 	for ns, n := range per {
 		t.recs.Reserve(ns, n)
 	}
+	t.slab.reserve(len(snap.Sockets) + len(snap.Sockets)/8)
 }
 
 // Reuse gives Update the memory of a View's Entries that nothing reads
@@ -629,7 +635,7 @@ func (t *Tracker) entries(n int) []Entry {
 	if cap(buf) < n {
 		// Room for some growth, so a table that grows by a few sockets
 		// does not need new memory on the next poll.
-		return make([]Entry, n, n+n/8)
+		return hugemem.Make[Entry](n, n+n/8)
 	}
 	return buf[:n]
 }
