@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/pkg/hugemem"
 	"github.com/sockscope/sockscope/pkg/monitor"
+	"github.com/sockscope/sockscope/pkg/prefault"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/sockscope/sockscope/pkg/twstat"
@@ -229,7 +229,7 @@ func (m *model) rebuild() {
 	}
 	// At full size at once: a first frame of 100k rows appended one by
 	// one doubled the slice a dozen times, each time into fresh pages.
-	m.rows = hugemem.Grow(m.rows, len(m.shown.Entries)+m.lingered.Len())
+	m.rows = prefault.Grow(m.rows, len(m.shown.Entries)+m.lingered.Len())
 	for i := range m.shown.Entries {
 		if keep(&m.shown.Entries[i]) {
 			m.rows = append(m.rows, int32(i))
@@ -260,7 +260,7 @@ type rowKey struct {
 }
 
 func (m *model) sortRows() {
-	keys := hugemem.Grow(m.keys[:0], len(m.rows))
+	keys := prefault.Grow(m.keys[:0], len(m.rows))
 	for _, ref := range m.rows {
 		e := m.entry(ref)
 		var k1 uint64

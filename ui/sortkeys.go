@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"slices"
 
-	"github.com/sockscope/sockscope/pkg/hugemem"
+	"github.com/sockscope/sockscope/pkg/prefault"
 )
 
 // radixFrom is the row count from which a keySorter sorts by radix: below
@@ -34,7 +34,7 @@ func (s *keySorter) sort(keys []rowKey) []rowKey {
 		return keys
 	}
 	if cap(s.tmp) < len(keys) {
-		s.tmp = hugemem.Make[rowKey](len(keys), len(keys)+len(keys)/8)
+		s.tmp = prefault.Make[rowKey](len(keys), len(keys)+len(keys)/8, len(keys))
 	}
 	if s.count == nil {
 		s.count = make([]int32, 1<<16)

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/filter"
-	"github.com/sockscope/sockscope/pkg/hugemem"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/sockscope/sockscope/pkg/prefault"
 	"github.com/sockscope/sockscope/pkg/procnet"
 	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/sockdiag"
@@ -173,7 +173,7 @@ func (k *Kernel) Snapshot() (*sock.Snapshot, error) {
 			// /proc reads) beats a dozen doublings of a 10 MB slice.
 			size = max(k.Total(), 0)
 		}
-		snap.Sockets = hugemem.Make[sock.Socket](0, size+size/8+64)
+		snap.Sockets = prefault.Make[sock.Socket](0, size+size/8+64, size)
 	}
 	if err := k.AppendTo(snap); err != nil {
 		return nil, err

@@ -1,13 +1,13 @@
 package track
 
-import "github.com/sockscope/sockscope/pkg/hugemem"
+import "github.com/sockscope/sockscope/pkg/prefault"
 
 // slab hands out records from large slices and takes back those of gone
 // sockets for the next ones. One record per allocation made the first
 // poll of 110k sockets 110k small objects on fresh pages (a third of the
 // page faults before its first frame), and each garbage collection then
 // marked every one of them. A slab is one object, its memory mapped in
-// one call (hugemem).
+// one call (prefault).
 //
 // The records' memory is the largest table's the tracker has held: a
 // record freed goes back to the free list, not to the heap.
@@ -30,7 +30,8 @@ func (s *slab) get() *record {
 	}
 	if len(s.rest) == 0 {
 		// An eighth more of what is held, as a table grows.
-		s.reserve(max(minSlab, s.live/8))
+		n := max(minSlab, s.live/8)
+		s.reserve(n, n)
 	}
 	r := &s.rest[0]
 	s.rest = s.rest[1:]
@@ -46,9 +47,10 @@ func (s *slab) put(r *record) {
 	s.live--
 }
 
-// reserve makes room for n more records without another allocation.
-func (s *slab) reserve(n int) {
+// reserve makes room for n more records without another allocation, the
+// memory of the first use of them mapped at once.
+func (s *slab) reserve(n, use int) {
 	if len(s.rest) < n {
-		s.rest = hugemem.Make[record](n, n)
+		s.rest = prefault.Make[record](n, n, use)
 	}
 }

@@ -48,7 +48,7 @@ func TestRecordsReused(t *testing.T) {
 // from new slices, and that every record handed out is distinct.
 func TestSlabGrows(t *testing.T) {
 	var s slab
-	s.reserve(3)
+	s.reserve(3, 3)
 	seen := map[*record]bool{}
 	for i := range 3 + 2*minSlab {
 		r := s.get()

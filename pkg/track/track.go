@@ -26,7 +26,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/sockscope/sockscope/pkg/hugemem"
+	"github.com/sockscope/sockscope/pkg/prefault"
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/sock"
 )
@@ -432,7 +432,7 @@ func (t *Tracker) Update(snap *sock.Snapshot) *View {
 	}
 	order := t.spareOrder[:0]
 	if cap(order) < len(snap.Sockets) {
-		order = hugemem.Make[*record](0, len(snap.Sockets)+len(snap.Sockets)/8)
+		order = prefault.Make[*record](0, len(snap.Sockets)+len(snap.Sockets)/8, len(snap.Sockets))
 	}
 	// next is where in old the walk is expected to go on.
 	next := 0
@@ -615,7 +615,7 @@ func (t *Tracker) reserve(snap *sock.Snapshot) {
 	for ns, n := range per {
 		t.recs.Reserve(ns, n)
 	}
-	t.slab.reserve(len(snap.Sockets) + len(snap.Sockets)/8)
+	t.slab.reserve(len(snap.Sockets)+len(snap.Sockets)/8, len(snap.Sockets))
 }
 
 // Reuse gives Update the memory of a View's Entries that nothing reads
@@ -635,7 +635,7 @@ func (t *Tracker) entries(n int) []Entry {
 	if cap(buf) < n {
 		// Room for some growth, so a table that grows by a few sockets
 		// does not need new memory on the next poll.
-		return hugemem.Make[Entry](n, n+n/8)
+		return prefault.Make[Entry](n, n+n/8, n)
 	}
 	return buf[:n]
 }
