@@ -786,20 +786,41 @@ func OnceInto(v *View, snap *sock.Snapshot, lookup Lookup) {
 }
 
 // OnceBornInto is OnceInto with the kernel's birth dates: a socket they
-// date has its exact age.
+// date has its exact age, and its birth is its first sight.
 func OnceBornInto(v *View, snap *sock.Snapshot, lookup Lookup, births Births) {
+	onceInto(v, snap, lookup, births, true)
+}
+
+// Preview returns the view Update will return for snap when snap is the
+// tracker's first snapshot, without making a record: a front end can show
+// it while Update takes the snapshot in. After the first Update it returns
+// nil. Entries are first seen now, as Update's are, even those the kernel
+// dates.
+func (t *Tracker) Preview(snap *sock.Snapshot) *View {
+	if t.gen != 0 {
+		return nil
+	}
+	v := &View{}
+	onceInto(v, snap, t.lookup, t.births, false)
+	return v
+}
+
+// onceInto is OnceBornInto; bornSeen makes a kernel-dated socket's birth
+// its first sight, where a tracker's first sight is the look.
+func onceInto(v *View, snap *sock.Snapshot, lookup Lookup, births Births, bornSeen bool) {
 	now := snap.Time
 	entries := v.Entries
 	if cap(entries) < len(snap.Sockets) {
 		// Batches differ in size: room for larger ones, so that the
 		// slice is not made again for each.
-		entries = make([]Entry, len(snap.Sockets), max(len(snap.Sockets), 2*cap(entries), 256))
+		n := max(len(snap.Sockets), 2*cap(entries), 256)
+		entries = prefault.Make[Entry](len(snap.Sockets), n, len(snap.Sockets))
 	}
 	owners := v.owners[:0]
 	if lookup != nil && cap(owners) < len(snap.Sockets) {
 		// Room for every socket's owner: appends never move the ones
 		// the entries point to.
-		owners = make([]procs.Process, 0, max(len(snap.Sockets), 2*cap(owners), 256))
+		owners = prefault.Make[procs.Process](0, max(len(snap.Sockets), 2*cap(owners), 256), 0)
 	}
 	*v = View{Time: now, Snapshot: snap, Entries: entries[:len(snap.Sockets)]}
 	seen := now.UnixNano()
@@ -810,7 +831,10 @@ func OnceBornInto(v *View, snap *sock.Snapshot, lookup Lookup, births Births) {
 		e.Age, e.AgeSource = age(s, true, now, now)
 		if births != nil && e.AgeSource != AgeTimer {
 			if b, ok := births(s.Cookie); ok && !b.Born.IsZero() {
-				e.Age, e.AgeSource, e.firstSeen = now.Sub(b.Born), AgeKernel, b.Born.UnixNano()
+				e.Age, e.AgeSource = now.Sub(b.Born), AgeKernel
+				if bornSeen {
+					e.firstSeen = b.Born.UnixNano()
+				}
 			}
 		}
 		if s.Inode != 0 && lookup != nil {

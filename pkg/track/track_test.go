@@ -700,3 +700,44 @@ func TestNamespacesReadInTurn(t *testing.T) {
 		t.Errorf("reading every namespace again: events %s, want none", kinds(v.Events))
 	}
 }
+
+// TestPreviewIsTheFirstView checks that a first snapshot's preview, made
+// without records, is what Update then returns for it: every entry's
+// socket, age, source, first sight and owner; and that there is no
+// preview once the tracker has taken a snapshot.
+func TestPreviewIsTheFirstView(t *testing.T) {
+	births := map[uint64]Birth{
+		1: {Born: t0.Add(-5 * time.Second), Changed: t0.Add(-2 * time.Second), State: sock.Established},
+		2: {Born: t0.Add(-9 * time.Second), Changed: t0.Add(-9 * time.Second), State: sock.SynSent}, // changed since
+		3: {Changed: t0.Add(-time.Second), State: sock.Established},                                // born before the program
+		5: {Born: t0.Add(-30 * time.Second)},                                                       // TIME_WAIT: the timer wins
+	}
+	owners := map[uint32]procs.Process{11: {PID: 4242, Command: "server"}, 13: {PID: 7, Command: "client"}}
+	tr := New(func(inode uint32) (procs.Process, bool) { p, ok := owners[inode]; return p, ok })
+	tr.SetBirths(func(c uint64) (Birth, bool) { b, ok := births[c]; return b, ok })
+	snap := snapAt(0, est(1, 11), est(2, 12), est(3, 13), est(4, 0), tw(5, 30000))
+	pv := tr.Preview(snap)
+	if pv == nil {
+		t.Fatal("no preview before the first snapshot")
+	}
+	v := tr.Update(snap)
+	if len(pv.Entries) != len(v.Entries) || len(v.Events) != 0 || len(v.Gone) != 0 {
+		t.Fatalf("preview of %d entries, view of %d (events %d, gone %d)", len(pv.Entries), len(v.Entries), len(v.Events), len(v.Gone))
+	}
+	sources := map[AgeSource]int{}
+	for i := range v.Entries {
+		p, e := pv.Entries[i], v.Entries[i]
+		if p.Socket != e.Socket || p.Age != e.Age || p.AgeSource != e.AgeSource || p.firstSeen != e.firstSeen ||
+			(p.Process == nil) != (e.Process == nil) || (p.Process != nil && *p.Process != *e.Process) {
+			t.Errorf("cookie %d: preview %+v, Update %+v", e.Cookie, p, e)
+		}
+		sources[e.AgeSource]++
+	}
+	// The fixture covers each way a first entry is dated.
+	if sources[AgeKernel] != 2 || sources[AgeAtLeast] != 2 || sources[AgeTimer] != 1 {
+		t.Errorf("age sources %v, want 2 kernel, 2 at-least, 1 timer", sources)
+	}
+	if tr.Preview(snapAt(time.Second, est(1, 11))) != nil {
+		t.Error("a preview after the first snapshot")
+	}
+}
