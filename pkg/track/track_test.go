@@ -709,8 +709,8 @@ func TestPreviewIsTheFirstView(t *testing.T) {
 	births := map[uint64]Birth{
 		1: {Born: t0.Add(-5 * time.Second), Changed: t0.Add(-2 * time.Second), State: sock.Established},
 		2: {Born: t0.Add(-9 * time.Second), Changed: t0.Add(-9 * time.Second), State: sock.SynSent}, // changed since
-		3: {Changed: t0.Add(-time.Second), State: sock.Established},                                // born before the program
-		5: {Born: t0.Add(-30 * time.Second)},                                                       // TIME_WAIT: the timer wins
+		3: {Changed: t0.Add(-time.Second), State: sock.Established},                                 // born before the program
+		5: {Born: t0.Add(-30 * time.Second)},                                                        // TIME_WAIT: the timer wins
 	}
 	owners := map[uint32]procs.Process{11: {PID: 4242, Command: "server"}, 13: {PID: 7, Command: "client"}}
 	tr := New(func(inode uint32) (procs.Process, bool) { p, ok := owners[inode]; return p, ok })
