@@ -135,6 +135,14 @@ type Prober interface {
 	Alive(s *sock.Socket) (bool, error)
 }
 
+// BatchProber is a Prober that asks about many sockets in one request,
+// MaxAliveAll at most: alive[i] tells of socks[i]. After an error no
+// answer is relied on.
+type BatchProber interface {
+	AliveAll(socks []sock.Socket, alive []bool) ([]bool, error)
+	MaxAliveAll() int
+}
+
 // DestroysFailer is a Source whose destroy announcements can stop on a
 // fault; the monitor reports the fault once, in Frame.Warn, when the
 // announcements' channel closes.
@@ -261,7 +269,9 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 		defer t.Stop()
 		probe = t.C
 	}
+	batch, _ := m.src.(BatchProber)
 	var expiring []sock.Socket
+	var alive []bool
 	for {
 		select {
 		case <-ctx.Done():
@@ -278,11 +288,20 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 				continue
 			}
 			now := m.now()
-			expiring = m.tracker.Expiring(now, expiring[:0])
 			// A bounded number of lookups per tick keeps a host that frees
 			// thousands of entries a second from paying for precision;
 			// the rest are timed by the polls.
-			for i := range min(len(expiring), maxProbes) {
+			expiring = m.tracker.Expiring(now, expiring[:0], maxProbes)
+			if batch != nil && len(expiring) <= batch.MaxAliveAll() {
+				var err error
+				if alive, err = batch.AliveAll(expiring, alive); err == nil {
+					for i := range expiring {
+						m.tracker.Probed(track.KeyOf(&expiring[i]), now, alive[i])
+					}
+				}
+				continue
+			}
+			for i := range expiring {
 				alive, err := prober.Alive(&expiring[i])
 				if err == nil {
 					m.tracker.Probed(track.KeyOf(&expiring[i]), now, alive)

@@ -1,6 +1,7 @@
 package sockdiag
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -469,6 +470,26 @@ func TestIntegrationAlive(t *testing.T) {
 			t.Errorf("wrong cookie for %v %v: alive %v, %v", s.State, s.Local, alive, err)
 		}
 	}
+	// All of them at once, each followed by its wrong-cookie twin: one
+	// request, answers in the same order.
+	var socks []sock.Socket
+	for _, s := range snap.Sockets {
+		other := s
+		other.Cookie++
+		socks = append(socks, s, other)
+	}
+	if len(socks) > MaxAliveAll {
+		t.Fatalf("the seed has %d sockets: more than a request takes", len(socks)/2)
+	}
+	alive, err := c.AliveAll(socks, nil)
+	if err != nil || len(alive) != len(socks) {
+		t.Fatalf("AliveAll: %v (%d answers for %d)", err, len(alive), len(socks))
+	}
+	for i := range socks {
+		if alive[i] != (i%2 == 0) {
+			t.Errorf("AliveAll: %v %v cookie %d alive %v, want %v", socks[i].State, socks[i].Local, socks[i].Cookie, alive[i], i%2 == 0)
+		}
+	}
 	var cw sock.Socket
 	for _, s := range snap.Sockets {
 		if s.State == sock.CloseWait {
@@ -481,6 +502,14 @@ func TestIntegrationAlive(t *testing.T) {
 	seed.HalfClosed = -1
 	if alive, err := c.Alive(&cw); err != nil || alive {
 		t.Errorf("closed socket: alive %v, %v", alive, err)
+	}
+	// A request that ends with the closed socket, after a live one: both
+	// answered, the second gone.
+	if alive, err := c.AliveAll([]sock.Socket{snap.Sockets[0], cw}, alive); err != nil || len(alive) != 2 || !alive[0] || alive[1] {
+		t.Errorf("AliveAll of a live and a closed socket: %v, %v; want [true false]", alive, err)
+	}
+	if _, err := c.AliveAll(make([]sock.Socket, MaxAliveAll+1), nil); !errors.Is(err, unix.E2BIG) {
+		t.Errorf("AliveAll of %d sockets: %v, want E2BIG", MaxAliveAll+1, err)
 	}
 }
 

@@ -223,6 +223,45 @@ func parseBatchInto(b []byte, seq uint32, slot func() *sock.Socket, attrs bool, 
 	return batchMore, nil
 }
 
+// parseAnswers reads the kernel's answers to n lookups sent with sequence
+// numbers base, base+1, ...: each is a socket or an error, and answer is
+// called with the lookup's index and the one or the other (s is decoded
+// into scratch, valid during the call). Messages of other requests (what a
+// failed dump left queued) are skipped.
+func parseAnswers(b []byte, base uint32, n int, scratch *sock.Socket, answer func(i int, s *sock.Socket, err error)) error {
+	for len(b) >= sizeofNlmsghdr {
+		l := int(native.Uint32(b[0:]))
+		typ := native.Uint16(b[4:])
+		i := native.Uint32(b[8:]) - base // wraps with the sequence numbers
+		if l < sizeofNlmsghdr || l > len(b) {
+			return fmt.Errorf("message length %d of %d bytes left: %w", l, len(b), ErrTruncated)
+		}
+		msg := b[sizeofNlmsghdr:l]
+		b = b[min(align4(l), len(b)):]
+		if i >= uint32(n) {
+			continue
+		}
+		switch typ {
+		case nlmsgError:
+			if len(msg) < sizeofNlmsgerr {
+				return fmt.Errorf("error message: %w", ErrTruncated)
+			}
+			if e := int32(native.Uint32(msg)); e < 0 {
+				answer(int(i), nil, errnoErr(-e))
+			}
+		case sockDiagByFamily:
+			if err := parseDiagHead(msg, scratch); err != nil {
+				return err
+			}
+			answer(int(i), scratch, nil)
+		}
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("%d stray bytes after the last message: %w", len(b), ErrTruncated)
+	}
+	return nil
+}
+
 // parseDiagMsg decodes struct inet_diag_msg and its attributes into s.
 func parseDiagMsg(m []byte, s *sock.Socket) (info []byte, err error) {
 	if err := parseDiagHead(m, s); err != nil {

@@ -276,6 +276,18 @@ func (k *Kernel) Alive(s *sock.Socket) (bool, error) {
 	return k.c.Alive(s)
 }
 
+// AliveAll is Alive for each of socks in one request (see
+// sockdiag.Collector.AliveAll), MaxAliveAll at most.
+func (k *Kernel) AliveAll(socks []sock.Socket, alive []bool) ([]bool, error) {
+	if k.c == nil {
+		return alive[:0], errors.New("no lookups without sock_diag")
+	}
+	return k.c.AliveAll(socks, alive)
+}
+
+// MaxAliveAll is the most sockets AliveAll takes at once.
+func (k *Kernel) MaxAliveAll() int { return sockdiag.MaxAliveAll }
+
 // Destroys joins the kernel's destroy announcements for the source's
 // namespace and delivers them until ctx ends, then closes the channel.
 // The tracker dates the ends of the sockets it knows by them, and reports

@@ -260,11 +260,11 @@ func TestProbedTimeWaitEnd(t *testing.T) {
 	tr := New(nil)
 	tr.Update(snapAt(0, tw(1, 30000), tw(2, 60000)))
 	// Entry 1 entered at -30 s: its 60 s are up at 30 s.
-	if got := tr.Expiring(t0.Add(29*time.Second), nil); len(got) != 0 {
+	if got := tr.Expiring(t0.Add(29*time.Second), nil, 0); len(got) != 0 {
 		t.Errorf("expiring at 29 s: %v", got)
 	}
 	tr.Update(snapAt(29800*time.Millisecond, tw(1, 200), tw(2, 30200)))
-	got := tr.Expiring(t0.Add(29950*time.Millisecond), nil)
+	got := tr.Expiring(t0.Add(29950*time.Millisecond), nil, 0)
 	if len(got) != 1 || got[0].Cookie != 1 {
 		t.Fatalf("expiring at 29.95 s: %v", got)
 	}
@@ -272,7 +272,7 @@ func TestProbedTimeWaitEnd(t *testing.T) {
 	tr.Probed(Key{Cookie: 1}, t0.Add(30550*time.Millisecond), false)
 	tr.Probed(Key{Cookie: 1}, t0.Add(30600*time.Millisecond), false) // the first miss counts
 	tr.Probed(Key{Cookie: 7}, t0, false)                             // unknown: ignored
-	if got := tr.Expiring(t0.Add(30600*time.Millisecond), nil); len(got) != 0 {
+	if got := tr.Expiring(t0.Add(30600*time.Millisecond), nil, 0); len(got) != 0 {
 		t.Errorf("an entry found gone is still probed: %v", got)
 	}
 	v := tr.Update(snapAt(31*time.Second, tw(2, 29000)))
@@ -349,7 +349,7 @@ func TestExpiringWithASlowPoll(t *testing.T) {
 	// One minute later (a 1m interval), entry 2 has 45 s left: it ends
 	// before the next snapshot.
 	tr.Update(snapAt(time.Minute, est(9, 19), tw(2, 45000)))
-	if got := tr.Expiring(t0.Add(time.Minute+44950*time.Millisecond), nil); len(got) != 1 {
+	if got := tr.Expiring(t0.Add(time.Minute+44950*time.Millisecond), nil, 0); len(got) != 1 {
 		t.Errorf("an entry due within the next interval is not probed: %v", got)
 	}
 }
@@ -739,5 +739,36 @@ func TestPreviewIsTheFirstView(t *testing.T) {
 	}
 	if tr.Preview(snapAt(time.Second, est(1, 11))) != nil {
 		t.Error("a preview after the first snapshot")
+	}
+}
+
+// TestExpiringOldestFirstAndBounded checks that the candidates for a probe
+// come oldest first, at most the limit, and that entries found gone are
+// passed over on the next ask.
+func TestExpiringOldestFirstAndBounded(t *testing.T) {
+	tr := New(nil)
+	// Entries 1 to 4 have 2.9 down to 1.1 s left; 5 has a whole minute.
+	tr.Update(snapAt(0, tw(3, 1700), tw(1, 2900), tw(5, 60000), tw(4, 1100), tw(2, 2300)))
+	at := t0.Add(3 * time.Second) // all but 5 are past their 60 s
+	cookies := func(socks []sock.Socket) []uint64 {
+		var c []uint64
+		for _, s := range socks {
+			c = append(c, s.Cookie)
+		}
+		return c
+	}
+	if got := cookies(tr.Expiring(at, nil, 2)); !slices.Equal(got, []uint64{4, 3}) {
+		t.Errorf("limit 2: %v, want the two oldest [4 3]", got)
+	}
+	if got := cookies(tr.Expiring(at, nil, 0)); !slices.Equal(got, []uint64{4, 3, 2, 1}) {
+		t.Errorf("no limit: %v, want [4 3 2 1]", got)
+	}
+	tr.Probed(Key{Cookie: 4}, at, false)
+	tr.Probed(Key{Cookie: 2}, at, false)
+	if got := cookies(tr.Expiring(at, nil, 2)); !slices.Equal(got, []uint64{3, 1}) {
+		t.Errorf("after 4 and 2 were found gone: %v, want [3 1]", got)
+	}
+	if tr.dueFrom != 1 {
+		t.Errorf("dueFrom %d, want 1: the settled head is passed over", tr.dueFrom)
 	}
 }
