@@ -28,7 +28,7 @@ type Config struct {
 	// monitor.Options).
 	CatchUp func()
 	// FirstFrame, when set, is called once, when the first frame has
-	// been applied: work that must not delay it can start then.
+	// been drawn: work that must not delay it can start then.
 	FirstFrame func()
 	Processes  bool // show the Process column from the start
 	// Columns are the table's columns in order (-o); nil: the dashboard's
@@ -74,6 +74,9 @@ var intervals = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 
 
 type dashboard struct {
 	cfg Config
+	// firstDrawn is Config.FirstFrame from the first frame's update until
+	// the draw after it (the drawing goroutine's alone).
+	firstDrawn func()
 	// ticking is the socket a ticking cell draws, its timer counted down
 	// (cellText; the drawing goroutine's alone).
 	ticking sock.Socket
@@ -190,7 +193,7 @@ func (d *dashboard) build() {
 		AddPage("detail", newPanel(d.detail, 72, 22, d.uncovered), true, false).
 		AddPage("help", newPanel(d.help, helpW, helpH, d.uncovered), true, false).
 		AddPage("timewait", newPanel(d.twPane, 100, 40, d.uncovered), true, false)
-	d.app.SetRoot(d.pages, true).SetInputCapture(d.key).SetBeforeDrawFunc(d.fitEditError)
+	d.app.SetRoot(d.pages, true).SetInputCapture(d.key).SetBeforeDrawFunc(d.fitEditError).SetAfterDrawFunc(d.afterDraw)
 	d.refreshHeader()
 	d.refreshStatus()
 }
@@ -217,6 +220,15 @@ const maxErrorRows = 4
 // fitEditError gives the filter editor's error as many lines as it needs
 // at the screen's width (up to a quarter of the screen), so that a long
 // error wraps instead of being cut. It runs before every draw.
+// afterDraw tells Config.FirstFrame, once, that the first frame is on
+// the screen.
+func (d *dashboard) afterDraw(tcell.Screen) {
+	if first := d.firstDrawn; first != nil {
+		d.firstDrawn = nil
+		first()
+	}
+}
+
 func (d *dashboard) fitEditError(screen tcell.Screen) bool {
 	if !d.editing || d.filterErr == "" {
 		return false
@@ -378,7 +390,7 @@ func (d *dashboard) applyFrame() {
 	d.drawnAt = d.cfg.Now() // drawn once this update returns
 	if first := d.cfg.FirstFrame; first != nil {
 		d.cfg.FirstFrame = nil
-		first()
+		d.firstDrawn = first // once this update is drawn (afterDraw)
 	}
 	if d.cfg.Namespaces != nil && d.m.frame != nil && (f.Err == nil || f.Entries != nil) {
 		d.ns.apply(d.m.frame.Entries, d.m.frame.Counted, d.cfg.Namespaces(), f.Time)

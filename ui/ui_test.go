@@ -877,3 +877,44 @@ func TestAgesTickBetweenPolls(t *testing.T) {
 		return strings.Count(s, "43.0s") >= 2 && !strings.Contains(s, "50.0s")
 	})
 }
+
+// FirstFrame is called once, when the first frame is drawn: the memory
+// limit and the kernel's events wait for it, and nothing should wait
+// longer.
+func TestFirstFrameCalledOnceDrawn(t *testing.T) {
+	calls := make(chan string, 4)
+	started := make(chan *harness, 1)
+	cfg := Config{FirstFrame: func() {
+		// On the drawing goroutine, between the draw and its Show: the
+		// screen's back buffer holds what is about to be shown.
+		h := <-started
+		w, hgt := h.screen.Size()
+		var b strings.Builder
+		for y := range hgt {
+			for x := range w {
+				r, _, _, _ := h.screen.GetContent(x, y)
+				b.WriteRune(r)
+			}
+		}
+		calls <- b.String()
+	}}
+	h := start(t, 120, 30, cfg, seedTable(), seedTable())
+	started <- h
+	select {
+	case drawn := <-calls:
+		if !strings.Contains(drawn, "127.0.0.1:40002") || !strings.Contains(drawn, "TIME_WAIT 2") {
+			t.Errorf("FirstFrame called before the first frame was drawn:\n%s", drawn)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("FirstFrame not called")
+	}
+	h.poll()
+	h.waitText("127.0.0.1:40008")
+	h.resize(100, 30)
+	h.waitFor("a redraw at 100 columns", func(string) bool { w, _ := h.screen.Size(); return w == 100 })
+	select {
+	case <-calls:
+		t.Error("FirstFrame called twice")
+	case <-time.After(100 * time.Millisecond):
+	}
+}

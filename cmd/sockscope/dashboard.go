@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
@@ -150,7 +151,7 @@ func runDashboard(a *app, o *options) error {
 		Lookup:     s.Lookup(),
 		Births:     births,
 		CatchUp:    catchUp,
-		FirstFrame: func() { close(firstFrame) },
+		FirstFrame: func() { close(firstFrame); oneProcessor() },
 		Processes:  o.processes,
 		Columns:    o.cols,
 		Filter:     text,
@@ -177,6 +178,20 @@ func runDashboard(a *app, o *options) error {
 	}
 	a.note(s.ClosingNotes()...)
 	return err
+}
+
+// oneProcessor leaves the dashboard one processor once its first frame
+// is drawn, unless GOMAXPROCS says otherwise. Its steady work is a poll
+// per interval, most of it in the kernel; with a second processor the Go
+// scheduler wakes an idle thread for each goroutine a poll, a probe tick
+// or a kernel event readies, and on a virtual machine each wake-up costs
+// tens of µs. Measured at 110k sockets on a 2-core guest: 9.7% of a core
+// against 10.6% (two A/B runs of 30 s). The first frame keeps both: the
+// front end draws it while the tracker takes the first poll in.
+func oneProcessor() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 }
 
 // netnsLabel is what the status line says is read: "" for sockscope's
