@@ -378,9 +378,10 @@ func (m *Monitor) Poll() time.Duration {
 		// The first poll: its frame is the view Update will make of it,
 		// drawn while Update takes the snapshot in. At 110k sockets the
 		// first Update (a record for every socket) was a quarter of the
-		// time to the first frame. Update only reads the snapshot.
+		// time to the first frame. TakeIn only reads the snapshot and
+		// the preview.
 		m.send(m.frame(v, snap, start))
-		m.tracker.Reuse(m.tracker.Update(snap).Entries) // the same entries, not sent
+		m.tracker.TakeIn(v)
 		m.latest = snap
 		return time.Since(start)
 	}

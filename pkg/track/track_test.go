@@ -772,3 +772,56 @@ func TestExpiringOldestFirstAndBounded(t *testing.T) {
 		t.Errorf("dueFrom %d, want 1: the settled head is passed over", tr.dueFrom)
 	}
 }
+
+// TestTakeInIsUpdate checks that a tracker that took its first snapshot in
+// behind a preview (TakeIn) goes on exactly as one that updated: the same
+// view of the next snapshot, its changes, births, ends and owners.
+func TestTakeInIsUpdate(t *testing.T) {
+	owners := map[uint32]procs.Process{11: {PID: 4242, Command: "server"}, 13: {PID: 7, Command: "client"}}
+	lookup := func(inode uint32) (procs.Process, bool) { p, ok := owners[inode]; return p, ok }
+	first := snapAt(0, est(1, 11), est(2, 12), est(3, 13), tw(4, 30000))
+	closing := est(1, 11)
+	closing.State = sock.CloseWait
+	next := snapAt(2*time.Second, closing, est(3, 13), tw(4, 28000), est(5, 11))
+
+	updated := New(lookup)
+	updated.Update(first)
+	want := updated.Update(next)
+
+	took := New(lookup)
+	pv := took.Preview(first)
+	took.TakeIn(pv)
+	if took.Len() != 4 {
+		t.Fatalf("TakeIn left %d records, want 4", took.Len())
+	}
+	got := took.Update(next)
+	if len(got.Entries) != len(want.Entries) || len(got.Events) != len(want.Events) || len(got.Gone) != len(want.Gone) {
+		t.Fatalf("after TakeIn: %d entries, %d events, %d gone; after Update: %d, %d, %d",
+			len(got.Entries), len(got.Events), len(got.Gone), len(want.Entries), len(want.Events), len(want.Gone))
+	}
+	for i := range want.Entries {
+		g, w := got.Entries[i], want.Entries[i]
+		if g.Cookie != w.Cookie || g.Age != w.Age || g.AgeSource != w.AgeSource || g.firstSeen != w.firstSeen ||
+			(g.Process == nil) != (w.Process == nil) || (g.Process != nil && *g.Process != *w.Process) {
+			t.Errorf("entry %d: after TakeIn %+v, after Update %+v", i, g, w)
+		}
+	}
+	for i := range want.Events {
+		g, w := got.Events[i], want.Events[i]
+		if g.Kind != w.Kind || g.Entry.Cookie != w.Entry.Cookie || g.From != w.From || g.To != w.To || !g.At.Equal(w.At) {
+			t.Errorf("event %d: after TakeIn %+v, after Update %+v", i, g, w)
+		}
+	}
+	// The fixture has a change, a birth and an end to compare.
+	kinds := map[EventKind]int{}
+	for _, e := range want.Events {
+		kinds[e.Kind]++
+	}
+	if kinds[EventNew] != 1 || kinds[EventGone] != 1 || kinds[EventChange] != 1 {
+		t.Errorf("events %v: want one birth, one end, one change", kinds)
+	}
+	took.TakeIn(took.Preview(next)) // no preview after the first snapshot: nothing
+	if took.Len() != 4 {
+		t.Errorf("a second TakeIn changed the records: %d", took.Len())
+	}
+}
