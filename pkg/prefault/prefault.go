@@ -54,15 +54,15 @@ func Make[T any](n, c, use int) []T {
 }
 
 // Grow returns s with room for at least more elements beyond its length:
-// s itself if it has it, else a copy in a new slice (twice the room, the
-// next more elements mapped). Appending element by element to a slice
-// that doubles by itself writes each new page on first touch, and copies
-// more.
+// s itself if it has it, else a copy in a new slice (a quarter more room,
+// as append gives a large slice; the next more elements mapped).
+// Appending element by element to a slice that grows by itself writes
+// each new page on first touch, and copies more.
 func Grow[T any](s []T, more int) []T {
 	if cap(s)-len(s) >= more {
 		return s
 	}
-	g := Make[T](len(s), max(2*cap(s), len(s)+more), len(s)+more)
+	g := Make[T](len(s), max(cap(s)+cap(s)/4, len(s)+more), len(s)+more)
 	copy(g, s)
 	return g
 }
