@@ -13,7 +13,7 @@ import (
 // one: no owner, no history, no times.
 func TestRecordsReused(t *testing.T) {
 	owners := map[uint32]procs.Process{11: {PID: 4242, Command: "server"}}
-	lookup := func(inode uint32) (procs.Process, bool) { p, ok := owners[inode]; return p, ok }
+	lookup := lookupIn(owners)
 	tr := New(lookup)
 	tr.Update(snapAt(0, est(1, 11)))
 	closing := est(1, 11)

@@ -29,6 +29,11 @@ func tw(cookie uint64, expiresMs uint32) sock.Socket {
 	return s
 }
 
+// lookupIn finds owners in a map by inode; the test may change the map.
+func lookupIn(owners map[uint32]procs.Process) Lookup {
+	return func(inode uint32) (procs.Process, bool) { p, ok := owners[inode]; return p, ok }
+}
+
 func entry(t *testing.T, v *View, cookie uint64) Entry {
 	t.Helper()
 	for _, e := range v.Entries {
@@ -76,7 +81,7 @@ func TestAges(t *testing.T) {
 
 func TestTransitionsAndProcessMemory(t *testing.T) {
 	owners := map[uint32]procs.Process{11: {PID: 4242, Command: "server"}}
-	lookup := func(inode uint32) (procs.Process, bool) { p, ok := owners[inode]; return p, ok }
+	lookup := lookupIn(owners)
 	tr := New(lookup)
 	tr.Update(snapAt(0, est(1, 11)))
 	fw := est(1, 11)
@@ -713,7 +718,7 @@ func TestPreviewIsTheFirstView(t *testing.T) {
 		5: {Born: t0.Add(-30 * time.Second)},                                                        // TIME_WAIT: the timer wins
 	}
 	owners := map[uint32]procs.Process{11: {PID: 4242, Command: "server"}, 13: {PID: 7, Command: "client"}}
-	tr := New(func(inode uint32) (procs.Process, bool) { p, ok := owners[inode]; return p, ok })
+	tr := New(lookupIn(owners))
 	tr.SetBirths(func(c uint64) (Birth, bool) { b, ok := births[c]; return b, ok })
 	snap := snapAt(0, est(1, 11), est(2, 12), est(3, 13), est(4, 0), tw(5, 30000))
 	pv := tr.Preview(snap)
@@ -778,7 +783,7 @@ func TestExpiringOldestFirstAndBounded(t *testing.T) {
 // view of the next snapshot, its changes, births, ends and owners.
 func TestTakeInIsUpdate(t *testing.T) {
 	owners := map[uint32]procs.Process{11: {PID: 4242, Command: "server"}, 13: {PID: 7, Command: "client"}}
-	lookup := func(inode uint32) (procs.Process, bool) { p, ok := owners[inode]; return p, ok }
+	lookup := lookupIn(owners)
 	first := snapAt(0, est(1, 11), est(2, 12), est(3, 13), tw(4, 30000))
 	closing := est(1, 11)
 	closing.State = sock.CloseWait
