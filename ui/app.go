@@ -217,9 +217,6 @@ func (d *dashboard) show(name string) {
 // The filter error takes at most 1/maxErrorRows of the screen's rows.
 const maxErrorRows = 4
 
-// fitEditError gives the filter editor's error as many lines as it needs
-// at the screen's width (up to a quarter of the screen), so that a long
-// error wraps instead of being cut. It runs before every draw.
 // afterDraw tells Config.FirstFrame, once, that the first frame is on
 // the screen.
 func (d *dashboard) afterDraw(tcell.Screen) {
@@ -229,6 +226,9 @@ func (d *dashboard) afterDraw(tcell.Screen) {
 	}
 }
 
+// fitEditError gives the filter editor's error as many lines as it needs
+// at the screen's width (up to a quarter of the screen), so that a long
+// error wraps instead of being cut. It runs before every draw.
 func (d *dashboard) fitEditError(screen tcell.Screen) bool {
 	if !d.editing || d.filterErr == "" {
 		return false

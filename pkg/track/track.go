@@ -344,8 +344,8 @@ func New(lookup Lookup) *Tracker {
 
 // Expiring returns the TIME_WAIT entries whose 60 s are up but that the
 // kernel has not been seen to free yet, the candidates for a probe, at
-// most limit of them (limit <= 0: all), oldest first. The kernel's timer wheel
-// can keep an entry a second or two past its time.
+// most limit of them (limit <= 0: all), oldest first. The kernel's timer
+// wheel can keep an entry a second or two past its time.
 func (t *Tracker) Expiring(now time.Time, dst []sock.Socket, limit int) []sock.Socket {
 	due := t.stamp(now) - stamp(sock.TimeWaitLen-probeLead)
 	// Oldest first, their end is due soonest: t.due is in that order,
