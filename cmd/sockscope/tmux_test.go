@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"regexp"
@@ -41,7 +43,19 @@ func newTmux(t *testing.T, w, h int) *tmux {
 	tm := &tmux{t: t, socket: fmt.Sprintf("sockscope-test-%d-%d", os.Getpid(), tmuxServers.Add(1))}
 	tm.run("new-session", "-d", "-s", "main", "-x", fmt.Sprint(w), "-y", fmt.Sprint(h),
 		"env", "PS1=$ ", "TERM=xterm-256color", "bash", "--norc", "--noprofile")
-	t.Cleanup(func() { exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
+	t.Cleanup(func() {
+		// kill-server leaves the server's socket file behind: ask for its
+		// path first, and remove it once the server is gone.
+		path, perr := exec.Command("tmux", "-L", tm.socket, "display-message", "-p", "#{socket_path}").Output()
+		exec.Command("tmux", "-L", tm.socket, "kill-server").Run()
+		if perr != nil {
+			t.Logf("tmux socket %s: its path: %v", tm.socket, perr)
+			return
+		}
+		if err := os.Remove(strings.TrimSpace(string(path))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Logf("removing the tmux socket: %v", err)
+		}
+	})
 	return tm
 }
 
