@@ -541,11 +541,24 @@ type dashStats struct {
 // dashboard spent system time meanwhile: a dump is the kernel's work).
 func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) (dashStats, error) {
 	var st dashStats
-	sock := "sockbench"
-	tmux := func(args ...string) ([]byte, error) {
-		return exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+	// The server's socket in a directory of its own: kill-server leaves the
+	// socket file behind, and the directory goes with it.
+	dir, err := os.MkdirTemp("", "sockbench-tmux-")
+	if err != nil {
+		return st, fmt.Errorf("tmux socket directory: %w", err)
 	}
-	defer tmux("kill-server")
+	sock := filepath.Join(dir, "socket")
+	tmux := func(args ...string) ([]byte, error) {
+		return exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
+	}
+	defer func() {
+		if out, err := tmux("kill-server"); err != nil {
+			fmt.Fprintf(os.Stderr, "sockbench: tmux kill-server: %v: %s\n", err, out)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintf(os.Stderr, "sockbench: %v\n", err)
+		}
+	}()
 	start := time.Now()
 	if out, err := tmux(append([]string{"new-session", "-d", "-x", "160", "-y", "50"}, args...)...); err != nil {
 		return st, fmt.Errorf("tmux: %v: %s", err, out)
