@@ -15,6 +15,19 @@
 // dashboard's steady CPU at 110k rose from 12% to 16% of a core on that
 // guest. So pages stay the kernel's choice.
 //
+// Mapped is not yet cheap on such a guest: the hypervisor still makes
+// its own entry for each page at the program's first access, about 11 µs
+// a page (measured: 88 MB populated in 15 ms, then written a byte a page
+// in 250 ms, and again in 0.7 ms). A read does it as well as a write, and
+// from any thread. So, as the JVM's AlwaysPreTouch does with threads of
+// its own, a goroutine reads one byte of each page, first to last, while
+// the caller writes them. A dump, whose kernel fills a page in 40 µs,
+// finds every page ready: the first poll of a million sockets went from
+// 1.17 to 0.89 s (four runs each). A writer as fast as the reader
+// shares the work with it. On a machine where first access costs
+// nothing, the reader takes a millisecond of an idle processor per
+// 100 MB.
+//
 // The advice never changes what the memory holds: it maps the
 // zero-filled pages a first write would have, and leaves mapped ones as
 // they are. A kernel without it refuses with EINVAL; the pages then fault
@@ -24,6 +37,7 @@ package prefault
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -98,5 +112,41 @@ func ready(p unsafe.Pointer, size uintptr) {
 		// Nothing is lost but the head start.
 		err = fmt.Errorf("madvise(MADV_POPULATE_WRITE): %w", err)
 		refused.CompareAndSwap(nil, &err)
+		return
 	}
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		// b keeps the slice's memory alive until every page is read.
+		s, n := readPages(b, page)
+		sum.Add(uint64(s))
+		pagesRead.Add(int64(n))
+	}()
+}
+
+// pagesRead counts the pages the readers have read (for tests).
+var pagesRead atomic.Int64
+
+// readers counts the page readers still running (tests wait for them).
+var readers sync.WaitGroup
+
+// sum takes what readPages read, so that its reads are not dropped as
+// unused.
+var sum atomic.Uint64
+
+// readPages reads a byte of each page of b and returns their sum and
+// how many it read.
+//
+// The caller may be writing b meanwhile: the bytes read are thrown away,
+// and reading a byte never changes what a write leaves. The race
+// detector is told not to look (go:norace), as it would report every
+// page the two touch in turn.
+//
+//go:norace
+func readPages(b []byte, page uintptr) (s byte, n int) {
+	for i := 0; i < len(b); i += int(page) {
+		s += b[i]
+		n++
+	}
+	return s, n
 }

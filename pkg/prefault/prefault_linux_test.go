@@ -72,3 +72,38 @@ func TestAdviceKeepsContents(t *testing.T) {
 		t.Errorf("Grow made a new slice with room to spare")
 	}
 }
+
+// TestPagesReadWhileWritten checks that after Make a reader goes over
+// every page of the part mapped, and that a writer working meanwhile
+// finds every byte it wrote: the reads are thrown away. Under -race it
+// also checks that the reader is not reported (go:norace).
+func TestPagesReadWhileWritten(t *testing.T) {
+	readers.Wait()
+	before := pagesRead.Load()
+	b := Make[byte](12<<20, 12<<20, 12<<20)
+	if err := Err(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the kernel refused the advice (CI's kernels take both): %v", err)
+		}
+		t.Skipf("the kernel refused the advice: %v", err)
+	}
+	for i := range b {
+		b[i] = byte(i>>12) ^ byte(i)
+	}
+	readers.Wait()
+	page := os.Getpagesize()
+	// The whole pages of b: all of them, or one fewer if b does not start
+	// on a page.
+	want := int64(len(b) / page)
+	if uintptr(unsafe.Pointer(unsafe.SliceData(b)))%uintptr(page) != 0 {
+		want--
+	}
+	if got := pagesRead.Load() - before; got != want {
+		t.Errorf("the reader read %d pages of a 12 MiB slice, want %d", got, want)
+	}
+	for i := range b {
+		if b[i] != byte(i>>12)^byte(i) {
+			t.Fatalf("byte %d is %#x after the reader, want %#x", i, b[i], byte(i>>12)^byte(i))
+		}
+	}
+}
