@@ -2,6 +2,7 @@ package kevents
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/sockscope/sockscope/pkg/sock"
 )
@@ -15,6 +16,10 @@ type Book struct {
 	keep func(netns uint32) bool
 	mu   sync.Mutex
 	m    map[uint64]Stamp
+	// n is len(m), for a Lookup without the lock while m is empty: the
+	// first frame of a million sockets asks for each one's birth before
+	// the kernel's events have told anything.
+	n atomic.Int64
 }
 
 // NewBook returns a Book of the sockets in the namespaces keep accepts.
@@ -41,10 +46,14 @@ func (b *Book) Add(t *Transition) {
 		st.Last, st.State = t.At, t.To
 		b.m[t.Cookie] = st
 	}
+	b.n.Store(int64(len(b.m)))
 }
 
 // Lookup returns a socket's stamp, if the Book saw it born or changed.
 func (b *Book) Lookup(cookie uint64) (Stamp, bool) {
+	if b.n.Load() == 0 {
+		return Stamp{}, false
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st, ok := b.m[cookie]

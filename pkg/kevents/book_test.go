@@ -38,6 +38,17 @@ func TestBook(t *testing.T) {
 	if _, ok := b.Lookup(1); ok || b.Len() != 2 {
 		t.Errorf("after cookie 1 closed: %d kept", b.Len())
 	}
+	// Emptied, then told of a birth again: Lookup sees it (an empty Book
+	// answers without its lock).
+	b.Add(tr(2, 7, time.Second, sock.SynRecv, sock.Close))
+	b.Add(tr(4, 7, time.Second, sock.CloseWait, sock.Close))
+	if _, ok := b.Lookup(4); ok || b.Len() != 0 {
+		t.Errorf("after every socket closed: %d kept", b.Len())
+	}
+	b.Add(tr(5, 7, 2*time.Second, sock.Close, sock.SynSent))
+	if st, ok := b.Lookup(5); !ok || !st.Born.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("a birth after the Book emptied: %+v, %v", st, ok)
+	}
 }
 
 // Sync after Run has returned (its context ended, or a read failed)
