@@ -65,6 +65,7 @@ type model struct {
 	// -(k+1) for gone[k]. Indices rather than copies: a 100k-socket table
 	// is sorted by moving 4-byte refs, not 200-byte entries.
 	rows     []int32
+	found    int      // the row index found a socket at last
 	keys     []rowKey // reused by sortRows
 	sorter   keySorter
 	toggles  sock.StateMask // states kept by l/t/c/e; 0 keeps all
@@ -344,10 +345,25 @@ func (m *model) togglePause(now time.Time) {
 	}
 }
 
-// index returns the row of a socket, -1 when it is not shown.
+// index returns the row of a socket, -1 when it is not shown. It looks
+// outwards from the row it found one at last: the selection is looked up
+// after each frame, where it has moved a few rows if at all, and at a
+// million rows a search from the top took up to 100 ms of the keyboard's
+// goroutine. The zero key (nothing selected yet) is no socket's: a
+// socket's namespace inode is never 0.
 func (m *model) index(k track.Key) int {
-	for i, ref := range m.rows {
-		if track.KeyOf(m.entry(ref).Socket) == k {
+	if k == (track.Key{}) || len(m.rows) == 0 {
+		return -1
+	}
+	at := func(i int) bool { return track.KeyOf(m.entry(m.rows[i]).Socket) == k }
+	from := min(m.found, len(m.rows)-1)
+	for d := 0; from-d >= 0 || from+d < len(m.rows); d++ {
+		if i := from + d; i < len(m.rows) && at(i) {
+			m.found = i
+			return i
+		}
+		if i := from - d; d > 0 && i >= 0 && at(i) {
+			m.found = i
 			return i
 		}
 	}

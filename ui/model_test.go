@@ -85,3 +85,74 @@ func TestGoneRowLeavesWhenItsSocketIsBack(t *testing.T) {
 		t.Errorf("socket 1 back: %q, %d lingering; want two live rows", got, m.lingered.Len())
 	}
 }
+
+// index finds a socket's row wherever the new order put it, from the row
+// it was found at before or from anywhere else; it finds no row for a
+// socket that left, for the zero key (nothing selected) or in an empty
+// table.
+func TestIndexFollowsTheSocket(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	var table, fewer []sock.Socket
+	for i := range 50 {
+		s := sk(uint64(100+i), sock.Established, fmt.Sprintf("127.0.0.1:%d", 5000+i), "127.0.0.1:40000", uint32(i+1))
+		s.Netns = 4026531840
+		table = append(table, s)
+		if i%2 == 0 {
+			fewer = append(fewer, s)
+		}
+	}
+	src := &scripted{steps: [][]sock.Socket{table, fewer, fewer, nil, nil}, clock: c}
+	m := newModel()
+	mon := monitor.New(src, monitor.Options{Now: c.Now}, m.apply)
+	mon.Poll()
+	rowOf := func(cookie uint64) int {
+		for i := range m.rows {
+			if m.at(i).Cookie == cookie {
+				return i
+			}
+		}
+		return -1
+	}
+	key := func(cookie uint64) track.Key { return track.Key{Netns: 4026531840, Cookie: cookie} }
+	for _, cookie := range []uint64{140, 101, 149, 120, 100} {
+		if got, want := m.index(key(cookie)), rowOf(cookie); got != want || want < 0 {
+			t.Errorf("socket %d: index %d, want row %d", cookie, got, want)
+		}
+	}
+	if got := m.index(track.Key{}); got != -1 {
+		t.Errorf("the zero key: index %d, want -1", got)
+	}
+	// Sorted the other way, each row moves: the search starts from the
+	// old row and must still find the new one.
+	m.index(key(140))
+	m.reverse = true
+	m.rebuild()
+	for _, cookie := range []uint64{140, 101, 149} {
+		if got, want := m.index(key(cookie)), rowOf(cookie); got != want || want < 0 {
+			t.Errorf("reversed, socket %d: index %d, want row %d", cookie, got, want)
+		}
+	}
+	c.Add(time.Second)
+	mon.Poll() // the odd sockets left: they linger as gone rows
+	if got, want := m.index(key(101)), rowOf(101); got != want || want < 0 {
+		t.Errorf("a gone row: index %d, want row %d", got, want)
+	}
+	c.Add(goneLinger + time.Second)
+	mon.Poll() // and linger no more
+	if got := m.index(key(101)); got != -1 {
+		t.Errorf("a socket that left: index %d, want -1", got)
+	}
+	if got, want := m.index(key(148)), rowOf(148); got != want || want < 0 {
+		t.Errorf("socket 148 after the others left: index %d, want row %d", got, want)
+	}
+	c.Add(time.Second)
+	mon.Poll()
+	c.Add(goneLinger + time.Second)
+	mon.Poll() // an empty table
+	if len(m.rows) != 0 {
+		t.Fatalf("%d rows left, want none", len(m.rows))
+	}
+	if got := m.index(key(148)); got != -1 {
+		t.Errorf("an empty table: index %d, want -1", got)
+	}
+}
