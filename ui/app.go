@@ -74,9 +74,12 @@ var intervals = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 
 
 type dashboard struct {
 	cfg Config
-	// firstDrawn is Config.FirstFrame from the first frame's update until
-	// the draw after it (the drawing goroutine's alone).
+	// firstDrawn is set from the first frame's update until the draw
+	// after it, which calls it (the drawing goroutine's alone).
 	firstDrawn func()
+	// shown is closed once the first frame is drawn: the monitor's
+	// tracker then takes it in (monitor.Options.Shown).
+	shown chan struct{}
 	// ticking is the socket a ticking cell draws, its timer counted down
 	// (cellText; the drawing goroutine's alone).
 	ticking sock.Socket
@@ -144,13 +147,14 @@ func newDashboard(cfg Config) *dashboard {
 		ns:         newNSModel(),
 		nsMode:     cfg.Namespaces != nil,
 		box:        newMailbox(),
+		shown:      make(chan struct{}),
 		procs:      cfg.Processes && cfg.Lookup != nil,
 		interval:   cfg.Interval,
 		filterText: cfg.Filter,
 	}
 	d.x = &extras{timeWait: cfg.TimeWait, counters: cfg.Counters}
 	d.mon = monitor.New(cfg.Source, monitor.Options{Lookup: cfg.Lookup, Processes: d.procs,
-		Interval: cfg.Interval, Now: cfg.Now, Extras: d.x, Births: cfg.Births, CatchUp: cfg.CatchUp}, d.box.put)
+		Interval: cfg.Interval, Now: cfg.Now, Extras: d.x, Births: cfg.Births, CatchUp: cfg.CatchUp, Shown: d.shown}, d.box.put)
 	d.started = cfg.Now()
 	d.cols = d.columns()
 	d.build()
@@ -217,8 +221,8 @@ func (d *dashboard) show(name string) {
 // The filter error takes at most 1/maxErrorRows of the screen's rows.
 const maxErrorRows = 4
 
-// afterDraw tells Config.FirstFrame, once, that the first frame is on
-// the screen.
+// afterDraw tells the monitor and Config.FirstFrame, once, that the
+// first frame is on the screen.
 func (d *dashboard) afterDraw(tcell.Screen) {
 	if first := d.firstDrawn; first != nil {
 		d.firstDrawn = nil
@@ -388,9 +392,15 @@ func (d *dashboard) applyFrame() {
 	}
 	d.m.apply(f)
 	d.drawnAt = d.cfg.Now() // drawn once this update returns
-	if first := d.cfg.FirstFrame; first != nil {
-		d.cfg.FirstFrame = nil
-		d.firstDrawn = first // once this update is drawn (afterDraw)
+	if d.shown != nil {
+		shown, first := d.shown, d.cfg.FirstFrame
+		d.shown = nil
+		d.firstDrawn = func() { // once this update is drawn (afterDraw)
+			close(shown)
+			if first != nil {
+				first()
+			}
+		}
 	}
 	if d.cfg.Namespaces != nil && d.m.frame != nil && (f.Err == nil || f.Entries != nil) {
 		d.ns.apply(d.m.frame.Entries, d.m.frame.Counted, d.cfg.Namespaces(), f.Time)

@@ -179,6 +179,7 @@ type Monitor struct {
 	ticker     *time.Ticker
 	extras     Extras
 	catchUp    func()
+	shown      <-chan struct{}
 	info       map[string]bool // who needs tcp_info
 	warn       error           // for the next frame
 	spares     spares
@@ -202,6 +203,12 @@ type Options struct {
 	Now     func() time.Time // nil: time.Now
 	// Extras adds a front end's own data to every frame; nil: none.
 	Extras Extras
+	// Shown, when set, is closed once the front end has shown the first
+	// frame. The tracker takes the first snapshot in after that (or after
+	// maxShownWait): at a million sockets its records are 150 MB of new
+	// memory, and making them while the table is sorted and drawn, on a
+	// machine of two processors, slowed the first frame.
+	Shown <-chan struct{}
 }
 
 // New returns a Monitor that hands each frame to send, on the monitor's
@@ -214,7 +221,7 @@ func New(src Source, opt Options, send func(*Frame)) *Monitor {
 		opt.Now = time.Now
 	}
 	m := &Monitor{src: src, tracker: track.New(nil), lookup: opt.Lookup, interval: opt.Interval,
-		now: opt.Now, cmds: make(chan func(), maxPending), send: send, extras: opt.Extras, catchUp: opt.CatchUp, info: map[string]bool{}}
+		now: opt.Now, cmds: make(chan func(), maxPending), send: send, extras: opt.Extras, catchUp: opt.CatchUp, shown: opt.Shown, info: map[string]bool{}}
 	if opt.Processes && opt.Lookup != nil {
 		m.tracker.SetLookup(opt.Lookup)
 	}
@@ -376,14 +383,15 @@ func (m *Monitor) Poll() time.Duration {
 	}
 	if v := m.tracker.Preview(snap); v != nil {
 		// The first poll: its frame is the view Update will make of it,
-		// drawn while Update takes the snapshot in. At 110k sockets the
+		// shown before Update takes the snapshot in. At 110k sockets the
 		// first Update (a record for every socket) was a quarter of the
 		// time to the first frame. TakeIn only reads the snapshot and
 		// the preview.
 		m.send(m.frame(v, snap, start))
+		waited := m.awaitShown()
 		m.tracker.TakeIn(v)
 		m.latest = snap
-		return time.Since(start)
+		return time.Since(start) - waited
 	}
 	v := m.tracker.Update(snap)
 	m.latest = snap
@@ -394,6 +402,27 @@ func (m *Monitor) Poll() time.Duration {
 	f := m.frame(v, snap, start)
 	m.send(f)
 	return f.Took
+}
+
+// maxShownWait bounds the wait for Options.Shown: a front end that is
+// slower to draw still gets its records made.
+const maxShownWait = 2 * time.Second
+
+// awaitShown waits until the front end has shown the first frame
+// (Options.Shown), at most maxShownWait, and returns how long it waited:
+// not the poll's time, which paces the polls.
+func (m *Monitor) awaitShown() time.Duration {
+	if m.shown == nil {
+		return 0
+	}
+	start := time.Now()
+	t := time.NewTimer(maxShownWait)
+	defer t.Stop()
+	select {
+	case <-m.shown:
+	case <-t.C:
+	}
+	return time.Since(start)
 }
 
 // frame makes the frame of v, the view of snap, whose poll began at start.

@@ -336,3 +336,43 @@ func TestSnapshotsRecycledOnlyWhenNothingPointsIn(t *testing.T) {
 		}
 	}
 }
+
+// With Options.Shown the tracker takes the first snapshot in only once
+// the front end has shown the first frame: no second poll comes before,
+// and the wait does not count as the poll's time, which would space the
+// polls out.
+func TestFirstTakenInOnceShown(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	a := sock.Socket{Cookie: 1, Family: sock.IPv4, State: sock.Established,
+		Local: sock.MustParseEndpoint("127.0.0.1:9000"), Peer: sock.MustParseEndpoint("127.0.0.1:40000")}
+	src := &steps{clock: t0, table: [][]sock.Socket{{a}}}
+	shown := make(chan struct{})
+	frames := make(chan *Frame, 16)
+	const every = 10 * time.Millisecond
+	m := New(src, Options{Interval: every, Shown: shown}, func(f *Frame) {
+		select {
+		case frames <- f:
+		default: // never block the monitor: the test reads the first few
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil, nil) }()
+	defer func() { cancel(); <-done }()
+	<-frames
+	// Twenty intervals: polls that did not wait would have sent frames.
+	time.Sleep(20 * every)
+	select {
+	case f := <-frames:
+		t.Fatalf("a frame at %v before the first was shown", f.Time)
+	default:
+	}
+	close(shown)
+	f := <-frames
+	if f.Every != every {
+		t.Errorf("the poll after the first was shown: every %v, want the %v interval (the wait is not the poll's)", f.Every, every)
+	}
+	if len(f.Entries) != 1 || len(f.Events) != 0 {
+		t.Errorf("the second frame: %d entries, events %+v; want the socket, known since the first", len(f.Entries), f.Events)
+	}
+}
