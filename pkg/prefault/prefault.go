@@ -26,7 +26,8 @@
 // 1.17 to 0.89 s (four runs each). A writer as fast as the reader
 // shares the work with it. On a machine where first access costs
 // nothing, the reader takes a millisecond of an idle processor per
-// 100 MB.
+// 100 MB. With one processor (the dashboard after its first frame) there
+// is none idle, and no reader.
 //
 // The advice never changes what the memory holds: it maps the
 // zero-filled pages a first write would have, and leaves mapped ones as
@@ -37,6 +38,7 @@ package prefault
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -112,6 +114,11 @@ func ready(p unsafe.Pointer, size uintptr) {
 		// Nothing is lost but the head start.
 		err = fmt.Errorf("madvise(MADV_POPULATE_WRITE): %w", err)
 		refused.CompareAndSwap(nil, &err)
+		return
+	}
+	if runtime.GOMAXPROCS(0) < 2 {
+		// No processor to spare: a reader would only take turns with
+		// the writer, and with the goroutines that answer the user.
 		return
 	}
 	readers.Add(1)
