@@ -22,7 +22,8 @@ import (
 
 // The dashboard's soft memory limit (GOMEMLIMIT overrides): at least
 // memoryLimit until the first poll is in, then at least minMemoryLimit and
-// liveHeapHeadroom percent of the live heap.
+// liveHeapHeadroom percent of the live heap, with at most maxHeadroom of
+// room.
 const (
 	memoryLimit    = 128 << 20
 	minMemoryLimit = 32 << 20
@@ -30,6 +31,11 @@ const (
 	// 131 MB resident, 130% 104 MB for the same CPU (14.7% of a core);
 	// at 110% the collector ran without pause (140%).
 	liveHeapHeadroom = 130
+	// maxHeadroom bounds the room over the live heap: at a million
+	// sockets (476 MB live, polls 4 s apart) the garbage grew 3.5 MB a
+	// second and a collection took 120 ms, so 30% (143 MB) meant one
+	// collection in 40 s and 600 MB resident; 64 MB means one in 18 s.
+	maxHeadroom = 64 << 20
 )
 
 // The dashboard reads through the kernel source, behind the UI's interface.
@@ -231,16 +237,16 @@ func firstLimit(stat *kstat.Reader) int64 {
 // limit under the live data makes the collector run without pause (the
 // dashboard then spent 60% of its CPU in the garbage collector, measured
 // with perf on 100 namespaces). The limit is the larger of base and
-// liveHeapHeadroom percent of the live heap, so collections stay spaced
-// and memory near the data.
+// liveHeapHeadroom percent of the live heap (at most maxHeadroom over
+// it), so collections stay spaced and memory near the data.
 //
 // It starts once ready is closed (the first frame is in: the first poll
 // of a million sockets took 5 s on a machine of 13 µs pages, and a limit
 // set from the live heap of half a poll made the collector run without
 // pause until the rest was in). It then sets the collector's percentage
 // to gcPercent, unless that is negative, and every 2 s follows the live
-// heap, but only as measured by a collection since then: before one, the
-// live heap the runtime reports is an older, smaller one.
+// heap (limitFor), but only as measured by a collection since then:
+// before one, the live heap the runtime reports is an older, smaller one.
 func followLiveHeap(ctx context.Context, ready <-chan struct{}, base int64, gcPercent int) {
 	select {
 	case <-ctx.Done():
@@ -277,6 +283,12 @@ func followLiveHeap(ctx context.Context, ready <-chan struct{}, base int64, gcPe
 		if cycles == since {
 			continue // no collection since the table came in
 		}
-		debug.SetMemoryLimit(max(base, live*liveHeapHeadroom/100))
+		debug.SetMemoryLimit(limitFor(live, base))
 	}
+}
+
+// limitFor is the soft memory limit for a live heap: liveHeapHeadroom
+// percent of it, with at most maxHeadroom of room, and at least base.
+func limitFor(live, base int64) int64 {
+	return max(base, live+min(live*(liveHeapHeadroom-100)/100, maxHeadroom))
 }

@@ -46,3 +46,21 @@ func TestMemoryLimitWaitsForTheFirstFrame(t *testing.T) {
 		t.Errorf("limit %d after the first frame: want the larger of 32 MiB and 130%% of the live heap", got)
 	}
 }
+
+// The limit leaves 30% of a small live heap as room, at most maxHeadroom
+// of a large one, and never goes under base.
+func TestLimitFor(t *testing.T) {
+	const mb = 1 << 20
+	for _, c := range []struct{ live, want int64 }{
+		{0, minMemoryLimit},
+		{10 * mb, minMemoryLimit},          // 13 MB: the base
+		{60 * mb, 78 * mb},                 // 110k sockets: 30%
+		{200 * mb, 260 * mb},               // 60 MB of room, under the bound
+		{476 * mb, 476*mb + maxHeadroom},   // a million sockets: the bound
+		{4096 * mb, 4096*mb + maxHeadroom}, // and beyond
+	} {
+		if got := limitFor(c.live, minMemoryLimit); got != c.want {
+			t.Errorf("live heap %d MB: limit %d MB, want %d MB", c.live/mb, got/mb, c.want/mb)
+		}
+	}
+}
