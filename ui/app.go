@@ -117,6 +117,10 @@ type dashboard struct {
 	// in d.do.
 	x *extras
 
+	// onPrepared, for tests, runs on the goroutine that prepares frames
+	// once one is prepared, before it is handed to the UI.
+	onPrepared func()
+
 	// The goroutines run starts end before the UI does (stop).
 	helpers  sync.WaitGroup
 	cancel   context.CancelFunc
@@ -302,9 +306,26 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 			d.stop()
 		}
 	})
-	// The pump moves frames onto the UI goroutine. QueueUpdateDraw waits
-	// for the UI, so only the pump ever blocks on it, never the poller.
-	onUI(ctx, d, d.box.ready, d.applyFrame)
+	// The pump prepares each frame (its counts, its rows in order) and
+	// moves it onto the UI goroutine, which only swaps it in: the keys
+	// are answered meanwhile. QueueUpdateDraw waits for the UI, so only
+	// the pump ever blocks on it, never the poller.
+	d.helpers.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.box.ready:
+				if f := d.box.take(); f != nil {
+					p := d.m.order.prepare(f, d.m.pub.get())
+					if d.onPrepared != nil {
+						d.onPrepared()
+					}
+					d.app.QueueUpdateDraw(func() { d.applyFrame(p) })
+				}
+			}
+		}
+	})
 	if d.cfg.Redraw > 0 {
 		t := time.NewTicker(d.cfg.Redraw)
 		defer t.Stop()
@@ -350,21 +371,6 @@ func (d *dashboard) tick() {
 	d.app.ForceDraw()
 }
 
-// onUI starts a helper that runs f on the UI goroutine, and redraws, each
-// time c delivers, until ctx ends.
-func onUI[T any](ctx context.Context, d *dashboard, c <-chan T, f func()) {
-	d.helpers.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-c:
-				d.app.QueueUpdateDraw(f)
-			}
-		}
-	})
-}
-
 // stop ends the dashboard from any goroutine, any number of times. The
 // goroutines that queue updates end first, while the UI still runs: tview's
 // QueueUpdateDraw waits for the UI to run the update, so one caught in it
@@ -385,12 +391,9 @@ func (d *dashboard) stop() {
 }
 
 // applyFrame runs on the UI goroutine.
-func (d *dashboard) applyFrame() {
-	f := d.box.take()
-	if f == nil {
-		return
-	}
-	d.m.apply(f)
+func (d *dashboard) applyFrame(p *prepared) {
+	f := p.f
+	d.m.order.spare = d.m.applyPrepared(p)
 	d.drawnAt = d.cfg.Now() // drawn once this update returns
 	if d.shown != nil {
 		shown, first := d.shown, d.cfg.FirstFrame

@@ -1,8 +1,11 @@
 package ui
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sockscope/sockscope/pkg/monitor"
@@ -64,10 +67,13 @@ type model struct {
 	// rows are the visible rows in order: an index into frame.Entries, or
 	// -(k+1) for gone[k]. Indices rather than copies: a 100k-socket table
 	// is sorted by moving 4-byte refs, not 200-byte entries.
-	rows     []int32
-	found    int      // the row index found a socket at last
-	keys     []rowKey // reused by sortRows
-	sorter   keySorter
+	rows  []int32
+	found int // the row index found a socket at last
+	// order makes a frame's rows, on the goroutine that hands frames
+	// over (the dashboard's) or in apply; room is where rows are sorted.
+	order    *orderer
+	room     *sortRoom
+	pub      published
 	toggles  sock.StateMask // states kept by l/t/c/e; 0 keeps all
 	netns    uint32         // the one namespace shown (its inode); 0: all
 	nMatched int            // sockets the filter matches in the frame, in netns
@@ -94,17 +100,163 @@ var rateCounters = []string{"OutRsts", "ListenOverflows", "TCPTimeWaitOverflow"}
 
 const sparkLen = 60
 
-func newModel() *model { return &model{lingered: track.NewKeyMap[row](), tw: twstat.New()} }
+func newModel() *model {
+	room := &sortRoom{}
+	return &model{lingered: track.NewKeyMap[row](), tw: twstat.New(), room: room, order: &orderer{room: room}}
+}
 
-// apply folds a frame in. While paused, counts and sparklines still
-// follow the kernel but the rows stay as they were.
+// view is what makes a frame's rows: the states kept, the namespace
+// shown, the order, and the pause (which keeps the rows as they were).
+type view struct {
+	toggles sock.StateMask
+	netns   uint32
+	sortBy  sortKey
+	reverse bool
+	paused  bool
+}
+
+// keep reports whether the view shows an entry.
+func (v view) keep(e *track.Entry) bool {
+	return (v.toggles == 0 || v.toggles.Has(e.State)) && (v.netns == 0 || e.Netns == v.netns)
+}
+
+// key is the place of an entry (row ref) in the view's order.
+func (v view) key(e *track.Entry, ref int32) rowKey {
+	var k1 uint64
+	lport, pport := uint64(e.Local.Port()), uint64(e.Peer.Port())
+	switch v.sortBy {
+	case sortState:
+		k1 = uint64(stateRank[e.State&15])<<48 | lport<<32 | pport<<16
+	case sortAge:
+		k1 = ^uint64(max(e.Age, 0)) // oldest first
+	case sortLocal:
+		k1 = lport<<48 | uint64(stateRank[e.State&15])<<32 | pport<<16
+	case sortPeer:
+		k1 = peerKey(e.Peer.Addr())<<16 | pport
+	}
+	if v.reverse {
+		k1 = ^k1
+	}
+	return rowKey{k1, uint32(e.Cookie), ref}
+}
+
+func compareKeys(a, b rowKey) int {
+	if c := cmp.Compare(a.k1, b.k1); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.k2, b.k2)
+}
+
+// current is the view the model shows.
+func (m *model) current() view {
+	return view{toggles: m.toggles, netns: m.netns, sortBy: m.sortBy, reverse: m.reverse, paused: m.paused}
+}
+
+// published is the model's view for the goroutine that prepares frames:
+// the model's own fields are the drawing goroutine's alone.
+type published struct {
+	mu sync.Mutex
+	v  view
+}
+
+func (p *published) set(v view) {
+	p.mu.Lock()
+	p.v = v
+	p.mu.Unlock()
+}
+
+func (p *published) get() view {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.v
+}
+
+// sortRoom is where rows are sorted, one sort at a time: the frames'
+// preparation and the keys' rebuilds share it rather than each holding a
+// table's worth of keys (16 MB at a million rows). Nobody holding it
+// waits for the drawing goroutine.
+type sortRoom struct {
+	mu     sync.Mutex
+	keys   []rowKey
+	sorter keySorter
+}
+
+// sortRefs orders row refs by the view, entry giving each ref's entry.
+func (r *sortRoom) sortRefs(v view, rows []int32, entry func(int32) *track.Entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := prefault.Grow(r.keys[:0], len(rows))
+	for _, ref := range rows {
+		keys = append(keys, v.key(entry(ref), ref))
+	}
+	keys = r.sorter.sort(keys)
+	for i := range keys {
+		rows[i] = keys[i].ref
+	}
+	r.keys = keys
+}
+
+// prepared is a frame made ready for the table: its counts in the view's
+// namespace and, unless the view was paused, its entries' rows in the
+// view's order (the gone rows join them in applyPrepared). At a million
+// sockets this is a quarter of a second of work, and a key pressed while
+// the drawing goroutine did it waited for all of it.
+type prepared struct {
+	f       *monitor.Frame
+	v       view
+	counts  [16]int
+	matched int
+	rows    []int32
+	ordered bool // rows are the view's (not paused, a frame with entries)
+}
+
+// orderer prepares frames on any one goroutine at a time; spare is the
+// rows buffer the table does not show, handed back by applyPrepared.
+type orderer struct {
+	room  *sortRoom
+	spare []int32
+}
+
+func (o *orderer) prepare(f *monitor.Frame, v view) *prepared {
+	p := &prepared{f: f, v: v, rows: o.spare[:0]}
+	o.spare = nil
+	if f.Err != nil && f.Entries == nil {
+		return p // the last good frame stays (apply)
+	}
+	p.counts, p.matched = countOf(f, v.netns)
+	if v.paused {
+		return p
+	}
+	// At full size at once: a first frame of 100k rows appended one by
+	// one doubled the slice a dozen times, each time into fresh pages.
+	rows := prefault.Grow(p.rows, len(f.Entries))
+	for i := range f.Entries {
+		if v.keep(&f.Entries[i]) {
+			rows = append(rows, int32(i))
+		}
+	}
+	o.room.sortRefs(v, rows, func(ref int32) *track.Entry { return &f.Entries[ref] })
+	p.rows, p.ordered = rows, true
+	return p
+}
+
+// apply folds a frame in, prepared on the spot.
 func (m *model) apply(f *monitor.Frame) {
+	m.order.spare = m.applyPrepared(m.order.prepare(f, m.current()))
+}
+
+// applyPrepared folds a prepared frame in, and returns the rows buffer
+// the table no longer uses, for the next preparation. While paused,
+// counts and sparklines still follow the kernel but the rows stay as
+// they were.
+func (m *model) applyPrepared(p *prepared) (spare []int32) {
+	f := p.f
 	m.lastErr = f.Err
 	if f.Warn != nil {
 		m.warn = f.Warn // said once by the monitor: it stays in view
 	}
 	if f.Err != nil && f.Entries == nil {
-		return // keep the last good frame on screen
+		return p.rows // keep the last good frame on screen
 	}
 	if m.frame == nil {
 		m.start = f.Time
@@ -155,7 +307,11 @@ func (m *model) apply(f *monitor.Frame) {
 			m.lingered.Set(track.KeyOf(e.Socket), row{Entry: e, gone: true, goneAt: f.Time})
 		}
 	}
-	m.count(f)
+	if p.v.netns == m.netns {
+		m.counts, m.nMatched = p.counts, p.matched
+	} else {
+		m.count(f) // the namespace changed since
+	}
 	for i, st := range highlighted {
 		m.spark[i] = append(m.spark[i], m.counts[st])
 		if len(m.spark[i]) > sparkLen {
@@ -164,31 +320,82 @@ func (m *model) apply(f *monitor.Frame) {
 	}
 	prev := m.frame
 	m.frame = f
-	if !m.paused {
-		m.rebuild()
+	spare = p.rows
+	switch {
+	case m.paused:
+	case p.ordered && p.v == m.current():
+		spare = m.install(p)
+	default:
+		m.rebuild() // the view changed while the frame was prepared
 	}
 	m.release(prev)
+	return spare
+}
+
+// install shows a prepared frame's rows, with the lingering gone rows
+// the view keeps put in their places, and returns the buffer it does not
+// use. The gone rows are few: each is placed by a binary search, where a
+// sort of the whole table took a quarter of a second at a million rows.
+func (m *model) install(p *prepared) (spare []int32) {
+	old := m.shown
+	m.shown = m.frame
+	m.release(old)
+	m.gone = m.gone[:0]
+	var gone []rowKey
+	m.lingered.All(func(_ track.Key, r row) bool {
+		if p.v.keep(&r.Entry) {
+			m.gone = append(m.gone, r)
+			ref := -int32(len(m.gone))
+			gone = append(gone, p.v.key(&r.Entry, ref))
+		}
+		return true
+	})
+	if len(gone) == 0 {
+		spare, m.rows = m.rows, p.rows
+		return spare
+	}
+	slices.SortFunc(gone, compareKeys)
+	rows := prefault.Grow(m.rows[:0], len(p.rows)+len(gone))
+	at := 0
+	for _, g := range gone {
+		// After the entries that sort with it or before: where a stable
+		// sort of the entries, then the gone rows, puts it (rebuild).
+		n, _ := slices.BinarySearchFunc(p.rows[at:], g, func(ref int32, g rowKey) int {
+			if compareKeys(p.v.key(m.entry(ref), ref), g) <= 0 {
+				return -1
+			}
+			return 1
+		})
+		rows = append(append(rows, p.rows[at:at+n]...), g.ref)
+		at += n
+	}
+	m.rows = append(rows, p.rows[at:]...)
+	return p.rows
 }
 
 // count counts the frame's sockets by state, in the namespace shown.
 func (m *model) count(f *monitor.Frame) {
-	m.counts = [16]int{}
-	m.nMatched = 0
+	m.counts, m.nMatched = countOf(f, m.netns)
+}
+
+// countOf counts a frame's sockets by state, in one namespace (0: all).
+func countOf(f *monitor.Frame, netns uint32) (counts [16]int, matched int) {
 	for i := range f.Entries {
-		if m.netns == 0 || f.Entries[i].Netns == m.netns {
-			m.counts[f.Entries[i].State&15]++
-			m.nMatched++
+		if netns == 0 || f.Entries[i].Netns == netns {
+			counts[f.Entries[i].State&15]++
+			matched++
 		}
 	}
 	// The namespaces the source counted rather than dumped.
 	for ino, c := range f.Counted {
-		if m.netns == 0 || ino == m.netns {
+		if netns == 0 || ino == netns {
 			for st, n := range c {
-				m.counts[st] += n
-				m.nMatched += n
+				counts[st] += n
+				matched += n
 			}
 		}
 	}
+	return counts, matched
 }
 
 // setNetns shows one namespace's sockets (its inode), or all (0). The
@@ -213,8 +420,11 @@ func (m *model) release(f *monitor.Frame) {
 	}
 }
 
-// rebuild recomputes the visible rows from the frame, toggles and sort.
+// rebuild recomputes the visible rows from the frame, toggles and sort,
+// and publishes the view for the frames prepared next.
 func (m *model) rebuild() {
+	v := m.current()
+	m.pub.set(v)
 	m.rows = m.rows[:0]
 	m.gone = m.gone[:0]
 	if !m.paused || m.shown == nil {
@@ -225,25 +435,20 @@ func (m *model) rebuild() {
 	if m.shown == nil {
 		return
 	}
-	keep := func(e *track.Entry) bool {
-		return (m.toggles == 0 || m.toggles.Has(e.State)) && (m.netns == 0 || e.Netns == m.netns)
-	}
-	// At full size at once: a first frame of 100k rows appended one by
-	// one doubled the slice a dozen times, each time into fresh pages.
 	m.rows = prefault.Grow(m.rows, len(m.shown.Entries)+m.lingered.Len())
 	for i := range m.shown.Entries {
-		if keep(&m.shown.Entries[i]) {
+		if v.keep(&m.shown.Entries[i]) {
 			m.rows = append(m.rows, int32(i))
 		}
 	}
 	m.lingered.All(func(_ track.Key, r row) bool {
-		if keep(&r.Entry) {
+		if v.keep(&r.Entry) {
 			m.gone = append(m.gone, r)
 			m.rows = append(m.rows, -int32(len(m.gone)))
 		}
 		return true
 	})
-	m.sortRows()
+	m.room.sortRefs(v, m.rows, m.entry)
 }
 
 // rowKey packs the order of a row into two integers, so that sorting a
@@ -258,34 +463,6 @@ type rowKey struct {
 	// passes move a third less.
 	k2  uint32
 	ref int32
-}
-
-func (m *model) sortRows() {
-	keys := prefault.Grow(m.keys[:0], len(m.rows))
-	for _, ref := range m.rows {
-		e := m.entry(ref)
-		var k1 uint64
-		lport, pport := uint64(e.Local.Port()), uint64(e.Peer.Port())
-		switch m.sortBy {
-		case sortState:
-			k1 = uint64(stateRank[e.State&15])<<48 | lport<<32 | pport<<16
-		case sortAge:
-			k1 = ^uint64(max(e.Age, 0)) // oldest first
-		case sortLocal:
-			k1 = lport<<48 | uint64(stateRank[e.State&15])<<32 | pport<<16
-		case sortPeer:
-			k1 = peerKey(e.Peer.Addr())<<16 | pport
-		}
-		if m.reverse {
-			k1 = ^k1
-		}
-		keys = append(keys, rowKey{k1, uint32(e.Cookie), ref})
-	}
-	keys = m.sorter.sort(keys)
-	for i := range keys {
-		m.rows[i] = keys[i].ref
-	}
-	m.keys = keys
 }
 
 // peerKey orders addresses by their first 48 bits (IPv4 first): enough to
@@ -340,7 +517,9 @@ func (m *model) flipSort() {
 func (m *model) togglePause(now time.Time) {
 	m.paused = !m.paused
 	m.pausedAt = now
-	if !m.paused {
+	if m.paused {
+		m.pub.set(m.current())
+	} else {
 		m.rebuild()
 	}
 }

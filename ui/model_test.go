@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -154,5 +155,63 @@ func TestIndexFollowsTheSocket(t *testing.T) {
 	}
 	if got := m.index(key(148)); got != -1 {
 		t.Errorf("an empty table: index %d, want -1", got)
+	}
+}
+
+// A prepared frame's rows, with the lingering gone rows put in their
+// places, are the rows a full rebuild makes, in every view: each order
+// either way, state toggles and one namespace. Small tables are sorted by
+// comparing, large ones by radix; peers repeat so that many rows tie on
+// the first key.
+func TestPreparedRowsAreRebuiltRows(t *testing.T) {
+	for _, n := range []int{60, 3 * radixFrom} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(14, uint64(n)))
+			states := []sock.State{sock.Listen, sock.Established, sock.TimeWait, sock.CloseWait, sock.FinWait2}
+			table := make([]track.Entry, n)
+			for i := range table {
+				s := sk(uint64(1000+i), states[rng.IntN(len(states))],
+					fmt.Sprintf("10.0.%d.1:%d", rng.IntN(3), 9000+rng.IntN(4)),
+					fmt.Sprintf("10.1.%d.%d:%d", rng.IntN(2), rng.IntN(5), 40000+rng.IntN(50)), uint32(i+1))
+				s.Netns = 4026531840 + uint32(rng.IntN(2))
+				table[i] = track.Entry{Socket: &s, Age: time.Duration(rng.IntN(20)) * time.Second}
+			}
+			t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+			var kept, gone []track.Entry
+			for i := range table {
+				if i%7 == 3 {
+					gone = append(gone, table[i])
+				} else {
+					kept = append(kept, table[i])
+				}
+			}
+			m := newModel()
+			m.apply(&monitor.Frame{Time: t0, Entries: table})
+			m.apply(&monitor.Frame{Time: t0.Add(time.Second), Entries: kept, Gone: gone})
+			if m.lingered.Len() != len(gone) {
+				t.Fatalf("%d lingering, want %d", m.lingered.Len(), len(gone))
+			}
+			for sortBy := range numSortKeys {
+				for _, reverse := range []bool{false, true} {
+					for _, toggles := range []sock.StateMask{0, sock.MaskOf(sock.Established) | sock.MaskOf(sock.TimeWait)} {
+						for _, netns := range []uint32{0, 4026531841} {
+							m.sortBy, m.reverse, m.toggles, m.netns = sortBy, reverse, toggles, netns
+							m.rebuild()
+							want, wantGone := visible(m), len(m.gone)
+							m.order.spare = m.install(m.order.prepare(m.frame, m.current()))
+							got := visible(m)
+							if fmt.Sprint(got) != fmt.Sprint(want) {
+								t.Fatalf("sort %s reverse %v toggles %v netns %d: prepared rows differ from rebuilt rows",
+									sortNames[sortBy], reverse, toggles, netns)
+							}
+							if wantGone == 0 || len(m.gone) != wantGone || len(got) <= wantGone {
+								t.Fatalf("sort %s reverse %v toggles %v netns %d: %d rows, %d gone (rebuilt: %d gone)",
+									sortNames[sortBy], reverse, toggles, netns, len(got), len(m.gone), wantGone)
+							}
+						}
+					}
+				}
+			}
+		})
 	}
 }

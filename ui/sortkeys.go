@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"cmp"
 	"slices"
 
 	"github.com/sockscope/sockscope/pkg/prefault"
@@ -25,12 +24,7 @@ type keySorter struct {
 // room, which then takes keys' place as room for the next sort.
 func (s *keySorter) sort(keys []rowKey) []rowKey {
 	if len(keys) < radixFrom {
-		slices.SortFunc(keys, func(a, b rowKey) int {
-			if c := cmp.Compare(a.k1, b.k1); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.k2, b.k2)
-		})
+		slices.SortFunc(keys, compareKeys)
 		return keys
 	}
 	if cap(s.tmp) < len(keys) {

@@ -918,3 +918,41 @@ func TestFirstFrameCalledOnceDrawn(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// Frames are prepared (counted, their rows sorted) away from the drawing
+// goroutine: a key pressed while one is prepared is answered before it is
+// shown, and a frame prepared for the order before a key comes in the
+// order after it.
+func TestKeysAnsweredWhileAFrameIsPrepared(t *testing.T) {
+	next := seedTable()[:6] // two established connections closed
+	h := start(t, 120, 30, Config{}, seedTable(), next)
+	h.waitText("sort state", "ESTABLISHED 3")
+	held, release := make(chan struct{}), make(chan struct{})
+	// Set before the poll that hands the pump its frame.
+	h.d.onPrepared = func() {
+		close(held)
+		<-release
+	}
+	h.poll()
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the next frame was not prepared")
+	}
+	h.key('?')
+	h.waitText("keys (Esc closes)")
+	h.special(tcell.KeyEscape)
+	h.key('S')
+	s := h.waitText("sort state ↑", "ESTABLISHED 3")
+	if r := rowsOf(s); !strings.HasPrefix(r[0], "TIME_WAIT") {
+		t.Errorf("the shown frame, reversed: %v", r)
+	}
+	h.d.onPrepared = nil // the pump waits in onPrepared: no race
+	close(release)
+	s = h.waitText("ESTABLISHED gone")
+	r := rowsOf(s)
+	if !strings.HasPrefix(r[0], "TIME_WAIT") || !strings.HasPrefix(r[len(r)-1], "LISTEN") ||
+		countState(r, "ESTABLISHED gone") != 2 {
+		t.Errorf("the frame prepared for the order before S: %v", r)
+	}
+}
