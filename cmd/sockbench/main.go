@@ -563,13 +563,22 @@ func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) 
 	if out, err := tmux(append([]string{"new-session", "-d", "-x", "160", "-y", "50"}, args...)...); err != nil {
 		return st, fmt.Errorf("tmux: %v: %s", err, out)
 	}
+	ctl, err := attachControl(sock)
+	if err != nil {
+		return st, err
+	}
+	defer func() {
+		if err := ctl.close(); err != nil {
+			fmt.Fprintf(os.Stderr, "sockbench: %v\n", err)
+		}
+	}()
 	// until polls the pane until it shows (or no longer shows) want.
 	until := func(want *regexp.Regexp, shown bool, limit time.Duration) error {
 		t0 := time.Now()
 		for {
-			out, err := tmux("capture-pane", "-p")
+			out, err := ctl.run("capture-pane -p")
 			if err != nil {
-				return fmt.Errorf("tmux capture-pane: %v: %s", err, out)
+				return err
 			}
 			if want.Match(out) == shown && bytes.Contains(out, []byte("filter:")) {
 				return nil
@@ -613,8 +622,8 @@ func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) 
 			return st, err
 		}
 		pressed := time.Now()
-		if out, err := tmux("send-keys", "?"); err != nil {
-			return st, fmt.Errorf("tmux send-keys: %v: %s", err, out)
+		if _, err := ctl.run("send-keys ?"); err != nil {
+			return st, err
 		}
 		if err := until(help, true, 10*time.Second); err != nil {
 			return st, err
@@ -629,8 +638,8 @@ func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) 
 			st.duringDump++
 			st.keys = max(st.keys, took)
 		}
-		if out, err := tmux("send-keys", "Escape"); err != nil {
-			return st, fmt.Errorf("tmux send-keys: %v: %s", err, out)
+		if _, err := ctl.run("send-keys Escape"); err != nil {
+			return st, err
 		}
 		if err := until(help, false, 10*time.Second); err != nil {
 			return st, err
