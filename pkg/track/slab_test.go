@@ -3,6 +3,7 @@ package track
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sockscope/sockscope/pkg/procs"
 	"github.com/sockscope/sockscope/pkg/sock"
@@ -60,5 +61,13 @@ func TestSlabGrows(t *testing.T) {
 	}
 	if s.live != 3+2*minSlab {
 		t.Errorf("live %d, want %d", s.live, 3+2*minSlab)
+	}
+}
+
+// A record is 88 bytes: a million sockets hold a million of them, and
+// every 8 bytes more is 8 MB more.
+func TestRecordSize(t *testing.T) {
+	if n := unsafe.Sizeof(record{}); n > 88 {
+		t.Errorf("a record takes %d bytes, want at most 88", n)
 	}
 }
