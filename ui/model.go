@@ -181,8 +181,10 @@ type sortRoom struct {
 	sorter keySorter
 }
 
-// sortRefs orders row refs by the view, entry giving each ref's entry.
-func (r *sortRoom) sortRefs(v view, rows []int32, entry func(int32) *track.Entry) {
+// sortRefs orders row refs by the view, entry giving each ref's entry,
+// and returns their keys in that order. The keys are taken out of the
+// room: a caller done with them gives them back for the next sort.
+func (r *sortRoom) sortRefs(v view, rows []int32, entry func(int32) *track.Entry) []rowKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	keys := prefault.Grow(r.keys[:0], len(rows))
@@ -193,7 +195,17 @@ func (r *sortRoom) sortRefs(v view, rows []int32, entry func(int32) *track.Entry
 	for i := range keys {
 		rows[i] = keys[i].ref
 	}
-	r.keys = keys
+	r.keys = nil
+	return keys
+}
+
+// giveBack returns keys taken out by sortRefs.
+func (r *sortRoom) giveBack(keys []rowKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cap(keys) > cap(r.keys) {
+		r.keys = keys[:0]
+	}
 }
 
 // prepared is a frame made ready for the table: its counts in the view's
@@ -207,7 +219,8 @@ type prepared struct {
 	counts  [16]int
 	matched int
 	rows    []int32
-	ordered bool // rows are the view's (not paused, a frame with entries)
+	keys    []rowKey // rows' keys, in their order (the sort room's, lent)
+	ordered bool     // rows are the view's (not paused, a frame with entries)
 }
 
 // orderer prepares frames on any one goroutine at a time; spare is the
@@ -235,7 +248,7 @@ func (o *orderer) prepare(f *monitor.Frame, v view) *prepared {
 			rows = append(rows, int32(i))
 		}
 	}
-	o.room.sortRefs(v, rows, func(ref int32) *track.Entry { return &f.Entries[ref] })
+	p.keys = o.room.sortRefs(v, rows, func(ref int32) *track.Entry { return &f.Entries[ref] })
 	p.rows, p.ordered = rows, true
 	return p
 }
@@ -326,8 +339,11 @@ func (m *model) applyPrepared(p *prepared) (spare []int32) {
 	case p.ordered && p.v == m.current():
 		spare = m.install(p)
 	default:
+		m.room.giveBack(p.keys) // for the rebuild's sort
+		p.keys = nil
 		m.rebuild() // the view changed while the frame was prepared
 	}
+	m.room.giveBack(p.keys)
 	m.release(prev)
 	return spare
 }
@@ -360,8 +376,10 @@ func (m *model) install(p *prepared) (spare []int32) {
 	for _, g := range gone {
 		// After the entries that sort with it or before: where a stable
 		// sort of the entries, then the gone rows, puts it (rebuild).
-		n, _ := slices.BinarySearchFunc(p.rows[at:], g, func(ref int32, g rowKey) int {
-			if compareKeys(p.v.key(m.entry(ref), ref), g) <= 0 {
+		// The entries' keys are searched, not made again from entries
+		// spread over the heap: that was a third of a frame's ordering.
+		n, _ := slices.BinarySearchFunc(p.keys[at:], g, func(k, g rowKey) int {
+			if compareKeys(k, g) <= 0 {
 				return -1
 			}
 			return 1
@@ -448,7 +466,7 @@ func (m *model) rebuild() {
 		}
 		return true
 	})
-	m.room.sortRefs(v, m.rows, m.entry)
+	m.room.giveBack(m.room.sortRefs(v, m.rows, m.entry))
 }
 
 // rowKey packs the order of a row into two integers, so that sorting a

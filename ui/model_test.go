@@ -198,7 +198,9 @@ func TestPreparedRowsAreRebuiltRows(t *testing.T) {
 							m.sortBy, m.reverse, m.toggles, m.netns = sortBy, reverse, toggles, netns
 							m.rebuild()
 							want, wantGone := visible(m), len(m.gone)
-							m.order.spare = m.install(m.order.prepare(m.frame, m.current()))
+							p := m.order.prepare(m.frame, m.current())
+							m.order.spare = m.install(p)
+							m.room.giveBack(p.keys)
 							got := visible(m)
 							if fmt.Sprint(got) != fmt.Sprint(want) {
 								t.Fatalf("sort %s reverse %v toggles %v netns %d: prepared rows differ from rebuilt rows",

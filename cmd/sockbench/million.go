@@ -80,6 +80,8 @@ func millionRun(sc, load string) ([]row, string, error) {
 			row{what: "dashboard, first frame after start (tmux, incl. ip netns exec)", a: st.first, alone: true, unit: "s", target: 2},
 			row{what: fmt.Sprintf("dashboard, slowest answer to a key pressed while a dump ran (%d of %d presses; tmux round trip included)", st.duringDump, st.pressed),
 				a: st.keys * 1000, alone: true, unit: "ms", target: 100},
+			row{what: fmt.Sprintf("dashboard, slowest answer to any of the %d presses (reference)", st.pressed),
+				a: st.anyKey * 1000, alone: true, unit: "ms"},
 			row{what: fmt.Sprintf("dashboard CPU at its defaults, over %v (%% of one core)", *dashFor), a: st.cpu, alone: true, unit: "%", target: 50},
 			row{what: "dashboard resident memory", a: st.rss, alone: true, unit: "MB", target: 600})
 	}
