@@ -4,9 +4,12 @@
 //
 // A monitor goroutine (package monitor) owns the source and the tracker: on
 // every tick it takes a snapshot, folds it into the tracker and leaves an
-// immutable Frame in a mailbox, from which a pump moves it onto the UI
-// goroutine through tview's update queue. The UI never waits on the kernel,
-// and widgets are touched only on the UI goroutine.
+// immutable Frame in a mailbox. A pump takes it, prepares it (counts it
+// and sorts its rows for the view the model published) and moves it onto
+// the UI goroutine through tview's update queue, where it is swapped in:
+// at a million rows the preparation is a quarter of a second the keys do
+// not wait for. The UI never waits on the kernel, and widgets are touched
+// only on the UI goroutine.
 //
 // The package depends on snapshots, filters and the tracker, never on
 // netlink: the command passes in the kernel source, tests a scripted one.
