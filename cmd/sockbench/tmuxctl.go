@@ -22,13 +22,19 @@ type control struct {
 	out *bufio.Reader
 }
 
-// controlReady, numbered, is what the first commands print.
+// controlReady is what the client's first command prints.
 const controlReady = "sockbench-control-ready"
 
 // attachControl attaches a control client to the server at sock. The
-// pane's output is not relayed (no-output): only commands' answers come.
+// pane's output is not relayed and the client takes no part in the
+// window's size (the attach's flags). The attach answers too, and a
+// command sent on standard input may run before the client is attached
+// ("no current client"): so the first command is given after the attach,
+// on the command line, and prints controlReady; once it has answered,
+// every answer pairs with a command written.
 func attachControl(sock string) (*control, error) {
-	cmd := exec.Command("tmux", "-S", sock, "-C", "attach-session")
+	cmd := exec.Command("tmux", "-S", sock, "-C", "attach-session", "-f", "no-output,ignore-size",
+		";", "display-message", "-p", controlReady)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("tmux control client: %w", err)
@@ -41,39 +47,15 @@ func attachControl(sock string) (*control, error) {
 		return nil, fmt.Errorf("tmux control client: %w", err)
 	}
 	c := &control{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	// The attach answers too, and commands written before the client is
-	// attached fail ("no current client"). So each failure sends another
-	// numbered ready: the client is ready once the last one answers, and
-	// every answer before it has been read.
-	sent := 0
-	ready := func() error {
-		sent++
-		_, err := fmt.Fprintf(c.in, "display-message -p %s-%d\n", controlReady, sent)
-		return err
-	}
-	if err := ready(); err != nil {
-		return nil, errors.Join(fmt.Errorf("tmux control client: %w", err), c.close())
-	}
 	for {
 		text, err := c.answer()
-		var failed *controlError
-		switch {
-		case errors.As(err, &failed):
-			if err := ready(); err != nil {
-				return nil, errors.Join(fmt.Errorf("tmux control client: %w", err), c.close())
-			}
-			continue
-		case err != nil:
+		if err != nil {
 			return nil, errors.Join(err, c.close())
 		}
-		if strings.TrimSpace(string(text)) == fmt.Sprintf("%s-%d", controlReady, sent) {
-			break
+		if strings.TrimSpace(string(text)) == controlReady {
+			return c, nil
 		}
 	}
-	if _, err := c.run("refresh-client -f no-output"); err != nil {
-		return nil, errors.Join(err, c.close())
-	}
-	return c, nil
 }
 
 // controlError is a command tmux answered with %error.
