@@ -57,7 +57,7 @@ func bareReceive(b *testing.B, c *Collector, req *Request) {
 	fd := c.fd
 	c.seq++
 	c.req, _ = appendRequest(c.req[:0], c.seq, bothFamilies, req) // as Dump asks
-	if err := sendto(fd, c.req); err != nil {
+	if err := sendto(fd, c.req, true); err != nil {
 		b.Fatal(err)
 	}
 	for done := false; !done; {

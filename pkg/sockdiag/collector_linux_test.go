@@ -172,7 +172,7 @@ func captureSeed(t *testing.T, c *Collector) {
 	for _, fam := range []sock.Family{sock.IPv4, sock.IPv6} {
 		c.seq++
 		req, _ := appendRequest(nil, c.seq, fam, &Request{States: sock.AllStates, Ext: ExtInfo})
-		if err := sendto(c.fd, req); err != nil {
+		if err := sendto(c.fd, req, false); err != nil {
 			t.Fatal(err)
 		}
 		var raw []byte
