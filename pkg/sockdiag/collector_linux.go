@@ -45,6 +45,9 @@ type Collector struct {
 	// oneWalk is cleared when the kernel refuses the request for both
 	// families at once; Dump then asks for each in turn.
 	oneWalk bool
+	// streamMin is the fewest sockets Stream hands on at once, but at
+	// a dump's end.
+	streamMin int
 	// sent says a request was answered: the modules are loaded, and
 	// later requests are raw calls (see send).
 	sent bool
@@ -119,14 +122,17 @@ func (c *Collector) Dump(r *Request, snap *sock.Snapshot) error {
 }
 
 // Stream is Dump a kernel batch at a time, in memory that does not grow
-// with the table: batch receives one batch's sockets (about 300), fn is
-// called with it, and batch is emptied for the next one (batch.Dumped
-// keeps counting). The families come as the kernel's walk meets them,
+// with the table: batch receives the sockets of kernel batches (about 300
+// each) until it holds min or more, or the dump ends, fn is called with
+// it, and batch is emptied for the next one (batch.Dumped keeps
+// counting). fn may give batch other slices to fill, empty ones, and keep
+// the ones it took. The families come as the kernel's walk meets them,
 // IPv4 and IPv6 mixed: holding IPv6 back until the end, as Dump does,
 // would hold what Stream exists not to hold. An error from fn ends the
 // dump and is returned as it is.
-func (c *Collector) Stream(r *Request, batch *sock.Snapshot, fn func(*sock.Snapshot) error) error {
+func (c *Collector) Stream(r *Request, batch *sock.Snapshot, min int, fn func(*sock.Snapshot) error) error {
 	batch.Sockets, batch.Infos = batch.Sockets[:0], batch.Infos[:0]
+	c.streamMin = min
 	err := c.dump(r, batch, func() error {
 		err := fn(batch)
 		batch.Sockets, batch.Infos = batch.Sockets[:0], batch.Infos[:0]
@@ -219,11 +225,21 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot,
 	}
 	c.prev.reset()
 	c.cur.reset()
+	// failed hands on what a stream holds before it reports a fault, as
+	// a stream of one kernel batch at a time would have.
+	failed := func(err error) error {
+		if flush != nil && len(snap.Sockets) > 0 {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+		}
+		return err
+	}
 	for {
 		n, err := c.recv(fd)
 		if err != nil {
 			c.drain(fd)
-			return err
+			return failed(err)
 		}
 		c.nextBatch()
 		res, err := parseBatchInto(c.buf[:n], c.seq, slot, r.Ext != 0, emit)
@@ -235,9 +251,9 @@ func (c *Collector) dumpFamily(fam sock.Family, r *Request, snap *sock.Snapshot,
 			if res != batchDone {
 				c.drain(fd)
 			}
-			return err
+			return failed(err)
 		}
-		if flush != nil && len(snap.Sockets) > 0 {
+		if flush != nil && len(snap.Sockets) > 0 && (len(snap.Sockets) >= c.streamMin || res == batchDone) {
 			if err := flush(); err != nil {
 				if res != batchDone {
 					c.drain(fd)

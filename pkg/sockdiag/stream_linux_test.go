@@ -54,7 +54,7 @@ func TestIntegrationStream(t *testing.T) {
 	var batch sock.Snapshot
 	var got []string
 	calls := 0
-	err := c.Stream(all(), &batch, func(b *sock.Snapshot) error {
+	err := c.Stream(all(), &batch, 0, func(b *sock.Snapshot) error {
 		if b != &batch {
 			t.Error("the callback got another snapshot than the batch")
 		}
@@ -78,7 +78,7 @@ func TestIntegrationStream(t *testing.T) {
 
 	enough := errors.New("enough")
 	calls = 0
-	err = c.Stream(all(), &batch, func(*sock.Snapshot) error {
+	err = c.Stream(all(), &batch, 0, func(*sock.Snapshot) error {
 		calls++
 		return enough
 	})
