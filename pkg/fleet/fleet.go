@@ -259,7 +259,7 @@ func nameOf(mb *Member) *nsfind.Name {
 
 // add opens a source in ns; found is what discovery saw of it (All).
 func (f *Fleet) add(ns netns.NS, found *nsfind.Namespace) error {
-	src, err := source.Open(f.prog, source.Options{Netns: ns, Totals: f.cfg.Totals, Procfs: f.cfg.Procfs, Info: f.info})
+	src, err := source.Open(f.prog, source.Options{Netns: ns, Totals: f.cfg.Totals, Procfs: f.cfg.Procfs, Info: f.info, Beside: f.cfg.Workers > 1})
 	if err != nil {
 		return err
 	}

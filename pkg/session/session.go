@@ -65,8 +65,10 @@ type Config struct {
 	// All reads every namespace on the host, found again as containers
 	// come and go (implies Merge).
 	All bool
-	// Parallel dumps several namespaces of a Fleet at once: a one-shot
-	// listing's wall time, for a second copy of its table.
+	// Parallel dumps several namespaces of a Fleet at once, and walks the
+	// kernel's table of one namespace beside the reader of its stream: a
+	// one-shot listing's wall time, for a second copy of its table (of a
+	// few batches in one namespace).
 	Parallel bool
 	// PodLogs is the kubelet's log directory, which names pods
 	// (/var/log/pods when empty).
@@ -173,7 +175,7 @@ func (s *Session) openReaders(ctx context.Context, cfg Config) error {
 		nss = []netns.NS{{}}
 	}
 	for _, ns := range nss {
-		src, err := source.Open(cfg.Program, source.Options{Netns: ns, Totals: cfg.Totals, Procfs: cfg.Procfs})
+		src, err := source.Open(cfg.Program, source.Options{Netns: ns, Totals: cfg.Totals, Procfs: cfg.Procfs, Beside: cfg.Parallel})
 		if err != nil {
 			return err
 		}

@@ -34,6 +34,12 @@ type Options struct {
 	// Procfs reads /proc/net/tcp and tcp6 instead of sock_diag, as Open
 	// does by itself when sock_diag is not there.
 	Procfs bool
+	// Beside has Stream run the kernel's walk beside its reader, on a
+	// goroutine of its own, when there are two processors (see
+	// streamBeside): for a reader with work of its own per socket, as a
+	// listing formats and writes each. A reader that only counts (the
+	// exporter) would pay the handing over for nothing.
+	Beside bool
 }
 
 // Kernel reads snapshots from sock_diag. It is NOT safe for concurrent use.
@@ -263,7 +269,7 @@ func (k *Kernel) Stream(fn func(*sock.Snapshot) error) error {
 		}
 	}
 	var err error
-	if runtime.GOMAXPROCS(0) > 1 {
+	if k.opt.Beside && runtime.GOMAXPROCS(0) > 1 {
 		err = k.streamBeside(batch, each)
 	} else {
 		err = k.c.Stream(&k.req, batch, 0, each)

@@ -64,7 +64,7 @@ func TestIntegrationStreamBeside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := Open(filter.Compile(nil, filter.Options{}), Options{Netns: ns.NS(t)})
+	k, err := Open(filter.Compile(nil, filter.Options{}), Options{Netns: ns.NS(t), Beside: true})
 	if err != nil {
 		t.Fatal(err)
 	}
