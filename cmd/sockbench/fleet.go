@@ -146,7 +146,7 @@ func fleetRun(sc, load string) ([]row, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		rows = append(rows, d[0])
+		rows = append(rows, d[0], d[1])
 	}
 	return rows, population, nil
 }
