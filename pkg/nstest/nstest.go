@@ -134,6 +134,34 @@ func (n *NS) Listen(t testing.TB, ap netip.AddrPort) int {
 	return fd
 }
 
+// Listeners opens n listeners on each of 127.0.0.1 and ::1 inside the
+// namespace, on ports 20000 and up, closed when the test ends: a table of
+// 2n sockets that stays still.
+func (n *NS) Listeners(t testing.TB, count int) {
+	t.Helper()
+	var fds []int
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	err := n.Do(func() error {
+		for i := range count {
+			for _, a := range []string{"127.0.0.1", "::1"} {
+				fd, err := Listen(netip.AddrPortFrom(netip.MustParseAddr(a), uint16(20000+i)), false)
+				if err != nil {
+					return err
+				}
+				fds = append(fds, fd)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Command returns cmd prepared to run inside the namespace.
 func (n *NS) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)

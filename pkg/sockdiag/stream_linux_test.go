@@ -2,49 +2,22 @@ package sockdiag
 
 import (
 	"errors"
-	"net/netip"
 	"slices"
 	"testing"
 
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
-	"golang.org/x/sys/unix"
 )
 
 // listeners opens n IPv4 and n IPv6 listeners in ns, closed at the end of
 // the test: 2n sockets, several kernel batches.
-func listeners(t *testing.T, ns *nstest.NS, n int) {
-	t.Helper()
-	var fds []int
-	t.Cleanup(func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	})
-	err := ns.Do(func() error {
-		for i := range n {
-			for _, a := range []string{"127.0.0.1", "::1"} {
-				fd, err := nstest.Listen(netip.AddrPortFrom(netip.MustParseAddr(a), uint16(20000+i)), false)
-				if err != nil {
-					return err
-				}
-				fds = append(fds, fd)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Stream hands a dump on a kernel batch at a time: the same sockets as
 // Dump, over several calls. An error of the callback ends the dump, comes
 // back as it is, and leaves the collector ready for the next dump.
 func TestIntegrationStream(t *testing.T) {
 	ns := nstest.New(t)
 	const n = 1000
-	listeners(t, ns, n)
+	ns.Listeners(t, n)
 	c := openIn(t, ns.Name)
 	want := cookies(dump(t, c, all()))
 	if len(want) != 2*n {
