@@ -297,11 +297,12 @@ var errHandOver = errors.New("the stream's reader stopped")
 
 // streamBeside is the collector's Stream with the kernel's walk on a
 // goroutine of its own, beside fn: while fn formats and writes one batch,
-// the kernel fills the next (a one-shot listing of 110k sockets is about
-// half the kernel's walk and half its own work, and this machine has a
-// second core). Three batches at most exist: the one filled, one handed
-// on, one spare; the walk waits for a spare. The batches are fn's until
-// it returns, in the walk's order.
+// the kernel fills the next (a listing's time is mostly the kernel's
+// walk and its own formatting, and a second core can take one of them).
+// Three batches at most exist: the one filled, one handed on, one spare;
+// the walk waits for a spare. The batches are fn's until it returns, in
+// the walk's order. If fn panics, the walk is stopped and waited for
+// before the panic goes on.
 func (k *Kernel) streamBeside(batch *sock.Snapshot, fn func(*sock.Snapshot) error) error {
 	free := make(chan *sock.Snapshot, len(k.beside))
 	for i := range k.beside {
@@ -331,11 +332,27 @@ func (k *Kernel) streamBeside(batch *sock.Snapshot, fn func(*sock.Snapshot) erro
 			return nil
 		})
 	}()
+	stopped := false
+	halt := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			halt()
+			for b := range full {
+				free <- b // the walk may wait for a spare
+			}
+			panic(r)
+		}
+	}()
 	var err error
 	for b := range full {
 		if err == nil {
 			if err = fn(b); err != nil {
-				close(stop)
+				halt()
 			}
 		}
 		free <- b

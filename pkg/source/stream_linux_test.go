@@ -2,7 +2,6 @@ package source
 
 import (
 	"errors"
-	"net/netip"
 	"runtime"
 	"slices"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
-	"golang.org/x/sys/unix"
 )
 
 // streamed runs Stream and returns the cookies of each call, each read a
@@ -43,27 +41,7 @@ func streamed(t *testing.T, k *Kernel, stopAt int, stopWith error) ([][]uint64, 
 func TestIntegrationStreamBeside(t *testing.T) {
 	ns := nstest.New(t)
 	const n = 3000
-	var fds []int
-	t.Cleanup(func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	})
-	err := ns.Do(func() error {
-		for i := range n {
-			for _, a := range []string{"127.0.0.1", "::1"} {
-				fd, err := nstest.Listen(netip.AddrPortFrom(netip.MustParseAddr(a), uint16(20000+i)), false)
-				if err != nil {
-					return err
-				}
-				fds = append(fds, fd)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns.Listeners(t, n)
 	k, err := Open(filter.Compile(nil, filter.Options{}), Options{Netns: ns.NS(t), Beside: true})
 	if err != nil {
 		t.Fatal(err)
@@ -104,5 +82,27 @@ func TestIntegrationStreamBeside(t *testing.T) {
 	again, err := streamed(t, k, -1, nil)
 	if err != nil || !slices.Equal(slices.Concat(again...), want) {
 		t.Errorf("the stream after a stopped one: %d sockets, %v; want the %d of the first", len(slices.Concat(again...)), err, len(want))
+	}
+
+	// A reader that panics: the panic goes on, once the walk has ended,
+	// and the source streams again (a walk left waiting for a spare batch
+	// would keep the kernel's dump open, and the next one would fail).
+	func() {
+		defer func() {
+			if r := recover(); r != "reader" {
+				t.Errorf("the reader's panic: recovered %v", r)
+			}
+		}()
+		calls := 0
+		k.Stream(func(*sock.Snapshot) error {
+			if calls++; calls == 2 {
+				panic("reader")
+			}
+			return nil
+		})
+	}()
+	again, err = streamed(t, k, -1, nil)
+	if err != nil || !slices.Equal(slices.Concat(again...), want) {
+		t.Errorf("the stream after a reader's panic: %d sockets, %v; want the %d of the first", len(slices.Concat(again...)), err, len(want))
 	}
 }
