@@ -242,9 +242,11 @@ func residual(prog *filter.Program, snap *sock.Snapshot, start int) {
 // Stream dumps the sockets the filter selects a kernel batch at a time and
 // calls fn with each batch, filtered (see sockdiag.Collector.Stream): a
 // one-shot listing's memory then stays that of one batch whatever the
-// table's size. Each batch's Time is the dump's start. fn must not keep
-// the batch; its error ends the dump and is returned as it is. Reading
-// /proc (no sock_diag), the whole table is one batch.
+// table's size. With Options.Beside and two processors the walk runs
+// beside fn, and a batch is a few kernel batches, three at most alive
+// (see streamBeside). Each batch's Time is the dump's start. fn must not
+// keep the batch; its error ends the dump and is returned as it is.
+// Reading /proc (no sock_diag), the whole table is one batch.
 func (k *Kernel) Stream(fn func(*sock.Snapshot) error) error {
 	prog := k.prog.Load()
 	if len(prog.Families) == 0 || prog.States == 0 {
