@@ -494,6 +494,7 @@ func (m *Monitor) SetProgram(prog *filter.Program) bool {
 	return m.Do(func() {
 		m.src.SetProgram(prog)
 		m.refiltered = true
+		m.tracker.Refilter()
 		m.Poll()
 	})
 }

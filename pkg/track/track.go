@@ -327,6 +327,9 @@ type Tracker struct {
 	// it dumped (nil: all). A namespace dumped again after a time of
 	// counts alone has its sockets first seen then, each predating it.
 	read []uint32
+	// refiltered is set by Refilter until the next Update: the snapshot
+	// it takes in comes from another filter.
+	refiltered bool
 }
 
 // pair is an address pair within one namespace: the same four-tuple in
@@ -436,10 +439,20 @@ func (t *Tracker) TakeIn(pv *View) {
 	}
 }
 
+// Refilter says the next snapshot comes from another filter. A socket it
+// shows first may have been in the table all along, out of the old
+// filter: it predates this look, as in a first one, and its age is at
+// least the time since (unless the kernel dated its birth). A socket it
+// lacks left the filter, not the table: forgotten, not gone. Seen again,
+// it is first seen again.
+func (t *Tracker) Refilter() { t.refiltered = true }
+
 // update is Update; with pv (TakeIn), the View it returns has no entries.
 func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 	now := snap.Time
 	first := t.gen == 0
+	refiltered := t.refiltered
+	t.refiltered = false
 	if first {
 		t.started = now
 		t.reserve(snap)
@@ -494,10 +507,10 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 		kernelSince := false // the kernel dated its state
 		predates := false    // first seen in a first look at its namespace
 		if isNew {
-			// A socket of a namespace the last snapshot did not dump
-			// was not born now: it predates this look, as every socket
-			// of the first one does.
-			predates = first || (wasRead != nil && !slices.Contains(wasRead, s.Netns))
+			// A socket of a namespace the last snapshot did not dump,
+			// or one the last filter left out, was not born now: it
+			// predates this look, as every socket of the first one does.
+			predates = first || refiltered || (wasRead != nil && !slices.Contains(wasRead, s.Netns))
 			r = t.slab.get()
 			*r = record{firstSeen: nowS, predates: predates, state: s.State, since: nowS,
 				twEntered: none, destroyedAt: none, missingAt: none, born: none}
@@ -582,7 +595,7 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 			r.destroyedAt = none
 		}
 	}
-	t.goneFrom(v, old, oldOrder, now)
+	t.goneFrom(v, old, oldOrder, now, refiltered)
 	t.snap, t.order, t.spareOrder = snap, order, oldOrder[:0]
 	slices.SortFunc(t.due, func(a, b *record) int { return cmp.Compare(a.twEntered, b.twEntered) })
 	for i := range t.unseen {
@@ -608,8 +621,10 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 // goneFrom reports the sockets of the previous snapshot (old, its records
 // in order) that this generation did not see, and forgets them. Their
 // entries get copies of their sockets, in one allocation: old is handed
-// back for the next dump once this Update is done.
-func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now time.Time) {
+// back for the next dump once this Update is done. After a filter change
+// (refiltered) they are forgotten alone: the filter, not the kernel, left
+// them out.
+func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now time.Time, refiltered bool) {
 	clear(t.goneLast)
 	n := 0
 	for _, r := range order {
@@ -625,9 +640,10 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 		if r == nil || r.seen == t.gen {
 			continue
 		}
-		if k := KeyOf(&old.Sockets[i]); !v.Snapshot.Reads(k.Netns) {
-			// Its namespace is counted now, not dumped: forgotten, not
-			// gone. Seen again, it is first seen again.
+		if k := KeyOf(&old.Sockets[i]); refiltered || !v.Snapshot.Reads(k.Netns) {
+			// Its namespace is counted now, not dumped, or the filter
+			// left it out: forgotten, not gone. Seen again, it is first
+			// seen again.
 			t.recs.Delete(k)
 			t.slab.put(r)
 			continue

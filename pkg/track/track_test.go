@@ -706,6 +706,54 @@ func TestNamespacesReadInTurn(t *testing.T) {
 	}
 }
 
+// TestRefilter checks a filter change: the sockets the new filter shows
+// first predate it (at least their age since), those it leaves out are
+// forgotten rather than gone, and the snapshot after it is an ordinary one.
+func TestRefilter(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, est(1, 0)))
+	tr.Update(snapAt(3*time.Second, est(1, 0), est(2, 0))) // 2 is born
+
+	// The filter changes: 1 and 2 are left out, 5 and 6 were there all
+	// along, out of the old filter.
+	tr.Refilter()
+	v := tr.Update(snapAt(4*time.Second, est(5, 0), est(6, 0)))
+	if len(v.Gone) != 0 || len(v.Events) != 0 {
+		t.Fatalf("filter change: gone %d, events %s; want none", len(v.Gone), kinds(v.Events))
+	}
+	for _, c := range []uint64{5, 6} {
+		if e := entry(t, v, c); e.AgeSource != AgeAtLeast || e.Age != 0 {
+			t.Errorf("cookie %d first shown by a new filter: %v %v, want at least 0s", c, e.Age, e.AgeSource)
+		}
+	}
+	if tr.Len() != 2 {
+		t.Errorf("records kept %d, want 2 (those the filter left out forgotten)", tr.Len())
+	}
+
+	// The next snapshot is an ordinary one: a new socket is born, one
+	// that goes is gone, and 5 ages on from the filter change.
+	v = tr.Update(snapAt(6*time.Second, est(5, 0), est(7, 0)))
+	if e := entry(t, v, 5); e.AgeSource != AgeAtLeast || e.Age != 2*time.Second {
+		t.Errorf("2 s after the filter change: %v %v, want at least 2s", e.Age, e.AgeSource)
+	}
+	if e := entry(t, v, 7); e.AgeSource != AgeFirstSeen || e.Age != 0 {
+		t.Errorf("a socket born after the filter change: %v %v, want first seen 0s", e.Age, e.AgeSource)
+	}
+	if got := kinds(v.Events); got != "new:7:STATE0->ESTABLISHED gone:6:ESTABLISHED->STATE0" {
+		t.Errorf("events %q, want the birth of 7 and the end of 6", got)
+	}
+
+	// Back to the first filter: 1 is first seen again, predating it.
+	tr.Refilter()
+	v = tr.Update(snapAt(7*time.Second, est(1, 0), est(2, 0)))
+	if e := entry(t, v, 1); e.AgeSource != AgeAtLeast || e.Age != 0 {
+		t.Errorf("cookie 1 shown again by the first filter: %v %v, want at least 0s", e.Age, e.AgeSource)
+	}
+	if len(v.Events) != 0 {
+		t.Errorf("filter changed back: events %s, want none", kinds(v.Events))
+	}
+}
+
 // TestPreviewIsTheFirstView checks that a first snapshot's preview, made
 // without records, is what Update then returns for it: every entry's
 // socket, age, source, first sight and owner; and that there is no
