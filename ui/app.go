@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
@@ -125,6 +128,14 @@ type dashboard struct {
 	helpers  sync.WaitGroup
 	cancel   context.CancelFunc
 	stopOnce sync.Once
+	// launched is closed once run has started its goroutines: stop waits
+	// for them only then (a WaitGroup must not be added to while it is
+	// waited on at zero).
+	launched chan struct{}
+	// up is closed once the UI has drawn (its screen is made: tview's
+	// Stop does nothing before), ran once the UI has stopped or failed.
+	up, ran chan struct{}
+	upOnce  sync.Once
 }
 
 // Run shows the dashboard until q, Esc or ctx ends it, and restores the
@@ -228,6 +239,7 @@ const maxErrorRows = 4
 // afterDraw tells the monitor and Config.FirstFrame, once, that the
 // first frame is on the screen.
 func (d *dashboard) afterDraw(tcell.Screen) {
+	d.upOnce.Do(func() { close(d.up) })
 	if first := d.firstDrawn; first != nil {
 		d.firstDrawn = nil
 		first()
@@ -298,8 +310,25 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.cancel = cancel
+	d.launched, d.up, d.ran = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	defer close(d.ran)
 	perr := make(chan error, 1)
-	d.helpers.Go(func() {
+	// A panic in a goroutine of the dashboard's would end the process
+	// with the terminal left raw: each ends the dashboard instead, and
+	// run reports it with the poller's error.
+	perrs := make(chan error, 3)
+	safely := func(f func()) {
+		d.helpers.Go(func() {
+			defer func() {
+				if r := recover(); r != nil {
+					perrs <- fmt.Errorf("internal error in the dashboard: %v", r)
+					d.stop()
+				}
+			}()
+			f()
+		})
+	}
+	safely(func() {
 		err := d.mon.Run(ctx, d.cfg.Tick, d.cfg.Destroys)
 		perr <- err
 		if err != nil {
@@ -310,7 +339,7 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	// moves it onto the UI goroutine, which only swaps it in: the keys
 	// are answered meanwhile. QueueUpdateDraw waits for the UI, so only
 	// the pump ever blocks on it, never the poller.
-	d.helpers.Go(func() {
+	safely(func() {
 		for {
 			select {
 			case <-ctx.Done():
@@ -329,7 +358,7 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	if d.cfg.Redraw > 0 {
 		t := time.NewTicker(d.cfg.Redraw)
 		defer t.Stop()
-		d.helpers.Go(func() {
+		safely(func() {
 			for {
 				select {
 				case <-ctx.Done():
@@ -340,10 +369,15 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 			}
 		})
 	}
+	close(d.launched)
 	go func() {
 		<-ctx.Done()
 		d.stop()
 	}()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	go d.secondSignal(sigs)
 	err = d.app.Run()
 	cancel()
 	select {
@@ -351,7 +385,31 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 		err = errors.Join(err, e)
 	case <-time.After(6 * time.Second): // longer than a dump may wait on the kernel
 	}
-	return err
+	for {
+		select {
+		case e := <-perrs:
+			err = errors.Join(err, e)
+		default:
+			return err
+		}
+	}
+}
+
+// secondSignal restores the terminal at once on a second signal. The
+// first ends the dashboard through its context, which waits for the
+// poller (up to 6 s for a dump stuck in the kernel); with the default
+// action back, a second one would have killed the process with the
+// terminal left raw. The signals after it have their default action.
+func (d *dashboard) secondSignal(sigs chan os.Signal) {
+	for n := 0; n < 2; n++ {
+		select {
+		case <-sigs:
+		case <-d.ran:
+			return
+		}
+	}
+	signal.Stop(sigs)
+	d.stopUI()
 }
 
 // tick redraws what ages between frames: the socket table's ages and
@@ -379,15 +437,28 @@ func (d *dashboard) stop() {
 	d.stopOnce.Do(func() {
 		go func() {
 			d.cancel()
+			<-d.launched
 			done := make(chan struct{})
 			go func() { d.helpers.Wait(); close(done) }()
 			select {
 			case <-done:
 			case <-time.After(6 * time.Second): // a dump stuck in the kernel: stop anyway
 			}
-			d.app.Stop()
+			d.stopUI()
 		}()
 	})
+}
+
+// stopUI stops the UI once it is up: tview's Stop does nothing before Run
+// has made the screen, and a stop lost so (a first poll failing at once,
+// a signal during the start) left the dashboard running with every way
+// out already used.
+func (d *dashboard) stopUI() {
+	select {
+	case <-d.up:
+		d.app.Stop()
+	case <-d.ran: // the UI ended without drawing: nothing to stop
+	}
 }
 
 // applyFrame runs on the UI goroutine.
