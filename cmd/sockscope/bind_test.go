@@ -189,13 +189,19 @@ func TestIntegrationDemoLinger0(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer k.Close()
-			before, _ := k.Counters()
+			before, err := k.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
 			server, _ := startDemoServer(t, ns, tc.flag, "-n", "2")
 			demoClients(t, ns, 2)
 			if err := server.Wait(); err != nil {
 				t.Fatal(err)
 			}
-			after, _ := k.Counters()
+			after, err := k.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
 			time.Sleep(100 * time.Millisecond) // the clients' last ACKs
 			rows := listJSON(t, "-N", ns.Name, "sport = :9000", "state", "time-wait")
 			if int64(len(rows)) != tc.tw || after["OutRsts"]-before["OutRsts"] != tc.rsts {

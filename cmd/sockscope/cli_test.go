@@ -378,7 +378,7 @@ func TestNoOutputLostSilently(t *testing.T) {
 	ns.Listen(t, netip.MustParseAddrPort("127.0.0.1:9000"))
 	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 	if err != nil {
-		t.Skipf("no /dev/full: %v", err)
+		nstest.Unavailable(t, "no /dev/full: %v", err)
 	}
 	defer full.Close()
 	for _, args := range [][]string{

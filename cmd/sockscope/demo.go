@@ -136,7 +136,7 @@ func demoServer(ctx context.Context, f *demoFlags, ap netip.AddrPort, say func(s
 			if errors.Is(err, unix.EADDRINUSE) {
 				hint = fmt.Sprintf("; 'sockscope bind %s' says what holds it and whether SO_REUSEADDR (--reuseaddr) would bind", ap)
 			}
-			return fmt.Errorf("bind %s: %s%s", ap, diagnose.Errno(err), hint)
+			return errnoErrorf(err, "bind %s: %s%s", ap, diagnose.Errno(err), hint)
 		}
 		if err := unix.Listen(lfd, 16); err != nil {
 			return fmt.Errorf("listen: %w", err)
@@ -306,7 +306,7 @@ func connectCtx(ctx context.Context, fd int, ap netip.AddrPort) (reset bool, err
 		return false, nil
 	}
 	if err != unix.EINPROGRESS {
-		return false, fmt.Errorf("connect %s: %s", ap, diagnose.Errno(err))
+		return false, errnoErrorf(err, "connect %s: %s", ap, diagnose.Errno(err))
 	}
 	ok, err := waitFd(ctx, fd, unix.POLLOUT, time.Now().Add(10*time.Second))
 	if err != nil {
@@ -326,7 +326,7 @@ func connectCtx(ctx context.Context, fd int, ap netip.AddrPort) (reset bool, err
 		// A refused connect reads ECONNREFUSED; a reset one was made.
 		return true, nil
 	}
-	return false, fmt.Errorf("connect %s: %s", ap, diagnose.Errno(unix.Errno(soErr)))
+	return false, errnoErrorf(unix.Errno(soErr), "connect %s: %s", ap, diagnose.Errno(unix.Errno(soErr)))
 }
 
 // readGreeting reads the greeting line, then, when toEOF, until the server
@@ -355,4 +355,19 @@ func readGreeting(ctx context.Context, fd int, toEOF bool) (string, bool, error)
 			return string(got), false, nil
 		}
 	}
+}
+
+// errnoError says an errno in words (its name, number and text) and keeps
+// it for errors.Is.
+type errnoError struct {
+	msg string
+	err error
+}
+
+func (e *errnoError) Error() string { return e.msg }
+
+func (e *errnoError) Unwrap() error { return e.err }
+
+func errnoErrorf(err error, format string, a ...any) error {
+	return &errnoError{msg: fmt.Sprintf(format, a...), err: err}
 }

@@ -73,7 +73,7 @@ func tryBind(ap netip.AddrPort, w Way) error {
 		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 	}
 	if err != nil {
-		return fmt.Errorf("setsockopt: %v", err)
+		return fmt.Errorf("setsockopt: %v", err) // not an errno of bind
 	}
 	return unix.Bind(fd, sa)
 }

@@ -261,9 +261,14 @@ sockscope_tcp_transitions_total{from="FIN_WAIT2",netns="n",to="TIME_WAIT"} 2
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sockscope_tcp_transitions_total"); err != nil {
 		t.Error(err)
 	}
-	mfs, _ := reg.Gather()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
 	for _, mf := range mfs {
 		if mf.GetName() == "sockscope_tcp_timewait_lifetime_seconds" {
+			found = true
 			h := mf.Metric[0].GetHistogram()
 			if h.GetSampleCount() != 1 || h.GetSampleSum() != 60.7 {
 				t.Errorf("lifetime histogram: count %d sum %v", h.GetSampleCount(), h.GetSampleSum())
@@ -278,6 +283,9 @@ sockscope_tcp_transitions_total{from="FIN_WAIT2",netns="n",to="TIME_WAIT"} 2
 				}
 			}
 		}
+	}
+	if !found {
+		t.Error("no sockscope_tcp_timewait_lifetime_seconds histogram")
 	}
 }
 

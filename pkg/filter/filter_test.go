@@ -353,7 +353,10 @@ func TestMatch(t *testing.T) {
 }
 
 func TestCompileEmpty(t *testing.T) {
-	e, _ := Parse([]string{"state listen and state time-wait"})
+	e, err := Parse([]string{"state listen and state time-wait"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := Compile(e, Options{})
 	if p.States != 0 || len(p.Families) != 0 {
 		t.Errorf("a filter that can match nothing asks for states %b families %v", p.States, p.Families)

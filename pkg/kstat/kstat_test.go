@@ -46,7 +46,10 @@ func TestIntegrationNamespaceFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mine, _ := here.TimeWait()
+	mine, err := here.TimeWait()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if tw.MaxBuckets != 7 || mine.MaxBuckets == 7 {
 		t.Errorf("tcp_max_tw_buckets: namespace %d (want 7), caller %d", tw.MaxBuckets, mine.MaxBuckets)
 	}

@@ -71,7 +71,10 @@ func TestIntegrationSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	destroys, _ := src.Destroys(ctx)
+	destroys, err := src.Destroys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	var m *monitor.Monitor
 	frames, off, maxTracked := 0, 0, 0

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockscope/sockscope/pkg/nstest"
 )
 
 // listen opens a loopback TCP listener closed at the end of the test and
@@ -361,7 +363,7 @@ func TestDenied(t *testing.T) {
 		// Already unprivileged: test in-process, provided some process
 		// belongs to another user.
 		if !otherUsersProcess(t) {
-			t.Skip("no process of another user to be denied")
+			nstest.Unavailable(t, "no process of another user to be denied")
 		}
 		denied, err := deniedScan()
 		if err != nil {

@@ -257,7 +257,7 @@ func TestOpenOwnNamespace(t *testing.T) {
 	s, err := session.Open(context.Background(), session.Config{Program: filter.Compile(nil, filter.Options{})})
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
-			t.Skip(err)
+			nstest.Unavailable(t, "opening the own namespace: %v", err)
 		}
 		t.Fatal(err)
 	}

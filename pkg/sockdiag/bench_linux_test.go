@@ -62,7 +62,10 @@ func dumpOnce(b *testing.B, c *Collector, req *Request, snap *sock.Snapshot) {
 func bareReceive(b *testing.B, c *Collector, req *Request) {
 	fd := c.fd
 	c.seq++
-	c.req, _ = appendRequest(c.req[:0], c.seq, bothFamilies, req) // as Dump asks
+	var err error
+	if c.req, err = appendRequest(c.req[:0], c.seq, bothFamilies, req); err != nil { // as Dump asks
+		b.Fatal(err)
+	}
 	if err := sendto(fd, c.req, true); err != nil {
 		b.Fatal(err)
 	}

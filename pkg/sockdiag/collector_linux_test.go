@@ -125,7 +125,10 @@ func TestIntegrationSeedExperiment(t *testing.T) {
 				t.Errorf("LISTEN uid %d, want %d", s.UID, os.Getuid())
 			}
 		case sock.CloseWait:
-			want, _ := nstest.Inode(seed.HalfClosed)
+			want, err := nstest.Inode(seed.HalfClosed)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if s.Inode != want {
 				t.Errorf("CLOSE_WAIT inode %d, want %d", s.Inode, want)
 			}
@@ -171,7 +174,10 @@ func timeWaitExpiry(snap *sock.Snapshot) map[uint64]uint32 {
 func captureSeed(t *testing.T, c *Collector) {
 	for _, fam := range []sock.Family{sock.IPv4, sock.IPv6} {
 		c.seq++
-		req, _ := appendRequest(nil, c.seq, fam, &Request{States: sock.AllStates, Ext: ExtInfo})
+		req, err := appendRequest(nil, c.seq, fam, &Request{States: sock.AllStates, Ext: ExtInfo})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := sendto(c.fd, req, false); err != nil {
 			t.Fatal(err)
 		}
@@ -265,8 +271,14 @@ func TestIntegrationNetnsIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(lfd)
-	hostInode, _ := nstest.Inode(lfd)
-	nsInode, _ := nstest.Inode(seed.Listeners[0])
+	hostInode, err := nstest.Inode(lfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsInode, err := nstest.Inode(seed.Listeners[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	has := func(snap *sock.Snapshot, inode uint32) bool {
 		for _, s := range snap.Sockets {

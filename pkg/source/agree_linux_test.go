@@ -103,7 +103,10 @@ func agree(t *testing.T, ns *nstest.NS, e filter.Expr) (n int) {
 
 func settle(t *testing.T, ns *nstest.NS) {
 	// Wait for the experiment's closes to finish so the table is still.
-	e, _ := filter.Parse([]string{"state time-wait or state fin-wait-2"})
+	e, err := filter.Parse([]string{"state time-wait or state fin-wait-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	k, err := Open(filter.Compile(e, filter.Options{}), Options{Netns: ns.NS(t)})
 	if err != nil {
 		t.Fatal(err)
