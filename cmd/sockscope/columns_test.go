@@ -36,6 +36,18 @@ func TestIntegrationListColumns(t *testing.T) {
 	if h := strings.Fields(strings.SplitN(p.stdout, "\n", 2)[0]); len(h) != 2 || h[1] != "Process" {
 		t.Errorf("list -p -o state: header %q, want State Process", h)
 	}
+	// A process column named in -o looks the owners up without -p: a
+	// column of "-" would say none is known.
+	o := sockscope(t, "list", "-N", ns.Name, "-o", "state,process", "state", "listening")
+	olines := strings.Split(strings.TrimSuffix(o.stdout, "\n"), "\n")
+	if o.code != 0 || len(olines) < 3 {
+		t.Fatalf("list -o state,process: exit %d, stderr %q:\n%s", o.code, o.stderr, o.stdout)
+	}
+	for _, l := range olines[1 : len(olines)-1] {
+		if f := strings.Fields(l); len(f) != 2 || !strings.Contains(f[1], "/") {
+			t.Errorf("list -o state,process: row %q, want a state and its owner's pid/command", l)
+		}
+	}
 	rows := listJSON(t, "-N", ns.Name, "-o", "state", ":9000")
 	if len(rows) == 0 {
 		t.Fatal("no JSON rows")

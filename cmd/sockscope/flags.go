@@ -108,7 +108,9 @@ func (o *options) columnsFlag(cmd *cobra.Command) {
 
 // chosenColumns returns the columns -o asks for, with the process column
 // added at the end when -p asks for owners and -o did not name it; nil
-// without -o (each front end has its defaults).
+// without -o (each front end has its defaults). A process column named in
+// -o looks the owners up as -p does: a column of "-" would say no owner
+// is known.
 func (o *options) chosenColumns(cmd string) ([]*render.Column, error) {
 	if o.columns == "" {
 		return nil, nil
@@ -117,7 +119,10 @@ func (o *options) chosenColumns(cmd string) ([]*render.Column, error) {
 	if err != nil {
 		return nil, usagef("%s: invalid --columns value %q: %v", cmd, o.columns, err)
 	}
-	if o.processes && !slices.Contains(cols, render.ProcessColumn) {
+	switch {
+	case slices.Contains(cols, render.ProcessColumn):
+		o.processes = true
+	case o.processes:
 		cols = append(cols, render.ProcessColumn)
 	}
 	return cols, nil
@@ -194,7 +199,7 @@ func resolveAll(cmd string, args []string, many bool) ([]netns.NS, error) {
 			return nil, usagef("%s: -N \"\": an empty namespace name (leave -N out for this one)", cmd)
 		}
 		if seen[a] {
-			return nil, usagef("%s: namespace %q given twice: its series would collide", cmd, a)
+			return nil, usagef("%s: namespace %q given twice: its sockets would count twice", cmd, a)
 		}
 		seen[a] = true
 	}
