@@ -252,7 +252,7 @@ func decode(b []byte, t *Transition, base time.Time) bool {
 	t.Netns = le.Uint32(b[16:])
 	t.From, t.To = sock.State(b[20]), sock.State(b[21])
 	t.Family = sock.Family(le.Uint16(b[22:]))
-	sport := le.Uint16(b[24:])               // host order (skc_num)
+	sport := le.Uint16(b[24:])               // host order (skc_num, or inet_sport at a close)
 	dport := binary.BigEndian.Uint16(b[26:]) // network order (skc_dport)
 	switch t.Family {
 	case sock.IPv4:

@@ -35,7 +35,9 @@ func open(t *testing.T, only []uint32) *Watcher {
 
 // A connection that lives 5 ms in a namespace of its own: the kernel
 // reports every step of both ends, in its namespace, with its addresses
-// and cookies, each dated within 1 ms of this test's clock around it.
+// and cookies, each dated within 1 ms of this test's clock around it. The
+// ends (changes to CLOSE) keep the local port the socket had, which the
+// kernel has given back by then.
 func TestTransitionsOfAShortConnection(t *testing.T) {
 	ns := nstest.New(t)
 	nsIno := uint32(ns.NS(t).Inode)
@@ -97,7 +99,7 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 		mu.Lock()
 		got = append(got[:0], seen...)
 		mu.Unlock()
-		if countFrom(got, 9000) >= len(clientWant) || time.Now().After(deadline) {
+		if (countFrom(got, 9000) >= len(clientWant) && closesOf9000(got) >= 2) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -155,6 +157,38 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 	if !listener || !serverEnd {
 		t.Errorf("listener's CLOSE to LISTEN seen %v, server's ESTABLISHED to CLOSE_WAIT seen %v; want both (all: %+v)", listener, serverEnd, got)
 	}
+	// The listener's end (from LISTEN) and the server end's (from
+	// LAST_ACK), with the port they had.
+	var listenerClosed, serverClosed bool
+	for _, tr := range got {
+		if tr.To != sock.Close {
+			continue
+		}
+		switch {
+		case tr.From == sock.Listen:
+			listenerClosed = tr.Local.AddrPort() == ap
+		case tr.From == sock.LastAck:
+			serverClosed = tr.Local.AddrPort() == ap && tr.Peer.Addr() == ap.Addr() && tr.Peer.Port() != 0
+		}
+		if tr.Local.Port() == 0 {
+			t.Errorf("an end without its local port: %+v", tr)
+		}
+	}
+	if !listenerClosed || !serverClosed {
+		t.Errorf("ends at %s: the listener's %v, the server end's %v; want both (all: %+v)", ap, listenerClosed, serverClosed, got)
+	}
+}
+
+// closesOf9000 counts the changes to CLOSE of sockets on local port 9000,
+// or whose local port is lost (0).
+func closesOf9000(trs []Transition) int {
+	n := 0
+	for _, tr := range trs {
+		if tr.To == sock.Close && (tr.Local.Port() == 9000 || tr.Local.Port() == 0) {
+			n++
+		}
+	}
+	return n
 }
 
 func countFrom(trs []Transition, peerPort uint16) int {

@@ -16,6 +16,7 @@ type offsets struct {
 	v6RcvSaddr, v6Daddr int32 // struct in6_addr each
 	net                 int32 // skc_net.net: struct net *
 	inum                int32 // struct net: ns.inum (u32)
+	sport               int32 // struct tcp_sock: its inet_sock's inet_sport (__be16)
 }
 
 func kernelOffsets() (*offsets, error) {
@@ -23,8 +24,8 @@ func kernelOffsets() (*offsets, error) {
 	if err != nil {
 		return nil, err
 	}
-	var sk, skc, net *btf.Struct
-	for name, p := range map[string]**btf.Struct{"sock": &sk, "sock_common": &skc, "net": &net} {
+	var sk, skc, net, tcp *btf.Struct
+	for name, p := range map[string]**btf.Struct{"sock": &sk, "sock_common": &skc, "net": &net, "tcp_sock": &tcp} {
 		if *p, err = k.Struct(name); err != nil {
 			return nil, err
 		}
@@ -42,6 +43,7 @@ func kernelOffsets() (*offsets, error) {
 		v6Daddr:    f.Of(skc, 16, "skc_v6_daddr"),
 		net:        f.Of(skc, 8, "skc_net", "net"),
 		inum:       f.Of(net, 4, "ns", "inum"),
+		sport:      f.Of(tcp, 2, "inet_conn", "icsk_inet", "inet_sport"),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -133,7 +135,19 @@ func program(o *offsets, ringFD int, only []uint32) asm.Instructions {
 		asm.LoadMem(asm.R2, sk, int16(o.family), asm.Half),
 		asm.StoreMem(asm.RFP, at(evFamily), asm.R2, asm.Half),
 		asm.LoadMem(asm.R2, sk, int16(o.num), asm.Half),
-		asm.StoreMem(asm.RFP, at(evSport), asm.R2, asm.Half),
+		// A socket gives its port back before its change to CLOSE is
+		// traced (inet_put_port zeroes skc_num): the port it had is
+		// then inet_sport's, in network order, which lies past struct
+		// sock, where the verifier lets a tcp_sock pointer read. (A
+		// connecting socket has neither port yet.)
+		asm.JNE.Imm(asm.R2, 0, "sport"),
+		asm.Mov.Reg(asm.R1, sk),
+		asm.FnSkcToTcpSock.Call(),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.JEq.Imm(asm.R0, 0, "sport"),
+		asm.LoadMem(asm.R2, asm.R0, int16(o.sport), asm.Half),
+		asm.HostTo(asm.BE, asm.R2, asm.Half),
+		asm.StoreMem(asm.RFP, at(evSport), asm.R2, asm.Half).WithSymbol("sport"),
 		asm.LoadMem(asm.R2, sk, int16(o.dport), asm.Half),
 		asm.StoreMem(asm.RFP, at(evDport), asm.R2, asm.Half),
 		asm.LoadMem(asm.R2, sk, int16(o.rcvSaddr), asm.Word),
