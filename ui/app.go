@@ -113,6 +113,7 @@ type dashboard struct {
 	interval   time.Duration
 	filterText string
 	filterErr  string
+	statusText string // the status line as one line (refreshStatus)
 	editing    bool
 	started    time.Time
 	drawnAt    time.Time // when the latest frame was applied (and drawn)
@@ -212,7 +213,7 @@ func (d *dashboard) build() {
 		AddPage("detail", newPanel(d.detail, 72, 22, d.uncovered), true, false).
 		AddPage("help", newPanel(d.help, helpW, helpH, d.uncovered), true, false).
 		AddPage("timewait", newPanel(d.twPane, 100, 40, d.uncovered), true, false)
-	d.app.SetRoot(d.pages, true).SetInputCapture(d.key).SetBeforeDrawFunc(d.fitEditError).SetAfterDrawFunc(d.afterDraw)
+	d.app.SetRoot(d.pages, true).SetInputCapture(d.key).SetBeforeDrawFunc(d.fitStatus).SetAfterDrawFunc(d.afterDraw)
 	d.refreshHeader()
 	d.refreshStatus()
 }
@@ -246,23 +247,65 @@ func (d *dashboard) afterDraw(tcell.Screen) {
 	}
 }
 
-// fitEditError gives the filter editor's error as many lines as it needs
-// at the screen's width (up to a quarter of the screen), so that a long
-// error wraps instead of being cut. It runs before every draw.
-func (d *dashboard) fitEditError(screen tcell.Screen) bool {
-	if !d.editing || d.filterErr == "" {
-		return false
-	}
+// fitStatus sizes the status area before every draw. The filter editor's
+// error gets as many lines as it needs at the screen's width (up to a
+// quarter of the screen), so that a long error wraps instead of being cut.
+// The status line gets a second line where the terminal is too narrow for
+// it (80 columns hold about half of it), so that its end (the rates and
+// "? help") is not cut off.
+func (d *dashboard) fitStatus(screen tcell.Screen) bool {
 	w, h := screen.Size()
 	if w <= 0 {
 		return false
 	}
-	n := (tview.TaggedStringWidth(tview.Escape(d.filterErr)) + w - 1) / w
-	n = min(max(n, 1), max(h/maxErrorRows, 1))
-	d.bottom.ResizeItem(d.status, n, 0)
-	d.main.ResizeItem(d.bottom, 1+n, 0)
+	switch {
+	case d.editing && d.filterErr != "":
+		n := (tview.TaggedStringWidth(tview.Escape(d.filterErr)) + w - 1) / w
+		n = min(max(n, 1), max(h/maxErrorRows, 1))
+		d.bottom.ResizeItem(d.status, n, 0)
+		d.main.ResizeItem(d.bottom, 1+n, 0)
+	case !d.editing:
+		text, n := d.statusText, 1
+		if h >= minRowsForTwoStatusLines && tview.TaggedStringWidth(text) > w {
+			text, n = breakStatus(text, w), 2
+		}
+		if text != d.status.GetText(false) {
+			d.status.SetText(text)
+		}
+		d.bottom.ResizeItem(d.status, n, 0)
+		d.main.ResizeItem(d.bottom, n, 0)
+	}
 	return false
 }
+
+// statusSep separates the status line's parts.
+const statusSep = " │ "
+
+// breakStatus puts a status line too wide for w columns on two lines,
+// between two of its parts: as many as fit go on the first.
+func breakStatus(text string, w int) string {
+	parts := strings.Split(text, statusSep)
+	sepW := tview.TaggedStringWidth(statusSep)
+	first, width := 0, 0
+	for i, p := range parts {
+		pw := tview.TaggedStringWidth(p)
+		if i > 0 {
+			pw += sepW
+		}
+		if i > 0 && width+pw > w {
+			break
+		}
+		first, width = i+1, width+pw
+	}
+	if first == len(parts) {
+		return text
+	}
+	return strings.Join(parts[:first], statusSep) + "\n" + strings.Join(parts[first:], statusSep)
+}
+
+// minRowsForTwoStatusLines is the least height at which the status line
+// may take two rows of the table's.
+const minRowsForTwoStatusLines = 16
 
 // helpSize is the help panel's size: its longest line and a space after
 // it, and its lines with a blank line above and below, inside the border.
@@ -289,6 +332,7 @@ const helpText = `
   [yellow]space[-]    pause / resume the table
   [yellow]+ -[-]      poll more or less often
   [yellow]p[-]        show / hide processes
+  [yellow]← →[-]      scroll the table sideways (columns past the edge)
   [yellow]Enter[-]    the selected socket in detail
   [yellow]w[-]        TIME_WAIT lifetimes and the kernel settings behind them
   [yellow]?[-]        this help
@@ -661,6 +705,7 @@ func (d *dashboard) startEdit() {
 func (d *dashboard) stopEdit() {
 	d.editing = false
 	d.status.SetWrap(false)
+	d.status.SetText(d.statusText)
 	d.bottom.Clear().AddItem(d.status, 1, 0, false)
 	d.main.ResizeItem(d.bottom, 1, 0)
 	// The keys go back to the front page: the table, or the panel that

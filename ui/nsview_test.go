@@ -128,7 +128,10 @@ func nsRows(screen string) []string {
 			in = true
 			continue
 		}
-		if in && strings.TrimSpace(l) != "" && !strings.Contains(l, "filter:") {
+		if strings.Contains(l, "filter:") {
+			break // the status line, which may take two
+		}
+		if in && strings.TrimSpace(l) != "" {
 			out = append(out, l)
 		}
 	}

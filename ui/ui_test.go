@@ -643,6 +643,31 @@ func TestStatusLineRates(t *testing.T) {
 	}
 }
 
+// At 80 columns the status line does not fit in one: it takes two rows,
+// broken between words, so that its end (the rates, "? help") shows; back
+// on a wide screen it takes one.
+func TestStatusLineWrapsAt80Columns(t *testing.T) {
+	h := start(t, 80, 24, Config{Filter: ":9000", Netns: "readme", Counters: func() (map[string]int64, error) {
+		return map[string]int64{"OutRsts": 0, "ListenOverflows": 0, "TCPTimeWaitOverflow": 0}, nil
+	}}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.clock.Add(time.Second)
+	h.poll()
+	s := h.waitText("tw ovf 0/s", "? help")
+	lines := strings.Split(s, "\n")
+	if len(lines) != 24 || !strings.HasPrefix(lines[22], "filter: :9000") || !strings.HasSuffix(strings.TrimSpace(lines[23]), "? help") {
+		t.Errorf("status line not on the last two of 24 lines:\n%s", s)
+	}
+	if len(rowsOf(s)) != 8 {
+		t.Errorf("rows at 80x24 with a two-line status: %d, want all 8\n%s", len(rowsOf(s)), s)
+	}
+	h.resize(200, 24)
+	h.waitFor("a one-line status", func(s string) bool {
+		l := strings.Split(s, "\n")
+		return len(l) == 24 && strings.HasPrefix(l[23], "filter: :9000") && strings.Contains(l[23], "? help")
+	})
+}
+
 // A panic on the UI goroutine ends the dashboard with the screen finalised
 // and the panic reported as an error, not a crash.
 func TestPanicRestoresTheScreen(t *testing.T) {

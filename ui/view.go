@@ -272,7 +272,8 @@ func (d *dashboard) refreshStatus() {
 		fmt.Fprintf(&b, " │ [yellow]%s[-]", tview.Escape(d.cfg.Notice))
 	}
 	b.WriteString(" │ ? help")
-	d.status.SetText(b.String())
+	d.statusText = b.String()
+	d.status.SetText(d.statusText) // on two lines where it does not fit (fitStatus)
 }
 
 func (d *dashboard) openDetail() {
