@@ -373,8 +373,9 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 		})
 	}
 	safely(func() {
-		err := d.mon.Run(ctx, d.cfg.Tick, d.cfg.Destroys)
-		perr <- err
+		var err error
+		defer func() { perr <- err }() // a panic too: run waits for it
+		err = d.mon.Run(ctx, d.cfg.Tick, d.cfg.Destroys)
 		if err != nil {
 			d.stop()
 		}
@@ -424,11 +425,10 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	go d.secondSignal(sigs)
 	err = d.app.Run()
 	cancel()
-	select {
-	case e := <-perr:
-		err = errors.Join(err, e)
-	case <-time.After(6 * time.Second): // longer than a dump may wait on the kernel
-	}
+	// The terminal is back; the poller may be in a dump still. It ends
+	// before Run returns: the caller then closes what it reads from, and a
+	// descriptor closed under a dump (and reused) would be read by it.
+	err = errors.Join(err, <-perr)
 	for {
 		select {
 		case e := <-perrs:
