@@ -440,6 +440,7 @@ func (k *Kernel) DestroysInto(ctx context.Context, out chan<- sock.Destroy) (don
 				k.destroysErr.Store(&err)
 			}
 		}()
+		faults := 0 // in a row
 		for ctx.Err() == nil {
 			err := sub.Receive(200*time.Millisecond, func(s *sock.Socket, at time.Time) {
 				d := sock.Destroy{Cookie: s.Cookie, At: at, Socket: *s, Matches: k.Matches(s)}
@@ -448,19 +449,36 @@ func (k *Kernel) DestroysInto(ctx context.Context, out chan<- sock.Destroy) (don
 				case <-ctx.Done():
 				}
 			})
-			if err != nil {
-				// Lost announcements (ENOBUFS) only cost precision: the
-				// next poll still sees every change. Pause so a lasting
-				// fault does not spin.
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond):
+			switch {
+			case err == nil, ctx.Err() != nil:
+				faults = 0
+				continue
+			case errors.Is(err, unix.ENOBUFS):
+				// Lost announcements only cost precision: the next
+				// poll still sees every change.
+				faults = 0
+			default:
+				// Any other fault (a message that does not parse, a
+				// closed socket) is said once it lasts.
+				if faults++; faults == maxDestroyFaults {
+					err := fmt.Errorf("destroy events stopped: %w; times come from polling alone", err)
+					k.destroysErr.Store(&err)
+					return
 				}
+			}
+			// A pause, so that a lasting fault does not spin.
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
 			}
 		}
 	}()
 	return ended, nil
 }
+
+// maxDestroyFaults is how many faults in a row, other than lost
+// announcements, stop the destroy events.
+const maxDestroyFaults = 5
 
 // Matches says whether the filter in force matches s; safe from any
 // goroutine (announcements are matched as they come).
