@@ -159,7 +159,18 @@ func startKernelFeed(ctx context.Context, only []uint32, late time.Duration, fn 
 	w.SetReadEvery(late)
 	var wg sync.WaitGroup
 	var runErr error
-	wg.Go(func() { runErr = w.Run(ctx, fn) })
+	wg.Go(func() {
+		// A panic in fn (the Book, a Fleet's announcements, a filter's
+		// match) stops the events, said as their error: on this
+		// goroutine it would end the process with a dashboard's
+		// terminal raw. Polling goes on.
+		defer func() {
+			if r := recover(); r != nil {
+				runErr = fmt.Errorf("internal error: %v", r)
+			}
+		}()
+		runErr = w.Run(ctx, fn)
+	})
 	return func() error {
 		wg.Wait()
 		return errors.Join(runErr, w.Close())

@@ -645,7 +645,7 @@ func (f *Fleet) streamAhead(fn func(*sock.Snapshot) error, workers int) error {
 				mb := f.members[i]
 				a.snap = sock.Snapshot{Time: f.now(), Total: -1, Sockets: a.snap.Sockets[:0], Infos: a.snap.Infos[:0]}
 				reserve(&a.snap, mb.last)
-				a.err = mb.Source.AppendTo(&a.snap)
+				a.err = appendTo(mb.Source, &a.snap)
 				mb.last = len(a.snap.Sockets)
 				ready[i] <- a
 			}
@@ -666,6 +666,19 @@ func (f *Fleet) streamAhead(fn func(*sock.Snapshot) error, workers int) error {
 		return stop // the caller's own: not a namespace's fault
 	}
 	return f.settle(errs)
+}
+
+// appendTo is k.AppendTo with a panic made the namespace's error: a fault
+// in one namespace's dump, on a worker's goroutine, must not end the
+// process (and leave a dashboard's terminal raw) while the others are
+// fine.
+func appendTo(k *source.Kernel, snap *sock.Snapshot) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error in its dump: %v", r)
+		}
+	}()
+	return k.AppendTo(snap)
 }
 
 // settle handles the members' dump errors (errs[i] is member i's): the
@@ -715,7 +728,7 @@ func (f *Fleet) dump(snap *sock.Snapshot) []error {
 			// dozen times, each copy fresh memory.
 			reserve(snap, max(mb.last, 256))
 			n := len(snap.Sockets)
-			errs[i] = mb.Source.AppendTo(snap)
+			errs[i] = appendTo(mb.Source, snap)
 			mb.last = len(snap.Sockets) - n
 		}
 		return errs
@@ -734,7 +747,7 @@ func (f *Fleet) dump(snap *sock.Snapshot) []error {
 					return
 				}
 				parts[i].Sockets = make([]sock.Socket, 0, max(f.members[i].last, 1024))
-				errs[i] = f.members[i].Source.AppendTo(&parts[i])
+				errs[i] = appendTo(f.members[i].Source, &parts[i])
 			}
 		})
 	}

@@ -265,7 +265,17 @@ func runLocked(h vnetns.NsHandle, path string, f func() error) error {
 	if err := vnetns.Set(h); err != nil {
 		return fmt.Errorf("entering network namespace %s: %w", path, err)
 	}
-	ferr := f()
+	// A panic of f is its error: the thread must come back from h all the
+	// same, and the panic would end the process on this goroutine of
+	// Run's (leaving a dashboard's terminal raw).
+	ferr := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("internal error in network namespace %s: %v", path, r)
+			}
+		}()
+		return f()
+	}()
 	if err := vnetns.Set(orig); err != nil {
 		return errors.Join(ferr, fmt.Errorf("leaving network namespace %s: %w", path, err))
 	}
