@@ -30,21 +30,34 @@ func newAgentCmd(a *app) *cobra.Command {
 			return wantSub(cmd, args, "'start', 'stop' or 'status'")
 		},
 	}
+	// The commands' one line of output: one that cannot be written is
+	// an error, not a silent exit 0.
+	var werr error
+	say := func(format string, args ...any) {
+		if _, err := fmt.Fprintf(a.stdout, format+"\n", args...); err != nil && werr == nil {
+			werr = fmt.Errorf("writing the output: %w", err)
+		}
+	}
 	sub := func(use, short string, run func() error) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Long: agentLong, Args: noArgs,
-			RunE: func(*cobra.Command, []string) error { return run() }}
+			RunE: func(*cobra.Command, []string) error {
+				if err := run(); err != nil {
+					return err
+				}
+				return werr
+			}}
 	}
 	cmd.AddCommand(
 		sub("start", "load and pin the agent", func() error {
 			st, err := kevents.StartAgent()
 			if errors.Is(err, kevents.ErrAgentRunning) {
-				fmt.Fprintf(a.stdout, "the agent runs already, since %s\n", st.Since.Format(time.DateTime))
+				say("the agent runs already, since %s", st.Since.Format(time.DateTime))
 				return nil
 			}
 			if err != nil {
 				return fmt.Errorf("agent: %w", err)
 			}
-			fmt.Fprintf(a.stdout, "the agent runs from %s: every TCP socket born from now on is stamped in the kernel (%s); 'sockscope agent stop' removes it\n",
+			say("the agent runs from %s: every TCP socket born from now on is stamped in the kernel (%s); 'sockscope agent stop' removes it",
 				st.Since.Format(time.DateTime), kevents.AgentDir)
 			return nil
 		}),
@@ -57,9 +70,9 @@ func newAgentCmd(a *app) *cobra.Command {
 				return fmt.Errorf("agent: %w", err)
 			}
 			if st.Running || !st.Since.IsZero() {
-				fmt.Fprintln(a.stdout, "the agent stopped; nothing of it is left in the kernel")
+				say("the agent stopped; nothing of it is left in the kernel")
 			} else {
-				fmt.Fprintln(a.stdout, "no agent was running")
+				say("no agent was running")
 			}
 			return nil
 		}),
@@ -69,10 +82,10 @@ func newAgentCmd(a *app) *cobra.Command {
 				return fmt.Errorf("agent: %w", err)
 			}
 			if !st.Running {
-				fmt.Fprintln(a.stdout, "the agent is not running ('sockscope agent start' starts it)")
+				say("the agent is not running ('sockscope agent start' starts it)")
 				return nil
 			}
-			fmt.Fprintf(a.stdout, "the agent runs since %s (%s); %d live sockets carry its stamp\n",
+			say("the agent runs since %s (%s); %d live sockets carry its stamp",
 				st.Since.Format(time.DateTime), time.Since(st.Since).Round(time.Second), st.Stamped)
 			return nil
 		}),

@@ -395,6 +395,7 @@ func TestNoOutputLostSilently(t *testing.T) {
 		{"bind", "-N", ns.Name, ":9000"},
 		{"bind", "--json", "-N", ns.Name, ":9000"},
 		{"demo", "client", "-N", ns.Name, "-n", "0"},
+		{"agent", "status"},
 	} {
 		r := runIn(t, 20*time.Second, full, args...)
 		if args[0] == "demo" {

@@ -68,7 +68,7 @@ var ErrAgentRunning = errors.New("the agent is running already")
 // StartAgent loads the agent's program, attaches it, and pins it with its
 // map under AgentDir. bpffs is mounted at BPFFS first where it is not (and
 // unmounted again by StopAgent).
-func StartAgent() (AgentStatus, error) {
+func StartAgent() (_ AgentStatus, err error) {
 	if st, err := Status(); err != nil {
 		return AgentStatus{}, err
 	} else if st.Running {
@@ -81,8 +81,11 @@ func StartAgent() (AgentStatus, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			// Nothing half-made stays pinned.
-			removeAgent(mounted)
+			// Nothing half-made stays pinned; what cannot be removed
+			// is said with the failure.
+			if rerr := removeAgent(mounted); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("removing what the failed start pinned: %w", rerr))
+			}
 		}
 	}()
 	offs, err := kernelOffsets()
@@ -213,7 +216,7 @@ func Status() (AgentStatus, error) {
 	}
 	st := AgentStatus{Since: time.Unix(0, int64(binary.LittleEndian.Uint64(m[0:])))}
 	if _, err := os.Stat(filepath.Join(AgentDir, pinLink)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return st, nil // its program is gone: not running
+		return st, fmt.Errorf("reading the agent's link: %w", err)
 	} else if err != nil && !progAttached("sockscope_birth") {
 		// Not under this mount namespace's bpffs: is its program loaded?
 		return st, nil
