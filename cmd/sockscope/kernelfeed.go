@@ -57,13 +57,17 @@ func newKernelFeed(prog *filter.Program, inNS func(uint32) bool) *kernelFeed {
 // does not print (another namespace, outside the filter, an end). s is
 // where the event's socket is kept: the caller's, reused.
 func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event, bool) {
-	if !k.inNS(tr.Netns) {
-		return track.Event{}, false
-	}
 	prev, known := k.last[tr.Cookie]
 	if tr.To == sock.Close {
+		// Whatever its namespace: one watched no more would keep its
+		// sockets in last for ever.
 		delete(k.last, tr.Cookie)
-		k.closed[tr.Cookie] = closing{at: tr.At, last: prev, from: tr.From}
+		if k.inNS(tr.Netns) {
+			k.closed[tr.Cookie] = closing{at: tr.At, last: prev, from: tr.From}
+		}
+		return track.Event{}, false
+	}
+	if !k.inNS(tr.Netns) {
 		return track.Event{}, false
 	}
 	*s = tr.Socket()

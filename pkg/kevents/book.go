@@ -31,7 +31,10 @@ func NewBook(keep func(netns uint32) bool) *Book {
 // made in SYN_RECV), a change, or the close that ends the entry. A change
 // of a socket born before the Book keeps no birth (Born is zero).
 func (b *Book) Add(t *Transition) {
-	if !b.keep(t.Netns) {
+	// An end is taken whatever its namespace: one kept no more (a
+	// Fleet's namespace gone from its list) would keep its sockets'
+	// entries for ever.
+	if t.To != sock.Close && !b.keep(t.Netns) {
 		return
 	}
 	b.mu.Lock()

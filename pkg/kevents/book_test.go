@@ -49,6 +49,17 @@ func TestBook(t *testing.T) {
 	if st, ok := b.Lookup(5); !ok || !st.Born.Equal(t0.Add(2*time.Second)) {
 		t.Errorf("a birth after the Book emptied: %+v, %v", st, ok)
 	}
+
+	// A namespace kept no more (gone from a Fleet's list): its sockets'
+	// ends still take them out.
+	kept := true
+	g := NewBook(func(uint32) bool { return kept })
+	g.Add(tr(6, 9, 0, sock.Close, sock.Listen))
+	kept = false
+	g.Add(tr(6, 9, time.Second, sock.Listen, sock.Close))
+	if g.Len() != 0 {
+		t.Errorf("the end of a socket of a namespace kept no more: %d kept, want 0", g.Len())
+	}
 }
 
 // Sync after Run has returned (its context ended, or a read failed)
