@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sockscope/sockscope/pkg/sock"
 	"golang.org/x/sys/unix"
@@ -647,6 +648,44 @@ func TestParseTCPInfo(t *testing.T) {
 				t.Errorf("parseTCPInfo(%d bytes):\n got %+v\nwant %+v", len(tt.in), got, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseTCPInfoAgreesWithUnix reads struct tcp_info as golang.org/x/sys
+// lays it out (generated from the kernel's headers), not at the offsets
+// the parser was written with: every field it reads holds a value of its
+// own, and every field beside them another, so that a field read at a
+// neighbour's offset shows.
+func TestParseTCPInfoAgreesWithUnix(t *testing.T) {
+	ti := unix.TCPInfo{
+		State: 1, Ca_state: 4, Retransmits: 201, Probes: 202, Backoff: 203, Options: 7,
+		Rto: 204000, Ato: 40000, Snd_mss: 1448, Rcv_mss: 536, Unacked: 3, Sacked: 205,
+		Lost: 1, Retrans: 2, Fackets: 206, Last_data_sent: 120, Last_ack_sent: 207,
+		Last_data_recv: 130, Last_ack_recv: 140, Pmtu: 1500, Rcv_ssthresh: 208,
+		Rtt: 12345, Rttvar: 678, Snd_ssthresh: 0x7fffffff, Snd_cwnd: 10, Advmss: 209,
+		Reordering: 210, Rcv_rtt: 211, Rcv_space: 212, Total_retrans: 17,
+		Pacing_rate: 213, Max_pacing_rate: 214, Bytes_acked: 1<<40 | 5, Bytes_received: 1<<33 | 9,
+		Segs_out: 100, Segs_in: 90, Notsent_bytes: 215, Min_rtt: 4321, Data_segs_in: 216,
+		Data_segs_out: 217, Delivery_rate: 125_000_000, Busy_time: 218, Rwnd_limited: 219,
+		Sndbuf_limited: 220, Delivered: 221, Delivered_ce: 222, Bytes_sent: 1 << 35,
+		Bytes_retrans: 4096, Dsack_dups: 223,
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&ti)), unsafe.Sizeof(ti))
+	var got sock.TCPInfo
+	parseTCPInfo(b, &got)
+	want := sock.TCPInfo{
+		CAState: 4, Options: 7,
+		RTO: 204 * time.Millisecond, ATO: 40 * time.Millisecond, SndMSS: 1448, RcvMSS: 536,
+		Unacked: 3, Lost: 1, Retrans: 2,
+		LastDataSent: 120 * time.Millisecond, LastDataRecv: 130 * time.Millisecond, LastAckRecv: 140 * time.Millisecond,
+		PMTU: 1500, RTT: 12345 * time.Microsecond, RTTVar: 678 * time.Microsecond,
+		SndSsth: 0x7fffffff, SndCwnd: 10, TotalRetrans: 17,
+		BytesAcked: 1<<40 | 5, BytesReceived: 1<<33 | 9, SegsOut: 100, SegsIn: 90,
+		MinRTT: 4321 * time.Microsecond, DeliveryRate: 125_000_000,
+		BytesSent: 1 << 35, BytesRetrans: 4096,
+	}
+	if got != want {
+		t.Errorf("parseTCPInfo of unix.TCPInfo:\n got %+v\nwant %+v", got, want)
 	}
 }
 
