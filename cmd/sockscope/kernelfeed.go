@@ -33,6 +33,19 @@ type kernelFeed struct {
 	// each became: a TIME_WAIT entry keeps the socket's cookie, and its
 	// change into TIME_WAIT is the close.
 	closed map[uint64]closing
+	// held are births the kernel told, kept for a poll to name their
+	// owner (watch -p): the kernel's event has none. A birth is told as
+	// the poll's event, dated by the kernel all the same, or as the
+	// kernel's when the socket changes again first, or when a poll
+	// after it does not show it.
+	held map[uint64]heldBirth
+	hold bool
+	sk   sock.Socket // event's socket, reused
+}
+
+type heldBirth struct {
+	ev track.Event
+	sk sock.Socket
 }
 
 type closing struct {
@@ -49,8 +62,42 @@ const twTimerSlack = 20 * time.Millisecond
 // became: the longest poll interval, and then some.
 const closedFor = 2 * time.Minute
 
-func newKernelFeed(prog *filter.Program, inNS func(uint32) bool) *kernelFeed {
-	return &kernelFeed{start: time.Now(), prog: prog, inNS: inNS, last: map[uint64]time.Time{}, closed: map[uint64]closing{}}
+// newKernelFeed returns the feed of the namespaces inNS accepts; with
+// owners (watch -p), births wait for a poll to name theirs (held).
+func newKernelFeed(prog *filter.Program, inNS func(uint32) bool, owners bool) *kernelFeed {
+	return &kernelFeed{start: time.Now(), prog: prog, inNS: inNS, last: map[uint64]time.Time{}, closed: map[uint64]closing{},
+		held: map[uint64]heldBirth{}, hold: owners}
+}
+
+// events hands emit the events watch prints for a kernel transition: none,
+// one, or a held birth and then the change that ends its wait.
+func (k *kernelFeed) events(tr *kevents.Transition, emit func(*track.Event)) {
+	if h, ok := k.held[tr.Cookie]; ok {
+		delete(k.held, tr.Cookie)
+		h.ev.Entry.Socket = &h.sk
+		emit(&h.ev)
+	}
+	ev, ok := k.event(tr, &k.sk)
+	if !ok {
+		return
+	}
+	if ev.Kind == track.EventNew && k.hold {
+		k.held[tr.Cookie] = heldBirth{ev: ev, sk: *ev.Entry.Socket}
+		return
+	}
+	emit(&ev)
+}
+
+// flushHeld tells the births a poll that began at polled did not show
+// (one it missed, or its first, which tells no births): as the kernel's.
+func (k *kernelFeed) flushHeld(polled time.Time, emit func(*track.Event)) {
+	for cookie, h := range k.held {
+		if h.ev.At.Before(polled) {
+			delete(k.held, cookie)
+			h.ev.Entry.Socket = &h.sk
+			emit(&h.ev)
+		}
+	}
 }
 
 // event returns the event of a kernel transition, and false for one watch
@@ -133,6 +180,12 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 		}
 		return true
 	case ev.To == sock.TimeWait:
+		return true
+	}
+	if _, ok := k.held[cookie]; ok && ev.Kind == track.EventNew {
+		// The birth the kernel told, with its owner now: the poll's
+		// event, dated by the kernel (the tracker's Births).
+		delete(k.held, cookie)
 		return true
 	}
 	_, known := k.last[cookie]

@@ -66,6 +66,7 @@ type eventJSON struct {
 	Timewait *int64    `json:"timewait_ms"`
 	Unseen   bool      `json:"unseen"`
 	Cookie   string    `json:"cookie"`
+	PID      int       `json:"pid"`
 }
 
 // A connection closed in the middle of a 5 s polling interval: its change
@@ -393,6 +394,64 @@ func TestIntegrationWatchKernelTransitions(t *testing.T) {
 	if end == nil || !end.Exact || !end.Unseen || !within(end, clientClosed, clientDone) {
 		t.Errorf("the client's end: %+v; it closed from %s to %s", end,
 			clientClosed.Format("15:04:05.000000"), clientDone.Format("15:04:05.000000"))
+	}
+}
+
+// With owners (-p), as root: a listener's birth, which the kernel's event
+// tells without an owner, is told once, dated by the kernel, with its
+// owner from the next poll; one that ends before a poll sees it is told
+// all the same, without.
+func TestIntegrationWatchKernelBirthsWithOwners(t *testing.T) {
+	ns := nstest.New(t)
+	lines, cmd := startBinary(t, "watch", "-p", "-N", ns.Name, "-i", "1s", "--json", "--for", "6s", "sport = :9000 or sport = :9001")
+	waitForBPF(t, cmd.Process.Pid)
+	time.Sleep(500 * time.Millisecond) // half-way between two polls
+
+	lasting := netip.MustParseAddrPort("127.0.0.1:9000")
+	brief := netip.MustParseAddrPort("127.0.0.1:9001")
+	var before, after time.Time
+	err := ns.Do(func() error {
+		before = time.Now()
+		l, err := nstest.Listen(lasting, false)
+		if err != nil {
+			return err
+		}
+		after = time.Now()
+		b, err := nstest.Listen(brief, false)
+		if err != nil {
+			return err
+		}
+		unix.Close(b) // between two polls
+		time.Sleep(2500 * time.Millisecond)
+		return unix.Close(l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var births []eventJSON
+	for _, e := range allEvents(t, lines, 10*time.Second) {
+		if e.Event == "new" {
+			births = append(births, e)
+		}
+	}
+	var lastingSeen, briefSeen int
+	for _, e := range births {
+		switch e.Local {
+		case lasting.String():
+			lastingSeen++
+			if e.PID != os.Getpid() || !e.Exact || e.Time.Before(before.Add(-time.Millisecond)) || e.Time.After(after.Add(time.Millisecond)) {
+				t.Errorf("the lasting listener's birth %+v: want pid %d, exact, between %s and %s", e, os.Getpid(),
+					before.Format("15:04:05.000000"), after.Format("15:04:05.000000"))
+			}
+		case brief.String():
+			briefSeen++
+			if !e.Exact || e.PID != 0 {
+				t.Errorf("the brief listener's birth %+v: want the kernel's, exact, no owner", e)
+			}
+		}
+	}
+	if lastingSeen != 1 || briefSeen != 1 {
+		t.Errorf("births told: the lasting listener's %d times, the brief one's %d; want once each (all: %+v)", lastingSeen, briefSeen, births)
 	}
 }
 

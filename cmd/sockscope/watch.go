@@ -14,7 +14,6 @@ import (
 	"github.com/sockscope/sockscope/pkg/netns"
 	"github.com/sockscope/sockscope/pkg/render"
 	"github.com/sockscope/sockscope/pkg/session"
-	"github.com/sockscope/sockscope/pkg/sock"
 	"github.com/sockscope/sockscope/pkg/track"
 	"github.com/spf13/cobra"
 )
@@ -115,18 +114,15 @@ func runWatch(a *app, o *options) error {
 		if err != nil {
 			return err
 		}
-		feed = newKernelFeed(prog, inNS)
+		feed = newKernelFeed(prog, inNS, o.processes)
 		book := kevents.NewBook(inNS) // the births the tracker asks for
-		var kev sock.Socket
 		var note string
 		waitFeed, syncFeed, note = startKernelFeed(ctx, only, 0, func(tr *kevents.Transition) {
 			book.Add(tr)
 			ends.add(tr)
 			mu.Lock()
 			defer mu.Unlock()
-			if ev, ok := feed.event(tr, &kev); ok {
-				write(&ev)
-			}
+			feed.events(tr, write)
 		})
 		if note != "" {
 			feed = nil
@@ -172,6 +168,9 @@ func runWatch(a *app, o *options) error {
 				if feed == nil || feed.adjust(&f.Events[i]) {
 					write(&f.Events[i])
 				}
+			}
+			if feed != nil {
+				feed.flushHeld(f.Time, write)
 			}
 		})
 	err = mon.Run(ctx, nil, s.Destroys())
