@@ -178,6 +178,11 @@ func runWatch(a *app, o *options) error {
 	if ferr := waitFeed(); ferr != nil {
 		a.note(fmt.Sprintf("the kernel's state-change events stopped: %v", ferr))
 	}
+	if feed != nil {
+		// The births still waiting for a poll to name their owner: told
+		// as the kernel's, not lost with the end.
+		feed.flushHeld(time.Now().Add(time.Hour), write)
+	}
 	if err != nil {
 		return err
 	}
