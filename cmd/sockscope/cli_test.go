@@ -119,6 +119,11 @@ func TestDynamicCompletion(t *testing.T) {
 	if w := complete(t, "list", "--state", "listen,ti"); !offers(w, "listen,time-wait") {
 		t.Errorf("list --state listen,ti<TAB> offers %q", w)
 	}
+	// A name already in the list is not offered again: given twice, it
+	// is refused.
+	if w := complete(t, "list", "-o", "state,"); !offers(w, "state,local") || offers(w, "state,state") {
+		t.Errorf("-o state, completes to %q: want the other columns, not state again", w)
+	}
 	if w := complete(t, ""); !offers(w, "list", "watch", "timewait", "bind", "demo", "stats", "exporter", "version") {
 		t.Errorf("sockscope <TAB> offers %q", w)
 	}

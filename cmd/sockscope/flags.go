@@ -475,9 +475,14 @@ func completeList(words []string, toComplete string) ([]string, cobra.ShellCompD
 	if i := strings.LastIndexByte(toComplete, ','); i >= 0 {
 		prefix = toComplete[:i+1]
 	}
+	// A word already in the list is not offered again: given twice, it
+	// is refused.
+	given := strings.Split(strings.TrimSuffix(prefix, ","), ",")
 	out := make([]string, 0, len(words))
 	for _, w := range words {
-		out = append(out, prefix+w)
+		if !slices.Contains(given, w) {
+			out = append(out, prefix+w)
+		}
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 }
