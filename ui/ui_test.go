@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -666,6 +667,35 @@ func TestStatusLineWrapsAt80Columns(t *testing.T) {
 		l := strings.Split(s, "\n")
 		return len(l) == 24 && strings.HasPrefix(l[23], "filter: :9000") && strings.Contains(l[23], "? help")
 	})
+}
+
+// Paused at 80 columns with full sparklines, the header keeps its three
+// lines and the status line says PAUSED.
+func TestPausedAt80Columns(t *testing.T) {
+	table := seedTable()
+	steps := make([][]sock.Socket, 14)
+	for i := range steps {
+		steps[i] = table
+	}
+	h := start(t, 80, 24, Config{}, steps...)
+	// One frame at a time: frames the UI has not drawn yet are merged.
+	for n := 1; n <= 12; n++ {
+		h.clock.Add(time.Second)
+		h.poll()
+		h.waitFor(strconv.Itoa(n)+" polls in the sparklines", func(s string) bool {
+			return strings.Contains(s, "LISTEN 1 "+strings.Repeat("█", n)+" ") || n == 1
+		})
+	}
+	h.key(' ')
+	s := h.waitText("PAUSED")
+	lines := strings.Split(s, "\n")
+	if !strings.HasPrefix(lines[0], "LISTEN 1") || !strings.HasPrefix(lines[1], "ESTABLISHED 3") ||
+		!strings.HasPrefix(lines[2], "LAST_ACK 0") || !strings.HasPrefix(lines[3], "State") {
+		t.Errorf("paused: the header's lines moved:\n%s", s)
+	}
+	if !strings.Contains(lines[len(lines)-1], "PAUSED") && !strings.Contains(lines[len(lines)-2], "PAUSED") {
+		t.Errorf("paused: no PAUSED in the status line:\n%s", s)
+	}
 }
 
 // A panic on the UI goroutine ends the dashboard with the screen finalised

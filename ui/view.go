@@ -171,9 +171,6 @@ func (d *dashboard) refreshHeader() {
 		fmt.Fprintf(&b, "[%s::b]%s %d[-::-] [%s]%s[-]  ", colorName(stateColor(st)), st, n,
 			colorName(stateColor(st)), sparkline(d.m.spark[i], 12))
 	}
-	if d.m.paused {
-		b.WriteString("[black:yellow] PAUSED [-:-]")
-	}
 	b.WriteString("\n")
 	first := true
 	for _, st := range sock.States {
@@ -212,6 +209,12 @@ func (d *dashboard) refreshStatus() {
 		return // the edit error stays until the filter is fixed
 	}
 	var b strings.Builder
+	// PAUSED first, where it shows whatever the width: at the header's
+	// end it took a line of its own at 80 columns, and pushed the last
+	// of the header's off the screen.
+	if d.m.paused {
+		b.WriteString("[black:yellow] PAUSED [-:-] │ ")
+	}
 	// The collector's last error comes first, where it cannot be cut off.
 	if d.m.lastErr != nil {
 		fmt.Fprintf(&b, "[red::b]%s[-::-] │ ", tview.Escape(d.m.lastErr.Error()))
