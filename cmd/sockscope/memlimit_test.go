@@ -47,19 +47,19 @@ func TestMemoryLimitWaitsForTheFirstFrame(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if got := debug.SetMemoryLimit(-1); got < minMemoryLimit || got > 1<<32 {
-		t.Errorf("limit %d after the first frame: want the larger of 32 MiB and 130%% of the live heap", got)
+		t.Errorf("limit %d after the first frame: want the larger of 32 MiB and 125%% of the live heap", got)
 	}
 }
 
-// The limit leaves 30% of a small live heap as room, at most maxHeadroom
+// The limit leaves 25% of a small live heap as room, at most maxHeadroom
 // of a large one, and never goes under base.
 func TestLimitFor(t *testing.T) {
 	const mb = 1 << 20
 	for _, c := range []struct{ live, want int64 }{
 		{0, minMemoryLimit},
-		{10 * mb, minMemoryLimit},          // 13 MB: the base
-		{60 * mb, 78 * mb},                 // 110k sockets: 30%
-		{200 * mb, 260 * mb},               // 60 MB of room, under the bound
+		{10 * mb, minMemoryLimit},          // 12.5 MB: the base
+		{60 * mb, 75 * mb},                 // 110k sockets: 25%
+		{200 * mb, 250 * mb},               // 50 MB of room, under the bound
 		{476 * mb, 476*mb + maxHeadroom},   // a million sockets: the bound
 		{4096 * mb, 4096*mb + maxHeadroom}, // and beyond
 	} {
