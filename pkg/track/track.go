@@ -330,6 +330,8 @@ type Tracker struct {
 	// refiltered is set by Refilter until the next Update: the snapshot
 	// it takes in comes from another filter.
 	refiltered bool
+	// events is how many events the last Update made.
+	events int
 }
 
 // pair is an address pair within one namespace: the same four-tuple in
@@ -473,6 +475,12 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 	nowS := t.stamp(now)
 	t.lastS, t.lastUnix = nowS, now.UnixNano()
 	v := &View{Time: now, Snapshot: snap}
+	if t.events > 0 {
+		// About as many events as the last time, in one allocation: grown
+		// from nothing by doubling, the slice made as much garbage again
+		// (a table's TIME_WAIT churn is hundreds of events a poll).
+		v.Events = make([]Event, 0, t.events+t.events/2)
+	}
 	var scratch Entry // each socket's entry, when pv is shown instead
 	if pv == nil {
 		v.Entries = t.entries(len(snap.Sockets))
@@ -615,6 +623,7 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 	t.unseen = t.unseen[:0]
 	clear(t.unseenKeys)
 	slices.SortStableFunc(v.Events, func(a, b Event) int { return a.At.Compare(b.At) })
+	t.events = len(v.Events)
 	return v
 }
 
