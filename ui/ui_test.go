@@ -678,12 +678,14 @@ func TestPausedAt80Columns(t *testing.T) {
 		steps[i] = table
 	}
 	h := start(t, 80, 24, Config{}, steps...)
-	// One frame at a time: frames the UI has not drawn yet are merged.
-	for n := 1; n <= 12; n++ {
+	// One frame at a time (frames the UI has not drawn yet are merged),
+	// after the first, which the dashboard polls by itself.
+	h.waitText("TIME_WAIT 2")
+	for n := 2; n <= 12; n++ {
 		h.clock.Add(time.Second)
 		h.poll()
-		h.waitFor(strconv.Itoa(n)+" polls in the sparklines", func(s string) bool {
-			return strings.Contains(s, "LISTEN 1 "+strings.Repeat("█", n)+" ") || n == 1
+		h.waitFor(strconv.Itoa(n)+" frames in the sparklines", func(s string) bool {
+			return strings.Contains(s, "LISTEN 1 "+strings.Repeat("█", n)+" ")
 		})
 	}
 	h.key(' ')
