@@ -113,7 +113,8 @@ type dashboard struct {
 	interval   time.Duration
 	filterText string
 	filterErr  string
-	statusText string // the status line as one line (refreshStatus)
+	statusText string   // the status line as one line (refreshStatus)
+	cells      *content // the table's
 	editing    bool
 	started    time.Time
 	drawnAt    time.Time // when the latest frame was applied (and drawn)
@@ -180,7 +181,8 @@ func newDashboard(cfg Config) *dashboard {
 func (d *dashboard) build() {
 	d.header = tview.NewTextView().SetDynamicColors(true).SetWrap(true).SetWordWrap(true)
 	// Selectable once there is a row to select (reselect).
-	d.table = tview.NewTable().SetSelectable(false, false).SetFixed(1, 0).SetContent(&content{d: d})
+	d.cells = &content{d: d}
+	d.table = tview.NewTable().SetSelectable(false, false).SetFixed(1, 0).SetContent(d.cells)
 	d.table.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
 	d.table.SetSelectionChangedFunc(func(r, _ int) {
 		if r >= 1 && r-1 < len(d.m.rows) {
@@ -254,6 +256,7 @@ func (d *dashboard) afterDraw(tcell.Screen) {
 // it (80 columns hold about half of it), so that its end (the rates and
 // "? help") is not cut off.
 func (d *dashboard) fitStatus(screen tcell.Screen) bool {
+	d.cells.newDraw()
 	w, h := screen.Size()
 	if w <= 0 {
 		return false
