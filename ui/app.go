@@ -135,7 +135,7 @@ type dashboard struct {
 	// waited on at zero).
 	launched chan struct{}
 	// up is closed once the UI has drawn (its screen is made: tview's
-	// Stop does nothing before), ran once the UI has stopped or failed.
+	// Stop does nothing before), ran once run returns.
 	up, ran chan struct{}
 	upOnce  sync.Once
 }
@@ -267,10 +267,12 @@ func (d *dashboard) fitStatus(screen tcell.Screen) bool {
 		n = min(max(n, 1), max(h/maxErrorRows, 1))
 		d.bottom.ResizeItem(d.status, n, 0)
 		d.main.ResizeItem(d.bottom, 1+n, 0)
-	case !d.editing:
+	case d.editing:
+		d.main.ResizeItem(d.bottom, 1, 0) // the editor alone
+	default:
 		text, n := d.statusText, 1
 		if h >= minRowsForTwoStatusLines && tview.TaggedStringWidth(text) > w {
-			text, n = breakStatus(text, w), 2
+			text, n = breakStatus(text, w, maxStatusLines)
 		}
 		if text != d.status.GetText(false) {
 			d.status.SetText(text)
@@ -284,31 +286,35 @@ func (d *dashboard) fitStatus(screen tcell.Screen) bool {
 // statusSep separates the status line's parts.
 const statusSep = " │ "
 
-// breakStatus puts a status line too wide for w columns on two lines,
-// between two of its parts: as many as fit go on the first.
-func breakStatus(text string, w int) string {
+// breakStatus puts a status line too wide for w columns on as many lines
+// as it needs, at most most, between its parts: as many as fit go on
+// each. A part wider than w has a line of its own (and is cut).
+func breakStatus(text string, w, most int) (string, int) {
 	parts := strings.Split(text, statusSep)
 	sepW := tview.TaggedStringWidth(statusSep)
-	first, width := 0, 0
+	var lines []string
+	start, width := 0, 0
 	for i, p := range parts {
 		pw := tview.TaggedStringWidth(p)
-		if i > 0 {
-			pw += sepW
+		if i > start && width+sepW+pw > w && len(lines) < most-1 {
+			lines = append(lines, strings.Join(parts[start:i], statusSep))
+			start, width = i, 0
 		}
-		if i > 0 && width+pw > w {
-			break
+		if i > start {
+			width += sepW
 		}
-		first, width = i+1, width+pw
+		width += pw
 	}
-	if first == len(parts) {
-		return text
-	}
-	return strings.Join(parts[:first], statusSep) + "\n" + strings.Join(parts[first:], statusSep)
+	lines = append(lines, strings.Join(parts[start:], statusSep))
+	return strings.Join(lines, "\n"), len(lines)
 }
 
 // minRowsForTwoStatusLines is the least height at which the status line
-// may take two rows of the table's.
-const minRowsForTwoStatusLines = 16
+// may take more rows than one; maxStatusLines is the most it takes.
+const (
+	minRowsForTwoStatusLines = 16
+	maxStatusLines           = 3
+)
 
 // helpSize is the help panel's size: its longest line and a space after
 // it, and its lines with a blank line above and below, inside the border.
@@ -342,24 +348,31 @@ const helpText = `
   [yellow]q[-]        quit ([yellow]Esc[-] closes a pane first, then quits)
 `
 
-func (d *dashboard) run(ctx context.Context) (err error) {
+func (d *dashboard) run(parent context.Context) (err error) {
+	var perr chan error // the poller's end, once it runs
 	defer func() {
 		// tview has already restored the terminal (it finalises the
 		// screen before re-panicking): report the panic as an error, in
-		// one line, rather than a goroutine dump over the shell.
+		// one line, rather than a goroutine dump over the shell. The
+		// poller ends first, as on every way out: the caller then closes
+		// what it reads from.
 		if r := recover(); r != nil {
 			err = fmt.Errorf("internal error in the dashboard: %v", r)
+			if perr != nil {
+				d.cancel()
+				err = errors.Join(err, <-perr)
+			}
 		}
 	}()
 	if d.cfg.Screen != nil {
 		d.app.SetScreen(d.cfg.Screen)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	d.cancel = cancel
 	d.launched, d.up, d.ran = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	defer close(d.ran)
-	perr := make(chan error, 1)
+	perr = make(chan error, 1)
 	// A panic in a goroutine of the dashboard's would end the process
 	// with the terminal left raw: each ends the dashboard instead, and
 	// run reports it with the poller's error.
@@ -425,7 +438,11 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	go d.secondSignal(sigs)
+	first := 0
+	if parent.Err() != nil {
+		first = 1 // the first signal came before this registration
+	}
+	go d.secondSignal(sigs, first)
 	err = d.app.Run()
 	cancel()
 	// The terminal is back; the poller may be in a dump still. It ends
@@ -442,13 +459,13 @@ func (d *dashboard) run(ctx context.Context) (err error) {
 	}
 }
 
-// secondSignal restores the terminal at once on a second signal. The
-// first ends the dashboard through its context, which waits for the
-// poller (up to 6 s for a dump stuck in the kernel); with the default
+// secondSignal restores the terminal at once on a second signal (seen
+// counts those before it). The first ends the dashboard through its
+// context, which waits for the poller to end its dump; with the default
 // action back, a second one would have killed the process with the
 // terminal left raw. The signals after it have their default action.
-func (d *dashboard) secondSignal(sigs chan os.Signal) {
-	for n := 0; n < 2; n++ {
+func (d *dashboard) secondSignal(sigs chan os.Signal, seen int) {
+	for n := seen; n < 2; n++ {
 		select {
 		case <-sigs:
 		case <-d.ran:
@@ -588,6 +605,12 @@ func (d *dashboard) helpOpen() bool {
 // never wait on the poller (commands are queued, not awaited).
 func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 	if d.editing {
+		if ev.Key() == tcell.KeyCtrlC {
+			// tview's own Ctrl-C would stop the UI under the goroutines
+			// that queue updates: one caught in it would wait for ever.
+			d.stop()
+			return nil
+		}
 		return ev // the input field has the keys
 	}
 	if d.nsMode && d.front() == "main" && d.nsKey(ev) {
@@ -700,6 +723,9 @@ func (d *dashboard) toggleProcesses() {
 
 func (d *dashboard) startEdit() {
 	d.editing = true
+	// An error the status line showed (a key's) is not the editor's:
+	// the editor's own takes its place when there is one.
+	d.filterErr = ""
 	d.input.SetText(d.filterText)
 	d.bottom.Clear().AddItem(d.input, 1, 0, true)
 	d.app.SetFocus(d.input)

@@ -662,6 +662,15 @@ func TestStatusLineWrapsAt80Columns(t *testing.T) {
 	if len(rowsOf(s)) != 8 {
 		t.Errorf("rows at 80x24 with a two-line status: %d, want all 8\n%s", len(rowsOf(s)), s)
 	}
+	// The filter editor takes the last line alone, and gives the status
+	// its two back.
+	h.key('/')
+	h.waitFor("the editor on the last line", func(s string) bool {
+		l := strings.Split(s, "\n")
+		return len(l) == 24 && strings.HasPrefix(l[23], "filter: :9000") && !strings.Contains(s, "? help")
+	})
+	h.special(tcell.KeyEscape)
+	h.waitText("? help")
 	h.resize(200, 24)
 	h.waitFor("a one-line status", func(s string) bool {
 		l := strings.Split(s, "\n")
@@ -1011,5 +1020,28 @@ func TestKeysAnsweredWhileAFrameIsPrepared(t *testing.T) {
 	if !strings.HasPrefix(r[0], "TIME_WAIT") || !strings.HasPrefix(r[len(r)-1], "LISTEN") ||
 		countState(r, "ESTABLISHED gone") != 2 {
 		t.Errorf("the frame prepared for the order before S: %v", r)
+	}
+}
+
+// The status line breaks between its parts, as many on a line as fit, on
+// at most the lines it may take; a part wider than the screen has a line
+// of its own.
+func TestBreakStatus(t *testing.T) {
+	for _, c := range []struct {
+		text  string
+		w, n  int
+		want  string
+		lines int
+	}{
+		{"aaaa │ bbbb │ cccc", 20, 3, "aaaa │ bbbb │ cccc", 1},
+		{"aaaa │ bbbb │ cccc", 11, 3, "aaaa │ bbbb\ncccc", 2},
+		{"aaaa │ bbbb │ cccc", 6, 3, "aaaa\nbbbb\ncccc", 3},
+		{"aaaa │ bbbb │ cccc │ dddd", 6, 3, "aaaa\nbbbb\ncccc │ dddd", 3},
+		{"[red]a long error[-] │ bbbb │ cccc", 8, 3, "[red]a long error[-]\nbbbb\ncccc", 3},
+	} {
+		got, n := breakStatus(c.text, c.w, c.n)
+		if got != c.want || n != c.lines {
+			t.Errorf("breakStatus(%q, %d, %d) = %q, %d; want %q, %d", c.text, c.w, c.n, got, n, c.want, c.lines)
+		}
 	}
 }

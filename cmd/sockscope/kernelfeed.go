@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,12 +92,17 @@ func (k *kernelFeed) events(tr *kevents.Transition, emit func(*track.Event)) {
 // flushHeld tells the births a poll that began at polled did not show
 // (one it missed, or its first, which tells no births): as the kernel's.
 func (k *kernelFeed) flushHeld(polled time.Time, emit func(*track.Event)) {
+	var due []heldBirth
 	for cookie, h := range k.held {
 		if h.ev.At.Before(polled) {
 			delete(k.held, cookie)
-			h.ev.Entry.Socket = &h.sk
-			emit(&h.ev)
+			due = append(due, h)
 		}
+	}
+	slices.SortFunc(due, func(a, b heldBirth) int { return a.ev.At.Compare(b.ev.At) })
+	for i := range due {
+		due[i].ev.Entry.Socket = &due[i].sk
+		emit(&due[i].ev)
 	}
 }
 

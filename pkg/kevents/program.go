@@ -4,6 +4,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/sockscope/sockscope/pkg/kbtf"
+	"github.com/sockscope/sockscope/pkg/sock"
 )
 
 // offsets are where the program finds each field, in bytes, from the
@@ -138,9 +139,12 @@ func program(o *offsets, ringFD int, only []uint32) asm.Instructions {
 		// A socket gives its port back before its change to CLOSE is
 		// traced (inet_put_port zeroes skc_num): the port it had is
 		// then inet_sport's, in network order, which lies past struct
-		// sock, where the verifier lets a tcp_sock pointer read. (A
-		// connecting socket has neither port yet.)
+		// sock, where the verifier lets a tcp_sock pointer read. At
+		// that change only: a socket disconnected and connecting again
+		// keeps its old inet_sport until connect picks a new port,
+		// after its change to SYN_SENT.
 		asm.JNE.Imm(asm.R2, 0, "sport"),
+		asm.JNE.Imm(to, int32(sock.Close), "sport"),
 		asm.Mov.Reg(asm.R1, sk),
 		asm.FnSkcToTcpSock.Call(),
 		asm.Mov.Imm(asm.R2, 0),
