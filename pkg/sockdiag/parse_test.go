@@ -563,6 +563,20 @@ func TestParseBatchInfo(t *testing.T) {
 	}
 }
 
+// fullTCPInfo is what the tcp_info tests' values read as, every field the
+// parser knows set.
+var fullTCPInfo = sock.TCPInfo{
+	CAState: 4, Options: 7,
+	RTO: 204 * time.Millisecond, ATO: 40 * time.Millisecond, SndMSS: 1448, RcvMSS: 536,
+	Unacked: 3, Lost: 1, Retrans: 2,
+	LastDataSent: 120 * time.Millisecond, LastDataRecv: 130 * time.Millisecond, LastAckRecv: 140 * time.Millisecond,
+	PMTU: 1500, RTT: 12345 * time.Microsecond, RTTVar: 678 * time.Microsecond,
+	SndSsth: 0x7fffffff, SndCwnd: 10, TotalRetrans: 17,
+	BytesAcked: 1<<40 | 5, BytesReceived: 1<<33 | 9, SegsOut: 100, SegsIn: 90,
+	MinRTT: 4321 * time.Microsecond, DeliveryRate: 125_000_000,
+	BytesSent: 1 << 35, BytesRetrans: 4096,
+}
+
 func TestParseTCPInfo(t *testing.T) {
 	full := make([]byte, 232)
 	ne := binary.NativeEndian
@@ -593,17 +607,7 @@ func TestParseTCPInfo(t *testing.T) {
 	ne.PutUint64(full[200:], 1<<35)
 	ne.PutUint64(full[208:], 4096)
 
-	wantFull := sock.TCPInfo{
-		CAState: 4, Options: 7,
-		RTO: 204 * time.Millisecond, ATO: 40 * time.Millisecond, SndMSS: 1448, RcvMSS: 536,
-		Unacked: 3, Lost: 1, Retrans: 2,
-		LastDataSent: 120 * time.Millisecond, LastDataRecv: 130 * time.Millisecond, LastAckRecv: 140 * time.Millisecond,
-		PMTU: 1500, RTT: 12345 * time.Microsecond, RTTVar: 678 * time.Microsecond,
-		SndSsth: 0x7fffffff, SndCwnd: 10, TotalRetrans: 17,
-		BytesAcked: 1<<40 | 5, BytesReceived: 1<<33 | 9, SegsOut: 100, SegsIn: 90,
-		MinRTT: 4321 * time.Microsecond, DeliveryRate: 125_000_000,
-		BytesSent: 1 << 35, BytesRetrans: 4096,
-	}
+	wantFull := fullTCPInfo
 	// An old kernel's 104-byte struct ends after tcpi_total_retrans.
 	want104 := wantFull
 	want104.BytesAcked, want104.BytesReceived, want104.SegsOut, want104.SegsIn = 0, 0, 0, 0
@@ -673,17 +677,7 @@ func TestParseTCPInfoAgreesWithUnix(t *testing.T) {
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&ti)), unsafe.Sizeof(ti))
 	var got sock.TCPInfo
 	parseTCPInfo(b, &got)
-	want := sock.TCPInfo{
-		CAState: 4, Options: 7,
-		RTO: 204 * time.Millisecond, ATO: 40 * time.Millisecond, SndMSS: 1448, RcvMSS: 536,
-		Unacked: 3, Lost: 1, Retrans: 2,
-		LastDataSent: 120 * time.Millisecond, LastDataRecv: 130 * time.Millisecond, LastAckRecv: 140 * time.Millisecond,
-		PMTU: 1500, RTT: 12345 * time.Microsecond, RTTVar: 678 * time.Microsecond,
-		SndSsth: 0x7fffffff, SndCwnd: 10, TotalRetrans: 17,
-		BytesAcked: 1<<40 | 5, BytesReceived: 1<<33 | 9, SegsOut: 100, SegsIn: 90,
-		MinRTT: 4321 * time.Microsecond, DeliveryRate: 125_000_000,
-		BytesSent: 1 << 35, BytesRetrans: 4096,
-	}
+	want := fullTCPInfo
 	if got != want {
 		t.Errorf("parseTCPInfo of unix.TCPInfo:\n got %+v\nwant %+v", got, want)
 	}
