@@ -52,10 +52,14 @@ type Watcher struct {
 	sync   chan chan struct{} // Sync's requests for Run
 	ended  chan struct{}      // closed when Run returns: Sync then waits for nothing
 	events *ebpf.Map
-	prog   *ebpf.Program
-	link   link.Link
-	rd     *ringbuf.Reader
-	every  time.Duration // how often Run drains the ring; ReadEvery unless set
+	// lost counts the changes the program could not write, the ring
+	// being full; read through mem, without a system call.
+	lost  *ebpf.Map
+	mem   *ebpf.Memory
+	prog  *ebpf.Program
+	link  link.Link
+	rd    *ringbuf.Reader
+	every time.Duration // how often Run drains the ring; ReadEvery unless set
 	// base is clockOffset when baseAt was: see drain.
 	base, baseAt time.Time
 }
@@ -70,6 +74,11 @@ const ringSize = 1 << 20
 // this process cannot (not root, no BTF, BPF locked down); it is no fault
 // of sockscope's.
 func Open(only []uint32) (*Watcher, error) {
+	return openSized(only, ringSize)
+}
+
+// openSized is Open with a ring of size bytes (a power of two pages).
+func openSized(only []uint32, size uint32) (*Watcher, error) {
 	if len(only) > maxOnly {
 		only = nil
 	}
@@ -78,14 +87,24 @@ func Open(only []uint32) (*Watcher, error) {
 		return nil, unavailable(err)
 	}
 	w := &Watcher{sync: make(chan chan struct{}), ended: make(chan struct{})}
-	w.events, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sockscope_tcp", Type: ebpf.RingBuf, MaxEntries: ringSize})
+	w.events, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sockscope_tcp", Type: ebpf.RingBuf, MaxEntries: size})
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("creating the ring buffer: %w", err))
+	}
+	w.lost, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sockscope_lost", Type: ebpf.Array, KeySize: 4, ValueSize: 8,
+		MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE})
+	if err != nil {
+		w.Close()
+		return nil, unavailable(fmt.Errorf("creating the count of lost changes: %w", err))
+	}
+	if w.mem, err = w.lost.Memory(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("mapping the count of lost changes: %w", err)
 	}
 	w.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name: "sockscope_state", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
 		AttachTo: "inet_sock_set_state", License: "GPL",
-		Instructions: program(offs, w.events.FD(), only),
+		Instructions: program(offs, w.events.FD(), w.lost.FD(), only),
 	})
 	if err != nil {
 		w.Close()
@@ -168,6 +187,18 @@ func (w *Watcher) Run(ctx context.Context, fn func(*Transition)) error {
 			close(synced)
 		}
 	}
+}
+
+// Lost is how many changes the kernel could not hand on since Open, its
+// ring being full when they came: the news since has holes, and what a
+// poll shows in their place is the poll's to date. It makes no system
+// call; it fails once w is closed.
+func (w *Watcher) Lost() (uint64, error) {
+	var b [8]byte
+	if _, err := w.mem.ReadAt(b[:], 0); err != nil {
+		return 0, fmt.Errorf("reading the count of lost changes: %w", err)
+	}
+	return binary.NativeEndian.Uint64(b[:]), nil
 }
 
 // Sync returns once Run has handed fn every change the kernel made before
@@ -281,6 +312,9 @@ func (w *Watcher) Close() error {
 	}
 	if w.events != nil {
 		errs = append(errs, w.events.Close())
+	}
+	if w.lost != nil {
+		errs = append(errs, w.lost.Close())
 	}
 	return errors.Join(errs...)
 }

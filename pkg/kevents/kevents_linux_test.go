@@ -18,7 +18,13 @@ import (
 // there), or skips where a developer cannot load BPF.
 func open(t *testing.T, only []uint32) *Watcher {
 	t.Helper()
-	w, err := Open(only)
+	return openRing(t, only, ringSize)
+}
+
+// openRing is open with a ring of size bytes.
+func openRing(t *testing.T, only []uint32, size uint32) *Watcher {
+	t.Helper()
+	w, err := openSized(only, size)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("loading the kernel events: %v", err)
@@ -271,6 +277,60 @@ func TestSync(t *testing.T) {
 		if got := n.Load(); got != int32(2*(i+1)) {
 			t.Fatalf("after listener %d and Sync: %d changes; want %d", i+1, got, 2*(i+1))
 		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reader that falls behind loses changes, and knows how many: those it
+// read and those it lost are all the kernel made (a listener opened and
+// closed is two). Once drained, the ring takes changes again.
+func TestLostChangesAreCounted(t *testing.T) {
+	ns := nstest.New(t)
+	w := openRing(t, []uint32{uint32(ns.NS(t).Inode)}, uint32(os.Getpagesize())) // 51 changes
+	listen := func(from, n int) {
+		t.Helper()
+		for i := range n {
+			if err := ns.Do(func() error {
+				fd, err := nstest.Listen(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(from+i)), false)
+				if err == nil {
+					unix.Close(fd)
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lost := func() uint64 {
+		t.Helper()
+		n, err := w.Lost()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := lost(); n != 0 {
+		t.Fatalf("lost %d changes before any was made", n)
+	}
+	const first = 200
+	listen(9000, first) // before any read: the ring overflows
+	var n atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, func(*Transition) { n.Add(1) }) }()
+	w.Sync(ctx)
+	gone := lost()
+	if gone == 0 || uint64(n.Load())+gone != 2*first {
+		t.Errorf("%d changes read and %d lost; want some lost, %d in all", n.Load(), gone, 2*first)
+	}
+	read := n.Load()
+	listen(9500, 10)
+	w.Sync(ctx)
+	if got, now := n.Load()-read, lost(); got != 20 || now != gone {
+		t.Errorf("after the drain: %d more changes read, %d lost in all; want 20 and still %d", got, now, gone)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -92,9 +92,10 @@ func prologue(o *offsets, sk, from, to asm.Register) asm.Instructions {
 const rbNoWakeup = 1
 
 // program is the tp_btf program: for every TCP socket's change, one
-// record into the ring buffer ringFD. Its arguments (ctx, an array of
-// u64) are the socket, the old state and the new one.
-func program(o *offsets, ringFD int, only []uint32) asm.Instructions {
+// record into the ring buffer ringFD, or, when the ring is full, one more
+// in the count at the start of the array map lostFD. Its arguments (ctx,
+// an array of u64) are the socket, the old state and the new one.
+func program(o *offsets, ringFD, lostFD int, only []uint32) asm.Instructions {
 	const (
 		sk, from, to = asm.R6, asm.R7, asm.R8
 		base         = -eventSize // the record, on the stack
@@ -147,7 +148,7 @@ func program(o *offsets, ringFD int, only []uint32) asm.Instructions {
 		asm.JNE.Imm(to, int32(sock.Close), "sport"),
 		asm.Mov.Reg(asm.R1, sk),
 		asm.FnSkcToTcpSock.Call(),
-		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Imm(asm.R2, 1),
 		asm.JEq.Imm(asm.R0, 0, "sport"),
 		asm.LoadMem(asm.R2, asm.R0, int16(o.sport), asm.Half),
 		asm.HostTo(asm.BE, asm.R2, asm.Half),
@@ -174,6 +175,12 @@ func program(o *offsets, ringFD int, only []uint32) asm.Instructions {
 		// with one per change); the reader drains the ring on a timer.
 		asm.Mov.Imm(asm.R4, rbNoWakeup),
 		asm.FnRingbufOutput.Call(),
+		// A full ring (a reader far behind) loses the record: counted,
+		// so that the reader knows its news has a hole.
+		asm.JEq.Imm(asm.R0, 0, "exit"),
+		asm.LoadMapValue(asm.R1, lostFD, 0),
+		asm.Mov.Imm(asm.R2, 1),
+		asm.AddAtomic.Mem(asm.R1, asm.R2, asm.DWord, 0),
 
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
