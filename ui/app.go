@@ -30,6 +30,10 @@ type Config struct {
 	// CatchUp, when set, brings Births up to the latest dump (see
 	// monitor.Options).
 	CatchUp func()
+	// Lost, when set, counts the kernel's state-change events lost so
+	// far (a full ring): the changes they carried are dated by the polls,
+	// and the status line says how many.
+	Lost func() (uint64, error)
 	// FirstFrame, when set, is called once, when the first frame has
 	// been drawn: work that must not delay it can start then.
 	FirstFrame func()

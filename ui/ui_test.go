@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1044,4 +1045,18 @@ func TestBreakStatus(t *testing.T) {
 			t.Errorf("breakStatus(%q, %d, %d) = %q, %d; want %q, %d", c.text, c.w, c.n, got, n, c.want, c.lines)
 		}
 	}
+}
+
+// Kernel events lost (a full ring) are said in the status line, with what
+// it means for the times shown; none lost, nothing is said.
+func TestLostKernelEventsInTheStatusLine(t *testing.T) {
+	var lost atomic.Uint64
+	h := start(t, 160, 30, Config{Lost: func() (uint64, error) { return lost.Load(), nil }}, seedTable(), seedTable())
+	if s := h.waitText("TIME_WAIT 2"); strings.Contains(s, "lost") {
+		t.Errorf("nothing lost, yet the screen says so:\n%s", s)
+	}
+	lost.Store(3)
+	h.clock.Add(time.Second)
+	h.poll()
+	h.waitText("3 kernel events lost: their changes are dated by the polls")
 }

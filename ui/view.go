@@ -309,6 +309,14 @@ func (d *dashboard) refreshStatus() {
 	if d.cfg.Notice != "" {
 		fmt.Fprintf(&b, " │ [yellow]%s[-]", tview.Escape(d.cfg.Notice))
 	}
+	if d.cfg.Lost != nil {
+		switch n, err := d.cfg.Lost(); {
+		case err != nil:
+			fmt.Fprintf(&b, " │ [yellow]%s[-]", tview.Escape(err.Error()))
+		case n > 0:
+			fmt.Fprintf(&b, " │ [yellow]%d kernel events lost: their changes are dated by the polls[-]", n)
+		}
+	}
 	b.WriteString(" │ ? help")
 	d.statusText = b.String()
 	d.status.SetText(d.statusText) // on two lines where it does not fit (fitStatus)

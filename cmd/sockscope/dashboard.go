@@ -141,6 +141,7 @@ func runDashboard(a *app, o *options) error {
 	// the dashboard runs.
 	waitFeed := func() (string, error) { return "", nil }
 	var catchUp func()
+	var lost func() (uint64, error)
 	var ends kernelEnds // its err is set by the feed's goroutine, read after waitFeed
 	if !o.procfs && !o.pollOnly {
 		inNS, only, err := watchedNamespaces(s)
@@ -154,7 +155,7 @@ func runDashboard(a *app, o *options) error {
 			book.Add(tr)
 			ends.add(tr)
 		}
-		waitFeed, catchUp = asyncKernelFeed(ctx, firstFrame, only, feed, func() { ends.take(s) })
+		waitFeed, catchUp, lost = asyncKernelFeed(ctx, firstFrame, only, feed, func() { ends.take(s) })
 		births = combinedBirths(book, births)
 	}
 	err = ui.Run(ctx, ui.Config{
@@ -162,6 +163,7 @@ func runDashboard(a *app, o *options) error {
 		Lookup:     s.Lookup(),
 		Births:     births,
 		CatchUp:    catchUp,
+		Lost:       lost,
 		FirstFrame: func() { close(firstFrame); oneProcessor() },
 		Processes:  o.processes,
 		Columns:    o.cols,

@@ -181,7 +181,8 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 			// Set once the feed runs: a change before that is the polls'.
 			var count atomic.Pointer[func(uint32, sock.State, sock.State)]
 			var note string
-			waitFeed, _, note = startKernelFeed(ctx, inodes, 0, func(tr *kevents.Transition) {
+			var lost func() (uint64, error)
+			waitFeed, _, lost, note = startKernelFeed(ctx, inodes, 0, func(tr *kevents.Transition) {
 				// The filter selects a change into or out of its states.
 				s = tr.Socket()
 				match := prog.Match(&s)
@@ -198,6 +199,7 @@ func runExporter(a *app, o *options, listen string, ports []uint16, trackOn bool
 			} else {
 				c := exp.KernelTransitions(inodes)
 				count.Store(&c)
+				exp.KernelLost(lost)
 			}
 		}
 		// Runs before the sessions close: no monitor is left polling a

@@ -29,7 +29,7 @@ type kernelFeed struct {
 	inNS  func(ino uint32) bool
 	// last is each live socket's last transition, by cookie, from the
 	// kernel; a socket leaves it at its change to CLOSE, for closed.
-	last map[uint64]time.Time
+	last map[uint64]told
 	// closed are the sockets the kernel closed, until the poll says what
 	// each became: a TIME_WAIT entry keeps the socket's cookie, and its
 	// change into TIME_WAIT is the close.
@@ -44,6 +44,15 @@ type kernelFeed struct {
 	sk   sock.Socket // event's socket, reused
 }
 
+// told is what the kernel told of a socket: its last change, and every
+// state it told the socket came into. A change whose news was lost (a
+// full ring) then shows: the poll's change into a state not told.
+type told struct {
+	at    time.Time
+	state sock.State
+	into  uint32 // bit s: a change into state s was told
+}
+
 type heldBirth struct {
 	ev track.Event
 	sk sock.Socket
@@ -52,6 +61,7 @@ type heldBirth struct {
 type closing struct {
 	at, last time.Time // the close, and the change before it (zero: unknown)
 	from     sock.State
+	lost     bool // a change between last and at was lost: no exact time in from
 }
 
 // twTimerSlack is how far the TIME_WAIT timer's date of an entry may lie
@@ -66,7 +76,7 @@ const closedFor = 2 * time.Minute
 // newKernelFeed returns the feed of the namespaces inNS accepts; with
 // owners (watch -p), births wait for a poll to name theirs (held).
 func newKernelFeed(prog *filter.Program, inNS func(uint32) bool, owners bool) *kernelFeed {
-	return &kernelFeed{start: time.Now(), prog: prog, inNS: inNS, last: map[uint64]time.Time{}, closed: map[uint64]closing{},
+	return &kernelFeed{start: time.Now(), prog: prog, inNS: inNS, last: map[uint64]told{}, closed: map[uint64]closing{},
 		held: map[uint64]heldBirth{}, hold: owners}
 }
 
@@ -116,7 +126,11 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 		// sockets in last for ever.
 		delete(k.last, tr.Cookie)
 		if k.inNS(tr.Netns) {
-			k.closed[tr.Cookie] = closing{at: tr.At, last: prev, from: tr.From}
+			// A change between the last told and this one was lost
+			// when the states differ: the time in From is then at
+			// most since the last told.
+			k.closed[tr.Cookie] = closing{at: tr.At, last: prev.at, from: tr.From,
+				lost: known && prev.state != tr.From}
 		}
 		return track.Event{}, false
 	}
@@ -131,7 +145,7 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 		from.State = tr.From
 		matches = k.prog.Match(&from)
 	}
-	k.last[tr.Cookie] = tr.At
+	k.last[tr.Cookie] = told{at: tr.At, state: tr.To, into: prev.into | 1<<tr.To}
 	if !matches {
 		return track.Event{}, false
 	}
@@ -144,9 +158,15 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 		ev.Kind, ev.From = track.EventNew, 0
 		return ev, true
 	}
-	if known {
-		ev.InState, ev.InStateExact = tr.At.Sub(prev), true
-	} else {
+	switch {
+	case known && prev.state == tr.From:
+		ev.InState, ev.InStateExact = tr.At.Sub(prev.at), true
+	case known:
+		// The change into From was lost (a full ring): it came after
+		// the last one told, so this is at most the time in From, and
+		// no exact figure.
+		ev.InState = tr.At.Sub(prev.at)
+	default:
 		// In that state since before the watch began.
 		ev.InState, ev.InStateAtLeast = tr.At.Sub(k.start), true
 	}
@@ -178,7 +198,7 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 			at = c.at
 		}
 		ev.Kind, ev.From, ev.At, ev.Exact = track.EventChange, c.from, at, true
-		ev.InStateExact, ev.InStateAtLeast = !c.last.IsZero(), c.last.IsZero()
+		ev.InStateExact, ev.InStateAtLeast = !c.last.IsZero() && !c.lost, c.last.IsZero()
 		if c.last.IsZero() {
 			ev.InState = at.Sub(k.start)
 		} else {
@@ -194,7 +214,12 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 		delete(k.held, cookie)
 		return true
 	}
-	_, known := k.last[cookie]
+	l, known := k.last[cookie]
+	if ev.Kind == track.EventChange {
+		// The kernel told it, unless its news of that change was lost
+		// (a full ring): then the poll's, dated by the poll.
+		return !known || l.into&(1<<ev.To) == 0
+	}
 	return !known
 }
 
@@ -213,11 +238,13 @@ func (k *kernelFeed) prune(now time.Time) {
 // events' default) after it happened, until ctx ends; where they cannot be
 // had it returns a note instead. wait stops the reader once ctx has ended
 // and says what failed; syncFeed returns once fn has had every change made
-// before it (see kevents.Watcher.Sync).
-func startKernelFeed(ctx context.Context, only []uint32, late time.Duration, fn func(*kevents.Transition)) (wait func() error, syncFeed func(), note string) {
+// before it (see kevents.Watcher.Sync); lost counts the changes the kernel
+// could not hand on (kevents.Watcher.Lost), until wait.
+func startKernelFeed(ctx context.Context, only []uint32, late time.Duration, fn func(*kevents.Transition)) (wait func() error, syncFeed func(), lost func() (uint64, error), note string) {
 	w, err := kevents.Open(only)
 	if err != nil {
-		return func() error { return nil }, func() {}, "exact transitions need BPF (" + err.Error() + "); times come from polling and destroy events"
+		return func() error { return nil }, func() {}, func() (uint64, error) { return 0, nil },
+			"exact transitions need BPF (" + err.Error() + "); times come from polling and destroy events"
 	}
 	w.SetReadEvery(late)
 	var wg sync.WaitGroup
@@ -237,7 +264,14 @@ func startKernelFeed(ctx context.Context, only []uint32, late time.Duration, fn 
 	return func() error {
 		wg.Wait()
 		return errors.Join(runErr, w.Close())
-	}, func() { w.Sync(ctx) }, ""
+	}, func() { w.Sync(ctx) }, w.Lost, ""
+}
+
+// lostNote is what a live mode says when the kernel's events lost changes
+// since it last said (n, told before): the polls show those changes,
+// dated by the poll.
+func lostNote(n, before uint64) string {
+	return fmt.Sprintf("%d kernel state-change events lost (%d in all; the reader fell behind): the polls show those changes, dated by the poll", n-before, n)
 }
 
 // asyncKernelFeed is startKernelFeed in the background, a second after
@@ -246,13 +280,14 @@ func startKernelFeed(ctx context.Context, only []uint32, late time.Duration, fn 
 // first frame 100 ms later when both ran at once). wait, once ctx has
 // ended, returns the note of a failure to load and the error of a failure
 // while running; catchUp is startKernelFeed's syncFeed once the program is
-// loaded, and returns at once before. loaded, when not nil, is called once
-// the program runs.
-func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, fn func(*kevents.Transition), loaded func()) (wait func() (string, error), catchUp func()) {
+// loaded, and returns at once before; lost is its lost (0 before). loaded,
+// when not nil, is called once the program runs.
+func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, fn func(*kevents.Transition), loaded func()) (wait func() (string, error), catchUp func(), lost func() (uint64, error)) {
 	done := make(chan struct{})
 	var note string
 	var err error
 	var syncFeed atomic.Pointer[func()]
+	var lostFeed atomic.Pointer[func() (uint64, error)]
 	go func() {
 		defer close(done)
 		select {
@@ -271,9 +306,10 @@ func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, 
 		// The dashboard reads the changes at its polls (catchUp), and
 		// the ends on its 50 ms probe tick: a tenth of a second late is
 		// soon enough, and a quieter runtime.
-		w, s, n := startKernelFeed(ctx, only, dashboardFeedEvery, fn)
+		w, s, l, n := startKernelFeed(ctx, only, dashboardFeedEvery, fn)
 		note = n
 		syncFeed.Store(&s)
+		lostFeed.Store(&l)
 		if n == "" && loaded != nil {
 			loaded()
 		}
@@ -287,6 +323,11 @@ func asyncKernelFeed(ctx context.Context, start <-chan struct{}, only []uint32, 
 			if s := syncFeed.Load(); s != nil {
 				(*s)()
 			}
+		}, func() (uint64, error) {
+			if l := lostFeed.Load(); l != nil {
+				return (*l)()
+			}
+			return 0, nil
 		}
 }
 

@@ -108,6 +108,8 @@ func runWatch(a *app, o *options) error {
 	var feed *kernelFeed
 	var ends kernelEnds
 	waitFeed, syncFeed := func() error { return nil }, func() {}
+	var lost func() (uint64, error) // nil without the kernel's events
+	var lostTold uint64
 	births := agentBirths(a, s, true)
 	if !o.pollOnly && !o.procfs {
 		inNS, only, err := watchedNamespaces(s)
@@ -117,7 +119,7 @@ func runWatch(a *app, o *options) error {
 		feed = newKernelFeed(prog, inNS, o.processes)
 		book := kevents.NewBook(inNS) // the births the tracker asks for
 		var note string
-		waitFeed, syncFeed, note = startKernelFeed(ctx, only, 0, func(tr *kevents.Transition) {
+		waitFeed, syncFeed, lost, note = startKernelFeed(ctx, only, 0, func(tr *kevents.Transition) {
 			book.Add(tr)
 			ends.add(tr)
 			mu.Lock()
@@ -125,7 +127,7 @@ func runWatch(a *app, o *options) error {
 			feed.events(tr, write)
 		})
 		if note != "" {
-			feed = nil
+			feed, lost = nil, nil
 			a.note(note)
 		} else {
 			births = combinedBirths(book, births)
@@ -163,6 +165,19 @@ func runWatch(a *app, o *options) error {
 			}
 			if feed != nil {
 				feed.prune(f.Time)
+			}
+			if lost != nil {
+				// Read after the poll's CatchUp: a change lost before
+				// the poll is one the poll's events now show.
+				n, err := lost()
+				switch {
+				case err != nil:
+					a.note(err.Error())
+					lost = nil
+				case n > lostTold:
+					a.note(lostNote(n, lostTold))
+					lostTold = n
+				}
 			}
 			for i := range f.Events {
 				if feed == nil || feed.adjust(&f.Events[i]) {

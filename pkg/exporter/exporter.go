@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -121,8 +122,8 @@ var IdentityLabels = []string{"netns", "container_id", "pod", "pod_namespace"}
 // descs are the metrics' descriptions; their labels start with the
 // namespace's (netns, or IdentityLabels).
 type descs struct {
-	sockets, age, lifetime, transitions, duration, success, walked, trackOK, countersOK, maxTW, discovery, build *prometheus.Desc
-	counters                                                                                                     []*prometheus.Desc
+	sockets, age, lifetime, transitions, duration, success, walked, trackOK, countersOK, maxTW, discovery, build, lost *prometheus.Desc
+	counters                                                                                                           []*prometheus.Desc
 }
 
 func newDescs(id []string) *descs {
@@ -151,6 +152,8 @@ func newDescs(id []string) *descs {
 			"The namespace's net.ipv4.tcp_max_tw_buckets: TIME_WAIT entries past it are not made (sockscope_tcp_timewait_overflow_total counts them).", id, nil),
 		discovery: prometheus.NewDesc("sockscope_netns_discovery_success",
 			"1 when the last search for the host's network namespaces succeeded (--all-netns).", nil, nil),
+		lost: prometheus.NewDesc("sockscope_kernel_events_lost_total",
+			"State changes the kernel could not hand on, its ring being full (--track with BPF): sockscope_tcp_transitions_total misses them.", nil, nil),
 		build: prometheus.NewDesc("sockscope_build_info",
 			"sockscope's version.", []string{"version"}, nil),
 	}
@@ -175,6 +178,8 @@ type Exporter struct {
 	counter  Counter
 	failed   func(error)
 
+	// lost counts the kernel's lost state changes, once KernelLost set it.
+	lost     atomic.Pointer[func() (uint64, error)]
 	mu       sync.Mutex
 	inflight *call
 	tracked  []*tracked  // per target when tracking is on
@@ -231,6 +236,7 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	if e.discover != nil {
 		ch <- d.discovery
 	}
+	ch <- d.lost
 	for _, d := range d.counters {
 		ch <- d
 	}
@@ -243,6 +249,13 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(d.build, prometheus.GaugeValue, 1, e.version)
 	if e.discover != nil {
 		ch <- prometheus.MustNewConstMetric(d.discovery, prometheus.GaugeValue, boolValue(c.found == nil))
+	}
+	if l := e.lost.Load(); l != nil {
+		if n, err := (*l)(); err != nil {
+			ch <- prometheus.NewInvalidMetric(d.lost, err)
+		} else {
+			ch <- prometheus.MustNewConstMetric(d.lost, prometheus.CounterValue, float64(n))
+		}
 	}
 	for i := range c.targets {
 		t, r := &c.targets[i], &c.res[i]
@@ -622,6 +635,13 @@ func (a *trackedAll) collect(ch chan<- prometheus.Metric, d *descs, targets []Ta
 		}
 		t.collect(ch, d, targets[i].labels(), a.ok)
 	}
+}
+
+// KernelLost gives the exporter the count of the kernel's state changes
+// lost (kevents.Watcher.Lost), for sockscope_kernel_events_lost_total:
+// what sockscope_tcp_transitions_total misses.
+func (e *Exporter) KernelLost(lost func() (uint64, error)) {
+	e.lost.Store(&lost)
 }
 
 // KernelTransitions switches the trackers to the kernel's changes (as

@@ -642,3 +642,27 @@ func gather(t *testing.T, c prometheus.Collector, name string) []sample {
 	}
 	return out
 }
+
+// The kernel's lost state changes are a counter once the events run, and
+// a failed read of them is the scrape's error, not a zero.
+func TestKernelEventsLost(t *testing.T) {
+	e := New([]Target{{Netns: netns.NS{Arg: "web"}, Source: &scripted{socks: table()}}}, Options{})
+	if n := testutil.CollectAndCount(e, "sockscope_kernel_events_lost_total"); n != 0 {
+		t.Errorf("%d series of lost events before the kernel's events run; want none", n)
+	}
+	e.KernelLost(func() (uint64, error) { return 5, nil })
+	want := `
+# HELP sockscope_kernel_events_lost_total State changes the kernel could not hand on, its ring being full (--track with BPF): sockscope_tcp_transitions_total misses them.
+# TYPE sockscope_kernel_events_lost_total counter
+sockscope_kernel_events_lost_total 5
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "sockscope_kernel_events_lost_total"); err != nil {
+		t.Error(err)
+	}
+	e.KernelLost(func() (uint64, error) { return 0, errors.New("the ring is closed") })
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e)
+	if _, err := reg.Gather(); err == nil || !strings.Contains(err.Error(), "the ring is closed") {
+		t.Errorf("gathering with a failed read: %v; want its error", err)
+	}
+}
