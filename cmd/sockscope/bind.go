@@ -62,7 +62,14 @@ type waitValue struct {
 	d   *time.Duration
 }
 
-func (v waitValue) String() string { return v.d.String() }
+// String is "" until --wait is given: the help then shows no default (a
+// "0s" default read as "waits without a limit", which it does not).
+func (v waitValue) String() string {
+	if v.set == nil || !*v.set {
+		return ""
+	}
+	return v.d.String()
+}
 func (v waitValue) Type() string   { return "duration" }
 func (v waitValue) Set(s string) error {
 	*v.set = true
@@ -108,7 +115,7 @@ Nothing in the kernel is changed.`,
 	fs := cmd.Flags()
 	fs.StringArrayVarP(&netnsArgs, "netns", "N", nil, "probe the namespace `NAME` (under /run/netns) or PATH")
 	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
-	fs.Var(waitValue{&wait, &timeout}, "wait", "wait until a plain bind succeeds, at most `TIMEOUT` (--wait=2m; --wait alone: no limit)")
+	fs.Var(waitValue{&wait, &timeout}, "wait", "wait until a plain bind succeeds, at most `TIMEOUT` (--wait=2m; --wait alone or --wait=0: no limit)")
 	fs.Lookup("wait").NoOptDefVal = "0"
 	mustComplete(cmd, "netns", completeNetns)
 	return cmd
