@@ -70,7 +70,7 @@ func (v waitValue) String() string {
 	}
 	return v.d.String()
 }
-func (v waitValue) Type() string   { return "duration" }
+func (v waitValue) Type() string { return "duration" }
 func (v waitValue) Set(s string) error {
 	*v.set = true
 	if s == "" || s == "0" {

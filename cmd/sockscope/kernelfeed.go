@@ -41,6 +41,10 @@ type kernelFeed struct {
 	// after it does not show it.
 	held map[uint64]heldBirth
 	hold bool
+	// lost counts the kernel's lost events (kevents.Watcher.Lost); set
+	// once they run. After a loss, a socket the kernel has not told of
+	// may be one whose birth was lost: not surely older than the watch.
+	lost func() (uint64, error)
 	sk   sock.Socket // event's socket, reused
 }
 
@@ -51,6 +55,7 @@ type told struct {
 	at    time.Time
 	state sock.State
 	into  uint32 // bit s: a change into state s was told
+	born  bool   // its birth was told
 }
 
 type heldBirth struct {
@@ -62,6 +67,7 @@ type closing struct {
 	at, last time.Time // the close, and the change before it (zero: unknown)
 	from     sock.State
 	lost     bool // a change between last and at was lost: no exact time in from
+	lossy    bool // events were lost before it: an unknown last may be a lost birth
 }
 
 // twTimerSlack is how far the TIME_WAIT timer's date of an entry may lie
@@ -130,7 +136,7 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 			// when the states differ: the time in From is then at
 			// most since the last told.
 			k.closed[tr.Cookie] = closing{at: tr.At, last: prev.at, from: tr.From,
-				lost: known && prev.state != tr.From}
+				lost: known && prev.state != tr.From, lossy: !known && k.lossy()}
 		}
 		return track.Event{}, false
 	}
@@ -145,16 +151,17 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 		from.State = tr.From
 		matches = k.prog.Match(&from)
 	}
-	k.last[tr.Cookie] = told{at: tr.At, state: tr.To, into: prev.into | 1<<tr.To}
+	// A socket is born into SYN_SENT or LISTEN (from CLOSE), or as a
+	// listener's child in SYN_RECV (from LISTEN, the state it is cloned
+	// in).
+	birth := tr.From == sock.Close || (tr.From == sock.Listen && tr.To == sock.SynRecv)
+	k.last[tr.Cookie] = told{at: tr.At, state: tr.To, into: prev.into | 1<<tr.To, born: prev.born || birth}
 	if !matches {
 		return track.Event{}, false
 	}
 	ev := track.Event{Kind: track.EventChange, At: tr.At, Exact: true, Entry: track.Entry{Socket: s},
 		From: tr.From, To: tr.To}
-	// A socket is born into SYN_SENT or LISTEN (from CLOSE), or as a
-	// listener's child in SYN_RECV (from LISTEN, the state it is cloned
-	// in).
-	if tr.From == sock.Close || (tr.From == sock.Listen && tr.To == sock.SynRecv) {
+	if birth {
 		ev.Kind, ev.From = track.EventNew, 0
 		return ev, true
 	}
@@ -163,9 +170,12 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 		ev.InState, ev.InStateExact = tr.At.Sub(prev.at), true
 	case known:
 		// The change into From was lost (a full ring): it came after
-		// the last one told, so this is at most the time in From, and
-		// no exact figure.
+		// the last one told, so this is an upper bound of the time in
+		// From (shown ~), and no exact figure.
 		ev.InState = tr.At.Sub(prev.at)
+	case k.lossy():
+		// Older than the watch, or born since with its birth lost.
+		ev.InStateUnknown = true
 	default:
 		// In that state since before the watch began.
 		ev.InState, ev.InStateAtLeast = tr.At.Sub(k.start), true
@@ -184,6 +194,7 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 	switch {
 	case ev.Kind == track.EventGone:
 		delete(k.closed, cookie)
+		delete(k.last, cookie) // its close's news may have been lost
 		return true
 	case ev.To == sock.TimeWait && closed:
 		// The full socket closed into an entry of the TIME_WAIT table:
@@ -198,7 +209,8 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 			at = c.at
 		}
 		ev.Kind, ev.From, ev.At, ev.Exact = track.EventChange, c.from, at, true
-		ev.InStateExact, ev.InStateAtLeast = !c.last.IsZero() && !c.lost, c.last.IsZero()
+		ev.InStateExact, ev.InStateAtLeast = !c.last.IsZero() && !c.lost, c.last.IsZero() && !c.lossy
+		ev.InStateUnknown = c.last.IsZero() && c.lossy
 		if c.last.IsZero() {
 			ev.InState = at.Sub(k.start)
 		} else {
@@ -206,6 +218,8 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 		}
 		return true
 	case ev.To == sock.TimeWait:
+		// The full socket's close was not told (lost): it is gone.
+		delete(k.last, cookie)
 		return true
 	}
 	if _, ok := k.held[cookie]; ok && ev.Kind == track.EventNew {
@@ -220,7 +234,18 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 		// (a full ring): then the poll's, dated by the poll.
 		return !known || l.into&(1<<ev.To) == 0
 	}
-	return !known
+	// A birth: the kernel's, unless its news was lost.
+	return !known || !l.born
+}
+
+// lossy says whether the kernel's events have lost any (a count that
+// cannot be read counts as a loss).
+func (k *kernelFeed) lossy() bool {
+	if k.lost == nil {
+		return false
+	}
+	n, err := k.lost()
+	return err != nil || n > 0
 }
 
 // prune forgets the closes no poll claimed: sockets freed, whose end the

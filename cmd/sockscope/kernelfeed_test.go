@@ -14,32 +14,50 @@ import (
 // shows the poll's event for it, and claims no exact time in a state
 // whose start it did not hear of; with every change told it prints the
 // kernel's alone, exactly dated.
+// feedFixture drives a kernelFeed with made-up transitions and polls.
+type feedFixture struct {
+	k       *kernelFeed
+	t0      time.Time
+	printed []track.Event // what the last tell printed
+}
+
+func newFeedFixture() *feedFixture {
+	return &feedFixture{k: newKernelFeed(filter.Compile(nil, filter.Options{}), func(uint32) bool { return true }, false), t0: time.Now()}
+}
+
+func (f *feedFixture) at(ms int) time.Time { return f.t0.Add(time.Duration(ms) * time.Millisecond) }
+
+// tell hands the feed the kernel's transition of cookie at ms.
+func (f *feedFixture) tell(cookie uint64, from, to sock.State, ms int) {
+	f.printed = f.printed[:0]
+	f.k.events(&kevents.Transition{At: f.at(ms), Cookie: cookie, From: from, To: to, Family: sock.IPv4},
+		func(ev *track.Event) { f.printed = append(f.printed, *ev) })
+}
+
+// poll returns a poll's event of kind for cookie at ms, as adjust left
+// it, and whether watch prints it.
+func (f *feedFixture) poll(kind track.EventKind, cookie uint64, from, to sock.State, ms int) (track.Event, bool) {
+	sk := sock.Socket{Cookie: cookie, State: to}
+	ev := track.Event{Kind: kind, At: f.at(ms), Entry: track.Entry{Socket: &sk}, From: from, To: to}
+	return ev, f.k.adjust(&ev)
+}
+
 func TestKernelFeedWithLostNews(t *testing.T) {
-	k := newKernelFeed(filter.Compile(nil, filter.Options{}), func(uint32) bool { return true }, false)
-	t0 := time.Now()
-	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	var printed []track.Event
-	emit := func(ev *track.Event) { printed = append(printed, *ev) }
-	tell := func(cookie uint64, from, to sock.State, ms int) {
-		t.Helper()
-		printed = printed[:0]
-		k.events(&kevents.Transition{At: at(ms), Cookie: cookie, From: from, To: to, Family: sock.IPv4}, emit)
-	}
+	f := newFeedFixture()
+	at, tell := f.at, f.tell
 	poll := func(cookie uint64, from, to sock.State, ms int) (track.Event, bool) {
-		sk := sock.Socket{Cookie: cookie, State: to}
-		ev := track.Event{Kind: track.EventChange, At: at(ms), Entry: track.Entry{Socket: &sk}, From: from, To: to}
-		return ev, k.adjust(&ev)
+		return f.poll(track.EventChange, cookie, from, to, ms)
 	}
 
 	// Told throughout: the kernel's events, exact; the poll's repeat them.
 	tell(1, sock.Close, sock.SynSent, 0)
 	tell(1, sock.SynSent, sock.Established, 1)
 	tell(1, sock.Established, sock.FinWait1, 40)
-	if len(printed) != 1 || !printed[0].InStateExact || printed[0].InState != 39*time.Millisecond {
-		t.Errorf("a change told after the one before: %+v; want one event, 39ms exactly in ESTABLISHED", printed)
+	if len(f.printed) != 1 || !f.printed[0].InStateExact || f.printed[0].InState != 39*time.Millisecond {
+		t.Errorf("a change told after the one before: %+v; want one event, 39ms exactly in ESTABLISHED", f.printed)
 	}
 	if _, shown := poll(1, sock.Established, sock.FinWait1, 50); shown {
-		t.Error("the poll's change the kernel told is printed again")
+		t.Error("the poll's change the kernel told is f.printed again")
 	}
 
 	// ESTABLISHED -> FIN_WAIT1 lost: the next change says no exact time
@@ -47,14 +65,14 @@ func TestKernelFeedWithLostNews(t *testing.T) {
 	tell(2, sock.Close, sock.SynSent, 0)
 	tell(2, sock.SynSent, sock.Established, 1)
 	tell(2, sock.FinWait1, sock.FinWait2, 60)
-	if len(printed) != 1 || printed[0].InStateExact || printed[0].InStateAtLeast || printed[0].InState != 59*time.Millisecond {
-		t.Errorf("a change after a lost one: %+v; want 59ms, neither exact nor at least", printed)
+	if len(f.printed) != 1 || f.printed[0].InStateExact || f.printed[0].InStateAtLeast || f.printed[0].InState != 59*time.Millisecond {
+		t.Errorf("a change after a lost one: %+v; want 59ms, neither exact nor at least", f.printed)
 	}
 	if _, shown := poll(2, sock.Established, sock.FinWait1, 50); !shown {
-		t.Error("the poll's change into FIN_WAIT1, whose news was lost, is not printed")
+		t.Error("the poll's change into FIN_WAIT1, whose news was lost, is not f.printed")
 	}
 	if _, shown := poll(2, sock.FinWait1, sock.FinWait2, 70); shown {
-		t.Error("the poll's change into FIN_WAIT2, which the kernel told, is printed again")
+		t.Error("the poll's change into FIN_WAIT2, which the kernel told, is f.printed again")
 	}
 
 	// Into TIME_WAIT: dated by the close; exact after the change told
@@ -75,5 +93,45 @@ func TestKernelFeedWithLostNews(t *testing.T) {
 	ev, shown = poll(3, sock.Established, sock.TimeWait, 95)
 	if !shown || ev.InStateExact || ev.InStateAtLeast || ev.InState != 89*time.Millisecond {
 		t.Errorf("into TIME_WAIT after lost changes: %+v; want 89ms, neither exact nor at least", ev)
+	}
+}
+
+// After a loss, a socket the kernel never told of may be one whose birth
+// was lost: its time in a state is not given, and the poll's birth shows.
+// Before any loss it is older than the watch (at least). A socket gone
+// leaves the feed, its close told or not.
+func TestKernelFeedAfterALostBirth(t *testing.T) {
+	f := newFeedFixture()
+	var lost uint64
+	f.k.lost = func() (uint64, error) { return lost, nil }
+	f.tell(1, sock.Established, sock.CloseWait, 10)
+	if len(f.printed) != 1 || !f.printed[0].InStateAtLeast || f.printed[0].InStateUnknown {
+		t.Errorf("an older socket's change, nothing lost: %+v; want at least", f.printed)
+	}
+	lost = 3
+	f.tell(2, sock.SynSent, sock.Established, 20) // its birth lost
+	if ev := f.printed; len(ev) != 1 || !ev[0].InStateUnknown || ev[0].InStateAtLeast || ev[0].InStateExact || !ev[0].Exact {
+		t.Errorf("a change after lost events, of a socket never told of: %+v; want exact, its time in SYN_SENT unknown", ev)
+	}
+	if _, shown := f.poll(track.EventNew, 2, 0, sock.Established, 30); !shown {
+		t.Error("the poll's birth of a socket whose birth was lost is not printed")
+	}
+	f.tell(3, sock.Close, sock.SynSent, 40)
+	if _, shown := f.poll(track.EventNew, 3, 0, sock.SynSent, 50); shown {
+		t.Error("the poll's birth the kernel told is printed again")
+	}
+	f.tell(2, sock.Established, sock.FinWait1, 60)
+	f.tell(2, sock.FinWait2, sock.Close, 70) // into TIME_WAIT; FIN_WAIT2 lost
+	if ev, _ := f.poll(track.EventChange, 2, sock.Established, sock.TimeWait, 75); ev.InStateExact || ev.InStateAtLeast ||
+		ev.InStateUnknown || ev.InState != 10*time.Millisecond {
+		t.Errorf("into TIME_WAIT after a lost change: %+v; want ~10ms, at most since the change told", ev)
+	}
+	f.tell(4, sock.LastAck, sock.Close, 80) // never told before: after a loss
+	if c := f.k.closed[4]; !c.lossy {
+		t.Errorf("a close after lost events of a socket never told of: %+v; want lossy", c)
+	}
+	f.poll(track.EventGone, 3, sock.SynSent, 0, 90) // its close lost
+	if _, ok := f.k.last[3]; ok {
+		t.Error("a socket gone, its close lost, stays in the feed")
 	}
 }

@@ -126,6 +126,10 @@ func runWatch(a *app, o *options) error {
 			defer mu.Unlock()
 			feed.events(tr, write)
 		})
+		// The feed's callback may run already: it holds mu.
+		mu.Lock()
+		feed.lost = lost
+		mu.Unlock()
 		if note != "" {
 			feed, lost = nil, nil
 			a.note(note)

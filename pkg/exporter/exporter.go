@@ -153,7 +153,7 @@ func newDescs(id []string) *descs {
 		discovery: prometheus.NewDesc("sockscope_netns_discovery_success",
 			"1 when the last search for the host's network namespaces succeeded (--all-netns).", nil, nil),
 		lost: prometheus.NewDesc("sockscope_kernel_events_lost_total",
-			"State changes the kernel could not hand on, its ring being full (--track with BPF): sockscope_tcp_transitions_total misses them.", nil, nil),
+			"State changes the kernel could not hand on, its ring being full (--track with BPF): sockscope_tcp_transitions_total misses up to this many (the count covers the program's namespaces, not the filter).", nil, nil),
 		build: prometheus.NewDesc("sockscope_build_info",
 			"sockscope's version.", []string{"version"}, nil),
 	}

@@ -652,7 +652,7 @@ func TestKernelEventsLost(t *testing.T) {
 	}
 	e.KernelLost(func() (uint64, error) { return 5, nil })
 	want := `
-# HELP sockscope_kernel_events_lost_total State changes the kernel could not hand on, its ring being full (--track with BPF): sockscope_tcp_transitions_total misses them.
+# HELP sockscope_kernel_events_lost_total State changes the kernel could not hand on, its ring being full (--track with BPF): sockscope_tcp_transitions_total misses up to this many (the count covers the program's namespaces, not the filter).
 # TYPE sockscope_kernel_events_lost_total counter
 sockscope_kernel_events_lost_total 5
 `

@@ -19,7 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -53,13 +56,15 @@ type Watcher struct {
 	ended  chan struct{}      // closed when Run returns: Sync then waits for nothing
 	events *ebpf.Map
 	// lost counts the changes the program could not write, the ring
-	// being full; read through mem, without a system call.
-	lost  *ebpf.Map
-	mem   *ebpf.Memory
-	prog  *ebpf.Program
-	link  link.Link
-	rd    *ringbuf.Reader
-	every time.Duration // how often Run drains the ring; ReadEvery unless set
+	// being full; read through count, its value mapped read-only, without
+	// a system call. countMu keeps Close from unmapping it under a read.
+	lost    *ebpf.Map
+	countMu sync.RWMutex
+	count   []byte
+	prog    *ebpf.Program
+	link    link.Link
+	rd      *ringbuf.Reader
+	every   time.Duration // how often Run drains the ring; ReadEvery unless set
 	// base is clockOffset when baseAt was: see drain.
 	base, baseAt time.Time
 }
@@ -97,7 +102,7 @@ func openSized(only []uint32, size uint32) (*Watcher, error) {
 		w.Close()
 		return nil, unavailable(fmt.Errorf("creating the count of lost changes: %w", err))
 	}
-	if w.mem, err = w.lost.Memory(); err != nil {
+	if w.count, err = unix.Mmap(w.lost.FD(), 0, os.Getpagesize(), unix.PROT_READ, unix.MAP_SHARED); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("mapping the count of lost changes: %w", err)
 	}
@@ -194,11 +199,14 @@ func (w *Watcher) Run(ctx context.Context, fn func(*Transition)) error {
 // poll shows in their place is the poll's to date. It makes no system
 // call; it fails once w is closed.
 func (w *Watcher) Lost() (uint64, error) {
-	var b [8]byte
-	if _, err := w.mem.ReadAt(b[:], 0); err != nil {
-		return 0, fmt.Errorf("reading the count of lost changes: %w", err)
+	w.countMu.RLock()
+	defer w.countMu.RUnlock()
+	if w.count == nil {
+		return 0, errors.New("reading the count of lost changes: the kernel events are closed")
 	}
-	return binary.NativeEndian.Uint64(b[:]), nil
+	// The program adds to it atomically, on any processor; the page
+	// is aligned, so is the count at its start.
+	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&w.count[0]))), nil
 }
 
 // Sync returns once Run has handed fn every change the kernel made before
@@ -313,6 +321,14 @@ func (w *Watcher) Close() error {
 	if w.events != nil {
 		errs = append(errs, w.events.Close())
 	}
+	w.countMu.Lock()
+	if w.count != nil {
+		if err := unix.Munmap(w.count); err != nil {
+			errs = append(errs, fmt.Errorf("unmapping the count of lost changes: %w", err))
+		}
+		w.count = nil
+	}
+	w.countMu.Unlock()
 	if w.lost != nil {
 		errs = append(errs, w.lost.Close())
 	}

@@ -24,13 +24,7 @@ func open(t *testing.T, only []uint32) *Watcher {
 // openRing is open with a ring of size bytes.
 func openRing(t *testing.T, only []uint32, size uint32) *Watcher {
 	t.Helper()
-	w, err := openSized(only, size)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("loading the kernel events: %v", err)
-		}
-		t.Skipf("kernel events: %v", err)
-	}
+	w := load(t, only, size)
 	t.Cleanup(func() {
 		if err := w.Close(); err != nil {
 			t.Errorf("closing: %v", err)
@@ -44,6 +38,19 @@ func openRing(t *testing.T, only []uint32, size uint32) *Watcher {
 // and cookies, each dated within 1 ms of this test's clock around it. The
 // ends (changes to CLOSE) keep the local port the socket had, which the
 // kernel has given back by then.
+// load is openRing without closing at the test's end.
+func load(t *testing.T, only []uint32, size uint32) *Watcher {
+	t.Helper()
+	w, err := openSized(only, size)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("loading the kernel events: %v", err)
+		}
+		t.Skipf("kernel events: %v", err)
+	}
+	return w
+}
+
 func TestTransitionsOfAShortConnection(t *testing.T) {
 	ns := nstest.New(t)
 	nsIno := uint32(ns.NS(t).Inode)
@@ -289,7 +296,10 @@ func TestSync(t *testing.T) {
 // closed is two). Once drained, the ring takes changes again.
 func TestLostChangesAreCounted(t *testing.T) {
 	ns := nstest.New(t)
-	w := openRing(t, []uint32{uint32(ns.NS(t).Inode)}, uint32(os.Getpagesize())) // 51 changes
+	// A ring of one page holds pagesize/80 changes (72 bytes and a
+	// header of 8): twice as many overflow it.
+	page := os.Getpagesize()
+	w := openRing(t, []uint32{uint32(ns.NS(t).Inode)}, uint32(page))
 	listen := func(from, n int) {
 		t.Helper()
 		for i := range n {
@@ -315,19 +325,19 @@ func TestLostChangesAreCounted(t *testing.T) {
 	if n := lost(); n != 0 {
 		t.Fatalf("lost %d changes before any was made", n)
 	}
-	const first = 200
-	listen(9000, first) // before any read: the ring overflows
+	first := 2 * page / 80 // 102 listeners with 4 KiB pages
+	listen(9000, first)    // before any read: the ring overflows
 	var n atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx, func(*Transition) { n.Add(1) }) }()
 	w.Sync(ctx)
 	gone := lost()
-	if gone == 0 || uint64(n.Load())+gone != 2*first {
+	if gone == 0 || uint64(n.Load())+gone != 2*uint64(first) {
 		t.Errorf("%d changes read and %d lost; want some lost, %d in all", n.Load(), gone, 2*first)
 	}
 	read := n.Load()
-	listen(9500, 10)
+	listen(30000, 10)
 	w.Sync(ctx)
 	if got, now := n.Load()-read, lost(); got != 20 || now != gone {
 		t.Errorf("after the drain: %d more changes read, %d lost in all; want 20 and still %d", got, now, gone)
@@ -335,5 +345,20 @@ func TestLostChangesAreCounted(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Lost says it cannot read once the events are closed, rather than a
+// count no longer kept.
+func TestLostAfterClose(t *testing.T) {
+	w := load(t, []uint32{1}, ringSize)
+	if n, err := w.Lost(); err != nil || n != 0 {
+		t.Fatalf("Lost before any change: %d, %v; want 0, nil", n, err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Lost(); err == nil {
+		t.Error("Lost after Close: no error")
 	}
 }

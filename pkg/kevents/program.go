@@ -148,7 +148,7 @@ func program(o *offsets, ringFD, lostFD int, only []uint32) asm.Instructions {
 		asm.JNE.Imm(to, int32(sock.Close), "sport"),
 		asm.Mov.Reg(asm.R1, sk),
 		asm.FnSkcToTcpSock.Call(),
-		asm.Mov.Imm(asm.R2, 1),
+		asm.Mov.Imm(asm.R2, 0),
 		asm.JEq.Imm(asm.R0, 0, "sport"),
 		asm.LoadMem(asm.R2, asm.R0, int16(o.sport), asm.Half),
 		asm.HostTo(asm.BE, asm.R2, asm.Half),

@@ -41,6 +41,10 @@ func AppendEventIn(b []byte, e *track.Event, processes bool, netns *Column) []by
 		b = append(b, " -> "...)
 		b = append(b, e.To.String()...)
 		b = append(b, " after "...)
+		if e.InStateUnknown {
+			b = append(b, '?')
+			break
+		}
 		b = appendMeasured(b, e.InState, e.InStateExact, e.InStateAtLeast)
 	case track.EventGone:
 		b = append(b, e.From.String()...)
@@ -115,7 +119,11 @@ func AppendEventJSONIn(b []byte, e *track.Event, netns *Column) []byte {
 		b = append(b, `,"from":"`...)
 		b = append(b, e.From.String()...)
 		b = append(b, `","in_state_ms":`...)
-		b = strconv.AppendInt(b, e.InState.Milliseconds(), 10)
+		if e.InStateUnknown {
+			b = append(b, "null"...)
+		} else {
+			b = strconv.AppendInt(b, e.InState.Milliseconds(), 10)
+		}
 		b = append(b, `,"in_state_exact":`...)
 		b = strconv.AppendBool(b, e.InStateExact)
 		b = append(b, `,"in_state_at_least":`...)

@@ -25,6 +25,9 @@ func TestEventLines(t *testing.T) {
 		{track.Event{Kind: track.EventChange, At: at, Entry: entry, From: sock.Established, To: sock.CloseWait,
 			InState: 5 * time.Second, InStateAtLeast: true},
 			"12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 ESTABLISHED -> CLOSE_WAIT after >=5.0s 7/srv"},
+		{track.Event{Kind: track.EventChange, At: at, Exact: true, Entry: entry, From: sock.SynSent, To: sock.Established,
+			InState: 5 * time.Second, InStateUnknown: true},
+			"12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 SYN_SENT -> ESTABLISHED after ? 7/srv"},
 		{track.Event{Kind: track.EventNew, At: at, Entry: entry, To: sock.SynSent},
 			"12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 new SYN_SENT 7/srv"},
 		{track.Event{Kind: track.EventGone, At: at, Entry: entry, From: sock.LastAck, InState: 300 * time.Millisecond,
@@ -47,6 +50,9 @@ func TestEventLines(t *testing.T) {
 		}
 		if m["event"] != tc.e.Kind.String() || m["cookie"] != "0x2a" || m["pid"] != 7.0 || m["local"] != "127.0.0.1:9000" {
 			t.Errorf("JSON %v", m)
+		}
+		if ms, ok := m["in_state_ms"]; tc.e.Kind != track.EventNew && (!ok || (ms == nil) != tc.e.InStateUnknown) {
+			t.Errorf("JSON in_state_ms %v (present %v); want null exactly when unknown", ms, ok)
 		}
 		if unseen, ok := m["unseen"]; (tc.e.Kind == track.EventGone) != ok || (ok && unseen != tc.e.Unseen) {
 			t.Errorf("JSON unseen %v (present %v) for %v", unseen, ok, tc.e.Kind)

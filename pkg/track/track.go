@@ -165,6 +165,9 @@ type Event struct {
 	InState        time.Duration
 	InStateExact   bool
 	InStateAtLeast bool
+	// InStateUnknown says nothing bounds InState: the kernel's news of
+	// the socket has a hole (watch's kernel feed, after lost events).
+	InStateUnknown bool
 	// Lifetime is, for gone, the time from first seen (for TIME_WAIT
 	// entries: from entering TIME_WAIT) to gone; AtLeast when the socket
 	// predates the tracker.
