@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -448,6 +449,13 @@ func (d *dashboard) run(parent context.Context) (err error) {
 	}
 	go d.secondSignal(sigs, first)
 	err = d.app.Run()
+	if terminalGone(err) {
+		// The terminal went away (its window closed, the ssh session
+		// ended): tcell reads the end of it, often before the hangup
+		// signal arrives. That ends the dashboard as the signal does,
+		// without a word: no one is left to read it.
+		err = nil
+	}
 	cancel()
 	// The terminal is back; the poller may be in a dump still. It ends
 	// before Run returns: the caller then closes what it reads from, and a
@@ -461,6 +469,19 @@ func (d *dashboard) run(parent context.Context) (err error) {
 			return err
 		}
 	}
+}
+
+// terminalGone reports whether the UI ended because its terminal did: a
+// read of it gave the end of the file (the usual hangup) or EIO. tcell
+// hands the read's error on inside an EventError that does not unwrap, so
+// its text is what can be compared.
+func terminalGone(err error) bool {
+	var ev *tcell.EventError
+	if !errors.As(err, &ev) {
+		return false
+	}
+	msg := ev.Error()
+	return msg == io.EOF.Error() || strings.HasSuffix(msg, syscall.EIO.Error())
 }
 
 // secondSignal restores the terminal at once on a second signal (seen

@@ -3,11 +3,14 @@ package ui
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -736,6 +739,38 @@ func TestPanicRestoresTheScreen(t *testing.T) {
 	// A finalised simulation screen has no contents left to show.
 	if cells, _, _ := h.screen.GetContents(); len(cells) != 0 {
 		t.Errorf("the screen was not finalised: %d cells", len(cells))
+	}
+}
+
+// A terminal that goes away (its window closed) ends the dashboard as
+// the hangup signal does, without an error to print; any other failure to
+// read the terminal is still one.
+func TestTerminalGoneEndsQuietly(t *testing.T) {
+	for _, c := range []struct {
+		read error
+		want string // "" for no error
+	}{
+		{io.EOF, ""},
+		{&os.PathError{Op: "read", Path: "/dev/tty", Err: syscall.EIO}, ""},
+		{&os.PathError{Op: "read", Path: "/dev/tty", Err: syscall.EBADF}, "bad file descriptor"},
+	} {
+		h := start(t, 100, 30, Config{}, seedTable())
+		h.waitText("TIME_WAIT 2")
+		if err := h.screen.PostEvent(tcell.NewEventError(c.read)); err != nil {
+			t.Fatalf("posting %v: %v", c.read, err)
+		}
+		select {
+		case err := <-h.done:
+			if c.want == "" && err != nil {
+				t.Errorf("after %v the dashboard ended with %v", c.read, err)
+			}
+			if c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+				t.Errorf("after %v the dashboard ended with %v, want %q", c.read, err, c.want)
+			}
+			h.done <- nil // for the cleanup
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the dashboard did not end after %v", c.read)
+		}
 	}
 }
 
