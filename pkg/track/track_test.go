@@ -45,20 +45,24 @@ func entry(t *testing.T, v *View, cookie uint64) Entry {
 	return Entry{}
 }
 
+// wantAge checks the age of cookie's entry in v, and where it came from.
+func wantAge(t *testing.T, v *View, cookie uint64, src AgeSource, age time.Duration, what string) {
+	t.Helper()
+	if e := entry(t, v, cookie); e.AgeSource != src || e.Age != age {
+		t.Errorf("%s: %v %v, want %v %v", what, e.Age, e.AgeSource, src, age)
+	}
+}
+
 func TestAges(t *testing.T) {
 	tr := New(nil)
 	v := tr.Update(snapAt(0, est(1, 11), tw(2, 41000)))
-	if e := entry(t, v, 1); e.AgeSource != AgeAtLeast || e.Age != 0 {
-		t.Errorf("a socket there at start: %v %v, want at-least 0s", e.Age, e.AgeSource)
-	}
+	wantAge(t, v, 1, AgeAtLeast, 0, "a socket there at start")
 	if e := entry(t, v, 2); e.AgeSource != AgeTimer || e.Age != 19*time.Second || e.Left() != 41*time.Second {
 		t.Errorf("TIME_WAIT with 41 s left: age %v (%v), left %v; want 19s exact, 41s", e.Age, e.AgeSource, e.Left())
 	}
 
 	v = tr.Update(snapAt(5*time.Second, est(1, 11), tw(2, 36000), est(3, 13)))
-	if e := entry(t, v, 1); e.AgeSource != AgeAtLeast || e.Age != 5*time.Second {
-		t.Errorf("predating socket after 5 s: %v %v, want at least 5s", e.Age, e.AgeSource)
-	}
+	wantAge(t, v, 1, AgeAtLeast, 5*time.Second, "predating socket after 5 s")
 	if e := entry(t, v, 2); e.Age != 24*time.Second {
 		t.Errorf("TIME_WAIT age %v, want 24s", e.Age)
 	}
@@ -677,30 +681,22 @@ func TestNamespacesReadInTurn(t *testing.T) {
 		t.Fatalf("switching to namespace 20: gone %d, events %s; want none", len(v.Gone), kinds(v.Events))
 	}
 	for _, c := range []uint64{2, 3} {
-		if e := entry(t, v, c); e.AgeSource != AgeAtLeast || e.Age != 0 {
-			t.Errorf("cookie %d at the first look at its namespace: %v %v, want at least 0s", c, e.Age, e.AgeSource)
-		}
+		wantAge(t, v, c, AgeAtLeast, 0, fmt.Sprintf("cookie %d at the first look at its namespace", c))
 	}
 	v = tr.Update(func() *sock.Snapshot {
 		s := snapAt(12*time.Second, inNS(est(2, 0), 20), inNS(est(4, 0), 20))
 		s.Read = []uint32{20}
 		return s
 	}())
-	if e := entry(t, v, 2); e.AgeSource != AgeAtLeast || e.Age != 2*time.Second {
-		t.Errorf("2 s after the first look: %v %v, want at least 2s", e.Age, e.AgeSource)
-	}
-	if e := entry(t, v, 4); e.AgeSource != AgeFirstSeen || e.Age != 0 {
-		t.Errorf("a socket born in a namespace read twice: %v %v, want first seen 0s", e.Age, e.AgeSource)
-	}
+	wantAge(t, v, 2, AgeAtLeast, 2*time.Second, "2 s after the first look")
+	wantAge(t, v, 4, AgeFirstSeen, 0, "a socket born in a namespace read twice")
 	if got := kinds(v.Events); got != "new:4:STATE0->ESTABLISHED gone:3:ESTABLISHED->STATE0" {
 		t.Errorf("events %q, want the end of 3 and the birth of 4", got)
 	}
 
 	// Every namespace again: 10's socket is back, predating the look.
 	v = tr.Update(snapAt(13*time.Second, inNS(est(1, 0), 10), inNS(est(2, 0), 20), inNS(est(4, 0), 20)))
-	if e := entry(t, v, 1); e.AgeSource != AgeAtLeast || e.Age != 0 {
-		t.Errorf("namespace 10 read again: %v %v, want at least 0s", e.Age, e.AgeSource)
-	}
+	wantAge(t, v, 1, AgeAtLeast, 0, "namespace 10 read again")
 	if len(v.Events) != 0 {
 		t.Errorf("reading every namespace again: events %s, want none", kinds(v.Events))
 	}
@@ -722,9 +718,7 @@ func TestRefilter(t *testing.T) {
 		t.Fatalf("filter change: gone %d, events %s; want none", len(v.Gone), kinds(v.Events))
 	}
 	for _, c := range []uint64{5, 6} {
-		if e := entry(t, v, c); e.AgeSource != AgeAtLeast || e.Age != 0 {
-			t.Errorf("cookie %d first shown by a new filter: %v %v, want at least 0s", c, e.Age, e.AgeSource)
-		}
+		wantAge(t, v, c, AgeAtLeast, 0, fmt.Sprintf("cookie %d first shown by a new filter", c))
 	}
 	if tr.Len() != 2 {
 		t.Errorf("records kept %d, want 2 (those the filter left out forgotten)", tr.Len())
@@ -733,12 +727,8 @@ func TestRefilter(t *testing.T) {
 	// The next snapshot is an ordinary one: a new socket is born, one
 	// that goes is gone, and 5 ages on from the filter change.
 	v = tr.Update(snapAt(6*time.Second, est(5, 0), est(7, 0)))
-	if e := entry(t, v, 5); e.AgeSource != AgeAtLeast || e.Age != 2*time.Second {
-		t.Errorf("2 s after the filter change: %v %v, want at least 2s", e.Age, e.AgeSource)
-	}
-	if e := entry(t, v, 7); e.AgeSource != AgeFirstSeen || e.Age != 0 {
-		t.Errorf("a socket born after the filter change: %v %v, want first seen 0s", e.Age, e.AgeSource)
-	}
+	wantAge(t, v, 5, AgeAtLeast, 2*time.Second, "2 s after the filter change")
+	wantAge(t, v, 7, AgeFirstSeen, 0, "a socket born after the filter change")
 	if got := kinds(v.Events); got != "new:7:STATE0->ESTABLISHED gone:6:ESTABLISHED->STATE0" {
 		t.Errorf("events %q, want the birth of 7 and the end of 6", got)
 	}
@@ -746,9 +736,7 @@ func TestRefilter(t *testing.T) {
 	// Back to the first filter: 1 is first seen again, predating it.
 	tr.Refilter()
 	v = tr.Update(snapAt(7*time.Second, est(1, 0), est(2, 0)))
-	if e := entry(t, v, 1); e.AgeSource != AgeAtLeast || e.Age != 0 {
-		t.Errorf("cookie 1 shown again by the first filter: %v %v, want at least 0s", e.Age, e.AgeSource)
-	}
+	wantAge(t, v, 1, AgeAtLeast, 0, "cookie 1 shown again by the first filter")
 	if len(v.Events) != 0 {
 		t.Errorf("filter changed back: events %s, want none", kinds(v.Events))
 	}
