@@ -54,8 +54,8 @@ type kernelFeed struct {
 type told struct {
 	at    time.Time
 	state sock.State
-	into  uint32 // bit s: a change into state s was told
-	born  bool   // its birth was told
+	into  uint32    // bit s: a change into state s was told
+	born  time.Time // its birth, when told (zero: not told)
 }
 
 type heldBirth struct {
@@ -65,7 +65,9 @@ type heldBirth struct {
 
 type closing struct {
 	at, last time.Time // the close, and the change before it (zero: unknown)
+	born     time.Time // the socket's birth, when told
 	from     sock.State
+	fromTold bool // the change into from was told (at last, unless lost)
 	lost     bool // a change between last and at was lost: no exact time in from
 	lossy    bool // events were lost before it: an unknown last may be a lost birth
 }
@@ -135,8 +137,8 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 			// A change between the last told and this one was lost
 			// when the states differ: the time in From is then at
 			// most since the last told.
-			k.closed[tr.Cookie] = closing{at: tr.At, last: prev.at, from: tr.From,
-				lost: known && prev.state != tr.From, lossy: !known && k.lossy()}
+			k.closed[tr.Cookie] = closing{at: tr.At, last: prev.at, born: prev.born, from: tr.From,
+				fromTold: prev.into&(1<<tr.From) != 0, lost: known && prev.state != tr.From, lossy: !known && k.lossy()}
 		}
 		return track.Event{}, false
 	}
@@ -155,7 +157,11 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 	// listener's child in SYN_RECV (from LISTEN, the state it is cloned
 	// in).
 	birth := tr.From == sock.Close || (tr.From == sock.Listen && tr.To == sock.SynRecv)
-	k.last[tr.Cookie] = told{at: tr.At, state: tr.To, into: prev.into | 1<<tr.To, born: prev.born || birth}
+	born := prev.born
+	if birth {
+		born = tr.At
+	}
+	k.last[tr.Cookie] = told{at: tr.At, state: tr.To, into: prev.into | 1<<tr.To, born: born}
 	if !matches {
 		return track.Event{}, false
 	}
@@ -195,7 +201,16 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 	case ev.Kind == track.EventGone:
 		delete(k.closed, cookie)
 		delete(k.last, cookie) // its close's news may have been lost
+		if closed && ev.At.Equal(c.at) {
+			k.closedGone(ev, c)
+		}
 		return true
+	case ev.Kind == track.EventChange && closed && ev.To == c.from && c.fromTold:
+		// A socket its owner closed, reaching FIN_WAIT2, leaves the
+		// full socket (a change to CLOSE) for a TIME_WAIT entry that
+		// keeps its cookie and shows FIN_WAIT2 until the peer's FIN:
+		// the poll's change into it is the one the kernel told.
+		return false
 	case ev.To == sock.TimeWait && closed:
 		// The full socket closed into an entry of the TIME_WAIT table:
 		// in TIME_WAIT at once when the peer's FIN had come, or first
@@ -235,7 +250,28 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 		return !known || l.into&(1<<ev.To) == 0
 	}
 	// A birth: the kernel's, unless its news was lost.
-	return !known || !l.born
+	return !known || l.born.IsZero()
+}
+
+// closedGone tells a socket's end as the kernel saw it close at c.at (a
+// freed socket's end, which kernelEnds dated): the state it closed in,
+// not the last one a poll saw; its time there when the change into it was
+// told; its life, when its birth was.
+func (k *kernelFeed) closedGone(ev *track.Event, c closing) {
+	ev.From = c.from
+	switch {
+	case c.fromTold && !c.lost:
+		ev.InState, ev.InStateExact, ev.InStateAtLeast, ev.InStateUnknown = c.at.Sub(c.last), true, false, false
+	case !c.last.IsZero():
+		// A change after the last told was lost: at most since then.
+		ev.InState, ev.InStateExact, ev.InStateAtLeast, ev.InStateUnknown = c.at.Sub(c.last), false, false, false
+	case ev.Unseen:
+		// Neither a poll nor the kernel saw it come into that state.
+		ev.InStateUnknown = true
+	}
+	if !c.born.IsZero() {
+		ev.Lifetime, ev.LifetimeAtLeast, ev.Unseen = c.at.Sub(c.born), false, false
+	}
 }
 
 // lossy says whether the kernel's events have lost any (a count that

@@ -135,3 +135,71 @@ func TestKernelFeedAfterALostBirth(t *testing.T) {
 		t.Error("a socket gone, its close lost, stays in the feed")
 	}
 }
+
+// The closes the kernel made, as it makes them on loopback: the poll's
+// events of a closed socket say what the kernel told, not what the last
+// poll saw.
+func TestKernelFeedCloses(t *testing.T) {
+	f := newFeedFixture()
+
+	// The server closes first: its socket reaches FIN_WAIT2 and, its
+	// owner gone, becomes a TIME_WAIT entry showing FIN_WAIT2 (the full
+	// socket's change to CLOSE). The poll that last saw it ESTABLISHED
+	// now sees FIN_WAIT2: told already.
+	f.tell(1, sock.Close, sock.SynSent, 0)
+	f.tell(1, sock.SynSent, sock.Established, 1)
+	f.tell(1, sock.Established, sock.FinWait1, 1200)
+	f.tell(1, sock.FinWait1, sock.FinWait2, 1203)
+	f.tell(1, sock.FinWait2, sock.Close, 1203)
+	if len(f.printed) != 0 {
+		t.Errorf("the full socket's change to CLOSE printed %+v", f.printed)
+	}
+	if ev, shown := f.poll(track.EventChange, 1, sock.Established, sock.FinWait2, 1210); shown {
+		t.Errorf("the poll's change into FIN_WAIT2, which the kernel told, is printed again: %+v", ev)
+	}
+	// The peer's FIN, 1.2 s later, which the timer dates.
+	ev, shown := f.poll(track.EventChange, 1, sock.FinWait2, sock.TimeWait, 2400)
+	if !shown || !ev.At.Equal(f.at(2400)) || ev.From != sock.FinWait2 || !ev.InStateExact || ev.InState != 1197*time.Millisecond {
+		t.Errorf("into TIME_WAIT after FIN_WAIT2: shown %v, %+v; want at 2400ms, 1197ms exactly in FIN_WAIT2", shown, ev)
+	}
+
+	// The client, in CLOSE_WAIT at the last poll, closes: LAST_ACK, then
+	// freed at the peer's ACK. Its end, dated by that change to CLOSE,
+	// is from LAST_ACK.
+	f.tell(2, sock.Close, sock.SynSent, 0)
+	f.tell(2, sock.SynSent, sock.Established, 1)
+	f.tell(2, sock.Established, sock.CloseWait, 1200)
+	f.tell(2, sock.CloseWait, sock.LastAck, 2400)
+	f.tell(2, sock.LastAck, sock.Close, 2401)
+	sk := sock.Socket{Cookie: 2, State: sock.CloseWait}
+	gone := track.Event{Kind: track.EventGone, At: f.at(2401), Exact: true, Entry: track.Entry{Socket: &sk}, From: sock.CloseWait,
+		InState: 1201 * time.Millisecond, InStateExact: true, Lifetime: 2401 * time.Millisecond}
+	if !f.k.adjust(&gone) || gone.From != sock.LastAck || !gone.InStateExact || gone.InState != time.Millisecond || gone.Lifetime != 2401*time.Millisecond {
+		t.Errorf("the end of a socket closed from LAST_ACK: %+v; want from LAST_ACK, 1ms exactly, lived 2401ms", gone)
+	}
+
+	// Born and closed between two polls: every step told, so its end
+	// says where it ended and how long it lived.
+	f.tell(3, sock.Listen, sock.SynRecv, 100)
+	f.tell(3, sock.SynRecv, sock.Established, 100)
+	f.tell(3, sock.Established, sock.CloseWait, 100)
+	f.tell(3, sock.CloseWait, sock.LastAck, 400)
+	f.tell(3, sock.LastAck, sock.Close, 401)
+	sk3 := sock.Socket{Cookie: 3, State: sock.Close}
+	gone = track.Event{Kind: track.EventGone, At: f.at(401), Exact: true, Entry: track.Entry{Socket: &sk3}, From: sock.Close, Unseen: true}
+	if !f.k.adjust(&gone) || gone.Unseen || gone.From != sock.LastAck || !gone.InStateExact || gone.InState != time.Millisecond ||
+		gone.Lifetime != 301*time.Millisecond || gone.LifetimeAtLeast {
+		t.Errorf("the end of a socket no poll saw: %+v; want from LAST_ACK, 1ms exactly, lived 301ms", gone)
+	}
+
+	// An end the poll dates otherwise (a TIME_WAIT entry's, long after
+	// the full socket closed) keeps the poll's state.
+	f.tell(4, sock.Established, sock.FinWait1, 10)
+	f.tell(4, sock.FinWait1, sock.FinWait2, 12)
+	f.tell(4, sock.FinWait2, sock.Close, 12)
+	sk4 := sock.Socket{Cookie: 4, State: sock.FinWait2}
+	gone = track.Event{Kind: track.EventGone, At: f.at(60012), Entry: track.Entry{Socket: &sk4}, From: sock.FinWait2, InState: 60 * time.Second}
+	if !f.k.adjust(&gone) || gone.From != sock.FinWait2 || gone.InState != 60*time.Second {
+		t.Errorf("a TIME_WAIT entry's end: %+v; want the poll's", gone)
+	}
+}

@@ -65,6 +65,7 @@ type eventJSON struct {
 	InState  int64     `json:"in_state_ms"`
 	Timewait *int64    `json:"timewait_ms"`
 	Unseen   bool      `json:"unseen"`
+	Lifetime int64     `json:"lifetime_ms"`
 	Cookie   string    `json:"cookie"`
 	PID      int       `json:"pid"`
 }
@@ -391,9 +392,77 @@ func TestIntegrationWatchKernelTransitions(t *testing.T) {
 			end = e
 		}
 	}
-	if end == nil || !end.Exact || !end.Unseen || !within(end, clientClosed, clientDone) {
-		t.Errorf("the client's end: %+v; it closed from %s to %s", end,
+	// It ends from LAST_ACK, and the kernel saw its whole life.
+	if end == nil || !end.Exact || end.Unseen || end.From != "LAST_ACK" || !within(end, clientClosed, clientDone) ||
+		end.Lifetime < clientClosed.Sub(openAfter).Milliseconds()-1 || end.Lifetime > clientDone.Sub(openBefore).Milliseconds()+1 {
+		t.Errorf("the client's end: %+v; it opened from %s to %s and closed from %s to %s", end,
+			openBefore.Format("15:04:05.000000"), openAfter.Format("15:04:05.000000"),
 			clientClosed.Format("15:04:05.000000"), clientDone.Format("15:04:05.000000"))
+	}
+}
+
+// A connection that polls see in every phase: the server closes first and
+// waits in FIN_WAIT2 (a TIME_WAIT entry keeping the full socket's cookie,
+// once its owner closed it), the client closes later from CLOSE_WAIT.
+// watch tells each step once, the kernel's, and the client's end from
+// LAST_ACK, where the kernel closed it, not from the state a poll saw last.
+func TestIntegrationWatchStepsOnceWhilePolled(t *testing.T) {
+	ns := nstest.New(t)
+	lines, cmd := startBinary(t, "watch", "-N", ns.Name, "-i", "300ms", "--json", "--for", "4s", ":9000")
+	waitForBPF(t, cmd.Process.Pid)
+	ap := netip.MustParseAddrPort("127.0.0.1:9000")
+	err := ns.Do(func() error {
+		listen, err := nstest.Listen(ap, false)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(listen)
+		client, err := nstest.Dial(ap)
+		if err != nil {
+			return err
+		}
+		server, _, err := unix.Accept4(listen, unix.SOCK_CLOEXEC)
+		if err != nil {
+			return err
+		}
+		time.Sleep(time.Second) // polls see both ESTABLISHED
+		unix.Close(server)
+		time.Sleep(time.Second) // and the server's end in FIN_WAIT2
+		unix.Close(client)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := allEvents(t, lines, 10*time.Second)
+	steps := map[string][]string{} // by local address: each step, in order
+	var clientEnd *eventJSON
+	for i := range events {
+		e := &events[i]
+		if e.Peer == "0.0.0.0:0" {
+			continue // the listener
+		}
+		steps[e.Local] = append(steps[e.Local], e.Event+":"+e.From+">"+e.To)
+		if e.Event == "gone" && e.Peer == "127.0.0.1:9000" {
+			clientEnd = e
+		}
+	}
+	var clientSteps []string
+	for local, s := range steps {
+		if local != "127.0.0.1:9000" && !strings.HasPrefix(local, "127.0.0.1:0") {
+			clientSteps = s
+		}
+	}
+	server := strings.Join(steps["127.0.0.1:9000"], " ")
+	if want := "new:>SYN_RECV change:SYN_RECV>ESTABLISHED change:ESTABLISHED>FIN_WAIT1 change:FIN_WAIT1>FIN_WAIT2 change:FIN_WAIT2>TIME_WAIT"; server != want {
+		t.Errorf("the server's end: %s\nwant %s", server, want)
+	}
+	// The client's birth names no port yet (connect picks it after).
+	if got, want := strings.Join(clientSteps, " "), "change:SYN_SENT>ESTABLISHED change:ESTABLISHED>CLOSE_WAIT change:CLOSE_WAIT>LAST_ACK gone:LAST_ACK>"; got != want {
+		t.Errorf("the client's end: %s\nwant %s", got, want)
+	}
+	if clientEnd == nil || !clientEnd.Exact || clientEnd.InState > 5 || clientEnd.Unseen || clientEnd.Lifetime < 2000 {
+		t.Errorf("the client's end: %+v; want exact, from LAST_ACK for at most 5 ms, after a life of 2 s", clientEnd)
 	}
 }
 
