@@ -490,10 +490,9 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 	}
 	old, oldOrder := t.snap, t.order
 	wasRead := t.read
-	t.read = append(t.read[:0:0], snap.Read...)
-	if snap.Read == nil {
-		t.read = nil
-	}
+	// A copy that keeps nil (every namespace) apart from empty (none read:
+	// a dashboard of many namespaces on their counts alone).
+	t.read = slices.Clone(snap.Read)
 	order := t.spareOrder[:0]
 	if cap(order) < len(snap.Sockets) {
 		order = prefault.Make[*record](0, len(snap.Sockets)+len(snap.Sockets)/8, len(snap.Sockets))

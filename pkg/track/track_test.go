@@ -702,6 +702,26 @@ func TestNamespacesReadInTurn(t *testing.T) {
 	}
 }
 
+// A dashboard of many namespaces starts on their counts: its polls read
+// none (Read empty, not nil). The first namespace then opened shows
+// sockets that were there all along: at least their age since.
+func TestNoNamespaceReadThenOne(t *testing.T) {
+	tr := New(nil)
+	none := snapAt(0)
+	none.Read = []uint32{}
+	tr.Update(none)
+	none = snapAt(time.Second)
+	none.Read = []uint32{}
+	tr.Update(none)
+	only10 := snapAt(2*time.Second, inNS(est(1, 0), 10))
+	only10.Read = []uint32{10}
+	v := tr.Update(only10)
+	wantAge(t, v, 1, AgeAtLeast, 0, "a socket of the first namespace read after counts alone")
+	if len(v.Events) != 0 {
+		t.Errorf("the first namespace read: events %s, want none", kinds(v.Events))
+	}
+}
+
 // TestRefilter checks a filter change: the sockets the new filter shows
 // first predate it (at least their age since), those it leaves out are
 // forgotten rather than gone, and the snapshot after it is an ordinary one.
