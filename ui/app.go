@@ -45,7 +45,11 @@ type Config struct {
 	// Filter is the filter as the person wrote it: the text '/' edits.
 	Filter string
 	// Fixed is the part of the filter that '/' does not edit (-4, -6).
-	Fixed    filter.Spec
+	Fixed filter.Spec
+	// Refuse, when set, says why a filter typed with '/' cannot be
+	// applied by this source (nil: it can), e.g. a test the source has no
+	// data for.
+	Refuse   func(filter.Expr) error
 	Interval time.Duration
 	Netns    string
 	// Names names the namespaces when many are read (--all-netns, -N
@@ -783,6 +787,9 @@ func (d *dashboard) filterDone(k tcell.Key) {
 	spec := d.cfg.Fixed
 	spec.Args = []string{text}
 	e, err := spec.Build()
+	if err == nil && d.cfg.Refuse != nil {
+		err = d.cfg.Refuse(e)
+	}
 	if err != nil {
 		d.filterErr = err.Error()
 		d.input.SetLabelColor(tcell.ColorRed)

@@ -400,6 +400,33 @@ func TestFilterEditing(t *testing.T) {
 	}
 }
 
+// A filter the source cannot apply (Refuse: dev where /proc/net/tcp is
+// read) is an error in the editor, as a bad one is: nothing changes.
+func TestFilterTheSourceRefuses(t *testing.T) {
+	refuse := func(e filter.Expr) error {
+		if filter.HasDev(e) {
+			return errors.New("dev: not known here")
+		}
+		return nil
+	}
+	h := start(t, 120, 30, Config{Refuse: refuse}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.key('/')
+	h.typeText("not dev 3")
+	h.special(tcell.KeyEnter)
+	s := h.waitText("dev: not known here")
+	if len(rowsOf(s)) != 8 || h.src.program() != "" {
+		t.Errorf("a refused filter changed the view (program %q):\n%s", h.src.program(), s)
+	}
+	h.special(tcell.KeyCtrlU)
+	h.typeText("state time-wait")
+	h.special(tcell.KeyEnter)
+	h.waitFor("two TIME_WAIT rows", func(s string) bool { return len(rowsOf(s)) == 2 })
+	if h.src.program() != "state time-wait" {
+		t.Errorf("source program %q after a filter it takes", h.src.program())
+	}
+}
+
 func TestSortPauseIntervalProcesses(t *testing.T) {
 	h := start(t, 120, 30, Config{}, seedTable())
 	s := h.waitText("sort state", "LISTEN 1")

@@ -66,7 +66,8 @@ func newRoot(a *app, args []string) *cobra.Command {
 		if !c.HasParent() {
 			return usagef("%v", err)
 		}
-		return usagef("%s: %v", c.Name(), err)
+		// The command's whole name: "demo server", not "server".
+		return usagef("%s: %v", strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" "), err)
 	})
 	root.InitDefaultVersionFlag()
 	if only == "" {

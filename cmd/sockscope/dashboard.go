@@ -169,6 +169,7 @@ func runDashboard(a *app, o *options) error {
 		Columns:    o.cols,
 		Filter:     text,
 		Fixed:      fixed,
+		Refuse:     o.refuse,
 		Interval:   o.interval,
 		Netns:      netnsLabel(o),
 		Names:      s.Names(),

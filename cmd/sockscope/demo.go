@@ -19,7 +19,7 @@ import (
 const greeting = "I sent sth to client!\n"
 
 type demoFlags struct {
-	port       uint16
+	port       int
 	addr       string
 	netnsArgs  []string
 	ns         netns.NS
@@ -62,8 +62,11 @@ func newDemoRoleCmd(a *app, role string) *cobra.Command {
 			if err != nil || addr.Zone() != "" {
 				return usagef("demo %s: bad --addr %q: not an IP address", role, f.addr)
 			}
-			if f.port == 0 || f.n < 0 {
-				return usagef("demo %s: --port must be 1-65535 and --count 0 or more", role)
+			if f.port < 1 || f.port > 65535 {
+				return usagef("demo %s: --port %d: not a port (1-65535)", role, f.port)
+			}
+			if f.n < 0 {
+				return usagef("demo %s: --count %d: must be 0 or more", role, f.n)
 			}
 			nss, err := resolveAll("demo "+role, f.netnsArgs, false)
 			if err != nil {
@@ -71,7 +74,7 @@ func newDemoRoleCmd(a *app, role string) *cobra.Command {
 			}
 			f.ns = nss[0]
 			a.note(repeatedFlags(cmd)...)
-			ap := netip.AddrPortFrom(addr, f.port)
+			ap := netip.AddrPortFrom(addr, uint16(f.port))
 			out := bufio.NewWriter(a.stdout)
 			var werr error
 			say := func(format string, a ...any) {
@@ -94,7 +97,7 @@ func newDemoRoleCmd(a *app, role string) *cobra.Command {
 		cmd.Short = "connect to the server, read the greeting and close"
 	}
 	fs := cmd.Flags()
-	fs.Uint16Var(&f.port, "port", 9000, "TCP port")
+	fs.IntVar(&f.port, "port", 9000, "TCP port")
 	fs.StringArrayVarP(&f.netnsArgs, "netns", "N", nil, "run inside the namespace `NAME` or PATH")
 	mustComplete(cmd, "netns", completeNetns)
 	if role == "server" {

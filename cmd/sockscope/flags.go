@@ -144,6 +144,13 @@ func (o *options) intervalFlag(cmd *cobra.Command, usage string) {
 // filter, and resolves the namespaces: at most one unless many is set.
 func (o *options) prepare(cmd *cobra.Command, args []string, many bool) error {
 	name := cmd.Name()
+	// An empty value given is a mistake (a variable that was not set),
+	// not the default.
+	for _, f := range []string{"color", "columns"} {
+		if fl := cmd.Flags().Lookup(f); fl != nil && fl.Changed && fl.Value.String() == "" {
+			return usagef("%s: --%s \"\": an empty value (leave --%s out for the default)", name, f, f)
+		}
+	}
 	switch o.color {
 	case "", "auto", "always", "never":
 	default:
@@ -177,6 +184,9 @@ func (o *options) prepare(cmd *cobra.Command, args []string, many bool) error {
 			return usagef("%v", err)
 		}
 		return &usageError{msg: fmt.Sprintf("bad filter %q: %v", strings.Join(o.spec.Args, " "), err), err: err}
+	}
+	if err := o.refuse(e); err != nil {
+		return usagef("%s: %v", name, err)
 	}
 	o.expr = e
 	o.prog = filter.Compile(e, filter.Options{})
@@ -283,6 +293,16 @@ func (o *options) editable() (string, filter.Spec, error) {
 		return "", fixed, nil
 	}
 	return e.String(), fixed, nil
+}
+
+// refuse says why the source cannot apply filter e (nil: it can).
+func (o *options) refuse(e filter.Expr) error {
+	if o.procfs && filter.HasDev(e) {
+		// /proc/net/tcp has no interface: dev would match nothing, or
+		// (negated) everything, without a word.
+		return errors.New("dev: /proc/net/tcp does not say which interface a socket is bound to; leave out --procfs or the dev test")
+	}
+	return nil
 }
 
 // useColor decides whether f gets ANSI colours.

@@ -342,7 +342,10 @@ func TestBadInput(t *testing.T) {
 		{[]string{"bind", "-N", "sockscope-no-such-namespace", ":80"}, "sockscope-no-such-namespace"},
 		{[]string{"demo"}, "server"},
 		{[]string{"demo", "serve"}, "serve"},
-		{[]string{"demo", "server", "--port", "70000"}, "70000"},
+		{[]string{"demo", "server", "--port", "70000"}, "demo server: --port 70000"},
+		{[]string{"demo", "server", "-n", "-1"}, "--count -1"},
+		{[]string{"demo", "client", "--port", "0"}, "--port 0"},
+		{[]string{"demo", "client", "--bogus"}, "demo client: unknown flag: --bogus"},
 		{[]string{"demo", "client", "--addr", "localhost"}, "localhost"},
 		{[]string{"demo", "client", "-N", "sockscope-no-such-namespace"}, "sockscope-no-such-namespace"},
 		{[]string{"stats", "-i", "fast"}, "fast"},
@@ -369,6 +372,12 @@ func TestBadInput(t *testing.T) {
 		{[]string{"list", "sport = :80 or"}, "missing a condition"},
 		{[]string{"list", "src 10.0.0.0/8/8"}, "10.0.0.0/8/8"},
 		{[]string{"list", "dst [::1]:x"}, "[::1]:x"},
+		{[]string{"list", "--procfs", "dev lo"}, "dev"},
+		{[]string{"list", "--procfs", "not dev 1"}, "dev"},
+		{[]string{"watch", "--procfs", "dev 1 or :80"}, "dev"},
+		{[]string{"list", "--columns", ""}, `--columns ""`},
+		{[]string{"list", "-o", ""}, `--columns ""`},
+		{[]string{"list", "--color", ""}, `--color ""`},
 	} {
 		r := sockscope(t, tc.args...)
 		if r.code != 2 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 ||

@@ -67,6 +67,21 @@ type (
 	Not struct{ X Expr }
 )
 
+// HasDev reports whether e tests the bound interface anywhere (dev).
+func HasDev(e Expr) bool {
+	switch x := e.(type) {
+	case DevIs:
+		return true
+	case And:
+		return HasDev(x.L) || HasDev(x.R)
+	case Or:
+		return HasDev(x.L) || HasDev(x.R)
+	case Not:
+		return HasDev(x.X)
+	}
+	return false
+}
+
 func (c Const) Match(*sock.Socket) bool      { return bool(c) }
 func (c StateIn) Match(s *sock.Socket) bool  { return c.Mask.Has(s.State) }
 func (c FamilyIs) Match(s *sock.Socket) bool { return s.Family == c.Family }
