@@ -180,3 +180,33 @@ func TestNetnsColumnNamed(t *testing.T) {
 		t.Errorf("unnamed JSON %s", got)
 	}
 }
+
+// A number column aligns right wherever it is, last too; no row ends in
+// spaces.
+func TestRightAlignedLastColumn(t *testing.T) {
+	cols, err := ParseColumns("local,recvq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, big := fullEntry(), fullEntry()
+	small.Socket.RecvQ, big.Socket.RecvQ = 7, 123456
+	var b bytes.Buffer
+	w := NewTableWriter(&b, TableOptions{Header: true, Columns: cols})
+	if err := w.Write([]track.Entry{small, big}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	want := []string{
+		"Local          Recv-Q",
+		"10.0.0.1:9000       7",
+		"10.0.0.1:9000  123456",
+	}
+	for i, w := range want {
+		if i >= len(lines) || lines[i] != w {
+			t.Errorf("line %d: %q, want %q\n%s", i, lines[min(i, len(lines)-1)], w, b.String())
+		}
+	}
+}

@@ -188,13 +188,14 @@ func (t *TableWriter) width(col int, cell []byte) int {
 }
 
 // add ends the cell of column col just appended to t.cells, widening the
-// column if needed; the last column is never padded, so its width is not.
+// column if needed; the last column is not padded after its cells (no
+// trailing spaces), so its width counts only when it aligns right.
 func (t *TableWriter) add(col int) {
 	start := 0
 	if len(t.ends) > 0 {
 		start = int(t.ends[len(t.ends)-1])
 	}
-	if col < len(t.cols)-1 {
+	if col < len(t.cols)-1 || t.cols[col].Right {
 		if n := t.width(col, t.cells[start:]); n > t.widths[col] {
 			t.widths[col] = n
 		}
@@ -230,11 +231,11 @@ func (t *TableWriter) appendRow(out []byte, start int, ends []int32, st sock.Sta
 		cell := t.cells[start:end]
 		start = int(end)
 		last := c == ncol-1
+		right := t.cols[c].Right
 		pad := 0
-		if !last {
+		if !last || right {
 			pad = t.widths[c] - t.width(c, cell)
 		}
-		right := t.cols[c].Right
 		if right {
 			out = appendSpaces(out, pad)
 		}
