@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -218,6 +219,22 @@ func TestIntegrationExporterPassesPromtool(t *testing.T) {
 	for _, want := range []string{"sockscope_tcp_out_rsts_total{", "sockscope_track_success{", "sockscope_tcp_sockets{"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("no %s in the scrape", want)
+		}
+	}
+	// The help of each metric names flags the exporter has.
+	help, err := exec.Command(binary, "exporter", "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagRE := regexp.MustCompile(`--[a-z][a-z-]*`)
+	for _, l := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(l, "# HELP ") {
+			continue
+		}
+		for _, f := range flagRE.FindAllString(l, -1) {
+			if !regexp.MustCompile(`\s` + f + `\b[^-]`).Match(help) {
+				t.Errorf("%s names %s, which the exporter does not have", l, f)
+			}
 		}
 	}
 	check := exec.Command(promtool, "check", "metrics")

@@ -130,7 +130,7 @@ func newDescs(id []string) *descs {
 	with := func(extra ...string) []string { return append(slices.Clip(id), extra...) }
 	d := &descs{
 		sockets: prometheus.NewDesc("sockscope_tcp_sockets",
-			"TCP sockets by state and family; local_port is set for the ports named with --port and empty for the rest, so a sum over it is the total.",
+			"TCP sockets by state and family; local_port is set for the ports named with --port-series and empty for the rest, so a sum over it is the total.",
 			with("state", "family", "local_port"), nil),
 		age: prometheus.NewDesc("sockscope_tcp_timewait_age_seconds",
 			"Ages of the live TIME_WAIT entries (exact: 60 s minus the kernel's timer).", id, nil),
