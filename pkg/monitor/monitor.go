@@ -427,8 +427,12 @@ func (m *Monitor) awaitShown() time.Duration {
 
 // frame makes the frame of v, the view of snap, whose poll began at start.
 func (m *Monitor) frame(v *track.View, snap *sock.Snapshot, start time.Time) *Frame {
+	// The interval this poll's time sets, said with that time: the one in
+	// force before it would show a poll's stretch beside the next one's
+	// time ("every 1s (2.2s: a poll takes 40ms)").
+	took := time.Since(start)
 	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
-		Total: snap.Total, Counted: snap.Counted, Refiltered: m.refiltered, snap: snap, spares: &m.spares, Every: m.every, Took: time.Since(start)}
+		Total: snap.Total, Counted: snap.Counted, Refiltered: m.refiltered, snap: snap, spares: &m.spares, Every: m.paced(took), Took: took}
 	m.refiltered = false
 	f.Warn, m.warn = m.warn, nil
 	if m.extras != nil {
@@ -463,15 +467,24 @@ func (m *Monitor) pace(took time.Duration) {
 	if m.ticker == nil {
 		return // the caller ticks
 	}
+	if next := m.paced(took); next != m.every {
+		m.every = next
+		m.ticker.Reset(next)
+	}
+}
+
+// paced is the interval pace sets after a poll that took took (the
+// caller's 0 when it ticks).
+func (m *Monitor) paced(took time.Duration) time.Duration {
+	if m.ticker == nil {
+		return m.every
+	}
 	next := m.interval
 	if need := took * maxDuty; need > next {
 		const step = 100 * time.Millisecond
 		next = (need + step - 1).Truncate(step) // up: at most a quarter
 	}
-	if next != m.every {
-		m.every = next
-		m.ticker.Reset(next)
-	}
+	return next
 }
 
 // Tracked returns how many sockets the tracker holds. Call it on the

@@ -255,6 +255,49 @@ func TestSlowDumpsSpaceThePolls(t *testing.T) {
 	}
 }
 
+// firstSlow is a source whose first dump is slow (a first look-up of every
+// owner, say) and the others quick.
+type firstSlow struct {
+	slowSource
+	polls *int
+}
+
+func (s firstSlow) Snapshot() (*sock.Snapshot, error) {
+	if *s.polls++; *s.polls == 1 {
+		return s.slowSource.Snapshot()
+	}
+	return &sock.Snapshot{Time: time.Now(), Total: -1}, nil
+}
+
+// Each frame says the interval its own poll sets beside that poll's time:
+// a quick poll after a slow one says the interval asked for, not the
+// stretch the slow one made.
+func TestFrameSaysTheIntervalItsPollSets(t *testing.T) {
+	const delay = 200 * time.Millisecond
+	frames := make(chan *Frame, 16)
+	m := New(firstSlow{slowSource{delay}, new(int)}, Options{Interval: 100 * time.Millisecond}, func(f *Frame) {
+		select {
+		case frames <- f:
+		default:
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil, nil) }()
+	defer func() { cancel(); <-done }()
+	first := <-frames
+	if first.Every < 4*delay {
+		t.Errorf("a %v poll with a 100ms interval: its frame says every %v, want at least four polls' length", first.Took, first.Every)
+	}
+	// (A host that stalls even the quick poll past a quarter of the
+	// interval stretches it again, by that poll's time.)
+	second := <-frames
+	want := max(100*time.Millisecond, 4*second.Took)
+	if second.Every < want || second.Every >= want+100*time.Millisecond {
+		t.Errorf("a %v poll after a slow one: its frame says every %v, want %v (from its own time)", second.Took, second.Every, want)
+	}
+}
+
 // recycling is a source that reuses the snapshots handed back, and fills
 // each dump with sockets whose cookies name the poll.
 type recycling struct {
