@@ -180,6 +180,7 @@ func FuzzFilter(f *testing.F) {
 	}
 	f.Add("((((")
 	f.Add("src [::1]:99999")
+	f.Add(":* and not :*")
 	f.Fuzz(func(t *testing.T, in string) {
 		e, err := Parse([]string{in})
 		if err != nil {

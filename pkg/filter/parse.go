@@ -250,6 +250,9 @@ func (p *parser) unary() (Expr, error) {
 		// ss tests the kernel's bind lock (INET_DIAG_BC_AUTO) and the
 		// local port range together; the lock is not in the dump.
 		return nil, p.errAt(t, "cannot filter on autobound: sockscope's dump does not say whether a port was bound explicitly")
+	case t.text == ":*":
+		// Any port, local or peer: every socket, as sport = :* is.
+		return HostCond{Port: -1}, nil
 	case strings.HasPrefix(t.text, ":"):
 		port, err := parsePortName(t, t.text[1:])
 		if err != nil {
