@@ -196,7 +196,7 @@ func TestDetailScrolls(t *testing.T) {
 	h.special(tcell.KeyDown)
 	h.special(tcell.KeyEnter)
 	h.poll()
-	const first, last = "state      ESTABLISHED", "there when sockscope started in ESTABLISHED"
+	const first, last = "state      ESTABLISHED", "first seen, there before in ESTABLISHED"
 	lines, b := h.waitPanel(detailTitle, first, "rtt", "history")
 	if strings.Contains(strings.Join(lines, "\n"), last) {
 		t.Fatalf("the detail fits an 80x24 screen: nothing to scroll:\n%s", strings.Join(lines, "\n"))

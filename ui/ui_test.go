@@ -533,6 +533,25 @@ func TestHelpDetailAndQuit(t *testing.T) {
 	}
 }
 
+// A listener's detail gives its accept queue, not the zeros of a
+// tcp_info it has no use for (rtt 0s, last data sent 0s ago).
+func TestListenerDetail(t *testing.T) {
+	table := seedTable()
+	table[0].RecvQ, table[0].SendQ = 3, 128
+	h := start(t, 100, 30, Config{}, table)
+	h.waitText("TIME_WAIT 2")
+	h.special(tcell.KeyEnter) // the first row: LISTEN, sorted by state
+	s := h.waitText("accept queue", "history")
+	if !strings.Contains(s, "3 waiting, backlog 128") || strings.Contains(s, "rtt") || strings.Contains(s, "last data") {
+		t.Errorf("a listener's detail:\n%s", s)
+	}
+	h.poll() // with tcp_info now
+	s = h.waitText("accept queue")
+	if strings.Contains(s, "rtt") {
+		t.Errorf("a listener's detail with tcp_info:\n%s", s)
+	}
+}
+
 func TestSelectionFollowsSocketAcrossRefresh(t *testing.T) {
 	first := seedTable()
 	// The second table gains sockets that sort before the selected one.

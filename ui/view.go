@@ -367,7 +367,7 @@ func (d *dashboard) refreshDetail() {
 	case track.AgeTimer:
 		ageText += " (from the kernel's TIME_WAIT timer), " + string(render.AppendDuration(nil, left)) + " left"
 	case track.AgeAtLeast:
-		ageText = "at least " + ageText + " (it was there when sockscope started)"
+		ageText = "at least " + ageText + " (there when first seen)"
 	case track.AgeKernel:
 		ageText += " (since its birth, as the kernel dated it)"
 	default:
@@ -386,7 +386,11 @@ func (d *dashboard) refreshDetail() {
 	line("cookie", fmt.Sprintf("%#x", r.Cookie))
 	// The row's tcp_info index is into the frame the row came from (older
 	// than the latest while paused).
-	if f := d.m.shown; f != nil && !r.gone && extraOf(f).Detail == track.KeyOf(r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
+	if r.State == sock.Listen {
+		// A listener sends and receives nothing itself: its tcp_info
+		// is zeros but for its queue, which Recv-Q and Send-Q give.
+		line("accept queue", fmt.Sprintf("%d waiting, backlog %d", r.RecvQ, r.SendQ))
+	} else if f := d.m.shown; f != nil && !r.gone && extraOf(f).Detail == track.KeyOf(r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
 		ti := f.Infos[r.Info]
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
 		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
@@ -407,7 +411,9 @@ func (d *dashboard) refreshDetail() {
 	}
 	seen := "first seen"
 	if r.AgeSource == track.AgeAtLeast {
-		seen = "there when sockscope started"
+		// At the start, or when a new filter or a namespace opened
+		// first showed it.
+		seen = "first seen, there before"
 	}
 	fmt.Fprintf(&b, "   %s  %s in %s\n", r.FirstSeen().Format("15:04:05.000"), seen, firstState)
 	for _, h := range hist {
