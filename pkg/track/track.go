@@ -333,9 +333,31 @@ type Tracker struct {
 	// refiltered is set by Refilter until the next Update: the snapshot
 	// it takes in comes from another filter.
 	refiltered bool
+	// parked keeps what the tracker knew of the age of each socket a
+	// filter change or a namespace no longer dumped took out of view,
+	// for parkFor: one shown again (the filter changed back, the
+	// namespace opened again) resumes its age instead of starting again
+	// from "at least" zero.
+	parked       map[Key]parkedAge
+	parkedOldest stamp // no later than the oldest parked's at
 	// events is how many events the last Update made.
 	events int
 }
+
+// parkedAge is what a socket out of view keeps (Tracker.parked).
+type parkedAge struct {
+	firstSeen, since, at stamp // at: when it was parked
+	state                sock.State
+	predates, sinceExact bool
+}
+
+// parkFor is how long a socket out of view keeps its age, and maxParked
+// how many do (about 15 MB): beyond them a socket shown again starts from
+// "at least" zero, as one does that was never seen.
+const (
+	parkFor   = 10 * time.Minute
+	maxParked = 1 << 18
+)
 
 // pair is an address pair within one namespace: the same four-tuple in
 // two namespaces is two different connections.
@@ -352,7 +374,7 @@ const maxUnseen = 1 << 16
 // New returns a Tracker. lookup may be nil: processes are then not shown.
 func New(lookup Lookup) *Tracker {
 	return &Tracker{lookup: lookup, recs: NewKeyMap[*record](), fresh: make(map[pair]struct{}),
-		goneLast: make(map[Key]struct{}), unseenKeys: make(map[Key]struct{})}
+		goneLast: make(map[Key]struct{}), unseenKeys: make(map[Key]struct{}), parked: make(map[Key]parkedAge)}
 }
 
 // Expiring returns the TIME_WAIT entries whose 60 s are up but that the
@@ -404,6 +426,7 @@ func (t *Tracker) Probed(k Key, at time.Time, alive bool) {
 // socket's change or end, or reports a matching socket no snapshot showed.
 func (t *Tracker) Destroyed(d sock.Destroy) {
 	k := Key{Netns: d.Socket.Netns, Cookie: d.Cookie}
+	delete(t.parked, k) // it will not be shown again
 	r, _ := t.recs.Get(k)
 	switch {
 	case r != nil:
@@ -525,6 +548,9 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 			*r = record{firstSeen: nowS, predates: predates, state: s.State, since: nowS,
 				twEntered: none, destroyedAt: none, missingAt: none, born: none}
 			kernelSince = t.bornOf(r, s)
+			if t.resume(r, s) && !kernelSince {
+				kernelSince = true // its time in its state is known: keep it
+			}
 			t.recs.Set(KeyOf(s), r)
 			if !predates {
 				t.fresh[pairOf(s)] = struct{}{}
@@ -637,6 +663,7 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 // them out.
 func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now time.Time, refiltered bool) {
 	clear(t.goneLast)
+	t.expireParked()
 	n := 0
 	for _, r := range order {
 		if r != nil && r.seen != t.gen {
@@ -653,8 +680,9 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 		}
 		if k := KeyOf(&old.Sockets[i]); refiltered || !v.Snapshot.Reads(k.Netns) {
 			// Its namespace is counted now, not dumped, or the filter
-			// left it out: forgotten, not gone. Seen again, it is first
-			// seen again.
+			// left it out: out of view, not gone. Seen again, it
+			// resumes its age (parked).
+			t.park(k, r)
 			t.recs.Delete(k)
 			t.slab.put(r)
 			continue
@@ -670,6 +698,59 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 		t.slab.put(r)
 		t.goneLast[k] = struct{}{}
 	}
+}
+
+// park keeps the age of r, whose socket k goes out of view, and forgets
+// the ages parked longer than parkFor.
+func (t *Tracker) park(k Key, r *record) {
+	if len(t.parked) >= maxParked {
+		return // full of recent ones: this one starts again when shown
+	}
+	if len(t.parked) == 0 {
+		t.parkedOldest = t.lastS
+	}
+	t.parked[k] = parkedAge{firstSeen: r.firstSeen, since: r.since, at: t.lastS, state: r.state,
+		predates: r.predates, sinceExact: r.sinceExact}
+}
+
+// expireParked forgets the ages parked longer than parkFor: a walk of
+// them only when the oldest is that old.
+func (t *Tracker) expireParked() {
+	if len(t.parked) == 0 || time.Duration(t.lastS-t.parkedOldest) <= parkFor {
+		return
+	}
+	oldest := t.lastS
+	for k, p := range t.parked {
+		if time.Duration(t.lastS-p.at) > parkFor {
+			delete(t.parked, k)
+			continue
+		}
+		oldest = min(oldest, p.at)
+	}
+	t.parkedOldest = oldest
+}
+
+// resume gives r, the new record of s, the age s had when it went out of
+// view, if it was parked less than parkFor ago; it reports whether its
+// time in its state was kept too (it is in the same state).
+func (t *Tracker) resume(r *record, s *sock.Socket) bool {
+	k := KeyOf(s)
+	p, ok := t.parked[k]
+	if !ok {
+		return false
+	}
+	delete(t.parked, k)
+	if time.Duration(t.lastS-p.at) > parkFor {
+		return false
+	}
+	r.firstSeen, r.predates = p.firstSeen, p.predates
+	if p.state != s.State {
+		// It changed while out of view, when is not known: its time in
+		// the new state counts from now, at least.
+		return false
+	}
+	r.since, r.sinceExact = p.since, p.sinceExact
+	return true
 }
 
 // owned is e with a copy of its socket, for an Event: events outlive the

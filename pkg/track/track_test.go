@@ -652,8 +652,9 @@ func inNS(s sock.Socket, ino uint32) sock.Socket {
 }
 
 // A reader of many namespaces may dump some and count the others
-// (sock.Snapshot.Read): a namespace no longer dumped is forgotten without
-// an end, and one dumped again is a first look, its sockets predating it.
+// (sock.Snapshot.Read): a namespace no longer dumped goes out of view
+// without an end, and one dumped again is a first look, its sockets
+// predating it, those seen before resuming their ages.
 func TestNamespacesReadInTurn(t *testing.T) {
 	tr := New(nil)
 	all := snapAt(0, inNS(est(1, 0), 10), inNS(est(2, 0), 20))
@@ -672,31 +673,31 @@ func TestNamespacesReadInTurn(t *testing.T) {
 	// An announcement for a namespace not read is not an unseen socket.
 	tr.Destroyed(sock.Destroy{Cookie: 9, At: t0.Add(1500 * time.Millisecond), Socket: inNS(est(9, 0), 20), Matches: true})
 
-	// Namespace 20 alone, 10 s in: its sockets predate this look, and
-	// namespace 10 is forgotten in turn.
+	// Namespace 20 alone, 10 s in: its sockets predate this look (2,
+	// seen at the start, resumes its age), and namespace 10 goes out of
+	// view in turn.
 	only20 := snapAt(10*time.Second, inNS(est(2, 0), 20), inNS(est(3, 0), 20))
 	only20.Read = []uint32{20}
 	v = tr.Update(only20)
 	if len(v.Gone) != 0 || len(v.Events) != 0 {
 		t.Fatalf("switching to namespace 20: gone %d, events %s; want none", len(v.Gone), kinds(v.Events))
 	}
-	for _, c := range []uint64{2, 3} {
-		wantAge(t, v, c, AgeAtLeast, 0, fmt.Sprintf("cookie %d at the first look at its namespace", c))
-	}
+	wantAge(t, v, 2, AgeAtLeast, 10*time.Second, "cookie 2, seen at the start, at the next look at its namespace")
+	wantAge(t, v, 3, AgeAtLeast, 0, "cookie 3 at the first look at its namespace")
 	v = tr.Update(func() *sock.Snapshot {
 		s := snapAt(12*time.Second, inNS(est(2, 0), 20), inNS(est(4, 0), 20))
 		s.Read = []uint32{20}
 		return s
 	}())
-	wantAge(t, v, 2, AgeAtLeast, 2*time.Second, "2 s after the first look")
+	wantAge(t, v, 2, AgeAtLeast, 12*time.Second, "2 s after the look")
 	wantAge(t, v, 4, AgeFirstSeen, 0, "a socket born in a namespace read twice")
 	if got := kinds(v.Events); got != "new:4:STATE0->ESTABLISHED gone:3:ESTABLISHED->STATE0" {
 		t.Errorf("events %q, want the end of 3 and the birth of 4", got)
 	}
 
-	// Every namespace again: 10's socket is back, predating the look.
+	// Every namespace again: 10's socket is back, with its age.
 	v = tr.Update(snapAt(13*time.Second, inNS(est(1, 0), 10), inNS(est(2, 0), 20), inNS(est(4, 0), 20)))
-	wantAge(t, v, 1, AgeAtLeast, 0, "namespace 10 read again")
+	wantAge(t, v, 1, AgeAtLeast, 13*time.Second, "namespace 10 read again")
 	if len(v.Events) != 0 {
 		t.Errorf("reading every namespace again: events %s, want none", kinds(v.Events))
 	}
@@ -753,12 +754,42 @@ func TestRefilter(t *testing.T) {
 		t.Errorf("events %q, want the birth of 7 and the end of 6", got)
 	}
 
-	// Back to the first filter: 1 is first seen again, predating it.
+	// Back to the first filter: 1 and 2 resume their ages (1 there at
+	// the start, 2 born at 3 s while watched); 5 and 7 go out of view.
 	tr.Refilter()
 	v = tr.Update(snapAt(7*time.Second, est(1, 0), est(2, 0)))
-	wantAge(t, v, 1, AgeAtLeast, 0, "cookie 1 shown again by the first filter")
+	wantAge(t, v, 1, AgeAtLeast, 7*time.Second, "cookie 1 shown again by the first filter")
+	wantAge(t, v, 2, AgeFirstSeen, 4*time.Second, "cookie 2 shown again by the first filter")
 	if len(v.Events) != 0 {
 		t.Errorf("filter changed back: events %s, want none", kinds(v.Events))
+	}
+
+	// 5 ends out of view (its destroy announcement): shown again under
+	// the same cookie (a reused one, in a test), it starts again.
+	tr.Destroyed(sock.Destroy{Cookie: 5, At: t0.Add(7500 * time.Millisecond), Socket: est(5, 0)})
+	// 7, out of view past parkFor, starts again too; 1, in view under
+	// both filters, ages on.
+	tr.Refilter()
+	v = tr.Update(snapAt(parkFor+8*time.Second, est(1, 0), est(5, 0), est(7, 0)))
+	wantAge(t, v, 1, AgeAtLeast, parkFor+8*time.Second, "cookie 1, in view under both filters")
+	wantAge(t, v, 5, AgeAtLeast, 0, "cookie 5, announced closed while out of view")
+	wantAge(t, v, 7, AgeAtLeast, 0, "cookie 7, out of view longer than parkFor")
+}
+
+// A socket that changed state while out of view keeps its age; its time
+// in its new state is not known, and not made up.
+func TestOutOfViewChange(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, est(1, 0)))
+	tr.Refilter()
+	tr.Update(snapAt(2 * time.Second))
+	tr.Refilter()
+	cw := est(1, 0)
+	cw.State = sock.CloseWait
+	v := tr.Update(snapAt(5*time.Second, cw))
+	wantAge(t, v, 1, AgeAtLeast, 5*time.Second, "a socket shown again in another state")
+	if len(v.Events) != 0 {
+		t.Errorf("a change made out of view: events %s, want none (when it came is not known)", kinds(v.Events))
 	}
 }
 
