@@ -67,9 +67,9 @@ type closing struct {
 	at, last time.Time // the close, and the change before it (zero: unknown)
 	born     time.Time // the socket's birth, when told
 	from     sock.State
-	fromTold bool // the change into from was told (at last, unless lost)
-	lost     bool // a change between last and at was lost: no exact time in from
-	lossy    bool // events were lost before it: an unknown last may be a lost birth
+	into     uint32 // the states the kernel told it came into (told.into)
+	lost     bool   // a change between last and at was lost: no exact time in from
+	lossy    bool   // events were lost before it: an unknown last may be a lost birth
 }
 
 // twTimerSlack is how far the TIME_WAIT timer's date of an entry may lie
@@ -138,7 +138,7 @@ func (k *kernelFeed) event(tr *kevents.Transition, s *sock.Socket) (track.Event,
 			// when the states differ: the time in From is then at
 			// most since the last told.
 			k.closed[tr.Cookie] = closing{at: tr.At, last: prev.at, born: prev.born, from: tr.From,
-				fromTold: prev.into&(1<<tr.From) != 0, lost: known && prev.state != tr.From, lossy: !known && k.lossy()}
+				into: prev.into, lost: known && prev.state != tr.From, lossy: !known && k.lossy()}
 		}
 		return track.Event{}, false
 	}
@@ -205,11 +205,13 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 			k.closedGone(ev, c)
 		}
 		return true
-	case ev.Kind == track.EventChange && closed && ev.To == c.from && c.fromTold:
-		// A socket its owner closed, reaching FIN_WAIT2, leaves the
-		// full socket (a change to CLOSE) for a TIME_WAIT entry that
-		// keeps its cookie and shows FIN_WAIT2 until the peer's FIN:
-		// the poll's change into it is the one the kernel told.
+	case closed && c.into&(1<<ev.To) != 0 && (ev.Kind == track.EventChange || !c.born.IsZero()):
+		// Closed before the poll read the kernel's news of it: the
+		// poll's change into a state the kernel told, or its birth
+		// into one when the kernel told that too, says it again. (A
+		// socket its owner closed, reaching FIN_WAIT2, leaves the full
+		// socket for a TIME_WAIT entry that keeps its cookie and shows
+		// FIN_WAIT2 until the peer's FIN: a poll may show it there.)
 		return false
 	case ev.To == sock.TimeWait && closed:
 		// The full socket closed into an entry of the TIME_WAIT table:
@@ -258,16 +260,18 @@ func (k *kernelFeed) adjust(ev *track.Event) bool {
 // not the last one a poll saw; its time there when the change into it was
 // told; its life, when its birth was.
 func (k *kernelFeed) closedGone(ev *track.Event, c closing) {
+	polled := ev.From
 	ev.From = c.from
 	switch {
-	case c.fromTold && !c.lost:
+	case c.into&(1<<c.from) != 0 && !c.lost:
 		ev.InState, ev.InStateExact, ev.InStateAtLeast, ev.InStateUnknown = c.at.Sub(c.last), true, false, false
 	case !c.last.IsZero():
 		// A change after the last told was lost: at most since then.
 		ev.InState, ev.InStateExact, ev.InStateAtLeast, ev.InStateUnknown = c.at.Sub(c.last), false, false, false
-	case ev.Unseen:
-		// Neither a poll nor the kernel saw it come into that state.
-		ev.InStateUnknown = true
+	case ev.Unseen || polled != c.from:
+		// Neither a poll nor the kernel saw it come into that state:
+		// the poll's time was in another one.
+		ev.InState, ev.InStateExact, ev.InStateAtLeast, ev.InStateUnknown = 0, false, false, true
 	}
 	if !c.born.IsZero() {
 		ev.Lifetime, ev.LifetimeAtLeast, ev.Unseen = c.at.Sub(c.born), false, false

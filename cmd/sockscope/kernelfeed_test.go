@@ -157,6 +157,12 @@ func TestKernelFeedCloses(t *testing.T) {
 	if ev, shown := f.poll(track.EventChange, 1, sock.Established, sock.FinWait2, 1210); shown {
 		t.Errorf("the poll's change into FIN_WAIT2, which the kernel told, is printed again: %+v", ev)
 	}
+	// A poll that read the socket in FIN_WAIT1 before the kernel's news
+	// came in (a remote peer's ACK takes a round trip) says its change
+	// after the close: told already too.
+	if ev, shown := f.poll(track.EventChange, 1, sock.Established, sock.FinWait1, 1210); shown {
+		t.Errorf("the poll's change into FIN_WAIT1, which the kernel told, is printed again: %+v", ev)
+	}
 	// The peer's FIN, 1.2 s later, which the timer dates.
 	ev, shown := f.poll(track.EventChange, 1, sock.FinWait2, sock.TimeWait, 2400)
 	if !shown || !ev.At.Equal(f.at(2400)) || ev.From != sock.FinWait2 || !ev.InStateExact || ev.InState != 1197*time.Millisecond {
@@ -191,6 +197,31 @@ func TestKernelFeedCloses(t *testing.T) {
 		gone.Lifetime != 301*time.Millisecond || gone.LifetimeAtLeast {
 		t.Errorf("the end of a socket no poll saw: %+v; want from LAST_ACK, 1ms exactly, lived 301ms", gone)
 	}
+
+	// Born and closed by its owner between two polls: the poll shows
+	// its TIME_WAIT entry still in FIN_WAIT2, a birth the kernel told.
+	f.tell(5, sock.Close, sock.SynSent, 500)
+	f.tell(5, sock.SynSent, sock.Established, 500)
+	f.tell(5, sock.Established, sock.FinWait1, 510)
+	f.tell(5, sock.FinWait1, sock.FinWait2, 511)
+	f.tell(5, sock.FinWait2, sock.Close, 511)
+	if ev, shown := f.poll(track.EventNew, 5, 0, sock.FinWait2, 900); shown {
+		t.Errorf("the poll's birth of a socket the kernel told born and closed is printed again: %+v", ev)
+	}
+
+	// Older than the watch, seen by polls in CLOSE_WAIT, closed from
+	// LAST_ACK with only its close told (the change before it lost):
+	// the poll's time in CLOSE_WAIT is not its time in LAST_ACK.
+	var lost uint64 = 1
+	f.k.lost = func() (uint64, error) { return lost, nil }
+	f.tell(6, sock.LastAck, sock.Close, 1000)
+	sk6 := sock.Socket{Cookie: 6, State: sock.CloseWait}
+	gone = track.Event{Kind: track.EventGone, At: f.at(1000), Exact: true, Entry: track.Entry{Socket: &sk6}, From: sock.CloseWait,
+		InState: 3 * time.Second, InStateAtLeast: true, Lifetime: 3 * time.Second, LifetimeAtLeast: true}
+	if !f.k.adjust(&gone) || gone.From != sock.LastAck || !gone.InStateUnknown || gone.InStateExact || gone.InStateAtLeast {
+		t.Errorf("the end of an older socket whose change into LAST_ACK was lost: %+v; want from LAST_ACK, its time there unknown", gone)
+	}
+	f.k.lost = nil
 
 	// An end the poll dates otherwise (a TIME_WAIT entry's, long after
 	// the full socket closed) keeps the poll's state.
