@@ -66,8 +66,9 @@ type Frame struct {
 	Refiltered bool
 	// Extra is what Options.Extras returned for this frame.
 	Extra any
-	// Every is the polling interval in force: the one asked for, or a
-	// longer one when dumps are slow (maxDuty); 0 when the caller ticks.
+	// Every is the polling interval in force from this frame's poll on:
+	// the one asked for, or a longer one this poll's time set (maxDuty);
+	// 0 when the caller ticks.
 	Every time.Duration
 	// Took is how long this frame's poll took: the dump and the
 	// tracker's work on it, what pacing spaces.
@@ -262,7 +263,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 		defer m.ticker.Stop()
 		tick = m.ticker.C
 	}
-	m.pace(m.Poll())
+	m.Poll()
 	// Announcements are read from their channel on this ticker and before
 	// each poll, not one by one as they come: a host that closes 500
 	// connections a second would otherwise wake this goroutine 500 times
@@ -322,7 +323,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 					m.destroysEnded()
 				}
 			}
-			m.pace(m.Poll())
+			m.Poll()
 		}
 	}
 }
@@ -375,6 +376,7 @@ func (m *Monitor) Poll() time.Duration {
 	snap, err := m.src.Snapshot()
 	took := time.Since(start)
 	if err != nil {
+		m.pace(took)
 		m.send(&Frame{Time: m.now(), Err: err, Total: -1, Every: m.every, Took: took})
 		return took
 	}
@@ -391,7 +393,9 @@ func (m *Monitor) Poll() time.Duration {
 		waited := m.awaitShown()
 		m.tracker.TakeIn(v)
 		m.latest = snap
-		return time.Since(start) - waited
+		took := time.Since(start) - waited
+		m.pace(took) // with the records' making, which the frame came before
+		return took
 	}
 	v := m.tracker.Update(snap)
 	m.latest = snap
@@ -427,12 +431,13 @@ func (m *Monitor) awaitShown() time.Duration {
 
 // frame makes the frame of v, the view of snap, whose poll began at start.
 func (m *Monitor) frame(v *track.View, snap *sock.Snapshot, start time.Time) *Frame {
-	// The interval this poll's time sets, said with that time: the one in
-	// force before it would show a poll's stretch beside the next one's
-	// time ("every 1s (2.2s: a poll takes 40ms)").
+	// Every poll paces, and its frame says the interval its time set: the
+	// one in force before would show a poll's stretch beside the next
+	// one's time ("every 1s (2.2s: a poll takes 40ms)").
 	took := time.Since(start)
+	m.pace(took)
 	f := &Frame{Time: v.Time, Entries: v.Entries, Gone: v.Gone, Events: v.Events, Infos: snap.Infos,
-		Total: snap.Total, Counted: snap.Counted, Refiltered: m.refiltered, snap: snap, spares: &m.spares, Every: m.paced(took), Took: took}
+		Total: snap.Total, Counted: snap.Counted, Refiltered: m.refiltered, snap: snap, spares: &m.spares, Every: m.every, Took: took}
 	m.refiltered = false
 	f.Warn, m.warn = m.warn, nil
 	if m.extras != nil {
@@ -462,29 +467,20 @@ func (m *Monitor) recycle(snap *sock.Snapshot) {
 const maxDuty = 4
 
 // pace stretches the interval in force when the last poll was slow, and
-// gives back the interval asked for when polls are quick again.
+// brings it back when polls are quick again.
 func (m *Monitor) pace(took time.Duration) {
 	if m.ticker == nil {
 		return // the caller ticks
-	}
-	if next := m.paced(took); next != m.every {
-		m.every = next
-		m.ticker.Reset(next)
-	}
-}
-
-// paced is the interval pace sets after a poll that took took (the
-// caller's 0 when it ticks).
-func (m *Monitor) paced(took time.Duration) time.Duration {
-	if m.ticker == nil {
-		return m.every
 	}
 	next := m.interval
 	if need := took * maxDuty; need > next {
 		const step = 100 * time.Millisecond
 		next = (need + step - 1).Truncate(step) // up: at most a quarter
 	}
-	return next
+	if next != m.every {
+		m.every = next
+		m.ticker.Reset(next)
+	}
 }
 
 // Tracked returns how many sockets the tracker holds. Call it on the
