@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -538,15 +539,25 @@ func TestHelpDetailAndQuit(t *testing.T) {
 func TestListenerDetail(t *testing.T) {
 	table := seedTable()
 	table[0].RecvQ, table[0].SendQ = 3, 128
-	h := start(t, 100, 30, Config{}, table)
+	more := append(slices.Clone(table), sk(9, sock.Established, "127.0.0.1:9000", "127.0.0.1:40009", 19))
+	h := start(t, 100, 30, Config{}, table, more)
 	h.waitText("TIME_WAIT 2")
 	h.special(tcell.KeyEnter) // the first row: LISTEN, sorted by state
 	s := h.waitText("accept queue", "history")
 	if !strings.Contains(s, "3 waiting, backlog 128") || strings.Contains(s, "rtt") || strings.Contains(s, "last data") {
 		t.Errorf("a listener's detail:\n%s", s)
 	}
-	h.poll() // with tcp_info now
-	s = h.waitText("accept queue")
+	h.src.mu.Lock()
+	asked := h.src.info
+	h.src.mu.Unlock()
+	if asked {
+		t.Error("a listener's detail asked for tcp_info, which it does not show")
+	}
+	// A poll with tcp_info (another pane may want it): the frame with the
+	// fourth ESTABLISHED socket has the listener's too.
+	h.src.SetInfo(true)
+	h.poll()
+	s = h.waitText("ESTABLISHED 4", "accept queue")
 	if strings.Contains(s, "rtt") {
 		t.Errorf("a listener's detail with tcp_info:\n%s", s)
 	}

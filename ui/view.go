@@ -323,14 +323,17 @@ func (d *dashboard) refreshStatus() {
 }
 
 func (d *dashboard) openDetail() {
-	if i := d.m.index(d.selected); i < 0 {
+	i := d.m.index(d.selected)
+	if i < 0 {
 		return
 	}
 	d.detail.ScrollToBeginning()
 	d.show("detail")
 	k := d.selected
 	d.do(func() { d.x.detail = k })
-	d.mon.NeedInfo("detail", true) // and polls: tcp_info now
+	if d.m.at(i).State != sock.Listen { // a listener's tcp_info is not shown
+		d.mon.NeedInfo("detail", true) // and polls: tcp_info now
+	}
 	d.refreshDetail()
 }
 
@@ -389,7 +392,12 @@ func (d *dashboard) refreshDetail() {
 	if r.State == sock.Listen {
 		// A listener sends and receives nothing itself: its tcp_info
 		// is zeros but for its queue, which Recv-Q and Send-Q give.
-		line("accept queue", fmt.Sprintf("%d waiting, backlog %d", r.RecvQ, r.SendQ))
+		// (/proc/net/tcp gives no backlog: 0 there.)
+		q := fmt.Sprintf("%d waiting", r.RecvQ)
+		if r.SendQ > 0 {
+			q += fmt.Sprintf(", backlog %d", r.SendQ)
+		}
+		line("accept queue", q)
 	} else if f := d.m.shown; f != nil && !r.gone && extraOf(f).Detail == track.KeyOf(r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
 		ti := f.Infos[r.Info]
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))

@@ -298,9 +298,7 @@ func (o *options) editable() (string, filter.Spec, error) {
 // refuse says why the source cannot apply filter e (nil: it can).
 func (o *options) refuse(e filter.Expr) error {
 	if o.procfs && filter.HasDev(e) {
-		// /proc/net/tcp has no interface: dev would match nothing, or
-		// (negated) everything, without a word.
-		return errors.New("dev: /proc/net/tcp does not say which interface a socket is bound to; leave out --procfs or the dev test")
+		return session.ErrDevFromProcfs // said before anything is opened
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockscope/sockscope/pkg/netns"
+	"github.com/sockscope/sockscope/pkg/session"
 )
 
 func main() {
@@ -113,7 +114,8 @@ func exitCode(err error, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "sockscope: %s\n", strings.TrimPrefix(msg, "sockscope: "))
 	var ue *usageError
 	var ne *netns.Error
-	if errors.As(err, &ue) || errors.As(err, &ne) {
+	var fe *session.FilterError
+	if errors.As(err, &ue) || errors.As(err, &ne) || errors.As(err, &fe) {
 		return 2
 	}
 	return 1

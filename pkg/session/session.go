@@ -129,9 +129,25 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 	return s, nil
 }
 
+// FilterError says that the filter tests what the sources read cannot
+// tell: bad input, not a failure.
+type FilterError struct{ Msg string }
+
+func (e *FilterError) Error() string { return e.Msg }
+
+// ErrDevFromProcfs is the FilterError of a dev test where /proc/net/tcp
+// is read: it has no interface, so dev would match nothing, or (negated)
+// everything, without a word.
+var ErrDevFromProcfs = &FilterError{Msg: "dev: /proc/net/tcp does not say which interface a socket is bound to; leave out the dev test (or --procfs)"}
+
 func (s *Session) open(ctx context.Context, cfg Config) error {
 	if err := s.openReaders(ctx, cfg); err != nil {
 		return err
+	}
+	// /proc/net/tcp may be read without --procfs, where sock_diag is
+	// missing.
+	if cfg.Program != nil && filter.HasDev(cfg.Program.Expr) && s.readsProcfs() {
+		return ErrDevFromProcfs
 	}
 	if cfg.Processes {
 		root := cfg.ProcRoot
@@ -196,6 +212,24 @@ func (s *Session) openReaders(ctx context.Context, cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// readsProcfs says whether a source reads /proc/net/tcp.
+func (s *Session) readsProcfs() bool {
+	if s.Fleet != nil {
+		for _, mb := range s.Fleet.Members() {
+			if mb.Source.Procfs() {
+				return true
+			}
+		}
+		return false
+	}
+	for _, t := range s.Targets {
+		if t.Source.Procfs() {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Session) note(n string) {

@@ -393,3 +393,35 @@ func TestIntegrationKernelEndsSelf(t *testing.T) {
 		t.Fatal("the end of a socket in the caller's namespace was not delivered")
 	}
 }
+
+// A dev test where /proc/net/tcp is read (asked for here; the same where
+// sock_diag is missing) is a FilterError: it could match nothing, or
+// everything, without a word. Without dev the same session opens.
+func TestDevRefusedFromProcfs(t *testing.T) {
+	for _, merge := range []bool{false, true} {
+		for _, text := range []string{"dev 1", "not dev 1 or :80"} {
+			e, err := filter.Parse([]string{text})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nss := []netns.NS{nstest.New(t).NS(t)}
+			if merge {
+				nss = append(nss, nstest.New(t).NS(t))
+			}
+			s, err := session.Open(context.Background(), session.Config{Namespaces: nss,
+				Merge: merge, Procfs: true, Program: filter.Compile(e, filter.Options{})})
+			var fe *session.FilterError
+			if !errors.As(err, &fe) || !strings.Contains(err.Error(), "dev") {
+				t.Errorf("%q from /proc/net/tcp (merge %v): %v, want a FilterError naming dev", text, merge, err)
+			}
+			if s != nil {
+				s.Close()
+			}
+		}
+	}
+	s, err := session.Open(context.Background(), session.Config{Procfs: true, Program: filter.Compile(nil, filter.Options{})})
+	if err != nil {
+		t.Fatalf("no filter from /proc/net/tcp: %v", err)
+	}
+	s.Close()
+}

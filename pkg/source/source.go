@@ -119,6 +119,9 @@ func Open(prog *filter.Program, opt Options) (*Kernel, error) {
 	return k, nil
 }
 
+// Procfs says whether k reads /proc/net/tcp (asked for, or no sock_diag).
+func (k *Kernel) Procfs() bool { return k.p != nil }
+
 // SetProgram changes the filter for the next snapshots.
 func (k *Kernel) SetProgram(prog *filter.Program) {
 	k.prog.Store(prog)
