@@ -347,6 +347,8 @@ type Tracker struct {
 // parkedAge is what a socket out of view keeps (Tracker.parked).
 type parkedAge struct {
 	firstSeen, since, at stamp // at: when it was parked
+	history              *[]Transition
+	inode                uint32 // the same key and another inode: another socket
 	state                sock.State
 	predates, sinceExact bool
 }
@@ -547,10 +549,10 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 			r = t.slab.get()
 			*r = record{firstSeen: nowS, predates: predates, state: s.State, since: nowS,
 				twEntered: none, destroyedAt: none, missingAt: none, born: none}
-			kernelSince = t.bornOf(r, s)
-			if t.resume(r, s) && !kernelSince {
-				kernelSince = true // its time in its state is known: keep it
-			}
+			// Its age as it went out of view, if it did; the kernel's
+			// dates, where it has them, win.
+			resumed := t.resume(r, s)
+			kernelSince = t.bornOf(r, s) || resumed
 			t.recs.Set(KeyOf(s), r)
 			if !predates {
 				t.fresh[pairOf(s)] = struct{}{}
@@ -682,7 +684,7 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 			// Its namespace is counted now, not dumped, or the filter
 			// left it out: out of view, not gone. Seen again, it
 			// resumes its age (parked).
-			t.park(k, r)
+			t.park(k, r, old.Sockets[i].Inode)
 			t.recs.Delete(k)
 			t.slab.put(r)
 			continue
@@ -702,15 +704,15 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 
 // park keeps the age of r, whose socket k goes out of view, and forgets
 // the ages parked longer than parkFor.
-func (t *Tracker) park(k Key, r *record) {
+func (t *Tracker) park(k Key, r *record, inode uint32) {
 	if len(t.parked) >= maxParked {
 		return // full of recent ones: this one starts again when shown
 	}
 	if len(t.parked) == 0 {
 		t.parkedOldest = t.lastS
 	}
-	t.parked[k] = parkedAge{firstSeen: r.firstSeen, since: r.since, at: t.lastS, state: r.state,
-		predates: r.predates, sinceExact: r.sinceExact}
+	t.parked[k] = parkedAge{firstSeen: r.firstSeen, since: r.since, at: t.lastS, history: r.history, inode: inode,
+		state: r.state, predates: r.predates, sinceExact: r.sinceExact}
 }
 
 // expireParked forgets the ages parked longer than parkFor: a walk of
@@ -728,11 +730,16 @@ func (t *Tracker) expireParked() {
 		oldest = min(oldest, p.at)
 	}
 	t.parkedOldest = oldest
+	if len(t.parked) == 0 {
+		t.parked = make(map[Key]parkedAge) // a map keeps its size: give it back
+	}
 }
 
-// resume gives r, the new record of s, the age s had when it went out of
-// view, if it was parked less than parkFor ago; it reports whether its
-// time in its state was kept too (it is in the same state).
+// resume gives r, the new record of s, the age and history s had when it
+// went out of view, if it was parked less than parkFor ago; it reports
+// whether its time in its state was kept too (it is in the same state).
+// A key is a socket's cookie, or, from /proc/net/tcp, its addresses, which
+// a later socket may take: one with another inode is another socket.
 func (t *Tracker) resume(r *record, s *sock.Socket) bool {
 	k := KeyOf(s)
 	p, ok := t.parked[k]
@@ -740,13 +747,15 @@ func (t *Tracker) resume(r *record, s *sock.Socket) bool {
 		return false
 	}
 	delete(t.parked, k)
-	if time.Duration(t.lastS-p.at) > parkFor {
+	if time.Duration(t.lastS-p.at) > parkFor || p.inode != s.Inode {
 		return false
 	}
-	r.firstSeen, r.predates = p.firstSeen, p.predates
+	r.firstSeen, r.predates, r.history = p.firstSeen, p.predates, p.history
 	if p.state != s.State {
 		// It changed while out of view, when is not known: its time in
-		// the new state counts from now, at least.
+		// the new state counts from now, at least, and so does its age
+		// as far as it was first seen (no birth of it was seen then).
+		r.predates = true
 		return false
 	}
 	r.since, r.sinceExact = p.since, p.sinceExact

@@ -791,6 +791,66 @@ func TestOutOfViewChange(t *testing.T) {
 	if len(v.Events) != 0 {
 		t.Errorf("a change made out of view: events %s, want none (when it came is not known)", kinds(v.Events))
 	}
+
+	// Born in view, a change in view, out of view, then in another state:
+	// its history is kept, and its time in the state it is in now is a
+	// lower bound (its end says so).
+	tr.Update(snapAt(6*time.Second, cw, est(2, 12)))
+	fw1 := est(2, 12)
+	fw1.State = sock.FinWait1
+	tr.Update(snapAt(7*time.Second, cw, fw1))
+	tr.Refilter()
+	tr.Update(snapAt(8*time.Second, cw))
+	tr.Refilter()
+	fw2 := fw1
+	fw2.State = sock.FinWait2
+	v = tr.Update(snapAt(9*time.Second, cw, fw2))
+	if h := tr.History(KeyOf(&fw2)); len(h) != 1 || h[0].From != sock.Established || h[0].To != sock.FinWait1 {
+		t.Errorf("history after a time out of view: %+v, want the change made in view", h)
+	}
+	v = tr.Update(snapAt(10*time.Second, cw))
+	var end *Event
+	for i := range v.Events {
+		if e := &v.Events[i]; e.Kind == EventGone && e.Entry.Cookie == 2 {
+			end = e
+		}
+	}
+	if end == nil || end.InStateExact || end.InState != time.Second {
+		t.Errorf("the end of a socket whose last change came out of view: %+v; want its 1s in FIN_WAIT2, not exact", end)
+	}
+
+	// A key taken by another socket (from /proc/net/tcp, addresses make
+	// the key): another inode, another socket, which starts again.
+	tr.Refilter()
+	tr.Update(snapAt(11 * time.Second))
+	tr.Refilter()
+	other := cw
+	other.Inode = 99
+	v = tr.Update(snapAt(12*time.Second, other))
+	wantAge(t, v, 1, AgeAtLeast, 0, "another socket under a parked key")
+}
+
+// The kernel's dates win over a parked age: a socket the kernel saw born
+// is aged from its birth, whatever was parked.
+func TestKernelDatesWinOverParked(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, est(1, 11)))
+	tr.Refilter()
+	tr.Update(snapAt(time.Second))
+	tr.SetBirths(func(cookie uint64) (Birth, bool) {
+		return Birth{Born: t0.Add(-15 * time.Second), Changed: t0.Add(-15 * time.Second), State: sock.Established}, cookie == 1
+	})
+	tr.Refilter()
+	v := tr.Update(snapAt(2*time.Second, est(1, 11)))
+	wantAge(t, v, 1, AgeKernel, 17*time.Second, "a parked socket the kernel dated")
+	// Its time in ESTABLISHED starts at the kernel's date too: from its
+	// birth (to this poll, which dates the change).
+	cw := est(1, 11)
+	cw.State = sock.CloseWait
+	v = tr.Update(snapAt(3*time.Second, cw))
+	if len(v.Events) != 1 || v.Events[0].InState != 18*time.Second || v.Events[0].InStateAtLeast {
+		t.Errorf("the change of a parked socket the kernel dated: %+v; want 18s in ESTABLISHED, from its birth", v.Events)
+	}
 }
 
 // TestPreviewIsTheFirstView checks that a first snapshot's preview, made
