@@ -173,6 +173,7 @@ type Monitor struct {
 	lookup     track.Lookup
 	interval   time.Duration
 	every      time.Duration // the interval in force: interval, or longer when dumps are slow (pace)
+	asked      bool          // the poll running is not the ticker's (poll)
 	refiltered bool
 	now        func() time.Time
 	cmds       chan func()
@@ -263,7 +264,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 		defer m.ticker.Stop()
 		tick = m.ticker.C
 	}
-	m.Poll()
+	m.poll(false)
 	// Announcements are read from their channel on this ticker and before
 	// each poll, not one by one as they come: a host that closes 500
 	// connections a second would otherwise wake this goroutine 500 times
@@ -323,7 +324,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 					m.destroysEnded()
 				}
 			}
-			m.Poll()
+			m.poll(false)
 		}
 	}
 }
@@ -359,8 +360,13 @@ func (m *Monitor) destroysEnded() {
 // It returns how long the poll took, the dump and the tracker's work on
 // it: what pacing spaces (at a million sockets the tracker's part is as
 // large as the kernel's).
-func (m *Monitor) Poll() time.Duration {
+func (m *Monitor) Poll() time.Duration { return m.poll(true) }
+
+// poll is Poll; asked says it is not the ticker's: the next tick then
+// comes a whole interval after it, not a moment later.
+func (m *Monitor) poll(asked bool) time.Duration {
 	start := time.Now()
+	m.asked = asked
 	for {
 		r, ok := m.spares.take()
 		if !ok {
@@ -477,7 +483,7 @@ func (m *Monitor) pace(took time.Duration) {
 		const step = 100 * time.Millisecond
 		next = (need + step - 1).Truncate(step) // up: at most a quarter
 	}
-	if next != m.every {
+	if next != m.every || m.asked {
 		m.every = next
 		m.ticker.Reset(next)
 	}

@@ -298,6 +298,39 @@ func TestFrameSaysTheIntervalItsPollSets(t *testing.T) {
 	}
 }
 
+// A poll asked for between two ticks (a filter change, a key) moves the
+// next tick a whole interval after it: two polls do not come back to
+// back. A slow machine only delays the next, never brings it sooner.
+func TestAskedPollRestartsTheInterval(t *testing.T) {
+	const every = 400 * time.Millisecond
+	frames := make(chan time.Time, 16)
+	m := New(slowSource{0}, Options{Interval: every}, func(*Frame) {
+		select {
+		case frames <- time.Now():
+		default:
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil, nil) }()
+	defer func() { cancel(); <-done }()
+	<-frames // the first poll
+	time.Sleep(every / 2)
+	askedAt := make(chan time.Time, 1)
+	if !m.Do(func() { m.Poll(); askedAt <- time.Now() }) {
+		t.Fatal("the poll asked for was not taken")
+	}
+	asked := <-askedAt
+	for next := range frames {
+		if next.After(asked) { // the frames before were its own and the ticks' before it
+			if gap := next.Sub(asked); gap < every*3/4 {
+				t.Errorf("the tick's poll came %v after the one asked for; want about the %v interval", gap, every)
+			}
+			return
+		}
+	}
+}
+
 // recycling is a source that reuses the snapshots handed back, and fills
 // each dump with sockets whose cookies name the poll.
 type recycling struct {
