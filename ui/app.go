@@ -49,7 +49,10 @@ type Config struct {
 	// Refuse, when set, says why a filter typed with '/' cannot be
 	// applied by this source (nil: it can), e.g. a test the source has no
 	// data for.
-	Refuse   func(filter.Expr) error
+	Refuse func(filter.Expr) error
+	// Procfs says the source reads /proc/net/tcp: a listener's backlog is
+	// not known (its Send-Q is 0 there).
+	Procfs   bool
 	Interval time.Duration
 	Netns    string
 	// Names names the namespaces when many are read (--all-netns, -N

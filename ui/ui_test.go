@@ -563,6 +563,20 @@ func TestListenerDetail(t *testing.T) {
 	}
 }
 
+// From /proc/net/tcp a listener's Send-Q is 0, not its backlog: the
+// detail does not call it one.
+func TestListenerDetailFromProcfs(t *testing.T) {
+	table := seedTable()
+	table[0].RecvQ = 2
+	h := start(t, 100, 30, Config{Procfs: true}, table)
+	h.waitText("TIME_WAIT 2")
+	h.special(tcell.KeyEnter)
+	s := h.waitText("accept queue", "history")
+	if !strings.Contains(s, "2 waiting") || strings.Contains(s, "backlog") {
+		t.Errorf("a listener's detail from /proc/net/tcp:\n%s", s)
+	}
+}
+
 func TestSelectionFollowsSocketAcrossRefresh(t *testing.T) {
 	first := seedTable()
 	// The second table gains sockets that sort before the selected one.

@@ -392,9 +392,8 @@ func (d *dashboard) refreshDetail() {
 	if r.State == sock.Listen {
 		// A listener sends and receives nothing itself: its tcp_info
 		// is zeros but for its queue, which Recv-Q and Send-Q give.
-		// (/proc/net/tcp gives no backlog: 0 there.)
 		q := fmt.Sprintf("%d waiting", r.RecvQ)
-		if r.SendQ > 0 {
+		if !d.cfg.Procfs { // /proc/net/tcp gives no backlog: 0 there
 			q += fmt.Sprintf(", backlog %d", r.SendQ)
 		}
 		line("accept queue", q)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
@@ -169,7 +170,13 @@ func runDashboard(a *app, o *options) error {
 		Columns:    o.cols,
 		Filter:     text,
 		Fixed:      fixed,
-		Refuse:     o.refuse,
+		Refuse: func(e filter.Expr) error {
+			if s.ReadsProcfs() && filter.HasDev(e) {
+				return session.ErrDevFromProcfs
+			}
+			return nil
+		},
+		Procfs:     s.ReadsProcfs(),
 		Interval:   o.interval,
 		Netns:      netnsLabel(o),
 		Names:      s.Names(),

@@ -146,7 +146,7 @@ func (s *Session) open(ctx context.Context, cfg Config) error {
 	}
 	// /proc/net/tcp may be read without --procfs, where sock_diag is
 	// missing.
-	if cfg.Program != nil && filter.HasDev(cfg.Program.Expr) && s.readsProcfs() {
+	if cfg.Program != nil && filter.HasDev(cfg.Program.Expr) && s.ReadsProcfs() {
 		return ErrDevFromProcfs
 	}
 	if cfg.Processes {
@@ -214,8 +214,10 @@ func (s *Session) openReaders(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// readsProcfs says whether a source reads /proc/net/tcp.
-func (s *Session) readsProcfs() bool {
+// ReadsProcfs says whether a source reads /proc/net/tcp (asked for, or
+// where sock_diag is missing): no interface, no tcp_info, no listener's
+// backlog.
+func (s *Session) ReadsProcfs() bool {
 	if s.Fleet != nil {
 		for _, mb := range s.Fleet.Members() {
 			if mb.Source.Procfs() {
