@@ -229,22 +229,36 @@ func (s slowSource) Snapshot() (*sock.Snapshot, error) {
 func (slowSource) SetProgram(*filter.Program) {}
 func (slowSource) SetInfo(bool)               {}
 
-// Dumps slower than a quarter of the interval space the polls out to four
-// dump lengths, and the frames say the interval in force and the dump's
-// length.
-func TestSlowDumpsSpaceThePolls(t *testing.T) {
-	const delay = 30 * time.Millisecond
-	frames := make(chan *Frame, 16)
-	m := New(slowSource{delay}, Options{Interval: 10 * time.Millisecond}, func(f *Frame) {
+// sentFrame is a frame and when the monitor handed it on.
+type sentFrame struct {
+	*Frame
+	sent time.Time
+}
+
+// runPaced runs a monitor of src on its own ticker of every until the test
+// ends; its frames come on the channel (those the test does not take in
+// time are dropped).
+func runPaced(t *testing.T, src Source, every time.Duration) (*Monitor, <-chan sentFrame) {
+	frames := make(chan sentFrame, 16)
+	m := New(src, Options{Interval: every}, func(f *Frame) {
 		select {
-		case frames <- f:
+		case frames <- sentFrame{f, time.Now()}:
 		default:
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, nil, nil) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+	return m, frames
+}
+
+// Dumps slower than a quarter of the interval space the polls out to four
+// dump lengths, and the frames say the interval in force and the dump's
+// length.
+func TestSlowDumpsSpaceThePolls(t *testing.T) {
+	const delay = 30 * time.Millisecond
+	_, frames := runPaced(t, slowSource{delay}, 10*time.Millisecond)
 	first := <-frames
 	if first.Took < delay {
 		t.Errorf("the first frame's dump took %v, less than the %v it slept", first.Took, delay)
@@ -274,17 +288,7 @@ func (s firstSlow) Snapshot() (*sock.Snapshot, error) {
 // stretch the slow one made.
 func TestFrameSaysTheIntervalItsPollSets(t *testing.T) {
 	const delay = 200 * time.Millisecond
-	frames := make(chan *Frame, 16)
-	m := New(firstSlow{slowSource{delay}, new(int)}, Options{Interval: 100 * time.Millisecond}, func(f *Frame) {
-		select {
-		case frames <- f:
-		default:
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, nil, nil) }()
-	defer func() { cancel(); <-done }()
+	_, frames := runPaced(t, firstSlow{slowSource{delay}, new(int)}, 100*time.Millisecond)
 	first := <-frames
 	if first.Every < 4*delay {
 		t.Errorf("a %v poll with a 100ms interval: its frame says every %v, want at least four polls' length", first.Took, first.Every)
@@ -303,17 +307,7 @@ func TestFrameSaysTheIntervalItsPollSets(t *testing.T) {
 // back. A slow machine only delays the next, never brings it sooner.
 func TestAskedPollRestartsTheInterval(t *testing.T) {
 	const every = 400 * time.Millisecond
-	frames := make(chan time.Time, 16)
-	m := New(slowSource{0}, Options{Interval: every}, func(*Frame) {
-		select {
-		case frames <- time.Now():
-		default:
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, nil, nil) }()
-	defer func() { cancel(); <-done }()
+	m, frames := runPaced(t, slowSource{0}, every)
 	<-frames // the first poll
 	time.Sleep(every / 2)
 	askedAt := make(chan time.Time, 1)
@@ -321,8 +315,8 @@ func TestAskedPollRestartsTheInterval(t *testing.T) {
 		t.Fatal("the poll asked for was not taken")
 	}
 	asked := <-askedAt
-	for next := range frames {
-		if next.After(asked) { // the frames before were its own and the ticks' before it
+	for f := range frames {
+		if next := f.sent; next.After(asked) { // the frames before were its own and the ticks' before it
 			if gap := next.Sub(asked); gap < every*3/4 {
 				t.Errorf("the tick's poll came %v after the one asked for; want about the %v interval", gap, every)
 			}
