@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/pkg/filter"
 	"github.com/sockscope/sockscope/pkg/kevents"
 	"github.com/sockscope/sockscope/pkg/kstat"
 	"github.com/sockscope/sockscope/pkg/monitor"
@@ -170,12 +169,7 @@ func runDashboard(a *app, o *options) error {
 		Columns:    o.cols,
 		Filter:     text,
 		Fixed:      fixed,
-		Refuse: func(e filter.Expr) error {
-			if s.ReadsProcfs() && filter.HasDev(e) {
-				return session.ErrDevFromProcfs
-			}
-			return nil
-		},
+		Refuse:     s.Refuse,
 		Procfs:     s.ReadsProcfs(),
 		Interval:   o.interval,
 		Netns:      netnsLabel(o),

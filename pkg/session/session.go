@@ -146,8 +146,10 @@ func (s *Session) open(ctx context.Context, cfg Config) error {
 	}
 	// /proc/net/tcp may be read without --procfs, where sock_diag is
 	// missing.
-	if cfg.Program != nil && filter.HasDev(cfg.Program.Expr) && s.ReadsProcfs() {
-		return ErrDevFromProcfs
+	if cfg.Program != nil {
+		if err := s.Refuse(cfg.Program.Expr); err != nil {
+			return err
+		}
 	}
 	if cfg.Processes {
 		root := cfg.ProcRoot
@@ -210,6 +212,15 @@ func (s *Session) openReaders(ctx context.Context, cfg Config) error {
 				s.note(fmt.Sprintf("no destroy events (%v); times come from polling alone", err))
 			}
 		}
+	}
+	return nil
+}
+
+// Refuse says why the sources cannot apply filter e (nil: they can): a
+// FilterError.
+func (s *Session) Refuse(e filter.Expr) error {
+	if filter.HasDev(e) && s.ReadsProcfs() {
+		return ErrDevFromProcfs
 	}
 	return nil
 }
