@@ -702,8 +702,8 @@ func (t *Tracker) goneFrom(v *View, old *sock.Snapshot, order []*record, now tim
 	}
 }
 
-// park keeps the age of r, whose socket k goes out of view, and forgets
-// the ages parked longer than parkFor.
+// park keeps the age and history of r, whose socket k (of that inode)
+// goes out of view, unless maxParked are kept already.
 func (t *Tracker) park(k Key, r *record, inode uint32) {
 	if len(t.parked) >= maxParked {
 		return // full of recent ones: this one starts again when shown
