@@ -69,7 +69,11 @@ func AppendEventIn(b []byte, e *track.Event, processes bool, netns *Column) []by
 			}
 			break
 		}
-		b = appendMeasured(b, e.InState, e.InStateExact, e.InStateAtLeast)
+		if e.InStateUnknown {
+			b = append(b, '?')
+		} else {
+			b = appendMeasured(b, e.InState, e.InStateExact, e.InStateAtLeast)
+		}
 		if e.LifetimeAtLeast {
 			b = append(b, ", seen for >="...)
 			b = AppendDuration(b, e.Lifetime)

@@ -32,6 +32,8 @@ func TestEventLines(t *testing.T) {
 			"12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 new SYN_SENT 7/srv"},
 		{track.Event{Kind: track.EventGone, At: at, Entry: entry, From: sock.LastAck, InState: 300 * time.Millisecond,
 			Lifetime: 2 * time.Second}, "12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 LAST_ACK gone after ~300ms, seen for 2.0s 7/srv"},
+		{track.Event{Kind: track.EventGone, At: at, Exact: true, Entry: entry, From: sock.LastAck, InStateUnknown: true,
+			Lifetime: 3 * time.Second, LifetimeAtLeast: true}, "12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 LAST_ACK gone after ?, seen for >=3.0s 7/srv"},
 		{track.Event{Kind: track.EventGone, At: at, Entry: entry, From: sock.TimeWait,
 			TimeWait: &track.TimeWaitEnd{Length: 61040 * time.Millisecond, Uncertainty: 50 * time.Millisecond}},
 			"12:00:01.234 127.0.0.1:9000 127.0.0.1:53412 TIME_WAIT gone after 61.0s 7/srv"},
