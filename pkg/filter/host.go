@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bufio"
+	"fmt"
 	"math/bits"
 	"net/netip"
 	"os"
@@ -47,7 +48,33 @@ func cutFamily(t token, s string) (rest string, fam sock.Family, err error) {
 		// ss -x src /tmp/.X11-unix/*: a unix socket path or abstract name.
 		return "", 0, &Error{Msg: "a unix socket path selects no TCP socket (sockscope shows TCP only)", Token: t.text, Col: t.col}
 	}
+	if word, ok := unknownFamily(s); ok {
+		return "", 0, &Error{Msg: fmt.Sprintf("%q is not an address family (inet: or inet6: select TCP sockets)", word+":"), Token: t.text, Col: t.col}
+	}
 	return s, 0, nil
+}
+
+// unknownFamily reports a mistyped family prefix, as in "inet7:10.0.0.1":
+// a word that is no IPv6 group (it has a letter past f) before a colon,
+// followed by an address rather than a port. Read as ss reads it, the
+// last colon would split it into a host "inet7" and a port "10.0.0.1",
+// and the error would blame the port.
+func unknownFamily(s string) (string, bool) {
+	word, rest, ok := strings.Cut(s, ":")
+	if !ok || word == "" || rest == "" || !strings.ContainsAny(rest, ".:[") {
+		return "", false
+	}
+	pastHex := false
+	for i, r := range word {
+		switch {
+		case r >= 'g' && r <= 'z':
+			pastHex = true
+		case r >= 'a' && r <= 'f', i > 0 && r >= '0' && r <= '9':
+		default:
+			return "", false
+		}
+	}
+	return word, pastHex
 }
 
 // parseHost reads ss's HOST without its family prefix: ADDR, ADDR/PREFIX,
