@@ -155,9 +155,9 @@ func (c *Collector) Stream(r *Request, batch *sock.Snapshot, min int, fn func(*s
 
 // room returns s emptied, with room for size sockets: a stream's batch
 // holds its least and at most a kernel batch more. Grown from nothing by
-// append, a batch was made five times over, each time cleared whole
-// (growslice clears the new capacity): in a one-shot listing every page
-// is fresh, and that was a sixth of the page faults of `list state
+// append, a batch was made again at each doubling, each time cleared
+// whole (growslice clears the new capacity): in a one-shot listing every
+// page is fresh, and that was a sixth of the page faults of `list state
 // time-wait` at 110k sockets (perf record -e page-faults). Made at its
 // size, its fresh pages are touched only as sockets fill them.
 func room(s []sock.Socket, size int) []sock.Socket {
