@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/sockscope/sockscope/pkg/nstest"
 	"github.com/sockscope/sockscope/pkg/sock"
@@ -47,6 +48,25 @@ func TestIntegrationStream(t *testing.T) {
 	}
 	if batch.Dumped != 2*n || len(batch.Sockets) != 0 {
 		t.Errorf("after the stream: Dumped %d (want %d), %d sockets left in the batch", batch.Dumped, 2*n, len(batch.Sockets))
+	}
+
+	// Each batch is made once at its size: a stream that gathers 700
+	// sockets a call hands them on in the one array it started with.
+	const least = 700
+	var first *sock.Socket
+	calls = 0
+	err = c.Stream(all(), &batch, least, func(b *sock.Snapshot) error {
+		calls++
+		if first == nil {
+			first = unsafe.SliceData(b.Sockets)
+		}
+		if unsafe.SliceData(b.Sockets) != first || cap(b.Sockets) < least+maxPerBatch {
+			t.Errorf("call %d: the batch was made again (%d sockets, room for %d)", calls, len(b.Sockets), cap(b.Sockets))
+		}
+		return nil
+	})
+	if err != nil || calls < 2 {
+		t.Errorf("a stream of at least %d a call: %v after %d call(s)", least, err, calls)
 	}
 
 	enough := errors.New("enough")
