@@ -181,6 +181,9 @@ type Monitor struct {
 	ticker     *time.Ticker
 	extras     Extras
 	catchUp    func()
+	// destroys are the announcements (or the kernel's ends) Run reads,
+	// nil once closed or when there are none.
+	destroys <-chan sock.Destroy
 	shown      <-chan struct{}
 	info       map[string]bool // who needs tcp_info
 	warn       error           // for the next frame
@@ -264,6 +267,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 		defer m.ticker.Stop()
 		tick = m.ticker.C
 	}
+	m.destroys = destroys
 	m.poll(false)
 	// Announcements are read from their channel on this ticker and before
 	// each poll, not one by one as they come: a host that closes 500
@@ -273,7 +277,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 	// batching them loses nothing.
 	var probe <-chan time.Time
 	prober, _ := m.src.(Prober)
-	if prober != nil || destroys != nil {
+	if prober != nil || m.destroys != nil {
 		t := time.NewTicker(probeEvery)
 		defer t.Stop()
 		probe = t.C
@@ -288,11 +292,7 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 		case f := <-m.cmds:
 			f()
 		case <-probe:
-			if destroys != nil {
-				if destroys = m.drain(destroys); destroys == nil {
-					m.destroysEnded()
-				}
-			}
+			m.drain()
 			if prober == nil {
 				continue
 			}
@@ -317,30 +317,25 @@ func (m *Monitor) Run(ctx context.Context, tick <-chan time.Time, destroys <-cha
 				}
 			}
 		case <-tick:
-			// Announcements that came before this poll date its changes
-			// (select picks among ready cases at random).
-			if destroys != nil {
-				if destroys = m.drain(destroys); destroys == nil {
-					m.destroysEnded()
-				}
-			}
 			m.poll(false)
 		}
 	}
 }
 
-// drain hands the tracker every announcement already waiting, and returns
-// nil once the channel is closed.
-func (m *Monitor) drain(destroys <-chan sock.Destroy) <-chan sock.Destroy {
-	for {
+// drain hands the tracker every announcement already waiting, and lets
+// the channel go once it is closed.
+func (m *Monitor) drain() {
+	for m.destroys != nil {
 		select {
-		case d, ok := <-destroys:
+		case d, ok := <-m.destroys:
 			if !ok {
-				return nil
+				m.destroys = nil
+				m.destroysEnded()
+				return
 			}
 			m.tracker.Destroyed(d)
 		default:
-			return destroys
+			return
 		}
 	}
 }
@@ -389,6 +384,12 @@ func (m *Monitor) poll(asked bool) time.Duration {
 	if m.catchUp != nil {
 		m.catchUp()
 	}
+	// Every end told by now dates this poll's changes and ends: read
+	// after the dump and its catch-up, an end the kernel's events gave
+	// while the dump ran (or just before it, still in their ring) is not
+	// left to the next poll, which would date by its own time a socket
+	// this one already misses.
+	m.drain()
 	if v := m.tracker.Preview(snap); v != nil {
 		// The first poll: its frame is the view Update will make of it,
 		// shown before Update takes the snapshot in. At 110k sockets the

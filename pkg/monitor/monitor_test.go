@@ -62,6 +62,45 @@ func TestDestroysBeforeThePoll(t *testing.T) {
 	}
 }
 
+// The kernel's ends are handed on by the catch-up that follows each dump:
+// an end it gives (a socket freed just before the dump, its news still in
+// the events' ring) dates that poll's end of the socket, asked for or on
+// a tick, and is not left to the next poll.
+func TestEndsFromTheCatchUpDateThatPoll(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	cw := func(cookie uint64) sock.Socket {
+		return sock.Socket{Cookie: cookie, Family: sock.IPv4, State: sock.CloseWait,
+			Local: sock.MustParseEndpoint("127.0.0.1:9000"), Peer: sock.MustParseEndpoint("127.0.0.1:40000")}
+	}
+	src := &steps{clock: t0, table: [][]sock.Socket{{cw(7), cw(8)}, {cw(8)}, {}}}
+	destroys := make(chan sock.Destroy, 4)
+	var told []sock.Destroy // what the next catch-up tells
+	frames := make(chan *Frame, 4)
+	m := New(src, Options{Now: func() time.Time { return t0 }, CatchUp: func() {
+		for _, d := range told {
+			destroys <- d
+		}
+		told = nil
+	}}, func(f *Frame) { frames <- f })
+	tick, stop := run(t, m, destroys)
+	defer stop()
+	<-frames // the first poll shows both
+	for i, ask := range []bool{false, true} {
+		cookie := uint64(7 + i)
+		closed := t0.Add(time.Duration(i+1)*time.Second + 900*time.Millisecond)
+		m.Do(func() { told = []sock.Destroy{{Cookie: cookie, At: closed}} })
+		if ask {
+			m.Do(func() { m.Poll() })
+		} else {
+			tick <- time.Time{}
+		}
+		f := <-frames
+		if len(f.Events) != 1 || f.Events[0].Kind != track.EventGone || !f.Events[0].Exact || !f.Events[0].At.Equal(closed) {
+			t.Errorf("socket %d (asked %v): events %+v, want it gone at its end", cookie, ask, f.Events)
+		}
+	}
+}
+
 // infoSource records what tcp_info it was told to ask for, and can say
 // why its announcements stopped.
 type infoSource struct {

@@ -426,15 +426,16 @@ func (t *Tracker) Probed(k Key, at time.Time, alive bool) {
 
 // Destroyed records a destroy event; the next Update uses it to date the
 // socket's change or end, or reports a matching socket no snapshot showed.
+// It may come after the snapshot that Update takes next (a monitor reads
+// them after each dump): a socket that snapshot still shows keeps it for
+// its end.
 func (t *Tracker) Destroyed(d sock.Destroy) {
 	k := Key{Netns: d.Socket.Netns, Cookie: d.Cookie}
 	delete(t.parked, k) // it will not be shown again
 	r, _ := t.recs.Get(k)
 	switch {
 	case r != nil:
-		if r.destroyedAt == none {
-			r.destroyedAt = t.stamp(d.At)
-		}
+		t.destroyedAt(r, d.At)
 	case t.gen == 0 || !d.Matches || d.Socket.Cookie != d.Cookie ||
 		(t.read != nil && !slices.Contains(t.read, k.Netns)):
 		// Before the first snapshot nothing is known to be unseen; the
@@ -447,6 +448,17 @@ func (t *Tracker) Destroyed(d sock.Destroy) {
 			t.unseen = append(t.unseen, d)
 			t.unseenKeys[k] = struct{}{}
 		}
+	}
+}
+
+// destroyedAt dates the freeing of r's full socket at at, unless a date
+// is kept already. A TIME_WAIT entry keeps its socket's cookie, and its
+// socket's freeing is news of the step into TIME_WAIT, told late: the
+// entry itself ends unannounced, and taken as its end, that news made an
+// entry of a minute end "early" at 0 ms.
+func (t *Tracker) destroyedAt(r *record, at time.Time) {
+	if r.destroyedAt == none && r.state != sock.TimeWait {
+		r.destroyedAt = t.stamp(at)
 	}
 }
 
@@ -630,7 +642,11 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 			v.Events = append(v.Events, t.change(r, e, s.State, entered, exact))
 			// A destroy event dates one step: the freeing of the full
 			// socket. The TIME_WAIT entry that follows ends unannounced.
-			r.destroyedAt = none
+			// One that came after this snapshot is the socket's end,
+			// kept for the next.
+			if r.destroyedAt < nowS || s.State == sock.TimeWait {
+				r.destroyedAt = none
+			}
 		}
 	}
 	t.goneFrom(v, old, oldOrder, now, refiltered)
@@ -641,9 +657,15 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 		if !snap.Reads(d.Socket.Netns) {
 			continue // a namespace only counted: no socket of it is shown
 		}
-		_, shown := t.recs.Get(Key{Netns: d.Socket.Netns, Cookie: d.Cookie})
-		_, successor := t.fresh[pairOf(&d.Socket)]
-		if shown || successor {
+		r, shown := t.recs.Get(Key{Netns: d.Socket.Netns, Cookie: d.Cookie})
+		if shown {
+			// This snapshot shows it, new: freed after the dump passed
+			// it, it ends at the next; or it lives on as a TIME_WAIT
+			// entry.
+			t.destroyedAt(r, d.At)
+			continue
+		}
+		if _, successor := t.fresh[pairOf(&d.Socket)]; successor {
 			continue // it lives on, as a TIME_WAIT entry
 		}
 		sk := d.Socket

@@ -335,6 +335,54 @@ func TestDestroyEventDoesNotEndTheTimeWaitEntry(t *testing.T) {
 		!end.At.Equal(t0.Add(64*time.Second)) || end.Exact {
 		t.Fatalf("TIME_WAIT end: %+v", end)
 	}
+
+	// Told late, after the poll that showed the entry (the kernel's
+	// events are read after each dump), it is still the step's news.
+	tr = New(nil)
+	tr.Update(snapAt(0, est(1, 11)))
+	tr.Update(snapAt(4*time.Second, tw(1, 59000))) // entered at 3 s
+	tr.Destroyed(sock.Destroy{Cookie: 1, At: t0.Add(3 * time.Second)})
+	v = tr.Update(snapAt(64*time.Second, est(2, 12)))
+	end = nil
+	for i := range v.Events {
+		if v.Events[i].Kind == EventGone {
+			end = &v.Events[i]
+		}
+	}
+	if end == nil || end.TimeWait == nil || end.TimeWait.Length != 61*time.Second || end.TimeWait.Early || end.Exact {
+		t.Fatalf("TIME_WAIT end after a late destroy event: %+v", end)
+	}
+}
+
+// A monitor reads the destroy events after each dump: one that came after
+// the snapshot it folds in next is the end of a socket that snapshot
+// still shows, in whatever state, new or not.
+func TestDestroyAfterTheSnapshot(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, est(1, 11)))
+	cw := est(1, 11)
+	cw.State = sock.CloseWait
+	// Freed at 1.5 s, after the dump of 1 s showed it in CLOSE_WAIT; and
+	// socket 2, born after the last poll, shown new, freed at 1.6 s.
+	tr.Destroyed(sock.Destroy{Cookie: 1, At: t0.Add(1500 * time.Millisecond)})
+	tr.Destroyed(sock.Destroy{Cookie: 2, At: t0.Add(1600 * time.Millisecond), Socket: est(2, 12), Matches: true})
+	v := tr.Update(snapAt(time.Second, cw, est(2, 12)))
+	if got := kinds(v.Events); got != "change:1:ESTABLISHED->CLOSE_WAIT new:2:STATE0->ESTABLISHED" {
+		t.Fatalf("events at 1 s: %s", got)
+	}
+	v = tr.Update(snapAt(2*time.Second, est(3, 13)))
+	for _, ev := range v.Events {
+		if ev.Kind != EventGone {
+			continue
+		}
+		want := map[uint64]time.Duration{1: 1500 * time.Millisecond, 2: 1600 * time.Millisecond}[ev.Entry.Cookie]
+		if !ev.Exact || !ev.At.Equal(t0.Add(want)) {
+			t.Errorf("socket %d gone at %v (exact %v), want at %v, exact", ev.Entry.Cookie, ev.At.Sub(t0), ev.Exact, want)
+		}
+	}
+	if got := kinds(v.Events); got != "gone:1:CLOSE_WAIT->STATE0 gone:2:ESTABLISHED->STATE0 new:3:STATE0->ESTABLISHED" {
+		t.Errorf("events at 2 s: %s", got)
+	}
 }
 
 // A probe that found a live entry missing (a stale reply) is corrected by
