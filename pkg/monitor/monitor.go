@@ -184,10 +184,10 @@ type Monitor struct {
 	// destroys are the announcements (or the kernel's ends) Run reads,
 	// nil once closed or when there are none.
 	destroys <-chan sock.Destroy
-	shown      <-chan struct{}
-	info       map[string]bool // who needs tcp_info
-	warn       error           // for the next frame
-	spares     spares
+	shown    <-chan struct{}
+	info     map[string]bool // who needs tcp_info
+	warn     error           // for the next frame
+	spares   spares
 	// latest is the snapshot the tracker holds (Update's), and
 	// afterUpdate one whose frame came back while the tracker still held
 	// it: it is recycled once the next Update is done.
