@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -232,5 +233,31 @@ func TestKernelFeedCloses(t *testing.T) {
 	gone = track.Event{Kind: track.EventGone, At: f.at(60012), Entry: track.Entry{Socket: &sk4}, From: sock.FinWait2, InState: 60 * time.Second}
 	if !f.k.adjust(&gone) || gone.From != sock.FinWait2 || gone.InState != 60*time.Second {
 		t.Errorf("a TIME_WAIT entry's end: %+v; want the poll's", gone)
+	}
+}
+
+// A dev test matches the kernel's changes by the interface a socket is
+// bound to, as it matches the polls: watch 'dev lo' prints the changes of
+// a socket bound to lo, and none of one bound to no interface.
+func TestKernelFeedDev(t *testing.T) {
+	expr, err := filter.Parse([]string{"dev", "lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKernelFeed(filter.Compile(expr, filter.Options{}), func(uint32) bool { return true }, false)
+	t0 := time.Now()
+	var printed []uint64
+	for i, ifIndex := range []uint32{uint32(lo.Index), 0} {
+		cookie := uint64(i + 1)
+		k.events(&kevents.Transition{At: t0, Cookie: cookie, From: sock.Close, To: sock.Listen, Family: sock.IPv4,
+			Local: sock.MustParseEndpoint("127.0.0.1:9000"), IfIndex: ifIndex},
+			func(ev *track.Event) { printed = append(printed, ev.Entry.Cookie) })
+	}
+	if len(printed) != 1 || printed[0] != 1 {
+		t.Errorf("printed the changes of sockets %v, want the one bound to lo (1) alone", printed)
 	}
 }

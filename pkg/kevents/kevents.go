@@ -42,12 +42,14 @@ type Transition struct {
 	Family sock.Family
 	Local  sock.Endpoint
 	Peer   sock.Endpoint
+	// IfIndex is the interface the socket is bound to, 0 when none.
+	IfIndex uint32
 }
 
 // Socket is the socket as the transition left it, for a filter to match.
 func (t *Transition) Socket() sock.Socket {
 	return sock.Socket{Cookie: t.Cookie, Local: t.Local, Peer: t.Peer, Netns: t.Netns,
-		Family: t.Family, State: t.To, Info: -1}
+		Family: t.Family, State: t.To, IfIndex: t.IfIndex, Info: -1}
 }
 
 // Watcher holds the loaded program until Close.
@@ -293,6 +295,7 @@ func decode(b []byte, t *Transition, base time.Time) bool {
 	t.Family = sock.Family(le.Uint16(b[22:]))
 	sport := le.Uint16(b[24:])               // host order (skc_num, or inet_sport at a close)
 	dport := binary.BigEndian.Uint16(b[26:]) // network order (skc_dport)
+	t.IfIndex = le.Uint32(b[36:])
 	switch t.Family {
 	case sock.IPv4:
 		t.Local = sock.Endpoint4([4]byte(b[28:32]), sport)

@@ -2,8 +2,11 @@ package kevents
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,6 +76,7 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 
 	ap := netip.MustParseAddrPort("127.0.0.1:9000")
 	var listen, client, server int
+	var loIndex uint32
 	var listenAt, connectBefore, connectAfter, closeBefore, closeAfter time.Time
 	err := ns.Do(func() error {
 		var err error
@@ -94,6 +98,27 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 		closeAfter = time.Now()
 		unix.Close(server)
 		unix.Close(listen)
+		// A listener bound to lo (SO_BINDTODEVICE): its changes carry
+		// lo's index, what a filter's dev test reads.
+		bound, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(bound)
+		if err := unix.SetsockoptString(bound, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, "lo"); err != nil {
+			return fmt.Errorf("SO_BINDTODEVICE: %w", err)
+		}
+		if err := unix.Bind(bound, &unix.SockaddrInet4{Port: 9001, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		if err := unix.Listen(bound, 1); err != nil {
+			return err
+		}
+		lo, err := net.InterfaceByName("lo")
+		if err != nil {
+			return err
+		}
+		loIndex = uint32(lo.Index)
 		return nil
 	})
 	if err != nil {
@@ -112,7 +137,7 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 		mu.Lock()
 		got = append(got[:0], seen...)
 		mu.Unlock()
-		if (countFrom(got, 9000) >= len(clientWant) && closesOf9000(got) >= 2) || time.Now().After(deadline) {
+		if (countFrom(got, 9000) >= len(clientWant) && closesOf9000(got) >= 2 && boundChanges(got) >= 2) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -129,6 +154,9 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 		}
 		if tr.Family != sock.IPv4 || tr.Local.Addr() != ap.Addr() || tr.Peer.AddrPort() != ap || tr.Cookie == 0 {
 			t.Errorf("client transition %+v: want IPv4 from 127.0.0.1 to %s with a cookie", tr, ap)
+		}
+		if tr.IfIndex != 0 {
+			t.Errorf("client transition %+v: bound to interface %d, want none", tr, tr.IfIndex)
 		}
 		if cookie != 0 && tr.Cookie != cookie {
 			t.Errorf("client cookie changed: %d then %d", cookie, tr.Cookie)
@@ -179,7 +207,7 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 		}
 		switch {
 		case tr.From == sock.Listen:
-			listenerClosed = tr.Local.AddrPort() == ap
+			listenerClosed = listenerClosed || tr.Local.AddrPort() == ap
 		case tr.From == sock.LastAck:
 			serverClosed = tr.Local.AddrPort() == ap && tr.Peer.Addr() == ap.Addr() && tr.Peer.Port() != 0
 		}
@@ -190,6 +218,30 @@ func TestTransitionsOfAShortConnection(t *testing.T) {
 	if !listenerClosed || !serverClosed {
 		t.Errorf("ends at %s: the listener's %v, the server end's %v; want both (all: %+v)", ap, listenerClosed, serverClosed, got)
 	}
+	// The bound listener's two changes, with lo's index.
+	var bound []step
+	for _, tr := range got {
+		if tr.Local.Port() == 9001 {
+			bound = append(bound, step{tr.From, tr.To})
+			if tr.IfIndex != loIndex || loIndex == 0 {
+				t.Errorf("bound listener's %s to %s: interface %d, want lo's (%d)", tr.From, tr.To, tr.IfIndex, loIndex)
+			}
+		}
+	}
+	if want := []step{{sock.Close, sock.Listen}, {sock.Listen, sock.Close}}; !slices.Equal(bound, want) {
+		t.Errorf("bound listener's steps %v, want %v", bound, want)
+	}
+}
+
+// boundChanges counts the changes of the sockets on local port 9001.
+func boundChanges(trs []Transition) int {
+	n := 0
+	for _, tr := range trs {
+		if tr.Local.Port() == 9001 {
+			n++
+		}
+	}
+	return n
 }
 
 // closesOf9000 counts the changes to CLOSE of sockets on local port 9000,

@@ -13,6 +13,7 @@ import (
 type offsets struct {
 	protocol            int32 // struct sock: sk_protocol (u16)
 	family, num, dport  int32 // struct sock_common: u16 each
+	boundDev            int32 // skc_bound_dev_if (int)
 	rcvSaddr, daddr     int32 // __be32 each
 	v6RcvSaddr, v6Daddr int32 // struct in6_addr each
 	net                 int32 // skc_net.net: struct net *
@@ -38,6 +39,7 @@ func kernelOffsets() (*offsets, error) {
 		family:     f.Of(skc, 2, "skc_family"),
 		num:        f.Of(skc, 2, "skc_num"),
 		dport:      f.Of(skc, 2, "skc_dport"),
+		boundDev:   f.Of(skc, 4, "skc_bound_dev_if"),
 		rcvSaddr:   f.Of(skc, 4, "skc_rcv_saddr"),
 		daddr:      f.Of(skc, 4, "skc_daddr"),
 		v6RcvSaddr: f.Of(skc, 16, "skc_v6_rcv_saddr"),
@@ -55,22 +57,23 @@ func kernelOffsets() (*offsets, error) {
 // The record the program writes, byte offsets (eventSize in all): the
 // kernel's monotonic time, the cookie, the namespace's inode, the old and
 // new states, the family, the local port (host order) and the peer's
-// (network order), the IPv4 addresses, 4 bytes of padding, the IPv6
-// addresses.
+// (network order), the IPv4 addresses, the interface the socket is bound
+// to (SO_BINDTODEVICE; what sock_diag gives as idiag_if, for a filter's
+// dev test), the IPv6 addresses.
 const (
-	evTime   = 0
-	evCookie = 8
-	evNetns  = 16
-	evFrom   = 20
-	evTo     = 21
-	evFamily = 22
-	evSport  = 24
-	evDport  = 26
-	evSaddr4 = 28
-	evDaddr4 = 32
-	evPad    = 36
-	evSaddr6 = 40
-	evDaddr6 = 56
+	evTime    = 0
+	evCookie  = 8
+	evNetns   = 16
+	evFrom    = 20
+	evTo      = 21
+	evFamily  = 22
+	evSport   = 24
+	evDport   = 26
+	evSaddr4  = 28
+	evDaddr4  = 32
+	evIfIndex = 36
+	evSaddr6  = 40
+	evDaddr6  = 56
 )
 
 // prologue loads the tracepoint's arguments (ctx, an array of u64: the
@@ -159,7 +162,8 @@ func program(o *offsets, ringFD, lostFD int, only []uint32) asm.Instructions {
 		asm.StoreMem(asm.RFP, at(evSaddr4), asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, sk, int16(o.daddr), asm.Word),
 		asm.StoreMem(asm.RFP, at(evDaddr4), asm.R2, asm.Word),
-		asm.StoreImm(asm.RFP, at(evPad), 0, asm.Word),
+		asm.LoadMem(asm.R2, sk, int16(o.boundDev), asm.Word),
+		asm.StoreMem(asm.RFP, at(evIfIndex), asm.R2, asm.Word),
 	)
 	insns = append(insns, copy8(o.v6RcvSaddr, evSaddr6)...)
 	insns = append(insns, copy8(o.v6RcvSaddr+8, evSaddr6+8)...)
