@@ -238,6 +238,9 @@ type record struct {
 	state      sock.State
 	predates   bool
 	sinceExact bool
+	// sinceAtLeast says since is when it was seen in its state again, in
+	// view after a change it made out of view: a lower bound.
+	sinceAtLeast bool
 }
 
 // changes is how many transitions r has made while tracked.
@@ -346,11 +349,11 @@ type Tracker struct {
 
 // parkedAge is what a socket out of view keeps (Tracker.parked).
 type parkedAge struct {
-	firstSeen, since, at stamp // at: when it was parked
-	history              *[]Transition
-	inode                uint32 // the same key and another inode: another socket
-	state                sock.State
-	predates, sinceExact bool
+	firstSeen, since, at               stamp // at: when it was parked
+	history                            *[]Transition
+	inode                              uint32 // the same key and another inode: another socket
+	state                              sock.State
+	predates, sinceExact, sinceAtLeast bool
 }
 
 // parkFor is how long a socket out of view keeps its age, and maxParked
@@ -734,7 +737,7 @@ func (t *Tracker) park(k Key, r *record, inode uint32) {
 		t.parkedOldest = t.lastS
 	}
 	t.parked[k] = parkedAge{firstSeen: r.firstSeen, since: r.since, at: t.lastS, history: r.history, inode: inode,
-		state: r.state, predates: r.predates, sinceExact: r.sinceExact}
+		state: r.state, predates: r.predates, sinceExact: r.sinceExact, sinceAtLeast: r.sinceAtLeast}
 }
 
 // expireParked forgets the ages parked longer than parkFor: a walk of
@@ -777,10 +780,10 @@ func (t *Tracker) resume(r *record, s *sock.Socket) bool {
 		// It changed while out of view, when is not known: its time in
 		// the new state counts from now, at least, and so does its age
 		// as far as it was first seen (no birth of it was seen then).
-		r.predates = true
+		r.predates, r.sinceAtLeast = true, true
 		return false
 	}
-	r.since, r.sinceExact = p.since, p.sinceExact
+	r.since, r.sinceExact, r.sinceAtLeast = p.since, p.sinceExact, p.sinceAtLeast
 	return true
 }
 
@@ -898,15 +901,22 @@ func (t *Tracker) kernelChange(r *record, s *sock.Socket) (time.Time, bool) {
 func (t *Tracker) change(r *record, e *Entry, to sock.State, at time.Time, exact bool) Event {
 	ev := Event{Kind: EventChange, At: at, Exact: exact, Entry: owned(e), From: r.state, To: to,
 		InState: at.Sub(t.time(r.since)), InStateExact: exact && r.sinceExact,
-		InStateAtLeast: r.predates && r.changes() == 0 && !r.sinceExact}
+		InStateAtLeast: r.inStateAtLeast()}
 	if r.history == nil {
 		r.history = new([]Transition)
 	}
 	if len(*r.history) < maxHistory {
 		*r.history = append(*r.history, Transition{From: r.state, To: to, At: at, Exact: exact})
 	}
-	r.state, r.since, r.sinceExact = to, t.stamp(at), exact
+	r.state, r.since, r.sinceExact, r.sinceAtLeast = to, t.stamp(at), exact, false
 	return ev
+}
+
+// inStateAtLeast says r's time in its state is a lower bound: it was
+// there when first seen, before any change seen, or seen there again
+// after a change out of view; unless the kernel dated its entry.
+func (r *record) inStateAtLeast() bool {
+	return (r.predates && r.changes() == 0 || r.sinceAtLeast) && !r.sinceExact
 }
 
 // finWait2Gap is how long before TIME_WAIT began a destroy event must come
@@ -930,7 +940,7 @@ func (t *Tracker) gone(r *record, last *Entry, now time.Time) Event {
 	}
 	ev := Event{Kind: EventGone, At: at, Exact: exact, Entry: *last, From: r.state,
 		InState: at.Sub(since), InStateExact: exact && r.sinceExact,
-		InStateAtLeast: r.predates && r.changes() == 0 && r.twEntered == none && !r.sinceExact,
+		InStateAtLeast: r.inStateAtLeast() && r.twEntered == none,
 		Lifetime:       at.Sub(firstSeen), LifetimeAtLeast: r.predates && r.born == none}
 	if r.twEntered != none {
 		// Nothing announces the end of a TIME_WAIT entry: the probes
