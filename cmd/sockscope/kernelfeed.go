@@ -46,6 +46,9 @@ type kernelFeed struct {
 	// may be one whose birth was lost: not surely older than the watch.
 	lost func() (uint64, error)
 	sk   sock.Socket // event's socket, reused
+	// prevPoll is the time of the poll prune saw last: a close before it
+	// has had that poll and the next to be claimed.
+	prevPoll time.Time
 }
 
 // told is what the kernel told of a socket: its last change, and every
@@ -77,8 +80,8 @@ type closing struct {
 // and the timer wheel rounds.
 const twTimerSlack = 20 * time.Millisecond
 
-// closedFor is how long a close waits for the poll to show what it
-// became: the longest poll interval, and then some.
+// closedFor is how long a close waits at least for the poll to show what
+// it became, and longer when polls are further apart (see prune).
 const closedFor = 2 * time.Minute
 
 // newKernelFeed returns the feed of the namespaces inNS accepts; with
@@ -289,10 +292,17 @@ func (k *kernelFeed) lossy() bool {
 }
 
 // prune forgets the closes no poll claimed: sockets freed, whose end the
-// tracker told.
+// tracker told. Call it with each poll's time once its events are
+// adjusted: a close is kept for closedFor, and until a whole poll came
+// after it, however long the interval (watch -i 1h).
 func (k *kernelFeed) prune(now time.Time) {
+	cutoff := now.Add(-closedFor)
+	if k.prevPoll.Before(cutoff) {
+		cutoff = k.prevPoll
+	}
+	k.prevPoll = now
 	for cookie, c := range k.closed {
-		if now.Sub(c.at) > closedFor {
+		if c.at.Before(cutoff) {
 			delete(k.closed, cookie)
 		}
 	}

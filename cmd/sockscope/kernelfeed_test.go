@@ -261,3 +261,25 @@ func TestKernelFeedDev(t *testing.T) {
 		t.Errorf("printed the changes of sockets %v, want the one bound to lo (1) alone", printed)
 	}
 }
+
+// A close waits for the poll that shows what it became, however far apart
+// the polls are (watch -i 3m): it is forgotten once a poll came after it
+// and one more, not two minutes after it.
+func TestKernelFeedClosesBetweenSlowPolls(t *testing.T) {
+	f := newFeedFixture()
+	const min = 60_000 // ms
+	f.k.prune(f.at(0)) // the first poll
+	f.tell(2, sock.Close, sock.SynSent, 10)
+	f.tell(2, sock.SynSent, sock.Established, 11)
+	f.tell(2, sock.Established, sock.CloseWait, 1000)
+	f.tell(2, sock.CloseWait, sock.LastAck, 2000)
+	f.tell(2, sock.LastAck, sock.Close, 2001)
+	f.k.prune(f.at(3 * min)) // the poll after it, its events adjusted
+	if len(f.k.closed) != 1 {
+		t.Fatalf("%d closes kept after the first poll past them, want 1 (for a late claim)", len(f.k.closed))
+	}
+	f.k.prune(f.at(6 * min))
+	if len(f.k.closed) != 0 {
+		t.Errorf("%d closes kept after two polls past them, want none", len(f.k.closed))
+	}
+}

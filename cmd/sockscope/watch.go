@@ -167,9 +167,6 @@ func runWatch(a *app, o *options) error {
 					fmt.Fprintf(stderr, "sockscope: watching %d sockets (filter: %s); Ctrl-C stops\n", len(f.Entries), prog)
 				}
 			}
-			if feed != nil {
-				feed.prune(f.Time)
-			}
 			if lost != nil {
 				// Read after the poll's CatchUp: a change lost before
 				// the poll is one the poll's events now show.
@@ -190,6 +187,7 @@ func runWatch(a *app, o *options) error {
 			}
 			if feed != nil {
 				feed.flushHeld(f.Time, write)
+				feed.prune(f.Time)
 			}
 		})
 	err = mon.Run(ctx, nil, s.Destroys())
