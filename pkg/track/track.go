@@ -840,6 +840,11 @@ func (t *Tracker) entry(r *record, s *sock.Socket, at stamp) Entry {
 	switch tw, _, ok := s.TimeWaitAge(); {
 	case ok:
 		e.Age, e.AgeSource = tw, AgeTimer
+		// A FIN the peer sends again re-arms the timer for a whole
+		// TIME_WAIT: the entry is as old as its first date says.
+		if since := time.Duration(at - r.twEntered); r.twEntered != none && since > tw+rearmSlack {
+			e.Age = since
+		}
 	case r.born != none:
 		e.Age, e.AgeSource = time.Duration(at-r.born), AgeKernel
 	case r.predates:
@@ -918,6 +923,11 @@ func (t *Tracker) change(r *record, e *Entry, to sock.State, at time.Time, exact
 func (r *record) inStateAtLeast() bool {
 	return (r.predates && r.changes() == 0 || r.sinceAtLeast) && !r.sinceExact
 }
+
+// rearmSlack is how much younger than its first date the timer may make a
+// TIME_WAIT entry before the timer is taken as re-armed: its milliseconds
+// count jiffies, and the wheel rounds.
+const rearmSlack = 50 * time.Millisecond
 
 // finWait2Gap is how long before TIME_WAIT began a destroy event must come
 // to show a FIN_WAIT2 step in between, beyond clock noise.

@@ -385,6 +385,26 @@ func TestDestroyAfterTheSnapshot(t *testing.T) {
 	}
 }
 
+// A FIN the peer sends again re-arms a TIME_WAIT entry's timer: its age
+// goes on from its first date, its time left is the timer's, and it does
+// not end early.
+func TestRearmedTimeWaitTimer(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0, tw(1, 41000))) // entered at -19 s
+	v := tr.Update(snapAt(10*time.Second, tw(1, 59990)))
+	if e := entry(t, v, 1); e.AgeSource != AgeTimer || e.Age != 29*time.Second || e.Left() != 59990*time.Millisecond {
+		t.Errorf("after the timer was re-armed: %v %v, %v left; want 29s from the timer, 59.99s left", e.Age, e.AgeSource, e.Left())
+	}
+	v = tr.Update(snapAt(10020*time.Millisecond, tw(1, 59950)))
+	wantAge(t, v, 1, AgeTimer, 29020*time.Millisecond, "a poll later")
+	v = tr.Update(snapAt(71*time.Second, est(2, 12)))
+	for _, ev := range v.Events {
+		if ev.Kind == EventGone && (ev.TimeWait == nil || ev.TimeWait.Early || ev.TimeWait.Length != 90*time.Second) {
+			t.Errorf("the end of a re-armed entry: %+v; want 90 s, not early", ev.TimeWait)
+		}
+	}
+}
+
 // A probe that found a live entry missing (a stale reply) is corrected by
 // the next snapshot that shows it.
 func TestWrongProbeIsForgotten(t *testing.T) {
