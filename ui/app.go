@@ -116,12 +116,16 @@ type dashboard struct {
 	nsMode     bool
 	nsSelected uint32
 
-	m          *model
-	mon        *monitor.Monitor
-	box        *mailbox
-	selected   track.Key
-	procs      bool
-	cols       []*render.Column // shown now (columns)
+	m        *model
+	mon      *monitor.Monitor
+	box      *mailbox
+	selected track.Key
+	procs    bool
+	cols     []*render.Column // shown now (columns)
+	// shift is how many columns after the first the table is scrolled
+	// sideways (← →): the content leaves them out, so that every column
+	// can be brought in whole, the first staying.
+	shift      int
 	interval   time.Duration
 	filterText string
 	filterErr  string
@@ -194,7 +198,7 @@ func (d *dashboard) build() {
 	d.header = tview.NewTextView().SetDynamicColors(true).SetWrap(true).SetWordWrap(true)
 	// Selectable once there is a row to select (reselect).
 	d.cells = &content{d: d}
-	d.table = tview.NewTable().SetSelectable(false, false).SetFixed(1, 0).SetContent(d.cells)
+	d.table = tview.NewTable().SetSelectable(false, false).SetFixed(1, 1).SetContent(d.cells)
 	d.table.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
 	d.table.SetSelectionChangedFunc(func(r, _ int) {
 		if r >= 1 && r-1 < len(d.m.rows) {
@@ -669,8 +673,19 @@ func (d *dashboard) key(ev *tcell.EventKey) *tcell.EventKey {
 		}
 		return nil
 	}
+	if d.front() == "main" && (ev.Key() == tcell.KeyLeft || ev.Key() == tcell.KeyRight ||
+		ev.Key() == tcell.KeyRune && ev.Rune() == 'h') {
+		// Sideways by whole columns, ours: tview's own scroll counts a
+		// last column it cuts (with …) as shown, and would not go on.
+		if ev.Key() == tcell.KeyRight {
+			d.shift = min(d.shift+1, d.maxShift())
+		} else {
+			d.shift = max(min(d.shift, d.maxShift())-1, 0)
+		}
+		return nil
+	}
 	if ev.Key() != tcell.KeyRune {
-		return ev // arrows, page keys: the table scrolls
+		return ev // up, down, page keys: the table scrolls
 	}
 	switch ev.Rune() {
 	case 'q':

@@ -1166,3 +1166,29 @@ func TestLostKernelEventsInTheStatusLine(t *testing.T) {
 	h.poll()
 	h.waitText("3 kernel events lost: their changes are dated by the polls")
 }
+
+// At 80 columns -p's Process column is past the edge: → brings the
+// columns in one at a time, the first staying, and they stay in through
+// the polls that follow; ← goes back.
+func TestSidewaysScroll(t *testing.T) {
+	h := start(t, 80, 24, Config{Processes: true}, seedTable())
+	h.waitText("TIME_WAIT 2")
+	h.waitGone("4242/server") // cut at the edge
+	for range 12 {
+		h.special(tcell.KeyRight)
+	}
+	h.waitText("‹Process", "4242/server")
+	for range 3 {
+		h.poll()
+	}
+	s := h.waitText("‹Process", "4242/server")
+	if !strings.Contains(s, "State") {
+		t.Errorf("the first column scrolled away:\n%s", s)
+	}
+	for range 20 {
+		h.special(tcell.KeyLeft)
+	}
+	h.waitGone("‹")
+	h.waitText("Local", "Peer")
+	h.quits()
+}

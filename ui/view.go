@@ -73,9 +73,14 @@ func (c *content) newCell(key [2]int, text string) *tview.TableCell {
 
 func (c *content) GetRowCount() int { return len(c.d.m.rows) + 1 }
 
-func (c *content) GetColumnCount() int { return len(c.d.cols) }
+func (c *content) GetColumnCount() int { return len(c.d.cols) - min(c.d.shift, c.d.maxShift()) }
 
 func (c *content) GetCell(r, col int) *tview.TableCell {
+	shown := col
+	shift := min(c.d.shift, c.d.maxShift())
+	if col > 0 {
+		col += shift // scrolled sideways past the first column
+	}
 	if col >= len(c.d.cols) {
 		return nil
 	}
@@ -85,7 +90,11 @@ func (c *content) GetCell(r, col int) *tview.TableCell {
 	}
 	column := c.d.cols[col]
 	if r == 0 {
-		return c.newCell(key, column.Title).SetSelectable(false).
+		title := column.Title
+		if shown == 1 && shift > 0 {
+			title = "‹" + title // columns left out on the left
+		}
+		return c.newCell(key, title).SetSelectable(false).
 			SetAttributes(tcell.AttrBold).SetAlign(align(column))
 	}
 	if r-1 >= len(c.d.m.rows) {
@@ -109,6 +118,10 @@ func (c *content) GetCell(r, col int) *tview.TableCell {
 	}
 	return cell
 }
+
+// maxShift is the farthest the table scrolls sideways: to its last column
+// beside the first.
+func (d *dashboard) maxShift() int { return max(len(d.cols)-2, 0) }
 
 func align(c *render.Column) int {
 	if c.Right {
