@@ -80,12 +80,18 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		ReuseAddr wayJSON      `json:"reuseaddr"`
 		ReusePort wayJSON      `json:"reuseport"`
 		Holders   []holderJSON `json:"holders"`
-		FreeInMs  int64        `json:"free_in_ms"`
+		FreeInMs  *int64       `json:"free_in_ms"`
 		Advice    []string     `json:"advice"`
 	}{
 		Addr: r.Addr.String(), Bindable: r.Bindable, Plain: way(r.Result[bindprobe.Plain]),
 		ReuseAddr: way(r.Result[bindprobe.ReuseAddr]), ReusePort: way(r.Result[bindprobe.ReusePort]),
-		Holders: []holderJSON{}, FreeInMs: r.FreeIn.Milliseconds(), Advice: append([]string{}, r.Advice...),
+		Holders: []holderJSON{}, Advice: append([]string{}, r.Advice...),
+	}
+	// 0: it binds now; null: it will not free itself (a listener or
+	// connections hold it, or bind fails for another reason).
+	if r.Bindable || r.FreeIn > 0 {
+		ms := r.FreeIn.Milliseconds()
+		out.FreeInMs = &ms
 	}
 	for _, h := range r.Holders {
 		j := holderJSON{State: h.State.String(), Local: h.Local.String(), Peer: h.Peer.String()}
