@@ -51,8 +51,11 @@ type scripted struct {
 	next  int
 	prog  *filter.Program
 	info  bool
-	fail  error
-	clock *clock
+	// lastExchange is the oldest of tcp_info's last data sent, data
+	// received and ACK received, when not 0.
+	lastExchange time.Duration
+	fail         error
+	clock        *clock
 }
 
 var _ monitor.Source = (*scripted)(nil)
@@ -73,7 +76,11 @@ func (s *scripted) Snapshot() (*sock.Snapshot, error) {
 			x.Info = -1
 			if s.info && x.State != sock.TimeWait {
 				x.Info = int32(len(snap.Infos))
-				snap.Infos = append(snap.Infos, sock.TCPInfo{RTT: 42 * time.Microsecond, SndCwnd: 10})
+				ti := sock.TCPInfo{RTT: 42 * time.Microsecond, SndCwnd: 10}
+				if s.lastExchange != 0 {
+					ti.LastDataSent, ti.LastDataRecv, ti.LastAckRecv = s.lastExchange/2, s.lastExchange, s.lastExchange/3
+				}
+				snap.Infos = append(snap.Infos, ti)
 			}
 			snap.Sockets = append(snap.Sockets, x)
 		}
@@ -560,6 +567,25 @@ func TestListenerDetail(t *testing.T) {
 	s = h.waitText("ESTABLISHED 4", "accept queue")
 	if strings.Contains(s, "rtt") {
 		t.Errorf("a listener's detail with tcp_info:\n%s", s)
+	}
+}
+
+// A connection there before the first look is at least as old as its
+// last exchange, which tcp_info gives: the detail says that floor when it
+// is higher than the time since the first look.
+func TestDetailAgeFloorFromTCPInfo(t *testing.T) {
+	table := []sock.Socket{sk(9, sock.CloseWait, "127.0.0.1:9000", "127.0.0.1:40009", 19)}
+	h := start(t, 100, 30, Config{}, table)
+	h.src.mu.Lock()
+	h.src.lastExchange = 12*time.Minute + 37*time.Second
+	h.src.mu.Unlock()
+	h.waitText("CLOSE_WAIT 1")
+	h.special(tcell.KeyEnter)
+	h.waitText("history")
+	h.poll()
+	s := h.waitText("rtt")
+	if !strings.Contains(s, "at least 12m37s (its last exchange, by tcp_info)") {
+		t.Errorf("a CLOSE_WAIT socket's detail with tcp_info:\n%s", s)
 	}
 }
 

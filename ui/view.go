@@ -378,12 +378,26 @@ func (d *dashboard) refreshDetail() {
 	line("local", r.Local.String())
 	line("peer", r.Peer.String())
 	line("family", r.Family.String())
+	// The row's tcp_info index is into the frame the row came from (older
+	// than the latest while paused).
+	var ti *sock.TCPInfo
+	var tiAt time.Time // the frame's, which ti is of
+	if f := d.m.shown; f != nil && !r.gone && r.State != sock.Listen && extraOf(f).Detail == track.KeyOf(r.Socket) &&
+		r.Info >= 0 && int(r.Info) < len(f.Infos) {
+		ti, tiAt = &f.Infos[r.Info], f.Time
+	}
 	ageText := string(render.AppendDuration(nil, age))
 	switch r.AgeSource {
 	case track.AgeTimer:
 		ageText += " (from the kernel's TIME_WAIT timer), " + string(render.AppendDuration(nil, left)) + " left"
 	case track.AgeAtLeast:
 		ageText = "at least " + ageText + " (there when first seen)"
+		if since, ok := lastExchange(r, ti, now.Sub(tiAt)); ok && since > age {
+			// A connection older than the first look: tcp_info's
+			// oldest "last" time is a better floor (stamped at the
+			// handshake, and at each send, receipt and ACK since).
+			ageText = "at least " + string(render.AppendDuration(nil, since)) + " (its last exchange, by tcp_info)"
+		}
 	case track.AgeKernel:
 		ageText += " (since its birth, as the kernel dated it)"
 	default:
@@ -400,8 +414,6 @@ func (d *dashboard) refreshDetail() {
 	line("retrans", strconv.Itoa(int(r.Retrans)))
 	line("owner", fmt.Sprintf("uid %d, inode %d, %s", r.UID, r.Inode, render.AppendProcess(nil, &r.Entry)))
 	line("cookie", fmt.Sprintf("%#x", r.Cookie))
-	// The row's tcp_info index is into the frame the row came from (older
-	// than the latest while paused).
 	if r.State == sock.Listen {
 		// A listener sends and receives nothing itself: its tcp_info
 		// is zeros but for its queue, which Recv-Q and Send-Q give.
@@ -410,8 +422,7 @@ func (d *dashboard) refreshDetail() {
 			q += fmt.Sprintf(", backlog %d", r.SendQ)
 		}
 		line("accept queue", q)
-	} else if f := d.m.shown; f != nil && !r.gone && extraOf(f).Detail == track.KeyOf(r.Socket) && r.Info >= 0 && int(r.Info) < len(f.Infos) {
-		ti := f.Infos[r.Info]
+	} else if ti != nil {
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
 		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
 		line("bytes", fmt.Sprintf("sent %d, acked %d, received %d, retrans %d", ti.BytesSent, ti.BytesAcked, ti.BytesReceived, ti.BytesRetrans))
@@ -489,4 +500,21 @@ func rate(v float64) string {
 		return "0"
 	}
 	return fmt.Sprintf("[red]%.1f[-]", v)
+}
+
+// lastExchange is how long ago r last sent data, received data or an ACK,
+// whichever is oldest, by ti (nil: not fetched), read since ago: the
+// kernel stamps all three when the handshake completes, so a synchronized
+// connection is at least that old.
+func lastExchange(r *row, ti *sock.TCPInfo, since time.Duration) (time.Duration, bool) {
+	if ti == nil {
+		return 0, false
+	}
+	switch r.State {
+	case sock.Established, sock.FinWait1, sock.FinWait2, sock.CloseWait, sock.LastAck, sock.Closing:
+	default:
+		return 0, false // not connected yet, or not a connection
+	}
+	oldest := max(ti.LastDataSent, ti.LastDataRecv, ti.LastAckRecv)
+	return oldest + max(since, 0), true
 }
