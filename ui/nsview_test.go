@@ -81,6 +81,9 @@ func TestNamespaceView(t *testing.T) {
 	if len(rows) != 3 {
 		t.Fatalf("namespace rows %q", rows)
 	}
+	if strings.Contains(s, "/ total") || !strings.Contains(s, "sockets in all") {
+		t.Errorf("the namespace view's status line:\n%s", s)
+	}
 	// By name first: the counts of each, the idle one too.
 	for _, want := range [][]string{{"docker:0123456789ab", "0", "0", "0", "0"}, {"host", "1", "0", "0", "0"}, {"shop/cart-7d9", "1", "1", "2", "0"}} {
 		if !hasRow(rows, want) {

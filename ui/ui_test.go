@@ -79,6 +79,7 @@ func (s *scripted) Snapshot() (*sock.Snapshot, error) {
 				ti := sock.TCPInfo{RTT: 42 * time.Microsecond, SndCwnd: 10}
 				if s.lastExchange != 0 {
 					ti.LastDataSent, ti.LastDataRecv, ti.LastAckRecv = s.lastExchange/2, s.lastExchange, s.lastExchange/3
+					ti.SndSsth = 0x7fffffff // none yet
 				}
 				snap.Infos = append(snap.Infos, ti)
 			}
@@ -570,6 +571,14 @@ func TestListenerDetail(t *testing.T) {
 	}
 }
 
+// -4 and -6 stay through the filter's edits, and the status line says so:
+// an empty table under an IPv6 filter then has its reason in sight.
+func TestFixedFamilyInTheStatusLine(t *testing.T) {
+	h := start(t, 100, 30, Config{Filter: ":9000", Fixed: filter.Spec{IPv4: true}}, seedTable())
+	h.waitText("filter: -4 :9000 │")
+	h.quits()
+}
+
 // A connection there before the first look is at least as old as its
 // last exchange, which tcp_info gives: the detail says that floor when it
 // is higher than the time since the first look.
@@ -584,7 +593,7 @@ func TestDetailAgeFloorFromTCPInfo(t *testing.T) {
 	h.waitText("history")
 	h.poll()
 	s := h.waitText("rtt")
-	if !strings.Contains(s, "at least 12m37s (its last exchange, by tcp_info)") {
+	if !strings.Contains(s, "at least 12m37s (its last exchange, by tcp_info)") || !strings.Contains(s, "ssthresh none yet") {
 		t.Errorf("a CLOSE_WAIT socket's detail with tcp_info:\n%s", s)
 	}
 }

@@ -277,6 +277,14 @@ func (d *dashboard) refreshStatus() {
 	if i := d.ns.index(d.m.netns); d.m.netns != 0 && i >= 0 {
 		fmt.Fprintf(&b, "[::b]netns %s[::-] (Esc: all) │ ", tview.Escape(d.ns.order[i].name.Label))
 	}
+	// -4 and -6 stay whatever the filter's edits: said, so that an
+	// empty table under "src inet6:..." with -4 has its reason shown.
+	switch fx := d.cfg.Fixed; {
+	case fx.IPv4 && !fx.IPv6:
+		f = "-4 " + f
+	case fx.IPv6 && !fx.IPv4:
+		f = "-6 " + f
+	}
 	fmt.Fprintf(&b, "[::b]filter:[::-] %s │ every %v", tview.Escape(f), d.interval)
 	if fr := d.m.frame; fr != nil && fr.Every > d.interval {
 		// Dumps are slow (many namespaces): the monitor spaces them.
@@ -293,7 +301,11 @@ func (d *dashboard) refreshStatus() {
 		fmt.Fprintf(&b, " │ shown %d / matched %d", len(d.m.rows), d.m.matched())
 	}
 	if d.m.frame != nil && d.m.frame.Total >= 0 {
-		fmt.Fprintf(&b, " / total %d", d.m.frame.Total)
+		if d.nsMode {
+			fmt.Fprintf(&b, " │ %d sockets in all", d.m.frame.Total)
+		} else {
+			fmt.Fprintf(&b, " / total %d", d.m.frame.Total)
+		}
 	}
 	if !d.nsMode && d.m.toggles != 0 {
 		b.WriteString(" │ only")
@@ -424,7 +436,11 @@ func (d *dashboard) refreshDetail() {
 		line("accept queue", q)
 	} else if ti != nil {
 		line("rtt", fmt.Sprintf("%v ± %v (min %v), rto %v", ti.RTT, ti.RTTVar, ti.MinRTT, ti.RTO))
-		line("cwnd", fmt.Sprintf("%d segs, ssthresh %d, mss %d/%d", ti.SndCwnd, ti.SndSsth, ti.SndMSS, ti.RcvMSS))
+		ssthresh := strconv.Itoa(int(ti.SndSsth))
+		if ti.SndSsth >= infiniteSsthresh {
+			ssthresh = "none yet (slow start)"
+		}
+		line("cwnd", fmt.Sprintf("%d segs, ssthresh %s, mss %d/%d", ti.SndCwnd, ssthresh, ti.SndMSS, ti.RcvMSS))
 		line("bytes", fmt.Sprintf("sent %d, acked %d, received %d, retrans %d", ti.BytesSent, ti.BytesAcked, ti.BytesReceived, ti.BytesRetrans))
 		line("segments", fmt.Sprintf("out %d, in %d, lost %d, unacked %d", ti.SegsOut, ti.SegsIn, ti.Lost, ti.Unacked))
 		line("last data", fmt.Sprintf("sent %v ago, received %v ago", ti.LastDataSent, ti.LastDataRecv))
@@ -501,6 +517,10 @@ func rate(v float64) string {
 	}
 	return fmt.Sprintf("[red]%.1f[-]", v)
 }
+
+// infiniteSsthresh is the kernel's ssthresh before any loss
+// (TCP_INFINITE_SSTHRESH): no threshold yet, not a number of segments.
+const infiniteSsthresh = 0x7fffffff
 
 // lastExchange is how long ago r last sent data, received data or an ACK,
 // whichever is oldest, by ti (nil: not fetched), read since ago: the
