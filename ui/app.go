@@ -205,7 +205,7 @@ func (d *dashboard) build() {
 			d.selected = track.KeyOf(d.m.entry(d.m.rows[r-1]).Socket)
 		}
 	})
-	d.nsTable = tview.NewTable().SetSelectable(false, false).SetFixed(1, 0).SetContent(&nsContent{v: d.ns})
+	d.nsTable = tview.NewTable().SetSelectable(false, false).SetFixed(1, 0).SetContent(&nsContent{v: d.ns, width: func() int { _, _, w, _ := d.nsTable.GetInnerRect(); return w }})
 	d.nsTable.SetSelectedStyle(tcell.StyleDefault.Reverse(true))
 	d.nsTable.SetSelectionChangedFunc(func(r, _ int) {
 		if r >= 1 && r-1 < len(d.ns.order) {

@@ -192,6 +192,36 @@ func (v *nsModel) counts() (listed, added, gone int) {
 type nsContent struct {
 	tview.TableContentReadOnly
 	v *nsModel
+	// width is the table's width on screen, for the names' room.
+	width func() int
+}
+
+// nsNameMin is the least room a name gets; a wider screen gives it what
+// the counts leave.
+const nsNameMin = 30
+
+// nameRoom is the room for a namespace's name: the table's width less the
+// mark and the counts (a count of up to six digits and its sparkline each,
+// and the gaps between columns).
+func (c *nsContent) nameRoom() int {
+	if c.width == nil {
+		return nsNameMin
+	}
+	return max(nsNameMin, c.width()-2-len(nsStates)*(1+6+1+nsSparkLen))
+}
+
+// shorten fits a name in room runes with an ellipsis: a path keeps its
+// end, where names of mounts under one directory differ (".../ns0",
+// ".../ns1"), any other name its start.
+func shorten(name string, room int) string {
+	r := []rune(name)
+	if len(r) <= room || room < 2 {
+		return name
+	}
+	if strings.HasPrefix(name, "/") {
+		return "…" + string(r[len(r)-room+1:])
+	}
+	return string(r[:room-1]) + "…"
 }
 
 func (c *nsContent) GetRowCount() int    { return len(c.v.order) + 1 }
@@ -234,7 +264,7 @@ func (c *nsContent) GetCell(r, col int) *tview.TableCell {
 		if ns.gone() {
 			label += " (gone)"
 		}
-		return tview.NewTableCell(tview.Escape(label)).SetStyle(style).SetMaxWidth(30)
+		return tview.NewTableCell(tview.Escape(shorten(label, c.nameRoom()))).SetStyle(style)
 	}
 	i := col - 2
 	text := fmt.Sprintf("%d %-*s", ns.counts[i], nsSparkLen, sparkline(ns.spark[i], nsSparkLen))

@@ -248,3 +248,22 @@ func TestNamespaceViewOfCounts(t *testing.T) {
 		t.Errorf("focused %v, want the pod (2) then none (0)", got)
 	}
 }
+
+// A name too long for its room keeps, for a path, its end, where the
+// mounts of one directory differ; any other name its start. A wider
+// table gives names more room.
+func TestNamespaceNamesShortened(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"/tmp/TestIntegrationAllNetnsWorld3222625310/002/ns0", "…AllNetnsWorld3222625310/002/ns0"},
+		{"shop/cart-7d9f8c6b5-abcde-very-long-pod-name", "shop/cart-7d9f8c6b5-abcde-very-…"},
+		{"host", "host"},
+	} {
+		if got := shorten(tc.name, 32); got != tc.want {
+			t.Errorf("shorten(%q, 32) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	narrow, wide := &nsContent{width: func() int { return 80 }}, &nsContent{width: func() int { return 200 }}
+	if n, w := narrow.nameRoom(), wide.nameRoom(); n != nsNameMin || w <= 100 {
+		t.Errorf("room for names: %d at 80 columns, %d at 200; want %d and over 100", n, w, nsNameMin)
+	}
+}
