@@ -294,7 +294,7 @@ func writeNetnsJSON(w io.Writer, rows []netnsRow) error {
 		var j netnsJSON
 		n := &j.Netns
 		n.Inode, n.Label, n.Path, n.Names, n.Mounts = r.ns.Inode, r.id.Label, r.ns.Path, r.ns.Names, r.ns.Mounts
-		n.Runtime, n.Container, n.Unit, n.PID, n.Command, n.Host = r.id.Runtime, r.id.Container, r.id.Unit, r.id.PID, r.id.Command, r.ns.Self
+		n.Runtime, n.Container, n.Unit, n.PID, n.Command, n.Host = r.id.Runtime, r.id.Container, r.id.Unit, r.id.PID, r.id.Command, r.ns.Init()
 		n.Pod, n.PodNamespace, n.PodUID = r.id.PodName, r.id.PodNamespace, r.id.PodUID
 		j.Counts = map[string]int{}
 		for st, c := range r.counts {

@@ -97,7 +97,7 @@ func Identify(n *Namespace, opt IdentifyOptions) Identity {
 		id.PodNamespace, id.PodName = podFromLogs(opt.PodLogs, id.PodUID)
 	}
 	switch {
-	case n.Self:
+	case n.Init():
 		id.Label = "host"
 	case len(n.Names) > 0:
 		id.Label = n.Names[0]

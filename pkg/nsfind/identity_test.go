@@ -105,3 +105,17 @@ func TestIntegrationIdentify(t *testing.T) {
 		t.Errorf("the first namespace: %+v, %+v; want this host's, labelled host", found[0], id)
 	}
 }
+
+// The host's namespace is the one its first process and the kernel's
+// threads are in, whichever sockscope runs in: run by ip netns exec, its
+// own goes by its name.
+func TestHostIsTheFirstProcesses(t *testing.T) {
+	self := &Namespace{Inode: 7, Names: []string{"uxa"}, Self: true}
+	init := &Namespace{Inode: 8, PIDs: []int{2, 3}} // pid 1 unreadable
+	if id := Identify(self, IdentifyOptions{}); id.Label != "uxa" {
+		t.Errorf("sockscope's own namespace, named uxa: labelled %q", id.Label)
+	}
+	if id := Identify(init, IdentifyOptions{}); id.Label != "host" || !init.Init() || self.Init() {
+		t.Errorf("pid 1's namespace: labelled %q (Init %v, the other's %v)", id.Label, init.Init(), self.Init())
+	}
+}

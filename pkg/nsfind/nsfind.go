@@ -55,6 +55,13 @@ type Namespace struct {
 	Self bool
 }
 
+// Init reports whether the namespace holds the first process (pid 1) or
+// the kernel's threads (kthreadd, pid 2): the host's, as this /proc shows
+// it. sockscope itself may run in another (ip netns exec, a pod with the
+// host's processes but a network of its own). Both count: pid 1 may be
+// closed to a reader (seen: EACCES as root), kthreadd never is.
+func (n *Namespace) Init() bool { return len(n.PIDs) > 0 && n.PIDs[0] <= 2 }
+
 // Options say where to look; the zero value is this host's.
 type Options struct {
 	Proc  string // /proc
