@@ -25,35 +25,50 @@ func parseBindAddr(s string) (netip.AddrPort, error) {
 	bad := func(why string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, usagef("bind: bad address %q: %s (want [ADDR]:PORT, e.g. :9000 or 127.0.0.1:9000)", s, why)
 	}
+	// port reads a port: a number, or a TCP service's name, as a
+	// filter's port.
+	port := func(p string) (uint16, bool) {
+		if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+			return uint16(n), n != 0
+		}
+		return filter.ServicePort(p)
+	}
+	const badPort = "not a port from 1 to 65535 or a TCP service name in /etc/services"
 	if strings.HasPrefix(s, "[") {
 		// [V6ADDR]:PORT, exactly.
-		ap, err := netip.ParseAddrPort(s)
-		if err != nil || !ap.Addr().Is6() || ap.Addr().Is4In6() || ap.Addr().Zone() != "" {
+		i := strings.LastIndex(s, "]:")
+		if i < 0 {
 			return bad("not [IPv6]:PORT")
 		}
-		if ap.Port() == 0 {
-			return bad("not a port from 1 to 65535")
+		addr, err := netip.ParseAddr(s[1:i])
+		if err != nil || !addr.Is6() || addr.Is4In6() || addr.Zone() != "" {
+			return bad("not [IPv6]:PORT")
 		}
-		return ap, nil
+		p, ok := port(s[i+2:])
+		if !ok {
+			return bad(badPort)
+		}
+		return netip.AddrPortFrom(addr, p), nil
 	}
 	if strings.ContainsAny(s, "[]") {
 		return bad("unbalanced brackets")
 	}
-	host, port := "", s
+	host, ps := "", s
 	if i := strings.LastIndexByte(s, ':'); i >= 0 {
-		host, port = s[:i], s[i+1:]
+		host, ps = s[:i], s[i+1:]
 	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || p == 0 {
-		return bad("not a port from 1 to 65535")
+	p, ok := port(ps)
+	if !ok {
+		return bad(badPort)
 	}
 	addr := netip.IPv4Unspecified()
 	if host != "" && host != "*" {
+		var err error
 		if addr, err = netip.ParseAddr(host); err != nil || !addr.Is4() {
 			return bad("not an IPv4 address (write IPv6 as [ADDR]:PORT)")
 		}
 	}
-	return netip.AddrPortFrom(addr, uint16(p)), nil
+	return netip.AddrPortFrom(addr, p), nil
 }
 
 // waitValue is --wait[=TIMEOUT]: 0 waits without a limit.

@@ -211,3 +211,20 @@ func TestIntegrationDemoLinger0(t *testing.T) {
 		})
 	}
 }
+
+// A port may be a TCP service's name, as in a filter.
+func TestBindAddrServiceNames(t *testing.T) {
+	for in, want := range map[string]string{
+		":ssh": "0.0.0.0:22", "ssh": "0.0.0.0:22", "127.0.0.1:http": "127.0.0.1:80",
+		"[::1]:ssh": "[::1]:22", "[::1]:9000": "[::1]:9000", "*:9000": "0.0.0.0:9000",
+	} {
+		if ap, err := parseBindAddr(in); err != nil || ap.String() != want {
+			t.Errorf("parseBindAddr(%q) = %v, %v; want %s", in, ap, err, want)
+		}
+	}
+	for _, in := range []string{":nosuchservice", "[::1]:0", "[::1]:", "[::1]9000", ":0"} {
+		if ap, err := parseBindAddr(in); err == nil {
+			t.Errorf("parseBindAddr(%q) = %v, want an error", in, ap)
+		}
+	}
+}

@@ -364,6 +364,10 @@ var services = sync.OnceValue(func() map[string]uint16 {
 	return m
 })
 
+// ServicePort finds a TCP service's port by name in /etc/services (or
+// the built-in list), as a filter's port does.
+func ServicePort(name string) (uint16, bool) { return lookupService(name) }
+
 // lookupService finds a TCP service by name; like getservbyname, it is
 // case-sensitive.
 func lookupService(name string) (uint16, bool) {
