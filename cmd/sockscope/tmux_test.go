@@ -267,3 +267,31 @@ func TestIntegrationDashboardSignalsRestoreTheTerminal(t *testing.T) {
 		})
 	}
 }
+
+// At 80x24 with -p the Process column is past the edge: → brings it in,
+// the state column staying, and it stays through the polls after.
+func TestIntegrationDashboardSidewaysInTmux(t *testing.T) {
+	ns := nstest.New(t)
+	nstest.RunSeed(t, ns, nstest.SeedOptions{Tutorial: true}) // owned by this test's process
+	tm := newTmux(t, 80, 24)
+	tm.waitFor("the shell prompt", func(s string) bool { return strings.Contains(s, "$") })
+	tm.send(fmt.Sprintf("ip netns exec %s %s -p -4 :9000", ns.Name, binary), "Enter")
+	tm.waitFor("the dashboard", func(s string) bool { return strings.Contains(s, "TIME_WAIT 2") })
+	owner := fmt.Sprintf("%d/", os.Getpid())
+	for range 8 {
+		tm.send("Right")
+	}
+	shown := func(s string) bool {
+		return strings.Contains(s, "‹Process") && strings.Contains(s, owner) && strings.Contains(s, "LISTEN ")
+	}
+	tm.waitFor("the Process column, scrolled in", shown)
+	time.Sleep(2500 * time.Millisecond) // two polls at the default 1 s
+	if s := tm.capture(); !shown(s) {
+		t.Errorf("the table scrolled back after a poll:\n%s", s)
+	}
+	tm.send("Left", "Left", "Left", "Left", "Left", "Left", "Left", "Left")
+	tm.waitFor("the table back at its start", func(s string) bool {
+		return !strings.Contains(s, "‹") && strings.Contains(s, "Local") && strings.Contains(s, "Peer")
+	})
+	tm.send("q")
+}
