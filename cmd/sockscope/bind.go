@@ -31,7 +31,8 @@ func parseBindAddr(s string) (netip.AddrPort, error) {
 		if n, err := strconv.ParseUint(p, 10, 16); err == nil {
 			return uint16(n), n != 0
 		}
-		return filter.ServicePort(p)
+		n, ok := filter.ServicePort(p)
+		return n, ok && n != 0
 	}
 	const badPort = "not a port from 1 to 65535 or a TCP service name in /etc/services"
 	if strings.HasPrefix(s, "[") {

@@ -388,8 +388,8 @@ func (m *Monitor) poll(asked bool) time.Duration {
 	// after the dump and its catch-up, an end the kernel's events gave
 	// while the dump ran (or just before it, still in their ring) is not
 	// left to the next poll, which would date by its own time a socket
-	// this one already misses.
-	m.drain()
+	// this one already misses. The first poll reads them once its
+	// records are made: before, the tracker has nothing to date.
 	if v := m.tracker.Preview(snap); v != nil {
 		// The first poll: its frame is the view Update will make of it,
 		// shown before Update takes the snapshot in. At 110k sockets the
@@ -399,11 +399,13 @@ func (m *Monitor) poll(asked bool) time.Duration {
 		m.send(m.frame(v, snap, start))
 		waited := m.awaitShown()
 		m.tracker.TakeIn(v)
+		m.drain()
 		m.latest = snap
 		took := time.Since(start) - waited
 		m.pace(took) // with the records' making, which the frame came before
 		return took
 	}
+	m.drain()
 	v := m.tracker.Update(snap)
 	m.latest = snap
 	if m.afterUpdate != nil {

@@ -85,6 +85,24 @@ func TestEndsFromTheCatchUpDateThatPoll(t *testing.T) {
 	tick, stop := run(t, m, destroys)
 	defer stop()
 	<-frames // the first poll shows both
+	// An end told by the first poll's catch-up dates the next poll's end
+	// of the socket, once the tracker has its records.
+	src2 := &steps{clock: t0, table: [][]sock.Socket{{cw(5)}, {}}}
+	destroys2 := make(chan sock.Destroy, 4)
+	frames2 := make(chan *Frame, 4)
+	freed := t0.Add(1500 * time.Millisecond)
+	m2 := New(src2, Options{Now: func() time.Time { return t0 }, CatchUp: func() {
+		if src2.next == 1 {
+			destroys2 <- sock.Destroy{Cookie: 5, At: freed}
+		}
+	}}, func(f *Frame) { frames2 <- f })
+	tick2, stop2 := run(t, m2, destroys2)
+	<-frames2
+	tick2 <- time.Time{}
+	if f := <-frames2; len(f.Events) != 1 || !f.Events[0].Exact || !f.Events[0].At.Equal(freed) {
+		t.Errorf("an end told at the first poll: events %+v, want the socket gone at it", f.Events)
+	}
+	stop2()
 	for i, ask := range []bool{false, true} {
 		cookie := uint64(7 + i)
 		closed := t0.Add(time.Duration(i+1)*time.Second + 900*time.Millisecond)

@@ -639,7 +639,7 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 					entered, exact = at, true
 				}
 			}
-			if r.destroyedAt != none && !exact && r.destroyedAt < nowS {
+			if r.destroyedAt != none && !exact && r.destroyedAt < nowS && r.destroyedAt >= r.since {
 				entered, exact = destroyed, true
 			}
 			v.Events = append(v.Events, t.change(r, e, s.State, entered, exact))
@@ -650,6 +650,13 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 			if r.destroyedAt < nowS || s.State == sock.TimeWait {
 				r.destroyedAt = none
 			}
+		}
+		if s.Timer == sock.TimerTimeWait {
+			// A TIME_WAIT socket, also one still in FIN_WAIT2 for the
+			// peer's FIN: its full socket was freed, and a destroy
+			// event kept is that news, not its end, which nothing
+			// announces.
+			r.destroyedAt = none
 		}
 	}
 	t.goneFrom(v, old, oldOrder, now, refiltered)
@@ -662,10 +669,13 @@ func (t *Tracker) update(snap *sock.Snapshot, pv *View) *View {
 		}
 		r, shown := t.recs.Get(Key{Netns: d.Socket.Netns, Cookie: d.Cookie})
 		if shown {
-			// This snapshot shows it, new: freed after the dump passed
-			// it, it ends at the next; or it lives on as a TIME_WAIT
-			// entry.
-			t.destroyedAt(r, d.At)
+			// This snapshot shows it, new: freed after the dump began
+			// (and passed it), it ends at the next; freed before, it
+			// lives on as a TIME_WAIT entry, or it connected again
+			// (connect AF_UNSPEC and connect).
+			if t.stamp(d.At) >= nowS && snap.Sockets[r.at].Timer != sock.TimerTimeWait {
+				t.destroyedAt(r, d.At)
+			}
 			continue
 		}
 		if _, successor := t.fresh[pairOf(&d.Socket)]; successor {
@@ -925,9 +935,13 @@ func (r *record) inStateAtLeast() bool {
 }
 
 // rearmSlack is how much younger than its first date the timer may make a
-// TIME_WAIT entry before the timer is taken as re-armed: its milliseconds
-// count jiffies, and the wheel rounds.
-const rearmSlack = 50 * time.Millisecond
+// TIME_WAIT entry before the timer is taken as re-armed. An entry's first
+// date is the dump's start less its timer's age, read where the walk
+// reached it: a first dump slower than the next by up to its length (a
+// second at a million sockets) makes the entry look that much younger
+// later. A FIN sent again comes a retransmission timeout or so after the
+// entry began: a re-arm this slack misses leaves it as young as that.
+const rearmSlack = 2 * time.Second
 
 // finWait2Gap is how long before TIME_WAIT began a destroy event must come
 // to show a FIN_WAIT2 step in between, beyond clock noise.

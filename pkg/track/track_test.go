@@ -354,6 +354,38 @@ func TestDestroyEventDoesNotEndTheTimeWaitEntry(t *testing.T) {
 	}
 }
 
+// A destroy event that came before the snapshot showing a socket new is
+// no end of it (the socket connected again after a disconnect, keeping its
+// cookie), and a TIME_WAIT socket still in FIN_WAIT2 takes its full
+// socket's late freeing for no end either.
+func TestDestroyBeforeTheSnapshotOrOfAMiniSocket(t *testing.T) {
+	tr := New(nil)
+	tr.Update(snapAt(0))
+	tr.Destroyed(sock.Destroy{Cookie: 1, At: t0.Add(500 * time.Millisecond), Socket: est(1, 11), Matches: true})
+	tr.Update(snapAt(time.Second, est(1, 11)))
+	cw := est(1, 11)
+	cw.State = sock.CloseWait
+	v := tr.Update(snapAt(2*time.Second, cw))
+	if len(v.Events) != 1 || v.Events[0].Exact || !v.Events[0].At.Equal(t0.Add(2*time.Second)) || v.Events[0].InState < 0 {
+		t.Errorf("a change after an older destroy event: %+v; want it dated by the poll", v.Events)
+	}
+
+	tr = New(nil)
+	tr.Update(snapAt(0, est(2, 12)))
+	mini := tw(2, 59000)
+	mini.State = sock.FinWait2 // a TIME_WAIT socket waiting for the FIN
+	tr.Update(snapAt(time.Second, mini))
+	tr.Destroyed(sock.Destroy{Cookie: 2, At: t0.Add(800 * time.Millisecond)})
+	mini.Expires = 58000
+	tr.Update(snapAt(2*time.Second, mini))
+	v = tr.Update(snapAt(61*time.Second, est(3, 13)))
+	for _, ev := range v.Events {
+		if ev.Kind == EventGone && (ev.Exact || !ev.At.Equal(t0.Add(61*time.Second))) {
+			t.Errorf("the end of a FIN_WAIT2 TIME_WAIT socket: %+v; want it dated by the poll", ev)
+		}
+	}
+}
+
 // A monitor reads the destroy events after each dump: one that came after
 // the snapshot it folds in next is the end of a socket that snapshot
 // still shows, in whatever state, new or not.
