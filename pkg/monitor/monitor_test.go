@@ -106,7 +106,11 @@ func TestEndsFromTheCatchUpDateThatPoll(t *testing.T) {
 	for i, ask := range []bool{false, true} {
 		cookie := uint64(7 + i)
 		closed := t0.Add(time.Duration(i+1)*time.Second + 900*time.Millisecond)
-		m.Do(func() { told = []sock.Destroy{{Cookie: cookie, At: closed}} })
+		// Set on the loop, and done before the tick is sent: select
+		// picks among ready cases at random.
+		set := make(chan struct{})
+		m.Do(func() { told = []sock.Destroy{{Cookie: cookie, At: closed}}; close(set) })
+		<-set
 		if ask {
 			m.Do(func() { m.Poll() })
 		} else {
