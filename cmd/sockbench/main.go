@@ -608,7 +608,7 @@ func runDashboard(args []string, d time.Duration, keys int, wait time.Duration) 
 	// The first frame with sockets in it, not the frame drawn before the
 	// first dump has ended: the socket table's status line, or the
 	// namespace view's (--all-netns).
-	if err := until(regexp.MustCompile(`matched [1-9]|its sockets / total [1-9]`), true, wait); err != nil {
+	if err := until(regexp.MustCompile(`matched [1-9]|[1-9][0-9]* sockets in all`), true, wait); err != nil {
 		return st, err
 	}
 	st.first = time.Since(start).Seconds()
